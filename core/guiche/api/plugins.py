@@ -1,0 +1,5 @@
+"""Placeholder until implemented."""
+
+from aiohttp import web
+
+routes = web.RouteTableDef()

@@ -1,0 +1,100 @@
+"""The app factory: one explicit place where settings, plugins, routes and resources meet."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import httpx
+from aiohttp import web
+from redis.asyncio import Redis
+
+from guiche.api import CORE_ROUTE_TABLES
+from guiche.auth.middleware import auth_middleware
+from guiche.config import ConfigError, Settings, load_settings
+from guiche.db import bind_tables, make_engine, storage_flavor
+from guiche.models import CORE_TABLES
+from guiche.plugins.manager import build_plugin_manager
+from guiche.plugins.mount import mount_plugin_routes, plugin_gate_middleware
+from guiche.plugins.registry import PluginRegistry
+from guiche.rbac import PermissionRegistry
+from guiche.services import SERVICES, Services
+from guiche.web.middleware import error_middleware
+from guiche.web.observability import request_context_middleware, setup_observability
+from guiche.web.openapi import setup_openapi
+from guiche.web.ratelimit import rate_limit_middleware
+from guiche.web.security import cors_middleware, security_headers_middleware
+
+log = logging.getLogger("guiche")
+
+
+def build_services(
+    settings: Settings, *, extra_plugins: Iterable[tuple[str, Any]] = ()
+) -> Services:
+    """Plugins, permissions and the (not yet connected) engine: shared by web and worker."""
+    if not settings.database_url:
+        raise ConfigError(
+            "DATABASE_URL: required here (`guiche run` starts an embedded Postgres when unset)"
+        )
+    pm = build_plugin_manager(blocked=settings.plugins_blocked, extra=extra_plugins)
+    registry = PluginRegistry.from_manager(pm)
+    permissions = PermissionRegistry(registry.permission_grants())
+    engine = make_engine(settings.database_url)
+    bind_tables(engine, [*CORE_TABLES, *registry.tables()])
+    return Services(settings=settings, db=engine, plugins=registry, permissions=permissions)
+
+
+async def open_resources(services: Services) -> None:
+    settings = services.settings
+    await services.db.start_connection_pool(
+        min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    if settings.redis_url:
+        services.redis = Redis.from_url(settings.redis_url)
+    services.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
+
+
+async def close_resources(services: Services) -> None:
+    if services.http is not None:
+        await services.http.aclose()
+    if services.redis is not None:
+        await services.redis.aclose()
+    await services.db.close_connection_pool()
+
+
+def create_app(
+    settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, Any]] = ()
+) -> web.Application:
+    """Build the web application. `extra_plugins` registers in-process plugins (tests)."""
+    settings = settings or load_settings()
+    services = build_services(settings, extra_plugins=extra_plugins)
+    app = web.Application(
+        middlewares=[
+            request_context_middleware,
+            error_middleware,
+            security_headers_middleware,
+            cors_middleware,
+            auth_middleware,
+            rate_limit_middleware,
+            plugin_gate_middleware,
+        ],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SERVICES] = services
+    for table in CORE_ROUTE_TABLES:
+        app.add_routes(table)
+    mount_plugin_routes(app, services.plugins)
+    setup_observability(app)
+    setup_openapi(app)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        await open_resources(services)
+        flavor = await storage_flavor(services.db)
+        log.info("database ready", extra={"storage": flavor})
+        services.extras["storage_flavor"] = flavor
+        yield
+        await close_resources(services)
+
+    app.cleanup_ctx.append(resources)
+    return app

@@ -1,0 +1,1 @@
+"""Authentication: passwords, access/refresh tokens, API keys, login throttling."""

@@ -1,0 +1,36 @@
+"""Who is calling: a user acting in their active company, or a company's API key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+
+from guiche.web.errors import Unauthorized
+
+PRINCIPAL_KEY = "guiche.principal"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: uuid.UUID
+    role: str
+    permissions: frozenset[str]
+    kind: Literal["user", "api_key"] = "user"
+    user_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
+    is_platform_admin: bool = False
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+def current_principal(request: web.Request) -> Principal:
+    """The authenticated caller; raises 401 where the auth middleware found none."""
+    principal = request.get(PRINCIPAL_KEY)
+    if principal is None:
+        raise Unauthorized("Authentication required", code="not_authenticated")
+    return principal

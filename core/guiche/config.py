@@ -1,0 +1,120 @@
+"""Settings read from the environment and validated once at start.
+
+Each bad value is reported on one line naming the environment variable, so an
+operator can fix a deployment without reading a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """Raised with one human line per invalid environment variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob Guichê reads. Names map to `GUICHE_<FIELD>` unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="GUICHE_", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "GUICHE_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", "GUICHE_REDIS_URL")
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    data_dir: Path = Path(".guiche")
+    storage_path: Path | None = Field(
+        None, validation_alias=AliasChoices("STORAGE_PATH", "GUICHE_STORAGE_PATH")
+    )
+    secret_key: SecretStr | None = None
+    encryption_keys: CommaList = Field(default_factory=list)
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
+    refresh_token_ttl_days: int = Field(30, ge=1, le=365)
+    login_max_attempts_per_ip: int = Field(20, ge=1)
+    login_max_attempts_per_email: int = Field(5, ge=1)
+    login_window_seconds: int = Field(900, ge=1)
+    rate_limit_per_minute: int = Field(100, ge=0)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_import_bytes: int = Field(10_485_760, ge=1024)
+    cors_origins: CommaList = Field(default_factory=list)
+    plugins_blocked: CommaList = Field(default_factory=list)
+    default_region: str = Field("BR", min_length=2, max_length=2)
+    log_level: str = "INFO"
+    log_json: bool = True
+    event_hook_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    demo_password: SecretStr | None = None
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+
+    @field_validator("encryption_keys", "cors_origins", "plugins_blocked", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def media_root(self) -> Path:
+        return self.storage_path or self.data_dir / "storage"
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"GUICHE_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise ConfigError with one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"{_env_name(field)}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None

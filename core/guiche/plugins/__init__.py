@@ -1,0 +1,1 @@
+"""Plugin system: manager construction, event runner, per-tenant enablement, route gating."""

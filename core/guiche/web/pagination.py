@@ -1,0 +1,64 @@
+"""Keyset (cursor) pagination on (created_at, id), newest first.
+
+Offsets get slower with depth and skip rows under concurrent inserts; a cursor does neither.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from typing import Any, Generic, TypeVar
+
+import orjson
+from piccolo.query import Select
+from piccolo.table import Table
+from pydantic import BaseModel, Field
+
+from guiche.web.errors import BadRequest
+
+T = TypeVar("T")
+
+
+class PageQuery(BaseModel):
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def encode_cursor(created_at: dt.datetime, row_id: Any) -> str:
+    raw = orjson.dumps([created_at.isoformat(), str(row_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
+        return dt.datetime.fromisoformat(created), uuid.UUID(row_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise BadRequest("Invalid cursor", code="invalid_cursor") from None
+
+
+async def paginate(
+    query: Select, table: type[Table], page: PageQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Apply the cursor to a tenant-scoped select and return (rows, next_cursor)."""
+    created_col, id_col = table.created_at, table.id  # type: ignore[attr-defined]
+    if page.cursor:
+        created, row_id = decode_cursor(page.cursor)
+        query = query.where(
+            (created_col < created) | ((created_col == created) & (id_col < row_id))
+        )
+    rows = await query.order_by(created_col, id_col, ascending=False).limit(page.limit + 1)
+    next_cursor = None
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last["created_at"], last["id"])
+    return rows, next_cursor

@@ -1,0 +1,199 @@
+"""Shared fixtures: a real Postgres database per test session, a real Redis when configured,
+the app served by a real aiohttp test server, and factories for companies and people.
+
+Tests isolate by creating their own companies and users (unique names), so they run in
+any order and in parallel (each xdist worker gets its own database).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet
+
+from guiche.config import Settings
+
+FIXTURES_DIR = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures")
+)
+
+
+def _server_url() -> tuple[str, Any]:
+    """A Postgres server URL: DATABASE_URL when set, else an embedded pgserver."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url, None
+    import tempfile
+
+    import pgserver
+
+    data = tempfile.mkdtemp(prefix="guiche-test-pg-")
+    server = pgserver.get_server(data, cleanup_mode="delete")
+    return server.get_uri(), server
+
+
+def _with_database(url: str, name: str) -> str:
+    path, sep, query = url.partition("?")
+    base, _, _ = path.rpartition("/")
+    return f"{base}/{name}{sep}{query}"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    import asyncio
+
+    from guiche.migrate import migrate
+
+    server_url, server = _server_url()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"guiche_test_{worker}_{secrets.token_hex(3)}"
+
+    async def setup() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def teardown() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(setup())
+    url = _with_database(server_url, name)
+    asyncio.run(migrate(url))
+    yield url
+    asyncio.run(teardown())
+    if server is not None:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str | None:
+    return os.environ.get("REDIS_URL") or None
+
+
+@pytest.fixture
+def require_redis(redis_url: str | None) -> str:
+    if not redis_url:
+        pytest.skip("REDIS_URL is not set: Redis-backed path not exercised")
+    return redis_url
+
+
+@pytest.fixture(scope="session")
+def encryption_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def make_settings(database_url: str, encryption_key: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "redis_url": None,
+            "secret_key": "test-secret-key-" + "x" * 32,
+            "encryption_keys": [encryption_key],
+            "rate_limit_per_minute": 0,
+            "log_json": False,
+            "data_dir": "/tmp/guiche-test",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def make_client(aiohttp_client: Any, make_settings: Callable[..., Settings]) -> Any:
+    """Build the real app (with optional settings overrides and in-process plugins) and serve it."""
+    from guiche.app import create_app
+
+    async def make(extra_plugins: tuple[tuple[str, Any], ...] = (), **overrides: Any) -> Any:
+        app = create_app(make_settings(**overrides), extra_plugins=extra_plugins)
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Any) -> Any:
+    return await make_client()
+
+
+@dataclass
+class Member:
+    user_id: uuid.UUID
+    email: str
+    password: str
+    role: str
+    tenant_id: uuid.UUID
+
+
+@dataclass
+class Company:
+    tenant_id: uuid.UUID
+    slug: str
+    owner: Member
+
+    async def add(self, role: str, *, max_chats: int = 5) -> Member:
+        from guiche.accounts import add_member, find_or_create_user
+
+        email = f"{role}-{uuid.uuid4().hex[:10]}@example.test"
+        password = "pw-" + secrets.token_urlsafe(12)
+        user_id = await find_or_create_user(email, role.title(), password)
+        await add_member(self.tenant_id, user_id, role, max_concurrent_chats=max_chats)
+        return Member(user_id, email, password, role, self.tenant_id)
+
+
+@pytest.fixture
+async def make_company(client: Any) -> Callable[..., Any]:
+    """Create a company with an owner (the app must be running so tables are bound)."""
+    from guiche.accounts import create_tenant
+
+    async def make(name: str | None = None) -> Company:
+        name = name or f"Loja {uuid.uuid4().hex[:8]}"
+        email = f"owner-{uuid.uuid4().hex[:10]}@example.test"
+        password = "pw-" + secrets.token_urlsafe(12)
+        created = await create_tenant(name, email, password, owner_name="Owner")
+        owner = Member(created.owner_id, email, password, "owner", created.tenant_id)
+        return Company(created.tenant_id, created.slug, owner)
+
+    return make
+
+
+async def login(client: Any, member: Member) -> dict[str, str]:
+    """Authorization headers for a member, through the real login endpoint."""
+    resp = await client.post(
+        "/api/v1/auth/login", json={"email": member.email, "password": member.password}
+    )
+    assert resp.status == 200, await resp.text()
+    data = await resp.json()
+    return {"Authorization": f"Bearer {data['access_token']}"}
+
+
+@pytest.fixture
+def auth_headers(client: Any) -> Callable[[Member], Any]:
+    async def headers(member: Member) -> dict[str, str]:
+        return await login(client, member)
+
+    return headers
+
+
+@pytest.fixture
+async def company(make_company: Callable[..., Any]) -> AsyncIterator[Company]:
+    yield await make_company()
