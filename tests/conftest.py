@@ -16,9 +16,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from argon2 import PasswordHasher
 from cryptography.fernet import Fernet
 
+from guiche.auth.passwords import use_hasher
 from guiche.config import Settings
+
+# Cheap argon2id parameters: the suite logs in hundreds of times (production keeps defaults).
+use_hasher(PasswordHasher(time_cost=1, memory_cost=2048, parallelism=1))
 
 FIXTURES_DIR = os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures")
@@ -104,6 +109,8 @@ def make_settings(database_url: str, encryption_key: str) -> Callable[..., Setti
             "secret_key": "test-secret-key-" + "x" * 32,
             "encryption_keys": [encryption_key],
             "rate_limit_per_minute": 0,
+            # every test client is 127.0.0.1: a per-IP login limit would couple unrelated tests
+            "login_max_attempts_per_ip": 1_000_000,
             "log_json": False,
             "data_dir": "/tmp/guiche-test",
         }

@@ -11,15 +11,20 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from guiche.api import CORE_ROUTE_TABLES
-from guiche.auth.middleware import auth_middleware
+from guiche.auth.middleware import auth_middleware, check_auth_settings
 from guiche.config import ConfigError, Settings, load_settings
 from guiche.db import bind_tables, make_engine, storage_flavor
+from guiche.inbound.webhooks import routes as webhook_routes
 from guiche.models import CORE_TABLES
 from guiche.plugins.manager import build_plugin_manager
 from guiche.plugins.mount import mount_plugin_routes, plugin_gate_middleware
 from guiche.plugins.registry import PluginRegistry
+from guiche.ratelimit import build_limiter
 from guiche.rbac import PermissionRegistry
+from guiche.realtime.bus import RedisBus, bus_channel
+from guiche.realtime.ws import setup_realtime
 from guiche.services import SERVICES, Services
+from guiche.tasks.queue import tasks_context
 from guiche.web.middleware import error_middleware
 from guiche.web.observability import request_context_middleware, setup_observability
 from guiche.web.openapi import setup_openapi
@@ -52,10 +57,16 @@ async def open_resources(services: Services) -> None:
     )
     if settings.redis_url:
         services.redis = Redis.from_url(settings.redis_url)
+    services.limiter = build_limiter(services.redis, settings.database_url)
+    if services.redis is not None:
+        services.bus = RedisBus(services.redis, bus_channel(settings.database_url))
+    await services.bus.start()
     services.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
 
 
 async def close_resources(services: Services) -> None:
+    await services.wait_background()
+    await services.bus.stop()
     if services.http is not None:
         await services.http.aclose()
     if services.redis is not None:
@@ -68,6 +79,7 @@ def create_app(
 ) -> web.Application:
     """Build the web application. `extra_plugins` registers in-process plugins (tests)."""
     settings = settings or load_settings()
+    check_auth_settings(settings)
     services = build_services(settings, extra_plugins=extra_plugins)
     app = web.Application(
         middlewares=[
@@ -85,6 +97,7 @@ def create_app(
     for table in CORE_ROUTE_TABLES:
         app.add_routes(table)
     mount_plugin_routes(app, services.plugins)
+    app.add_routes(webhook_routes)  # after plugins' own /webhooks/<name>/... routes
     setup_observability(app)
     setup_openapi(app)
 
@@ -97,4 +110,6 @@ def create_app(
         await close_resources(services)
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(tasks_context(services))  # opened after resources, closed before
+    setup_realtime(app)  # /ws and the hub: subscribes once the bus is open
     return app

@@ -6,8 +6,10 @@ operator can fix a deployment without reading a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +32,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, validation_alias=AliasChoices("REDIS_URL", "GUICHE_REDIS_URL")
     )
+    task_queue: str = Field("guiche:tasks", min_length=1, max_length=200)
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     data_dir: Path = Path(".guiche")
@@ -47,6 +50,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_import_bytes: int = Field(10_485_760, ge=1024)
     cors_origins: CommaList = Field(default_factory=list)
+    # Proxies (IPs/CIDRs) whose X-Forwarded-For names the client; empty: trust none.
+    trusted_proxies: CommaList = Field(default_factory=list)
     plugins_blocked: CommaList = Field(default_factory=list)
     default_region: str = Field("BR", min_length=2, max_length=2)
     log_level: str = "INFO"
@@ -55,13 +60,54 @@ class Settings(BaseSettings):
     demo_password: SecretStr | None = None
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
+    # Outbound sending (guiche.outbound): retries with full-jitter backoff, a lease per send.
+    send_max_attempts: int = Field(8, ge=1, le=100)
+    send_retry_base_seconds: float = Field(1.0, ge=0)
+    send_retry_max_seconds: float = Field(300.0, ge=0)
+    send_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    outbox_sweep_grace_seconds: float = Field(30.0, ge=0)
+    idempotency_key_ttl_hours: int = Field(24, ge=1)
+    # Media: upload cap, what is sent inline (base64) to providers, and how long files live.
+    max_media_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    media_inline_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    media_retention_days: int = Field(90, ge=0)
+    # WebSocket hub (per web process): connection cap, per-socket send queue, keepalive.
+    ws_max_connections_per_tenant: int = Field(2000, ge=1)
+    ws_send_queue_size: int = Field(1000, ge=1)
+    ws_heartbeat_seconds: float = Field(30.0, gt=0)
+    ws_auth_timeout_seconds: float = Field(10.0, gt=0)
 
-    @field_validator("encryption_keys", "cors_origins", "plugins_blocked", mode="before")
+    @field_validator(
+        "encryption_keys", "cors_origins", "plugins_blocked", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """An origin is `scheme://host[:port]` (browsers send no path or trailing slash) or `*`."""
+        origins = []
+        for origin in value:
+            origin = origin.rstrip("/")
+            parts = urlsplit(origin)
+            if origin != "*" and (
+                parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+            ):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+            origins.append(origin)
+        return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(item, strict=False)) for item in value]
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or CIDR network ({exc})") from None
 
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod
@@ -101,6 +147,8 @@ class Settings(BaseSettings):
 
 
 def _env_name(field: str) -> str:
+    if field.isupper():  # an aliased field is reported under the variable it was read from
+        return field
     info = Settings.model_fields.get(field)
     alias = info.validation_alias if info else None
     if isinstance(alias, AliasChoices):

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 from pydantic import BaseModel
 
-from guiche.rbac import PermissionGrant
+from guiche.channels import ChannelAdapter
+from guiche.rbac import ROLES, PermissionGrant
 from guiche.web.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint
 from guiche.web.errors import (
     ApiError,
@@ -72,7 +73,13 @@ class WebhookRouteSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A background task registered on the broker as `<plugin>.<name>`."""
+    """A background task registered on the broker as `<plugin>.<name>`.
+
+    `func` is `async def`; it gets the kicked (JSON) arguments, plus `services=` (the
+    process's `Services`) when it declares a parameter by that name. Delivery is
+    at-least-once: make it idempotent. `schedule`: e.g. `({"interval": 5},)` or
+    `({"cron": "*/10 * * * *"},)`, run by the one scheduler.
+    """
 
     name: str
     func: Callable[..., Awaitable[Any]]
@@ -81,13 +88,22 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class ChannelSpec:
-    """A channel type a plugin provides (the adapter contract arrives with `guiche.channels`)."""
+    """A channel type a plugin provides: its `guiche.channels.ChannelAdapter` subclass, the
+    pydantic model of its credentials, and capabilities (e.g. CAP_CUSTOMER_CARE_WINDOW)."""
 
     type: str
-    adapter: type
+    adapter: type[ChannelAdapter]
     credentials_model: type[BaseModel]
     capabilities: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """What `guiche_route_inbound` returns: the department to queue in, or a bot taking it."""
+
+    department_id: uuid.UUID | None = None
+    bot: bool = False
 
 
 @dataclass
@@ -103,13 +119,143 @@ class PluginContext:
 
 def plugin_name_of(request: Any) -> str | None:
     """The plugin that owns the route serving this request (set by core's router)."""
-    return request.get("guiche.plugin")
+    from guiche.plugins.context import PLUGIN_KEY
+
+    return request.get(PLUGIN_KEY)
+
+
+async def active_channels(services: Services, channel_type: str) -> list[Any]:
+    """Active channels of `channel_type` (with their adapters) whose tenants enabled the plugin.
+
+    Each item has `.row` (id, tenant_id, type), `.info`, `.adapter` (config decrypted)."""
+    from guiche.channel_runtime import active_channels as _active
+
+    return await _active(services, channel_type)
+
+
+async def ingest_batch(services: Services, channel: Any, batch: Any) -> Any:
+    """Store a `WebhookBatch` for one loaded channel exactly as core's webhook route does
+    (dedup, contacts, conversations, statuses, events, routing, hooks)."""
+    from guiche.inbound.ingest import ingest
+
+    return await ingest(services, channel.row, batch)
+
+
+async def plugin_context(request: Any) -> PluginContext:
+    """Inside a plugin's own route: the caller's tenant, this plugin's validated settings
+    for that tenant, services and logger (the same context event hooks receive)."""
+    from guiche.plugins.context import context_for_request
+
+    return await context_for_request(request)
+
+
+def services_of(request: Any) -> Services:
+    """The shared services (db, http, limiter, tasks, ...) from inside any plugin route,
+    including provider-facing webhook routes, which have no tenant context."""
+    from guiche.services import services_of as _services_of
+
+    return _services_of(request)
+
+
+async def load_channel(
+    services: Services, channel_id: uuid.UUID, *, tenant_id: uuid.UUID | None = None
+) -> Any | None:
+    """One active channel with its adapter (same shape as `active_channels` items), or None
+    when it is inactive, its plugin is not installed or enabled, or — with `tenant_id` —
+    it belongs to another tenant (so a plugin route can answer 404 for it)."""
+    from guiche.channel_runtime import load_channel_adapter
+
+    loaded = await load_channel_adapter(services, channel_id)
+    if loaded is None or (tenant_id is not None and loaded.row.tenant_id != tenant_id):
+        return None
+    return loaded
+
+
+_UPSERT_TEMPLATE = """
+INSERT INTO templates (tenant, channel, name, language, category, body, components, status,
+                       external_id)
+VALUES ({}, {}, {}, {}, {}, {}, {}::jsonb, {}, {})
+ON CONFLICT (tenant, coalesce(channel, '00000000-0000-0000-0000-000000000000'), name, language)
+DO UPDATE SET category = EXCLUDED.category, body = EXCLUDED.body,
+              components = EXCLUDED.components, status = EXCLUDED.status,
+              external_id = EXCLUDED.external_id, updated_at = now()
+"""
+
+_RETIRE_TEMPLATES = """
+UPDATE templates SET status = 'DELETED', updated_at = now()
+WHERE tenant = {} AND channel = {} AND status <> 'DELETED'
+  AND NOT ((name || '/' || language) = ANY({}::text[]))
+RETURNING id
+"""
+
+
+async def upsert_templates(
+    services: Services,
+    tenant_id: uuid.UUID,
+    channel_id: uuid.UUID,
+    templates: list[dict[str, Any]],
+    *,
+    retire_missing: bool = False,
+) -> dict[str, int]:
+    """Write a provider's templates for one of the tenant's channels into core's `templates`.
+
+    Each item: `name`, `language`, optional `category`, `body`, `components` (list),
+    `status` (e.g. APPROVED, PAUSED; only APPROVED ones can be sent) and `external_id`.
+    A (name, language) already stored for the channel is updated. With `retire_missing`,
+    the channel's templates absent from `templates` become status DELETED (a full sync).
+    Returns `{"upserted": n, "retired": m}`. One transaction; the channel must be the
+    tenant's (else `NotFound`).
+    """
+    import orjson
+
+    from guiche.models import Channel, Template
+
+    owned = await Channel.exists().where((Channel.tenant == tenant_id) & (Channel.id == channel_id))
+    if not owned:
+        raise NotFound("channel not found")
+    retired: list[Any] = []
+    async with Template._meta.db.transaction():
+        for item in templates:
+            await Template.raw(
+                _UPSERT_TEMPLATE,
+                tenant_id,
+                channel_id,
+                str(item["name"])[:200],
+                str(item.get("language") or "pt_BR")[:20],
+                str(item.get("category") or "UTILITY").upper()[:40],
+                str(item.get("body") or ""),
+                orjson.dumps(item.get("components") or []).decode(),
+                str(item.get("status") or "APPROVED").upper()[:30],
+                (str(item["external_id"])[:200] if item.get("external_id") else None),
+            )
+        if retire_missing:
+            keep = [f"{item['name']}/{item.get('language') or 'pt_BR'}" for item in templates]
+            retired = await Template.raw(_RETIRE_TEMPLATES, tenant_id, channel_id, keep)
+    return {"upserted": len(templates), "retired": len(retired)}
+
+
+async def message_media(
+    services: Services, tenant_id: uuid.UUID, message_id: uuid.UUID, *, request: Any = None
+) -> dict[str, Any]:
+    """The stored file (a `media_files` row: id, mime_type, size, filename, sha256) of an
+    inbound message's attachment, fetched once through its channel's `fetch_media` and
+    kept in core storage (then served by `GET /api/v1/media/{id}`).
+
+    With `request` (inside a route), the message must also be in a conversation the
+    caller may see. Raises `NotFound` / `ServiceUnavailable`-shaped API errors.
+    """
+    from guiche.auth.principal import current_principal
+    from guiche.inbound.media import message_media as _message_media
+
+    principal = current_principal(request) if request is not None else None
+    return await _message_media(services, tenant_id, message_id, principal=principal)
 
 
 __all__ = [
     "API_VERSION",
     "AUTHENTICATED",
     "PUBLIC",
+    "ROLES",
     "ApiError",
     "BadRequest",
     "ChannelSpec",
@@ -121,12 +267,20 @@ __all__ = [
     "PluginContext",
     "PluginInfo",
     "RouteSpec",
+    "RoutingDecision",
     "TaskSpec",
     "TooManyRequests",
     "ValidationFailed",
     "WebhookRouteSpec",
+    "active_channels",
     "endpoint",
     "hookimpl",
+    "ingest_batch",
     "json_response",
+    "load_channel",
+    "message_media",
+    "plugin_context",
     "plugin_name_of",
+    "services_of",
+    "upsert_templates",
 ]

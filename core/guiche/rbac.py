@@ -41,6 +41,18 @@ CORE_PERMISSIONS: dict[str, set[str]] = {
     "plugins.manage": _ADMINS,
     "api_keys.manage": _ADMINS,
     "audit.read": _ADMINS,
+    # conversations: what a role may see is scoped further by guiche.conversations.visibility
+    "conversations.read": _ALL,
+    "conversations.read_departments": _LEADS,
+    "conversations.read_all": {"owner", "admin", "viewer"},
+    "conversations.accept": _STAFF,
+    "conversations.assign": _LEADS,
+    "conversations.transfer": _STAFF,
+    "conversations.close": _STAFF,
+    "conversations.reopen": _STAFF,
+    "messages.send": _STAFF,
+    "media.upload": _STAFF,
+    "events.read": _ALL,
 }
 
 

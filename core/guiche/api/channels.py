@@ -1,5 +1,324 @@
-"""Placeholder until implemented."""
+"""Channels: a company's connection to one provider account (a WhatsApp number, ...).
+
+The type comes from an installed plugin the company has enabled; its credentials are
+validated by that plugin's model, stored encrypted, and only ever shown masked. A
+masked value sent back unchanged (a form round-trip) keeps the stored secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
+
+from guiche.api.common import changes, path_id
+from guiche.audit import record_audit
+from guiche.auth.principal import current_principal
+from guiche.channel_lifecycle import provision_channel, release_channel
+from guiche.channel_runtime import load_channel_adapter
+from guiche.config import ConfigError
+from guiche.crypto import (
+    CredentialCipher,
+    CredentialsUnreadable,
+    credentials_to_store,
+    mask_credentials,
+    mask_value,
+)
+from guiche.models import Channel, Department
+from guiche.phones import InvalidPhone, normalize_phone, tenant_region
+from guiche.plugin import ChannelSpec
+from guiche.plugins.enablement import is_enabled
+from guiche.services import services_of
+from guiche.tenancy import get_owned, owned
+from guiche.web.endpoint import endpoint
+from guiche.web.errors import Conflict, ServiceUnavailable, ValidationFailed, pydantic_details
+from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
+TAGS = ("channels",)
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+RawPhone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Credentials = Annotated[dict[str, Any], Field(max_length=100)]
+
+
+class ChannelIn(BaseModel):
+    type: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+    name: Name
+    phone: RawPhone | None = None
+    credentials: Credentials = {}
+    default_department_id: uuid.UUID | None = None
+
+
+class ChannelPatch(BaseModel):
+    name: Name | None = None
+    phone: RawPhone | None = None
+    credentials: Credentials | None = None
+    default_department_id: uuid.UUID | None = None
+    is_active: bool | None = None
+
+
+class ChannelListQuery(PageQuery):
+    type: str | None = None
+    include_inactive: bool = False
+
+
+class ChannelOut(BaseModel):
+    id: uuid.UUID
+    type: str
+    name: str
+    phone: str | None
+    is_active: bool
+    state: str
+    state_detail: str
+    default_department_id: uuid.UUID | None
+    credentials: dict[str, Any] | None = Field(
+        description="Every value masked; null when the stored value cannot be decrypted"
+    )
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def _cipher(request: web.Request) -> CredentialCipher:
+    try:
+        return CredentialCipher(services_of(request).settings.encryption_keys)
+    except ConfigError as exc:
+        raise ServiceUnavailable(str(exc), code="encryption_not_configured") from None
+
+
+def _display_cipher(request: web.Request) -> CredentialCipher | None:
+    """For reading only: a missing key shows credentials as null instead of failing reads."""
+    try:
+        return _cipher(request)
+    except ServiceUnavailable:
+        return None
+
+
+def _out(cipher: CredentialCipher | None, row: dict[str, Any]) -> ChannelOut:
+    credentials: dict[str, Any] | None = None
+    if cipher is not None:
+        try:
+            credentials = mask_credentials(cipher.decrypt(row["credentials_encrypted"]))
+        except CredentialsUnreadable:
+            credentials = None
+    return ChannelOut.model_validate(
+        {**row, "default_department_id": row["default_department"], "credentials": credentials}
+    )
+
+
+async def _spec_for(request: web.Request, tenant_id: uuid.UUID, type_name: str) -> ChannelSpec:
+    """The channel type's spec, if an installed plugin provides it and the company enabled it."""
+    found = services_of(request).plugins.channel_type(type_name)
+    if found is None:
+        raise _invalid("type", f"unknown channel type {type_name!r}")
+    plugin_name, spec = found
+    if not await is_enabled(tenant_id, plugin_name):
+        raise _invalid("type", f"plugin {plugin_name!r} is not enabled for this company")
+    return spec
+
+
+def _validate_credentials(spec: ChannelSpec, data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        model = spec.credentials_model.model_validate(data)
+    except ValidationError as exc:
+        details = pydantic_details(exc.errors())
+        for item in details:
+            item["field"] = f"credentials.{item['field']}".rstrip(".")
+        raise ValidationFailed("Invalid channel credentials", details=details) from None
+    return credentials_to_store(model)
+
+
+def _merge_credentials(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`patch` over `stored`; null removes a key; an unchanged masked value keeps the secret."""
+    merged = dict(stored)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif key in stored and value == mask_value(stored[key]):
+            continue
+        else:
+            merged[key] = value
+    return merged
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"Invalid {field}: {message}", details=[{"field": field, "message": message}]
+    )
+
+
+async def _phone(request: web.Request, tenant_id: uuid.UUID, raw: str) -> str:
+    region = await tenant_region(tenant_id, services_of(request).settings)
+    try:
+        return normalize_phone(raw, region)
+    except InvalidPhone as exc:
+        raise _invalid("phone", str(exc)) from None
+
+
+async def _check_department(tenant_id: uuid.UUID, department_id: uuid.UUID | None) -> None:
+    if department_id is None:
+        return
+    found = await Department.exists().where(
+        (Department.tenant == tenant_id)
+        & (Department.id == department_id)
+        & (Department.is_active == True)  # noqa: E712
+    )
+    if not found:
+        raise _invalid("default_department_id", "department not found")
+
+
+@routes.get("/api/v1/channels")
+@endpoint(
+    "channels.read",
+    query=ChannelListQuery,
+    response=Page[ChannelOut],
+    summary="List channels (credentials masked)",
+    tags=TAGS,
+)
+async def list_channels(request: web.Request, *, query: ChannelListQuery) -> Page[Any]:
+    principal = current_principal(request)
+    select = owned(Channel, principal.tenant_id)
+    if not query.include_inactive:
+        select = select.where(Channel.is_active == True)  # noqa: E712
+    if query.type:
+        select = select.where(Channel.type == query.type)
+    rows, cursor = await paginate(select, Channel, query)
+    cipher = _display_cipher(request)
+    return Page[ChannelOut](items=[_out(cipher, row) for row in rows], next_cursor=cursor)
+
+
+@routes.post("/api/v1/channels")
+@endpoint(
+    "channels.manage",
+    body=ChannelIn,
+    response=ChannelOut,
+    status=201,
+    summary="Configure a channel of a type provided by an enabled plugin",
+    tags=TAGS,
+)
+async def create_channel(request: web.Request, *, body: ChannelIn) -> ChannelOut:
+    principal = current_principal(request)
+    spec = await _spec_for(request, principal.tenant_id, body.type)
+    credentials = _validate_credentials(spec, body.credentials)
+    phone = await _phone(request, principal.tenant_id, body.phone) if body.phone else None
+    await _check_department(principal.tenant_id, body.default_department_id)
+    encrypted = _cipher(request).encrypt(credentials)
+    async with Channel._meta.db.transaction():
+        rows = await Channel.insert(
+            Channel(
+                tenant=principal.tenant_id,
+                type=body.type,
+                name=body.name,
+                phone=phone,
+                credentials_encrypted=encrypted,
+                default_department=body.default_department_id,
+            )
+        ).returning(Channel.id)
+        channel_id = rows[0]["id"]
+        await record_audit(
+            principal,
+            "channel.create",
+            "channel",
+            channel_id,
+            {"type": body.type, "name": body.name},
+        )
+    await provision_channel(services_of(request), channel_id)
+    row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
+    return _out(_display_cipher(request), row)
+
+
+@routes.post("/api/v1/channels/{id}/provision")
+@endpoint(
+    "channels.manage",
+    response=ChannelOut,
+    summary="Retry provider-side provisioning (e.g. after provisioning_failed)",
+    tags=TAGS,
+)
+async def provision(request: web.Request) -> ChannelOut:
+    principal = current_principal(request)
+    channel_id = path_id(request, "channel")
+    row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
+    if not row["is_active"]:
+        raise Conflict("Activate the channel before provisioning it", code="channel_inactive")
+    await provision_channel(services_of(request), channel_id)
+    await record_audit(principal, "channel.provision", "channel", channel_id)
+    row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
+    return _out(_display_cipher(request), row)
+
+
+@routes.get("/api/v1/channels/{id}")
+@endpoint("channels.read", response=ChannelOut, summary="Get a channel", tags=TAGS)
+async def get_channel(request: web.Request) -> ChannelOut:
+    principal = current_principal(request)
+    channel_id = path_id(request, "channel")
+    row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
+    return _out(_display_cipher(request), row)
+
+
+@routes.patch("/api/v1/channels/{id}")
+@endpoint(
+    "channels.manage",
+    body=ChannelPatch,
+    response=ChannelOut,
+    summary="Update a channel; credentials are merged into the stored ones and revalidated",
+    tags=TAGS,
+)
+async def update_channel(request: web.Request, *, body: ChannelPatch) -> ChannelOut:
+    principal = current_principal(request)
+    channel_id = path_id(request, "channel")
+    row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
+    values = changes(body, nullable=("phone", "default_department_id"))
+    if values.get("phone") is not None:
+        values["phone"] = await _phone(request, principal.tenant_id, values["phone"])
+    if "default_department_id" in values:
+        await _check_department(principal.tenant_id, values["default_department_id"])
+        values["default_department"] = values.pop("default_department_id")
+    if "credentials" in values:
+        spec = await _spec_for(request, principal.tenant_id, row["type"])
+        cipher = _cipher(request)
+        try:
+            stored = cipher.decrypt(row["credentials_encrypted"])
+        except CredentialsUnreadable:
+            stored = {}
+        merged = _merge_credentials(stored, values.pop("credentials"))
+        values["credentials_encrypted"] = cipher.encrypt(_validate_credentials(spec, merged))
+    services = services_of(request)
+    deactivating = values.get("is_active") is False and row["is_active"]
+    activating = values.get("is_active") is True and not row["is_active"]
+    releasing = await load_channel_adapter(services, channel_id) if deactivating else None
+    if values:
+        fields = sorted("credentials" if key == "credentials_encrypted" else key for key in values)
+        values["updated_at"] = dt.datetime.now(dt.UTC)
+        async with Channel._meta.db.transaction():
+            await Channel.update(values).where(
+                (Channel.tenant == principal.tenant_id) & (Channel.id == channel_id)
+            )
+            await record_audit(
+                principal, "channel.update", "channel", channel_id, {"fields": fields}
+            )
+    if releasing is not None:
+        await release_channel(services, releasing)
+    elif activating:
+        await provision_channel(services, channel_id)
+    row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
+    return _out(_display_cipher(request), row)
+
+
+@routes.delete("/api/v1/channels/{id}")
+@endpoint("channels.manage", status=204, summary="Deactivate a channel", tags=TAGS)
+async def delete_channel(request: web.Request) -> None:
+    principal = current_principal(request)
+    channel_id = path_id(request, "channel")
+    await get_owned(Channel, principal.tenant_id, channel_id, Channel.id, what="channel")
+    services = services_of(request)
+    loaded = await load_channel_adapter(services, channel_id)
+    async with Channel._meta.db.transaction():
+        await Channel.update(
+            {Channel.is_active: False, Channel.updated_at: dt.datetime.now(dt.UTC)}
+        ).where((Channel.tenant == principal.tenant_id) & (Channel.id == channel_id))
+        await record_audit(principal, "channel.delete", "channel", channel_id)
+    if loaded is not None:
+        await release_channel(services, loaded)

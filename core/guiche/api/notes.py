@@ -1,5 +1,159 @@
-"""Placeholder until implemented."""
+"""Internal notes on a contact or a conversation: seen by the team, never by the customer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import BaseModel, StringConstraints
+
+from guiche.api.common import path_id
+from guiche.audit import record_audit
+from guiche.auth.principal import current_principal
+from guiche.models import Contact, Conversation, Note
+from guiche.tenancy import get_owned, owned
+from guiche.web.endpoint import endpoint
+from guiche.web.errors import Forbidden, ValidationFailed
+from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
+TAGS = ("notes",)
+
+
+class _OneTarget(BaseModel):
+    contact_id: uuid.UUID | None = None
+    conversation_id: uuid.UUID | None = None
+
+
+class NoteIn(_OneTarget):
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10000)]
+
+
+class NoteListQuery(PageQuery, _OneTarget):
+    pass
+
+
+class NoteAuthor(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class NoteOut(BaseModel):
+    id: uuid.UUID
+    body: str
+    contact_id: uuid.UUID | None
+    conversation_id: uuid.UUID | None
+    author: NoteAuthor | None
+    created_at: dt.datetime
+
+
+COLUMNS = (
+    Note.id,
+    Note.body,
+    Note.contact,
+    Note.conversation,
+    Note.created_at,
+    Note.author.id.as_alias("author_id"),
+    Note.author.name.as_alias("author_name"),
+)
+
+
+def _out(row: dict[str, Any]) -> NoteOut:
+    author = None
+    if row["author_id"] is not None:
+        author = NoteAuthor(id=row["author_id"], name=row["author_name"] or "")
+    return NoteOut(
+        id=row["id"],
+        body=row["body"],
+        contact_id=row["contact"],
+        conversation_id=row["conversation"],
+        author=author,
+        created_at=row["created_at"],
+    )
+
+
+async def _check_target(tenant_id: uuid.UUID, target: _OneTarget) -> None:
+    """Exactly one target (else 422), and it is this company's (else 404)."""
+    if (target.contact_id is None) == (target.conversation_id is None):
+        message = "give exactly one of contact_id or conversation_id"
+        raise ValidationFailed(
+            "A note belongs to one contact or one conversation",
+            details=[
+                {"field": "contact_id", "message": message},
+                {"field": "conversation_id", "message": message},
+            ],
+        )
+    if target.contact_id is not None:
+        await get_owned(Contact, tenant_id, target.contact_id, Contact.id, what="contact")
+    else:
+        await get_owned(
+            Conversation, tenant_id, target.conversation_id, Conversation.id, what="conversation"
+        )
+
+
+@routes.get("/api/v1/notes")
+@endpoint(
+    "notes.read",
+    query=NoteListQuery,
+    response=Page[NoteOut],
+    summary="List the notes on a contact or a conversation",
+    tags=TAGS,
+)
+async def list_notes(request: web.Request, *, query: NoteListQuery) -> Page[Any]:
+    principal = current_principal(request)
+    await _check_target(principal.tenant_id, query)
+    select = owned(Note, principal.tenant_id, *COLUMNS)
+    if query.contact_id is not None:
+        select = select.where(Note.contact == query.contact_id)
+    else:
+        select = select.where(Note.conversation == query.conversation_id)
+    rows, cursor = await paginate(select, Note, query)
+    return Page[NoteOut](items=[_out(row) for row in rows], next_cursor=cursor)
+
+
+@routes.post("/api/v1/notes")
+@endpoint(
+    "notes.write",
+    body=NoteIn,
+    response=NoteOut,
+    status=201,
+    summary="Write a note on a contact or a conversation",
+    tags=TAGS,
+)
+async def create_note(request: web.Request, *, body: NoteIn) -> NoteOut:
+    principal = current_principal(request)
+    await _check_target(principal.tenant_id, body)
+    async with Note._meta.db.transaction():
+        rows = await Note.insert(
+            Note(
+                tenant=principal.tenant_id,
+                author=principal.user_id,
+                contact=body.contact_id,
+                conversation=body.conversation_id,
+                body=body.body,
+            )
+        ).returning(Note.id)
+        note_id = rows[0]["id"]
+        await record_audit(principal, "note.create", "note", note_id)
+    return _out(await get_owned(Note, principal.tenant_id, note_id, *COLUMNS, what="note"))
+
+
+@routes.delete("/api/v1/notes/{id}")
+@endpoint(
+    "notes.write",
+    status=204,
+    summary="Delete a note (its author, or someone who manages users)",
+    tags=TAGS,
+)
+async def delete_note(request: web.Request) -> None:
+    principal = current_principal(request)
+    note_id = path_id(request, "note")
+    row = await get_owned(Note, principal.tenant_id, note_id, Note.author, what="note")
+    is_author = principal.user_id is not None and row["author"] == principal.user_id
+    if not is_author and not principal.can("users.manage"):
+        raise Forbidden("Only the note's author can delete it", code="not_author")
+    async with Note._meta.db.transaction():
+        await Note.delete().where((Note.tenant == principal.tenant_id) & (Note.id == note_id))
+        await record_audit(principal, "note.delete", "note", note_id)

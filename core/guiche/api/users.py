@@ -1,5 +1,338 @@
-"""Placeholder until implemented."""
+"""The company's people: a platform user plus their seat (membership) in this company.
 
+Ids in these paths are user ids, the id every other resource (assignee, author,
+department member) refers to. Role changes follow one rule: nobody grants or touches a
+role above their own, and a company never loses its last active owner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+import asyncpg
 from aiohttp import web
+from pydantic import BaseModel, Field, StringConstraints
+
+from guiche.accounts import add_member, find_or_create_user
+from guiche.api.common import Email, changes, like_pattern, path_id
+from guiche.audit import record_audit
+from guiche.auth.principal import Principal, current_principal
+from guiche.models import Membership, RefreshToken, User
+from guiche.rbac import ROLES
+from guiche.realtime import events as ev
+from guiche.realtime.events import PendingEvent, record_events
+from guiche.routing.service import drain_queue
+from guiche.services import services_of
+from guiche.tenancy import owned
+from guiche.web.endpoint import AUTHENTICATED, endpoint
+from guiche.web.errors import Conflict, Forbidden, NotFound
+from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
+TAGS = ("users",)
+
+Role = Literal["owner", "admin", "supervisor", "agent", "viewer"]
+Presence = Literal["online", "away", "offline"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+NonEmptyName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+MaxChats = Annotated[int, Field(ge=0, le=100)]
+
+
+class UserIn(BaseModel):
+    email: Email
+    name: Name = ""
+    password: Password | None = None
+    role: Role
+    max_concurrent_chats: MaxChats = 5
+
+
+class UserPatch(BaseModel):
+    name: NonEmptyName | None = None
+    role: Role | None = None
+    max_concurrent_chats: MaxChats | None = None
+
+
+class StatusIn(BaseModel):
+    status: Presence
+
+
+class UserListQuery(PageQuery):
+    role: Role | None = None
+    status: Presence | None = None
+    is_active: bool | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    is_active: bool
+    status: str
+    status_changed_at: dt.datetime
+    max_concurrent_chats: int
+    last_assigned_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+def _select(tenant_id: uuid.UUID) -> Any:
+    return owned(
+        Membership,
+        tenant_id,
+        Membership.id,
+        Membership.created_at,
+        Membership.role,
+        Membership.is_active,
+        Membership.status,
+        Membership.status_changed_at,
+        Membership.max_concurrent_chats,
+        Membership.last_assigned_at,
+        Membership.user.id.as_alias("user_id"),
+        Membership.user.email.as_alias("email"),
+        Membership.user.name.as_alias("name"),
+    )
+
+
+def _out(row: dict[str, Any]) -> UserOut:
+    return UserOut.model_validate({**row, "id": row["user_id"]})
+
+
+async def _seat(tenant_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
+    """The membership (with the user's name and email) or 404."""
+    row = await _select(tenant_id).where(Membership.user == user_id).first()
+    if row is None:
+        raise NotFound("user not found")
+    return row
+
+
+def _rank(role: str) -> int:
+    """Lower is more powerful (ROLES is ordered from owner down)."""
+    return ROLES.index(role)
+
+
+def _check_grant(principal: Principal, role: str) -> None:
+    if _rank(role) < _rank(principal.role):
+        raise Forbidden(
+            f"A {principal.role} cannot grant the role {role!r}",
+            code="role_above_own",
+            details={"field": "role", "role": role},
+        )
+
+
+def _check_can_manage(principal: Principal, seat: dict[str, Any]) -> None:
+    if _rank(seat["role"]) < _rank(principal.role):
+        raise Forbidden(f"A {principal.role} cannot change a {seat['role']}", code="role_above_own")
+
+
+async def _keep_an_owner(tenant_id: uuid.UUID, leaving: uuid.UUID) -> None:
+    """409 unless another active owner remains. Locks the owner seats: concurrent
+    demotions are serialised, so two owners cannot remove each other at once."""
+    rows = await Membership.raw(
+        'SELECT "user" FROM memberships WHERE tenant = {} AND role = {} AND is_active FOR UPDATE',
+        tenant_id,
+        "owner",
+    )
+    if not any(row["user"] != leaving for row in rows):
+        raise Conflict("The company must keep at least one active owner", code="last_owner")
+
+
+def _seat_filter(tenant_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+    return (Membership.tenant == tenant_id) & (Membership.user == user_id)
+
+
+@routes.get("/api/v1/users")
+@endpoint(
+    "users.read",
+    query=UserListQuery,
+    response=Page[UserOut],
+    summary="List the company's people (filters: role, status, is_active, q)",
+    tags=TAGS,
+)
+async def list_users(request: web.Request, *, query: UserListQuery) -> Page[Any]:
+    principal = current_principal(request)
+    select = _select(principal.tenant_id)
+    if query.role:
+        select = select.where(Membership.role == query.role)
+    if query.status:
+        select = select.where(Membership.status == query.status)
+    if query.is_active is not None:
+        select = select.where(Membership.is_active == query.is_active)
+    if query.q:
+        pattern = like_pattern(query.q)
+        select = select.where(
+            Membership.user.name.ilike(pattern) | Membership.user.email.ilike(pattern)
+        )
+    rows, cursor = await paginate(select, Membership, query)
+    return Page[UserOut](items=[_out(row) for row in rows], next_cursor=cursor)
+
+
+@routes.post("/api/v1/users")
+@endpoint(
+    "users.manage",
+    body=UserIn,
+    response=UserOut,
+    status=201,
+    summary="Add a person to the company (an existing user by email needs no password)",
+    tags=TAGS,
+)
+async def create_user(request: web.Request, *, body: UserIn) -> UserOut:
+    principal = current_principal(request)
+    _check_grant(principal, body.role)
+    try:
+        async with Membership._meta.db.transaction():
+            user_id = await find_or_create_user(body.email, body.name, body.password)
+            await add_member(
+                principal.tenant_id,
+                user_id,
+                body.role,
+                max_concurrent_chats=body.max_concurrent_chats,
+            )
+            await record_audit(
+                principal, "user.create", "user", user_id, {"email": body.email, "role": body.role}
+            )
+    except asyncpg.UniqueViolationError:
+        raise Conflict("User is already a member of this company", code="already_member") from None
+    return _out(await _seat(principal.tenant_id, user_id))
+
+
+@routes.get("/api/v1/users/{id}")
+@endpoint("users.read", response=UserOut, summary="Get a person of the company", tags=TAGS)
+async def get_user(request: web.Request) -> UserOut:
+    principal = current_principal(request)
+    return _out(await _seat(principal.tenant_id, path_id(request, "user")))
+
+
+@routes.patch("/api/v1/users/{id}")
+@endpoint(
+    "users.manage",
+    body=UserPatch,
+    response=UserOut,
+    summary="Change a person's name, role or concurrent-chat cap",
+    tags=TAGS,
+)
+async def update_user(request: web.Request, *, body: UserPatch) -> UserOut:
+    principal = current_principal(request)
+    user_id = path_id(request, "user")
+    values = changes(body)
+    async with Membership._meta.db.transaction():
+        seat = await _seat(principal.tenant_id, user_id)
+        _check_can_manage(principal, seat)
+        role = values.get("role")
+        if role is not None and role != seat["role"]:
+            _check_grant(principal, role)
+            if seat["role"] == "owner" and seat["is_active"]:
+                await _keep_an_owner(principal.tenant_id, user_id)
+        seat_values = {k: v for k, v in values.items() if k in ("role", "max_concurrent_chats")}
+        if seat_values:
+            await Membership.update(seat_values).where(_seat_filter(principal.tenant_id, user_id))
+        if "name" in values:
+            await User.update({User.name: values["name"]}).where(User.id == user_id)
+        if values:
+            await record_audit(principal, "user.update", "user", user_id, values)
+    return _out(await _seat(principal.tenant_id, user_id))
+
+
+@routes.post("/api/v1/users/{id}/deactivate")
+@endpoint(
+    "users.manage",
+    response=UserOut,
+    summary="Deactivate a person's seat and revoke their sessions in this company",
+    tags=TAGS,
+)
+async def deactivate_user(request: web.Request) -> UserOut:
+    principal = current_principal(request)
+    user_id = path_id(request, "user")
+    async with Membership._meta.db.transaction():
+        seat = await _seat(principal.tenant_id, user_id)
+        _check_can_manage(principal, seat)
+        if seat["role"] == "owner" and seat["is_active"]:
+            await _keep_an_owner(principal.tenant_id, user_id)
+        now = dt.datetime.now(dt.UTC)
+        await Membership.update(
+            {
+                Membership.is_active: False,
+                Membership.status: "offline",
+                Membership.status_changed_at: now,
+            }
+        ).where(_seat_filter(principal.tenant_id, user_id))
+        await RefreshToken.update({RefreshToken.revoked_at: now}).where(
+            (RefreshToken.user == user_id)
+            & (RefreshToken.tenant == principal.tenant_id)
+            & RefreshToken.revoked_at.is_null()
+        )
+        await record_audit(principal, "user.deactivate", "user", user_id)
+    return _out(await _seat(principal.tenant_id, user_id))
+
+
+@routes.post("/api/v1/users/{id}/activate")
+@endpoint("users.manage", response=UserOut, summary="Reactivate a person's seat", tags=TAGS)
+async def activate_user(request: web.Request) -> UserOut:
+    principal = current_principal(request)
+    user_id = path_id(request, "user")
+    async with Membership._meta.db.transaction():
+        seat = await _seat(principal.tenant_id, user_id)
+        _check_can_manage(principal, seat)
+        await Membership.update({Membership.is_active: True}).where(
+            _seat_filter(principal.tenant_id, user_id)
+        )
+        await record_audit(principal, "user.activate", "user", user_id)
+    return _out(await _seat(principal.tenant_id, user_id))
+
+
+@routes.put("/api/v1/users/{id}/status")
+@endpoint(
+    AUTHENTICATED,
+    body=StatusIn,
+    response=UserOut,
+    summary="Set presence (online/away/offline): one's own, or anyone's with users.manage",
+    tags=TAGS,
+)
+async def set_status(request: web.Request, *, body: StatusIn) -> UserOut:
+    principal = current_principal(request)
+    user_id = path_id(request, "user")
+    is_self = principal.user_id is not None and principal.user_id == user_id
+    if not is_self and not principal.can("users.manage"):
+        raise Forbidden(
+            "You can only set your own status",
+            code="permission_denied",
+            details={"permission": "users.manage", "role": principal.role},
+        )
+    seat = await _seat(principal.tenant_id, user_id)
+    if not seat["is_active"]:
+        raise Conflict("This person's seat is deactivated", code="inactive_user")
+    if seat["status"] != body.status:
+        services = services_of(request)
+        now = dt.datetime.now(dt.UTC)
+        async with Membership._meta.db.transaction() as transaction:
+            await Membership.update(
+                {Membership.status: body.status, Membership.status_changed_at: now}
+            ).where(_seat_filter(principal.tenant_id, user_id))
+            if not is_self:
+                await record_audit(
+                    principal, "user.status", "user", user_id, {"status": body.status}
+                )
+            published = await record_events(
+                transaction.connection,
+                [
+                    PendingEvent(
+                        tenant_id=principal.tenant_id,
+                        type=ev.OPERATOR_STATUS,
+                        data={
+                            "user_id": user_id,
+                            "status": body.status,
+                            "previous_status": seat["status"],
+                            "changed_at": now,
+                        },
+                    )
+                ],
+            )
+        await services.bus.publish(published)
+        if body.status == "online":  # a free agent arrived: the queue may move
+            await drain_queue(services, principal.tenant_id)
+    return _out(await _seat(principal.tenant_id, user_id))

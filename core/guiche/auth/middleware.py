@@ -1,9 +1,81 @@
-"""Placeholder until implemented: resolves no principal."""
+"""Who is calling: resolve `Authorization: Bearer <jwt>` or `x-api-key` into a Principal.
+
+The middleware only identifies; whether a route needs a caller at all is the route's
+`@endpoint` declaration. A credential that is presented but bad is refused here (401),
+so a client never silently proceeds as anonymous with a broken token.
+"""
+
+from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from guiche.auth.api_keys import InvalidApiKey, authenticate_api_key
+from guiche.auth.principal import PRINCIPAL_KEY, Principal
+from guiche.auth.tokens import InvalidToken, decode_access_token, signing_key
+from guiche.config import Settings
+from guiche.rbac import PLATFORM_PERMISSIONS
+from guiche.services import Services, services_of
+from guiche.web.errors import Unauthorized
+
+API_KEY_HEADER = "x-api-key"
+_UNAUTHENTICATED_PREFIXES = ("/webhooks/",)  # providers sign their own requests
+
+
+def check_auth_settings(settings: Settings) -> None:
+    """Fail app creation (ConfigError) when no usable GUICHE_SECRET_KEY is configured."""
+    signing_key(settings)
+
+
+def principal_from_access_token(services: Services, token: str) -> Principal:
+    """The principal an access token stands for (also used by the WebSocket handshake)."""
+    claims = decode_access_token(services.settings, token)
+    permissions = services.permissions.for_role(claims.role)
+    if claims.platform_admin:
+        permissions |= PLATFORM_PERMISSIONS
+    return Principal(
+        tenant_id=claims.tenant_id,
+        role=claims.role,
+        permissions=permissions,
+        kind="user",
+        user_id=claims.user_id,
+        is_platform_admin=claims.platform_admin,
+    )
+
+
+def _invalid(message: str) -> Unauthorized:
+    return Unauthorized(
+        message,
+        code="invalid_token",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+async def resolve_principal(request: web.Request) -> Principal | None:
+    """The caller named by the request's credential; None when it presents none."""
+    services = services_of(request)
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _invalid("Use `Authorization: Bearer <access token>`")
+        try:
+            return principal_from_access_token(services, token.strip())
+        except InvalidToken as exc:
+            raise _invalid(str(exc)) from None
+    api_key = request.headers.get(API_KEY_HEADER)
+    if api_key:
+        try:
+            return await authenticate_api_key(services.permissions, api_key.strip())
+        except InvalidApiKey as exc:
+            raise _invalid(str(exc)) from None
+    return None
+
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(_UNAUTHENTICATED_PREFIXES):
+        principal = await resolve_principal(request)
+        if principal is not None:
+            request[PRINCIPAL_KEY] = principal
     return await handler(request)

@@ -8,6 +8,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 _hasher = PasswordHasher()  # argon2id with argon2-cffi's current recommended parameters
 
 
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Swap the parameters (tests use cheap ones; existing hashes upgrade on next login)."""
+    global _hasher, _dummy_hash
+    _hasher = hasher
+    _dummy_hash = hasher.hash("guiche-timing-equaliser")
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -23,5 +30,9 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
-# A real hash to verify against when the email is unknown, so timing does not reveal it.
-DUMMY_HASH = _hasher.hash("guiche-timing-equaliser")
+_dummy_hash = _hasher.hash("guiche-timing-equaliser")
+
+
+def dummy_hash() -> str:
+    """A real hash to verify against when the email is unknown, so timing does not reveal it."""
+    return _dummy_hash

@@ -10,8 +10,6 @@ from aiohttp import web
 
 from guiche.web.errors import Unauthorized
 
-PRINCIPAL_KEY = "guiche.principal"
-
 
 @dataclass(frozen=True)
 class Principal:
@@ -26,6 +24,9 @@ class Principal:
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+
+PRINCIPAL_KEY = web.RequestKey("guiche.principal", Principal)
 
 
 def current_principal(request: web.Request) -> Principal:

@@ -1,5 +1,183 @@
-"""Placeholder until implemented."""
+"""HTTP face of authentication: login, refresh, logout, who-am-I, companies, switch."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from guiche.auth.principal import Principal, current_principal
+from guiche.auth.refresh import RefreshRejected, revoke_family, revoke_family_of
+from guiche.auth.refresh import rotate_refresh_token as rotate
+from guiche.auth.sessions import (
+    TenantRef,
+    TokenPair,
+    bad_credentials,
+    check_password,
+    issue_tokens,
+    load_user,
+    membership,
+    memberships,
+)
+from guiche.auth.throttle import login_throttle
+from guiche.models import Tenant, User
+from guiche.services import services_of
+from guiche.web.endpoint import AUTHENTICATED, PUBLIC, endpoint
+from guiche.web.errors import Forbidden, NotFound, Unauthorized
 
 routes = web.RouteTableDef()
+TAGS = ("auth",)
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    tenant_id: uuid.UUID | None = Field(None, description="Company to act in; oldest if omitted")
+
+
+class RefreshBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class SwitchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: uuid.UUID
+
+
+class MeUser(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    is_platform_admin: bool
+
+
+class MeTenant(BaseModel):
+    id: uuid.UUID
+    name: str
+    slug: str
+
+
+class Me(BaseModel):
+    kind: str
+    user: MeUser | None
+    tenant: MeTenant
+    role: str
+    permissions: list[str]
+
+
+class Company(TenantRef):
+    active: bool
+
+
+class Companies(BaseModel):
+    items: list[Company]
+
+
+def _signed_in_user(request: web.Request) -> tuple[Principal, uuid.UUID]:
+    """The principal and its user id; API keys have no companies to list or switch to."""
+    principal = current_principal(request)
+    if principal.kind != "user" or principal.user_id is None:
+        raise Forbidden("This needs a signed-in user, not an API key", code="user_required")
+    return principal, principal.user_id
+
+
+@routes.post("/api/v1/auth/login")
+@endpoint(PUBLIC, body=LoginBody, response=TokenPair, summary="Sign in", tags=TAGS)
+async def login(request: web.Request, *, body: LoginBody) -> TokenPair:
+    services = services_of(request)
+    throttle = login_throttle(services)
+    await throttle.before_attempt(request.remote or "unknown", body.email)
+    user = await check_password(body.email, body.password)
+    seat = await membership(user.id, body.tenant_id) if user else None
+    if user is None or seat is None:
+        await throttle.failed(body.email)
+        raise bad_credentials()
+    await throttle.succeeded(body.email)
+    return await issue_tokens(services.settings, user, seat)
+
+
+@routes.post("/api/v1/auth/refresh")
+@endpoint(PUBLIC, body=RefreshBody, response=TokenPair, summary="Rotate tokens", tags=TAGS)
+async def refresh(request: web.Request, *, body: RefreshBody) -> TokenPair:
+    settings = services_of(request).settings
+    try:
+        grant, successor = await rotate(body.refresh_token, settings.refresh_token_ttl_days)
+    except RefreshRejected as exc:
+        raise Unauthorized(str(exc), code="invalid_refresh_token") from None
+    user = await load_user(grant.user_id)
+    seat = await membership(grant.user_id, grant.tenant_id) if user else None
+    if user is None or seat is None:
+        await revoke_family(grant.family)
+        raise Unauthorized("The session is no longer valid", code="invalid_refresh_token")
+    return await issue_tokens(settings, user, seat, refresh_token=successor)
+
+
+@routes.post("/api/v1/auth/logout")
+@endpoint(PUBLIC, body=RefreshBody, status=204, summary="Revoke a session", tags=TAGS)
+async def logout(request: web.Request, *, body: RefreshBody) -> None:
+    await revoke_family_of(body.refresh_token)
+
+
+@routes.get("/api/v1/auth/me")
+@endpoint(AUTHENTICATED, response=Me, summary="Who am I", tags=TAGS)
+async def me(request: web.Request) -> Me:
+    principal = current_principal(request)
+    tenant = (
+        await Tenant.select(Tenant.id, Tenant.name, Tenant.slug)
+        .where(Tenant.id == principal.tenant_id)
+        .first()
+    )
+    if tenant is None:
+        raise NotFound("Company not found")
+    user: dict[str, Any] | None = None
+    if principal.user_id is not None:
+        user = (
+            await User.select(User.id, User.email, User.name, User.is_platform_admin)
+            .where(User.id == principal.user_id)
+            .first()
+        )
+    return Me(
+        kind=principal.kind,
+        user=MeUser(**user) if user else None,
+        tenant=MeTenant(**tenant),
+        role=principal.role,
+        permissions=sorted(principal.permissions),
+    )
+
+
+@routes.get("/api/v1/auth/companies")
+@endpoint(AUTHENTICATED, response=Companies, summary="My companies", tags=TAGS)
+async def companies(request: web.Request) -> Companies:
+    principal, user_id = _signed_in_user(request)
+    seats = await memberships(user_id)
+    return Companies(
+        items=[
+            Company(**seat.model_dump(), active=seat.id == principal.tenant_id) for seat in seats
+        ]
+    )
+
+
+@routes.post("/api/v1/auth/switch")
+@endpoint(
+    AUTHENTICATED,
+    body=SwitchBody,
+    response=TokenPair,
+    summary="New token pair for another of my companies",
+    tags=TAGS,
+)
+async def switch(request: web.Request, *, body: SwitchBody) -> TokenPair:
+    _, user_id = _signed_in_user(request)
+    user = await load_user(user_id)
+    if user is None:
+        raise Unauthorized("The account is disabled", code="invalid_token")
+    seat = await membership(user.id, body.tenant_id)
+    if seat is None:
+        raise NotFound("Company not found among your memberships", code="not_a_member")
+    return await issue_tokens(services_of(request).settings, user, seat)

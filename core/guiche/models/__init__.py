@@ -6,6 +6,8 @@ from guiche.models.channels import Channel
 from guiche.models.contacts import Contact, ContactIdentity
 from guiche.models.conversations import Conversation, Note, Tabulation
 from guiche.models.departments import Department, DepartmentMember
+from guiche.models.events import Event, IdempotencyKey
+from guiche.models.media import MediaFile
 from guiche.models.messages import Message, MessageKey
 from guiche.models.plugins import TenantPlugin
 from guiche.models.templates import Template
@@ -32,6 +34,9 @@ CORE_TABLES = [
     ApiKey,
     AuditLog,
     ProviderUsage,
+    Event,
+    IdempotencyKey,
+    MediaFile,
 ]
 
 __all__ = [t.__name__ for t in CORE_TABLES] + ["CORE_TABLES"]

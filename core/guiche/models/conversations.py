@@ -35,6 +35,8 @@ class Conversation(Table, tablename="conversations"):
     closed_at = Timestamptz(null=True, default=None)
     last_inbound_at = Timestamptz(null=True, default=None)
     last_message_at = Timestamptz(null=True, default=None)
+    assigned_at = Timestamptz(null=True, default=None)
+    queued_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 

@@ -53,7 +53,7 @@ def build_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"Plugin {exc.plugin_name!r} is invalid: {exc}") from exc
+        raise PluginError(f"Plugin {pm.get_name(exc.plugin)!r} is invalid: {exc}") from exc
     return pm
 
 

@@ -1,0 +1,376 @@
+"""Conversations: the lists agents work from, and the moves they make on one.
+
+Lists are filtered by the one visibility rule (guiche.conversations.visibility) and
+ordered by latest activity; `scope` only narrows what the caller may already see.
+The moves themselves live in guiche.conversations.transitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, StringConstraints, model_validator
+
+from guiche.api.common import path_id
+from guiche.auth.principal import Principal, current_principal
+from guiche.conversations import transitions
+from guiche.conversations.visibility import Viewer, viewer_for
+from guiche.services import Services, services_of
+from guiche.web.endpoint import endpoint
+from guiche.web.errors import Forbidden, NotFound
+from guiche.web.pagination import Page, PageQuery, decode_cursor, encode_cursor
+
+routes = web.RouteTableDef()
+TAGS = ("conversations",)
+
+Category = Literal["bot", "pending", "active", "closed"]
+Scope = Literal["mine", "departments", "all"]
+NoteText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10000)]
+
+
+class ConversationListQuery(PageQuery):
+    category: Category | None = None
+    scope: Scope | None = None
+    department_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+
+
+class Ref(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class ContactRef(Ref):
+    phone: str | None
+
+
+class ChannelRef(Ref):
+    type: str
+
+
+class LastMessage(BaseModel):
+    id: uuid.UUID
+    direction: str
+    type: str
+    body: str
+    status: str
+    created_at: dt.datetime
+
+
+class ConversationOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    contact: ContactRef
+    channel: ChannelRef
+    department: Ref | None
+    assignee: Ref | None
+    tabulation: Ref | None
+    opened_at: dt.datetime
+    assigned_at: dt.datetime | None
+    queued_at: dt.datetime | None
+    first_agent_reply_at: dt.datetime | None
+    last_inbound_at: dt.datetime | None
+    last_message_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    last_message: LastMessage | None
+
+
+class AssignIn(BaseModel):
+    user_id: uuid.UUID
+
+
+class TransferIn(BaseModel):
+    user_id: uuid.UUID | None = None
+    department_id: uuid.UUID | None = None
+    note: NoteText = ""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferIn:
+        if (self.user_id is None) == (self.department_id is None):
+            raise ValueError("give exactly one of user_id or department_id")
+        return self
+
+
+class CloseIn(BaseModel):
+    tabulation_id: uuid.UUID
+
+
+_SELECT = """
+SELECT c.id, c.status, c.opened_at, c.assigned_at, c.queued_at, c.first_agent_reply_at,
+       c.last_inbound_at, c.last_message_at, c.closed_at, c.created_at, c.updated_at,
+       c.department AS department_id, c.assignee AS assignee_id,
+       coalesce(c.last_message_at, c.created_at) AS activity_at,
+       ct.id AS contact_id, ct.name AS contact_name, ct.phone AS contact_phone,
+       ch.id AS channel_id, ch.name AS channel_name, ch.type AS channel_type,
+       d.name AS department_name, u.name AS assignee_name,
+       tb.id AS tabulation_id, tb.name AS tabulation_name,
+       lm.id AS lm_id, lm.direction AS lm_direction, lm.type AS lm_type,
+       left(lm.body, 200) AS lm_body, lm.status AS lm_status, lm.created_at AS lm_created_at
+FROM conversations c
+JOIN contacts ct ON ct.id = c.contact
+JOIN channels ch ON ch.id = c.channel
+LEFT JOIN departments d ON d.id = c.department
+LEFT JOIN users u ON u.id = c.assignee
+LEFT JOIN tabulations tb ON tb.id = c.tabulation
+LEFT JOIN LATERAL (
+    SELECT m.id, m.direction, m.type, m.body, m.status, m.created_at FROM messages m
+    WHERE m.conversation = c.id
+    ORDER BY m.created_at DESC, m.id DESC
+    LIMIT 1
+) lm ON TRUE
+"""
+
+_STATUS_OF = {"bot": "BOT", "pending": "PENDING", "active": "ACTIVE", "closed": "CLOSED"}
+
+
+def _ref(row: Any, prefix: str) -> Ref | None:
+    if row[f"{prefix}_id"] is None:
+        return None
+    return Ref(id=row[f"{prefix}_id"], name=row[f"{prefix}_name"] or "")
+
+
+def _out(row: Any) -> ConversationOut:
+    last = None
+    if row["lm_id"] is not None:
+        last = LastMessage(
+            id=row["lm_id"],
+            direction=row["lm_direction"],
+            type=row["lm_type"],
+            body=row["lm_body"],
+            status=row["lm_status"],
+            created_at=row["lm_created_at"],
+        )
+    return ConversationOut(
+        id=row["id"],
+        status=row["status"],
+        contact=ContactRef(
+            id=row["contact_id"], name=row["contact_name"], phone=row["contact_phone"]
+        ),
+        channel=ChannelRef(
+            id=row["channel_id"], name=row["channel_name"], type=row["channel_type"]
+        ),
+        department=_ref(row, "department"),
+        assignee=_ref(row, "assignee"),
+        tabulation=_ref(row, "tabulation"),
+        opened_at=row["opened_at"],
+        assigned_at=row["assigned_at"],
+        queued_at=row["queued_at"],
+        first_agent_reply_at=row["first_agent_reply_at"],
+        last_inbound_at=row["last_inbound_at"],
+        last_message_at=row["last_message_at"],
+        closed_at=row["closed_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_message=last,
+    )
+
+
+class _Where:
+    """WHERE clauses with asyncpg's numbered parameters."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.params: list[Any] = []
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    def add(self, clause: str) -> None:
+        self.clauses.append(clause)
+
+    def visible_to(self, viewer: Viewer) -> None:
+        fragment, params = viewer.sql("c", len(self.params) + 1)
+        self.params.extend(params)
+        self.add(fragment)
+
+    def sql(self) -> str:
+        return " AND ".join(self.clauses)
+
+
+def _scope(where: _Where, principal: Principal, viewer: Viewer, scope: str | None) -> None:
+    """Narrow to the scope asked for; a scope beyond the caller's role is refused."""
+    if scope == "all" and not viewer.all:
+        raise Forbidden(
+            "Your role cannot list every conversation of the company",
+            code="scope_not_allowed",
+            details={"scope": scope, "permission": "conversations.read_all"},
+        )
+    if scope == "mine":
+        if principal.user_id is None:
+            raise Forbidden("scope=mine needs a person, not an API key", code="scope_not_allowed")
+        where.add(f"c.assignee = {where.param(principal.user_id)}")
+    elif scope == "departments":
+        where.add(f"c.department = ANY({where.param(list(viewer.departments))}::uuid[])")
+
+
+async def _fetch(services: Services, sql: str, params: list[Any]) -> list[Any]:
+    pool = services.db.pool
+    assert pool is not None, "the database pool opens with the app"
+    return await pool.fetch(sql, *params)
+
+
+async def load_conversation(
+    services: Services, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+) -> ConversationOut | None:
+    """One of the tenant's conversations as the API shows it (no visibility check)."""
+    rows = await _fetch(
+        services, _SELECT + " WHERE c.tenant = $1 AND c.id = $2", [tenant_id, conversation_id]
+    )
+    return _out(rows[0]) if rows else None
+
+
+@routes.get("/api/v1/conversations")
+@endpoint(
+    "conversations.read",
+    query=ConversationListQuery,
+    response=Page[ConversationOut],
+    summary="List the conversations you may see, latest activity first",
+    tags=TAGS,
+)
+async def list_conversations(
+    request: web.Request, *, query: ConversationListQuery
+) -> Page[ConversationOut]:
+    principal = current_principal(request)
+    viewer = await viewer_for(principal)
+    where = _Where()
+    where.add(f"c.tenant = {where.param(principal.tenant_id)}")
+    where.visible_to(viewer)
+    _scope(where, principal, viewer, query.scope)
+    if query.category:
+        where.add(f"c.status = {where.param(_STATUS_OF[query.category])}")
+    if query.department_id:
+        where.add(f"c.department = {where.param(query.department_id)}")
+    if query.assignee_id:
+        where.add(f"c.assignee = {where.param(query.assignee_id)}")
+    if query.contact_id:
+        where.add(f"c.contact = {where.param(query.contact_id)}")
+    if query.cursor:
+        at, row_id = decode_cursor(query.cursor)
+        where.add(
+            f"(coalesce(c.last_message_at, c.created_at), c.id)"
+            f" < ({where.param(at)}::timestamptz, {where.param(row_id)}::uuid)"
+        )
+    sql = (
+        f"{_SELECT} WHERE {where.sql()}"
+        f" ORDER BY activity_at DESC, c.id DESC LIMIT {where.param(query.limit + 1)}"
+    )
+    rows = await _fetch(services_of(request), sql, where.params)
+    cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        cursor = encode_cursor(rows[-1]["activity_at"], rows[-1]["id"])
+    return Page[ConversationOut](items=[_out(row) for row in rows], next_cursor=cursor)
+
+
+@routes.get("/api/v1/conversations/{id}")
+@endpoint("conversations.read", response=ConversationOut, summary="Get a conversation", tags=TAGS)
+async def get_conversation(request: web.Request) -> ConversationOut:
+    principal = current_principal(request)
+    conversation_id = path_id(request, "conversation")
+    viewer = await viewer_for(principal)
+    found = await load_conversation(services_of(request), principal.tenant_id, conversation_id)
+    if found is None or not viewer.can_see(
+        department_id=found.department.id if found.department else None,
+        assignee_id=found.assignee.id if found.assignee else None,
+        status=found.status,
+    ):
+        raise NotFound("conversation not found")
+    return found
+
+
+async def _moved(request: web.Request, conversation_id: uuid.UUID) -> ConversationOut:
+    """The conversation after a move (the mover may no longer see it, e.g. after a transfer)."""
+    principal = current_principal(request)
+    found = await load_conversation(services_of(request), principal.tenant_id, conversation_id)
+    if found is None:  # deleted in between
+        raise NotFound("conversation not found")
+    return found
+
+
+async def _caller(request: web.Request) -> tuple[Services, Principal, Viewer, uuid.UUID]:
+    principal = current_principal(request)
+    conversation_id = path_id(request, "conversation")
+    return services_of(request), principal, await viewer_for(principal), conversation_id
+
+
+@routes.post("/api/v1/conversations/{id}/accept")
+@endpoint(
+    "conversations.accept",
+    response=ConversationOut,
+    summary="Take a queued conversation (within your concurrent-chat cap)",
+    tags=TAGS,
+)
+async def accept_conversation(request: web.Request) -> ConversationOut:
+    services, principal, viewer, conversation_id = await _caller(request)
+    await transitions.accept(services, principal, viewer, conversation_id)
+    return await _moved(request, conversation_id)
+
+
+@routes.post("/api/v1/conversations/{id}/assign")
+@endpoint(
+    "conversations.assign",
+    body=AssignIn,
+    response=ConversationOut,
+    summary="Assign a conversation to a person (their cap does not apply)",
+    tags=TAGS,
+)
+async def assign_conversation(request: web.Request, *, body: AssignIn) -> ConversationOut:
+    services, principal, viewer, conversation_id = await _caller(request)
+    await transitions.assign(services, principal, viewer, conversation_id, body.user_id)
+    return await _moved(request, conversation_id)
+
+
+@routes.post("/api/v1/conversations/{id}/transfer")
+@endpoint(
+    "conversations.transfer",
+    body=TransferIn,
+    response=ConversationOut,
+    summary="Transfer a conversation to a person or to a department's queue, with a note",
+    tags=TAGS,
+)
+async def transfer_conversation(request: web.Request, *, body: TransferIn) -> ConversationOut:
+    services, principal, viewer, conversation_id = await _caller(request)
+    await transitions.transfer(
+        services,
+        principal,
+        viewer,
+        conversation_id,
+        user_id=body.user_id,
+        department_id=body.department_id,
+        note=body.note,
+    )
+    return await _moved(request, conversation_id)
+
+
+@routes.post("/api/v1/conversations/{id}/close")
+@endpoint(
+    "conversations.close",
+    body=CloseIn,
+    response=ConversationOut,
+    summary="Close a conversation with a tabulation (required)",
+    tags=TAGS,
+)
+async def close_conversation(request: web.Request, *, body: CloseIn) -> ConversationOut:
+    services, principal, viewer, conversation_id = await _caller(request)
+    await transitions.close(services, principal, viewer, conversation_id, body.tabulation_id)
+    return await _moved(request, conversation_id)
+
+
+@routes.post("/api/v1/conversations/{id}/reopen")
+@endpoint(
+    "conversations.reopen",
+    response=ConversationOut,
+    summary="Reopen a closed conversation: back to its department's queue",
+    tags=TAGS,
+)
+async def reopen_conversation(request: web.Request) -> ConversationOut:
+    services, principal, viewer, conversation_id = await _caller(request)
+    await transitions.reopen(services, principal, viewer, conversation_id)
+    return await _moved(request, conversation_id)

@@ -1,0 +1,165 @@
+"""A conversation's messages (history and sending) and uploaded media.
+
+Sending answers 202: the message is stored as `pending` and sent by a worker; its
+`message.status` events (and the history) show `sent`, `delivered`, `read` or `failed`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from aiohttp import BodyPartReader, hdrs, web
+from pydantic import BaseModel
+
+from guiche.api.common import path_id
+from guiche.auth.principal import current_principal
+from guiche.models import Message
+from guiche.outbound.media import media_row, save_upload, storage_of
+from guiche.outbound.schemas import MessageOut, SendMessageRequest
+from guiche.outbound.service import create_outbound, load_visible_conversation
+from guiche.outbound.storage import StorageError
+from guiche.services import services_of
+from guiche.tenancy import owned
+from guiche.web.endpoint import endpoint
+from guiche.web.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from guiche.web.jsonio import json_response
+from guiche.web.pagination import Page, PageQuery, paginate
+
+routes = web.RouteTableDef()
+TAGS = ("messages",)
+CHUNK_BYTES = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+"""Room for multipart boundaries and part headers when checking Content-Length early."""
+
+
+@routes.get("/api/v1/conversations/{id}/messages")
+@endpoint(
+    "conversations.read",
+    query=PageQuery,
+    response=Page[MessageOut],
+    summary="A conversation's messages, newest first (cursor-paginated)",
+    tags=TAGS,
+)
+async def list_messages(request: web.Request, *, query: PageQuery) -> Page[MessageOut]:
+    principal = current_principal(request)
+    conversation_id = path_id(request, "conversation")
+    await load_visible_conversation(principal, conversation_id)
+    select = (
+        owned(Message, principal.tenant_id)
+        .where(Message.conversation == conversation_id)
+        .output(load_json=True)
+    )
+    rows, cursor = await paginate(select, Message, query)
+    return Page[MessageOut](items=[MessageOut.from_row(row) for row in rows], next_cursor=cursor)
+
+
+@routes.post("/api/v1/conversations/{id}/messages")
+@endpoint(
+    "messages.send",
+    body=SendMessageRequest,
+    response=MessageOut,
+    status=202,
+    summary="Send a message (text, uploaded media or template); optional Idempotency-Key",
+    tags=TAGS,
+)
+async def send_message(request: web.Request, *, body: SendMessageRequest) -> web.Response:
+    principal = current_principal(request)
+    conversation_id = path_id(request, "conversation")
+    created = await create_outbound(
+        services_of(request),
+        principal,
+        conversation_id,
+        body,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    headers = {"Idempotent-Replayed": "true"} if created.replayed else None
+    return json_response(created.message, status=202, headers=headers)
+
+
+class MediaOut(BaseModel):
+    id: uuid.UUID
+    mime_type: str
+    size: int
+    filename: str | None
+    sha256: str | None
+    created_at: dt.datetime
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        yield chunk
+
+
+@routes.post("/api/v1/media")
+@endpoint(
+    "media.upload",
+    response=MediaOut,
+    status=201,
+    summary="Upload a file (multipart field 'file') to send in a message",
+    tags=TAGS,
+    content_type="multipart/form-data",
+)
+async def upload_media(request: web.Request) -> MediaOut:
+    principal = current_principal(request)
+    services = services_of(request)
+    limit = services.settings.max_media_bytes
+    if not request.content_type.startswith("multipart/"):
+        raise UnsupportedMediaType(
+            "Send multipart/form-data with the file in the field 'file'",
+            code="multipart_required",
+        )
+    if request.content_length is not None and request.content_length > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(
+            f"Files are limited to {limit} bytes",
+            code="media_too_large",
+            details={"max_bytes": limit},
+        )
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            row = await save_upload(
+                services,
+                principal.tenant_id,
+                _chunks(part),
+                declared_mime=part.headers.get(hdrs.CONTENT_TYPE),
+                filename=part.filename,
+            )
+            return MediaOut.model_validate(row)
+    raise ValidationFailed(
+        "No file: send it in the multipart field 'file'",
+        details=[{"field": "file", "message": "required"}],
+    )
+
+
+@routes.get("/api/v1/media/{id}")
+@endpoint(
+    "conversations.read",
+    summary="Download an uploaded or received file (as an attachment)",
+    tags=TAGS,
+    content_type="application/octet-stream",
+)
+async def download_media(request: web.Request) -> web.StreamResponse:
+    principal = current_principal(request)
+    media_id = path_id(request, "media")
+    row = await media_row(principal.tenant_id, media_id)
+    if row is None:
+        raise NotFound("media not found")
+    try:
+        path = storage_of(services_of(request)).path(row["storage_key"])
+    except StorageError:
+        raise NotFound("media not found") from None
+    if not path.is_file():
+        raise NotFound("media not found", code="media_gone")
+    filename = row["filename"] or f"{media_id}"
+    return web.FileResponse(
+        path,
+        headers={
+            hdrs.CONTENT_TYPE: row["mime_type"],
+            hdrs.CONTENT_DISPOSITION: f"attachment; filename*=UTF-8''{quote(filename)}",
+            "X-Content-Type-Options": "nosniff",
+            hdrs.CACHE_CONTROL: "private, max-age=3600",
+        },
+    )

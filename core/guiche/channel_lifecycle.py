@@ -1,0 +1,119 @@
+"""A channel's life on the provider's side: set up and provision on create, retry on
+demand, disconnect and unload on deactivation (Home Assistant's config-entry idea).
+
+Provisioning talks to the outside world and can fail; the channel row is kept with a
+clear `provisioning_failed` state and detail, and `POST /api/v1/channels/{id}/provision`
+retries. Whatever an adapter changes in its config while provisioning (e.g. a webhook
+secret it generated) is stored back encrypted.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+import httpx
+
+from guiche.channel_runtime import LoadedChannel, cipher_of, load_channel_adapter
+from guiche.channels import ChannelError, ConnectionState
+from guiche.crypto import credentials_to_store
+from guiche.inbound.followups import emit_hooks
+from guiche.realtime import events as ev
+from guiche.realtime.events import PendingEvent, record_events
+
+if TYPE_CHECKING:
+    from guiche.services import Services
+
+log = logging.getLogger("guiche.channels")
+
+PROVISIONED = "provisioned"
+PROVISIONING_FAILED = "provisioning_failed"
+
+
+async def set_channel_state(
+    services: Services, tenant_id: uuid.UUID, channel_id: uuid.UUID, state: str, detail: str = ""
+) -> None:
+    """Store a channel's state and tell operators (event + plugin hook)."""
+    async with services.db.transaction() as transaction:
+        conn = transaction.connection
+        await conn.execute(
+            "UPDATE channels SET state = $3, state_detail = $4, updated_at = now()"
+            " WHERE id = $1 AND tenant = $2",
+            channel_id,
+            tenant_id,
+            state,
+            detail[:2000],
+        )
+        events = await record_events(
+            conn,
+            [
+                PendingEvent(
+                    tenant_id=tenant_id,
+                    type=ev.CHANNEL_STATE,
+                    data={"channel_id": channel_id, "state": state, "detail": detail},
+                )
+            ],
+        )
+    await services.bus.publish(events)
+    services.spawn(emit_hooks(services, tenant_id, events), name="guiche-channel-state-hooks")
+
+
+async def _store_config_changes(services: Services, loaded: LoadedChannel, before: dict) -> None:
+    after = credentials_to_store(loaded.adapter.config)
+    if after != before:
+        from guiche.models import Channel
+
+        await Channel.update(
+            {Channel.credentials_encrypted: cipher_of(services).encrypt(after)}
+        ).where((Channel.id == loaded.row.id) & (Channel.tenant == loaded.row.tenant_id))
+
+
+async def provision_channel(services: Services, channel_id: uuid.UUID) -> str:
+    """Run the adapter's setup + provision; return the resulting state."""
+    loaded = await load_channel_adapter(services, channel_id)
+    if loaded is None:
+        return "unavailable"
+    before = credentials_to_store(loaded.adapter.config)
+    try:
+        await loaded.adapter.setup()
+        await loaded.adapter.provision()
+    except (ChannelError, httpx.HTTPError, OSError, ValueError) as exc:
+        detail = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+        log.warning("provisioning failed", extra={"channel": str(channel_id), "error": detail})
+        await set_channel_state(
+            services, loaded.row.tenant_id, channel_id, PROVISIONING_FAILED, detail
+        )
+        return PROVISIONING_FAILED
+    await _store_config_changes(services, loaded, before)
+    current = await _current_state(services, channel_id)
+    if current in ("new", PROVISIONING_FAILED):
+        await set_channel_state(services, loaded.row.tenant_id, channel_id, PROVISIONED)
+        return PROVISIONED
+    return current
+
+
+async def _current_state(services: Services, channel_id: uuid.UUID) -> str:
+    from guiche.models import Channel
+
+    row = await Channel.select(Channel.state).where(Channel.id == channel_id).first()
+    return row["state"] if row else "unavailable"
+
+
+async def release_channel(services: Services, loaded: LoadedChannel) -> None:
+    """Before deactivation: log out provider sessions and let the adapter clean up."""
+    try:
+        await loaded.adapter.disconnect()
+        await loaded.adapter.unload()
+    except (ChannelError, httpx.HTTPError, OSError, ValueError) as exc:
+        log.warning(
+            "channel release failed; deactivating anyway",
+            extra={"channel": str(loaded.row.id), "error": str(exc)},
+        )
+    await set_channel_state(
+        services,
+        loaded.row.tenant_id,
+        loaded.row.id,
+        ConnectionState.DISCONNECTED.value,
+        "deactivated",
+    )

@@ -1,0 +1,474 @@
+"""The `guiche` command: run modes (run, web, worker, scheduler) and operator chores.
+
+Bad configuration prints one line per invalid variable and exits 2, never a traceback;
+an operator error (unknown user, duplicate member) prints one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import secrets
+import shlex
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from guiche.config import ConfigError, Settings, load_settings
+from guiche.logs import configure_logging
+
+if TYPE_CHECKING:
+    from piccolo.engine.postgres import PostgresEngine
+
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+"""How long the web server waits for in-flight requests after a stop signal."""
+
+
+# --- entry point ---------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the command, return the process exit code."""
+    import asyncpg
+
+    from guiche.migrate import MigrationError
+    from guiche.plugins.manager import PluginError
+    from guiche.web.errors import ApiError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(line, file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except (PluginError, MigrationError, CommandError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.UndefinedTableError as exc:
+        print(f"error: database: {exc} (run `guiche migrate` first)", file=sys.stderr)
+        return 1
+    except (asyncpg.PostgresError, OSError) as exc:
+        print(f"error: database: {exc}", file=sys.stderr)
+        return 1
+
+
+class CommandError(Exception):
+    """An operator mistake a command reports in one line (exit 1)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guiche",
+        description="Guichê: a plugin-based customer-service gateway. "
+        "Configuration comes from the environment (see .env.example).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> Any:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("run", cmd_run, "all in one process: embedded Postgres when DATABASE_URL is unset")
+    command("web", cmd_web, "serve the HTTP API (scale-out: run many behind a load balancer)")
+    command("worker", cmd_worker, "run background tasks from Redis (scale-out: run many)")
+    command("scheduler", cmd_scheduler, "enqueue periodic tasks (scale-out: run exactly one)")
+    command("migrate", cmd_migrate, "apply core's and plugins' database migrations")
+    command("plugins", cmd_plugins, "list installed plugins and how many companies use them")
+
+    tenants = commands.add_parser("tenants", help="create and list companies")
+    tenant_commands = tenants.add_subparsers(dest="tenants_command", required=True)
+    create = tenant_commands.add_parser("create", help="create a company with its owner")
+    create.set_defaults(handler=cmd_tenants_create)
+    create.add_argument("--name", required=True, help="company name")
+    create.add_argument("--owner-email", required=True)
+    create.add_argument("--owner-name", default="")
+    create.add_argument(
+        "--owner-password",
+        help="for a new owner; prompted on a terminal, else generated and printed",
+    )
+    create.add_argument(
+        "--platform-admin", action="store_true", help="also make the owner a platform admin"
+    )
+    listing = tenant_commands.add_parser("list", help="list every company")
+    listing.set_defaults(handler=cmd_tenants_list)
+    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+
+    users = commands.add_parser("users", help="platform-level user chores")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    for name, value in (("grant-platform-admin", True), ("revoke-platform-admin", False)):
+        sub = user_commands.add_parser(name, help=f"{name.split('-')[0]} platform-admin rights")
+        sub.add_argument("email")
+        sub.set_defaults(handler=cmd_platform_admin, platform_admin=value)
+    return parser
+
+
+def settings_for(command: str, *, keys: bool = False, redis: bool = False) -> Settings:
+    """Validated settings with logging configured; what `command` needs must be present."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    missing = []
+    if not settings.database_url:
+        missing.append(f"DATABASE_URL: required for `guiche {command}`")
+    if keys and settings.secret_key is None:
+        missing.append(
+            f"GUICHE_SECRET_KEY: required for `guiche {command}` (only `guiche run` makes one)"
+        )
+    if keys and not settings.encryption_keys:
+        missing.append(
+            f"GUICHE_ENCRYPTION_KEYS: required for `guiche {command}` "
+            "(a Fernet key; only `guiche run` makes one)"
+        )
+    if redis and not settings.redis_url:
+        missing.append(
+            f"REDIS_URL: required for `guiche {command}` "
+            "(without Redis, `guiche run` runs tasks in-process)"
+        )
+    if missing:
+        raise ConfigError("\n".join(missing))
+    return settings
+
+
+# --- run modes -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Embedded Postgres if needed, local keys, migrations, demo company, web + tasks."""
+    from guiche.embedded import EmbeddedPostgres, local_key_env
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    os.environ.update(local_key_env(settings))
+    embedded = None if settings.database_url else EmbeddedPostgres(settings.data_dir)
+    try:
+        if embedded is not None:
+            os.environ["DATABASE_URL"] = embedded.start()
+        return asyncio.run(_run_all(load_settings()))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _run_all(settings: Settings) -> int:
+    from aiohttp import web
+
+    from guiche.app import create_app
+    from guiche.demo import seed_demo
+    from guiche.services import SERVICES
+    from guiche.tasks.runners import consume, schedule
+
+    assert settings.database_url
+    stop = stop_on_signals()
+    print(await migrate_summary(settings.database_url), flush=True)
+    app = create_app(settings)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    await runner.setup()
+    try:
+        password = settings.demo_password
+        login = await seed_demo(password.get_secret_value() if password else None)
+        await start_site(runner, settings)
+        print(login_banner(settings, login.email, login.password), flush=True)
+        queue = app[SERVICES].tasks
+        assert queue is not None
+        loops = [schedule(queue.broker, stop)]
+        if not queue.in_process:  # REDIS_URL set: consume the stream here too
+            loops.append(consume(queue.broker, stop))
+        return await run_until_stopped(stop, loops)
+    finally:
+        await runner.cleanup()
+
+
+async def start_site(runner: Any, settings: Settings) -> None:
+    from aiohttp import web
+
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        raise CommandError(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})"
+        ) from exc
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve_web(settings_for("web", keys=True)))
+
+
+async def _serve_web(settings: Settings) -> int:
+    from aiohttp import web
+
+    from guiche.app import create_app
+
+    stop = stop_on_signals()
+    runner = web.AppRunner(create_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    await runner.setup()
+    try:
+        await start_site(runner, settings)
+        print(f"Guichê web listening on {base_url(settings)}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from guiche.tasks.runners import run_worker
+
+    settings = settings_for("worker", keys=True, redis=True)
+    return asyncio.run(_until_signal(lambda stop: run_worker(settings, stop)))
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from guiche.tasks.runners import run_scheduler
+
+    settings = settings_for("scheduler", redis=True)
+    return asyncio.run(_until_signal(lambda stop: run_scheduler(settings, stop)))
+
+
+async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    await run(stop_on_signals())
+    return 0
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by the first SIGINT/SIGTERM; a second Ctrl+C interrupts at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal() -> None:
+        stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    return stop
+
+
+async def run_until_stopped(stop: asyncio.Event, loops: Sequence[Awaitable[None]]) -> int:
+    """Run background loops until `stop`; a loop that dies stops the rest (exit code 1)."""
+    tasks = [asyncio.ensure_future(loop) for loop in loops]
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    failed = [result for result in results if isinstance(result, BaseException)]
+    for error in failed:
+        print(f"error: background loop failed: {error!r}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def base_url(settings: Settings) -> str:
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def login_banner(settings: Settings, email: str, password: str) -> str:
+    url = base_url(settings)
+    body = json.dumps({"email": email, "password": password})
+    curl = (
+        f"curl -s -X POST {url}/api/v1/auth/login "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+    return "\n".join(
+        [
+            f"Guichê is running at {url}  (API docs: {url}/api/docs)",
+            "  company:  Demo",
+            f"  email:    {email}",
+            f"  password: {password}",
+            f"  login:    {curl}",
+            "Press Ctrl+C to stop.",
+        ]
+    )
+
+
+# --- operator chores ---------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = settings_for("migrate")
+    assert settings.database_url
+    print(asyncio.run(migrate_summary(settings.database_url)))
+    return 0
+
+
+async def migrate_summary(database_url: str) -> str:
+    """Apply pending migrations; say how many ran (none on a second call)."""
+    from guiche.migrate import migrate
+
+    before = await _applied_migrations(database_url)
+    await migrate(database_url)
+    after = await _applied_migrations(database_url)
+    if after == before:
+        return f"Migrations: database is up to date ({after} applied)."
+    return f"Migrations: applied {after - before} ({after} in total)."
+
+
+async def _applied_migrations(database_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        if await conn.fetchval("SELECT to_regclass('migration')") is None:
+            return 0
+        return int(await conn.fetchval("SELECT count(*) FROM migration"))
+    finally:
+        await conn.close()
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from guiche.app import build_services
+    from guiche.plugins.listing import describe_plugins, format_plugins_table
+
+    async def describe() -> list[dict[str, Any]]:
+        settings = settings_for("plugins")
+        quiet_piccolo()
+        services = build_services(settings)
+        async with pooled(services.db):
+            return await describe_plugins(services.plugins)
+
+    print(format_plugins_table(asyncio.run(describe())))
+    return 0
+
+
+def core_engine(settings: Settings) -> PostgresEngine:
+    """An engine with core's tables bound to it: chores skip the app factory's imports."""
+    from guiche.db import bind_tables, make_engine
+    from guiche.models import CORE_TABLES
+
+    assert settings.database_url
+    quiet_piccolo()
+    engine = make_engine(settings.database_url)
+    bind_tables(engine, CORE_TABLES)
+    return engine
+
+
+def quiet_piccolo() -> None:
+    """Piccolo logs the server version whenever an engine is made: noise in a chore's output."""
+    logging.getLogger("piccolo").setLevel(logging.WARNING)
+
+
+@asynccontextmanager
+async def pooled(engine: PostgresEngine) -> AsyncIterator[PostgresEngine]:
+    """A small connection pool for the length of a one-shot command."""
+    await engine.start_connection_pool(min_size=1, max_size=2)
+    try:
+        yield engine
+    finally:
+        await engine.close_connection_pool()
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    settings = settings_for("tenants create")
+    return asyncio.run(_tenants_create(settings, args))
+
+
+async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
+    from guiche.accounts import create_tenant
+    from guiche.models import User
+
+    async with pooled(core_engine(settings)):
+        email = args.owner_email.strip().lower()
+        existing = await User.raw("SELECT id FROM users WHERE lower(email) = {}", email)
+        password, generated = (None, False) if existing else _owner_password(args)
+        created = await create_tenant(args.name, email, password, owner_name=args.owner_name or "")
+        if args.platform_admin:
+            await User.update({User.is_platform_admin: True}).where(User.id == created.owner_id)
+    print(f"Created company {args.name.strip()!r}")
+    print(f"  id:       {created.tenant_id}")
+    print(f"  slug:     {created.slug}")
+    print(f"  owner:    {created.owner_email}" + (" (existing user)" if existing else ""))
+    if generated:
+        print(f"  password: {password}")
+    if args.platform_admin:
+        print("  platform admin: yes")
+    return 0
+
+
+def _owner_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """(password, generated?): the flag, a terminal prompt, or a generated one."""
+    if args.owner_password:
+        return args.owner_password, False
+    if sys.stdin.isatty():
+        first = getpass.getpass("Owner password: ")
+        if first and first == getpass.getpass("Repeat password: "):
+            return first, False
+        raise CommandError("passwords are empty or do not match")
+    return secrets.token_urlsafe(12), True
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    rows = asyncio.run(_tenant_rows(settings_for("tenants list")))
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    headers = ("SLUG", "NAME", "ID", "MEMBERS", "ACTIVE", "CREATED")
+    cells = [
+        (
+            row["slug"],
+            row["name"],
+            str(row["id"]),
+            str(row["members"]),
+            "yes" if row["is_active"] else "no",
+            row["created_at"].strftime("%Y-%m-%d %H:%M"),
+        )
+        for row in rows
+    ]
+    print(format_table(headers, cells) if cells else "No companies yet.")
+    return 0
+
+
+async def _tenant_rows(settings: Settings) -> list[dict[str, Any]]:
+    from guiche.models import Tenant
+
+    async with pooled(core_engine(settings)):
+        return await Tenant.raw(
+            "SELECT t.id, t.name, t.slug, t.is_active, t.created_at, count(m.id) AS members"
+            " FROM tenants t LEFT JOIN memberships m ON m.tenant = t.id"
+            " GROUP BY t.id ORDER BY t.created_at, t.id"
+        )
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    )
+
+
+def cmd_platform_admin(args: argparse.Namespace) -> int:
+    """The only way to change `users.is_platform_admin`: no API grants platform rights."""
+    settings = settings_for(f"users {args.users_command}")
+
+    async def update() -> list[dict[str, Any]]:
+        from guiche.models import User
+
+        async with pooled(core_engine(settings)):
+            return await User.raw(
+                "UPDATE users SET is_platform_admin = {} WHERE lower(email) = {} RETURNING email",
+                args.platform_admin,
+                args.email.strip().lower(),
+            )
+
+    if not asyncio.run(update()):
+        raise CommandError(f"no user with email {args.email!r}")
+    state = "now" if args.platform_admin else "no longer"
+    print(f"{args.email.strip().lower()} is {state} a platform admin")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m guiche.cli`
+    sys.exit(main())

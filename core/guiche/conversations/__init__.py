@@ -1,0 +1,1 @@
+"""Conversations: who may see which, and the transitions agents and supervisors make."""

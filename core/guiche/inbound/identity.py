@@ -1,0 +1,98 @@
+"""Who a sender is, per tenant: the E.164 phone where there is one, else (channel type,
+provider user id). Providers are moving to usernames, so a phone is never assumed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import phonenumbers
+
+from guiche.channels import Sender
+
+
+def whatsapp_phone(raw: str | None) -> str | None:
+    """A provider's phone/wa_id as E.164, or None when it is not a valid number.
+
+    WhatsApp ids are digits with the country code and no "+". Brazilian mobiles may come
+    without the ninth digit (`553188887777`, area codes >= 31 on older accounts): that is
+    the same line as `+5531988887777`, so we restore the digit before validating.
+    """
+    if not raw:
+        return None
+    digits = "".join(ch for ch in raw.split("@", 1)[0].split(":", 1)[0] if ch.isdigit())
+    if len(digits) < 8:
+        return None
+    if digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
+        digits = digits[:4] + "9" + digits[4:]
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_UPSERT_BY_PHONE = """
+INSERT INTO contacts (tenant, phone, name)
+VALUES ($1, $2, $3)
+ON CONFLICT (tenant, phone) WHERE phone IS NOT NULL
+DO UPDATE SET name = CASE WHEN contacts.name = '' THEN EXCLUDED.name ELSE contacts.name END,
+              updated_at = CASE WHEN contacts.name = '' AND EXCLUDED.name <> ''
+                                THEN now() ELSE contacts.updated_at END
+RETURNING id
+"""
+
+_FIND_IDENTITY = """
+SELECT contact FROM contact_identities
+WHERE tenant = $1 AND channel_type = $2 AND provider_user_id = $3
+"""
+
+_LINK_IDENTITY = """
+INSERT INTO contact_identities (tenant, contact, channel_type, provider_user_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant, channel_type, provider_user_id) DO NOTHING
+RETURNING contact
+"""
+
+
+async def resolve_contact(
+    conn: Any, tenant_id: uuid.UUID, channel_type: str, sender: Sender
+) -> uuid.UUID:
+    """Find or create the sender's contact, race-safe under concurrent webhooks."""
+    name = sender.name or ""
+    phone = whatsapp_phone(sender.phone) if sender.phone else None
+    user_id = sender.provider_user_id
+    if phone is None and not user_id and sender.phone:
+        user_id = sender.phone  # not a valid number: still one stable identity, never dropped
+    if phone is not None:
+        contact_id: uuid.UUID = await conn.fetchval(_UPSERT_BY_PHONE, tenant_id, phone, name)
+        if user_id:
+            await conn.execute(_LINK_IDENTITY, tenant_id, contact_id, channel_type, user_id)
+        return contact_id
+    assert user_id is not None  # Sender guarantees a phone or a provider user id
+    existing = await conn.fetchval(_FIND_IDENTITY, tenant_id, channel_type, user_id)
+    if existing is not None:
+        if name:
+            await conn.execute(
+                "UPDATE contacts SET name = $2, updated_at = now() WHERE id = $1 AND name = ''",
+                existing,
+                name,
+            )
+        return existing
+    custom = {"username": sender.username} if sender.username else {}
+    created = await conn.fetchval(
+        "INSERT INTO contacts (tenant, name, custom_fields)"
+        " VALUES ($1, $2, $3::jsonb) RETURNING id",
+        tenant_id,
+        name,
+        orjson.dumps(custom).decode(),
+    )
+    linked = await conn.fetchval(_LINK_IDENTITY, tenant_id, created, channel_type, user_id)
+    if linked is None:  # another transaction linked this user first: use theirs
+        await conn.execute("DELETE FROM contacts WHERE id = $1", created)
+        return await conn.fetchval(_FIND_IDENTITY, tenant_id, channel_type, user_id)
+    return created

@@ -1,0 +1,342 @@
+"""`core.send_message(message_id)`: send one outbox message, safely under redelivery.
+
+Delivery is at-least-once (a redelivered task, a sweeper re-kick, two workers), so the
+task first *claims* the outbox row (see `guiche.outbound.outbox`): only the claimant
+calls the adapter. A row already settled or leased elsewhere is skipped.
+
+Outcomes: success → `sent` + provider id + a `message_keys` row (so status webhooks
+find it); `RetryableSendError`, a timeout or an unexpected adapter error → retry after
+a full-jitter backoff (the provider's `retry_after` when longer) until
+`send_max_attempts`, then `failed` with `retries_exhausted`; `PermanentSendError` →
+`failed` with `{code, message, details}`, and `channel_unhealthy` also marks the channel.
+
+The one gap no outbox closes: a worker killed after the provider accepted but before
+the commit will have the message sent again once its lease expires. Adapters pass
+`OutboundMessage.message_id` to providers that deduplicate on a client id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from pydantic import ValidationError
+
+from guiche.channel_runtime import load_channel_adapter
+from guiche.channels import (
+    DeliveryStatus,
+    OutboundMessage,
+    PermanentSendError,
+    RetryableSendError,
+    SendResult,
+)
+from guiche.inbound.followups import emit_hooks
+from guiche.models import Message
+from guiche.outbound import outbox
+from guiche.outbound.media import MediaUnavailable, inline_data
+from guiche.outbound.outbox import Claim
+from guiche.outbound.retry import backoff_delay
+from guiche.outbound.service import kick_send
+from guiche.realtime import events as ev
+from guiche.realtime.events import BusEvent, PendingEvent, record_events
+
+if TYPE_CHECKING:
+    from guiche.services import Services
+
+log = logging.getLogger("guiche.outbound")
+
+Outcome = Literal["sent", "failed", "retry", "skipped"]
+
+LEASE_MARGIN_SECONDS = 30.0
+"""A lease outlives the send timeout by this much, so a live sender never loses its claim."""
+
+_LOAD = """
+SELECT m.id, m.created_at, m.tenant, m.conversation, m.channel, m.direction, m.status,
+       m.payload, c.department, c.assignee
+FROM messages m LEFT JOIN conversations c ON c.id = m.conversation
+WHERE m.id = {} AND m.created_at = {} AND m.tenant = {}
+"""
+
+_MARK_SENT = """
+UPDATE messages SET status = $3, provider_message_id = $4, error = NULL, updated_at = now()
+WHERE id = $1 AND created_at = $2 AND status = 'pending'
+RETURNING id
+"""
+
+_MARK_FAILED = """
+UPDATE messages SET status = 'failed', error = $3::jsonb, updated_at = now()
+WHERE id = $1 AND created_at = $2 AND status = 'pending'
+RETURNING id
+"""
+
+_KEY = """
+INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (channel, provider_message_id) DO NOTHING
+"""
+
+_UNHEALTHY = """
+UPDATE channels SET state = 'unhealthy', state_detail = $3, updated_at = now()
+WHERE id = $1 AND tenant = $2
+RETURNING id
+"""
+
+
+class _Failure(Exception):
+    """A reason to fail the message without calling (or after calling) the adapter."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error = {"code": code, "message": message, "details": details or {}}
+
+
+async def send_message(message_id: str, *, services: Services) -> Outcome:
+    """The `core.send_message` task. Returns what happened (for logs and tests)."""
+    settings = services.settings
+    try:
+        target = uuid.UUID(str(message_id))
+    except ValueError:
+        log.warning("send_message: not a message id", extra={"message_id": message_id})
+        return "skipped"
+    claim = await outbox.claim(target, settings.send_timeout_seconds + LEASE_MARGIN_SECONDS)
+    if claim is None:
+        return "skipped"
+    rows = await Message.raw(_LOAD, claim.message_id, claim.message_created_at, claim.tenant_id)
+    message = rows[0] if rows else None
+    if message is None or message["status"] != "pending" or message["direction"] != "out":
+        await outbox.release(claim.message_id)
+        return "skipped"
+    if claim.attempts > settings.send_max_attempts:  # earlier holders died mid-send
+        return await _fail(
+            services, claim, message, _exhausted(claim.attempts, {"code": "worker_lost"})
+        )
+    try:
+        loaded = await load_channel_adapter(services, message["channel"])
+        if loaded is None or loaded.row.tenant_id != claim.tenant_id:
+            raise _Failure("channel_unavailable", "the channel is disabled or its plugin is gone")
+        outbound = await _outbound(services, claim, message)
+    except _Failure as failure:
+        return await _fail(services, claim, message, failure.error)
+    try:
+        async with asyncio.timeout(settings.send_timeout_seconds):
+            result = await loaded.adapter.send(outbound)
+    except PermanentSendError as exc:
+        error = {"code": exc.code or "send_failed", "message": exc.message, "details": exc.details}
+        reason = exc.message if exc.channel_unhealthy else None
+        return await _fail(services, claim, message, error, unhealthy=reason)
+    except RetryableSendError as exc:
+        error = {"code": exc.code or "retryable", "message": exc.message, "details": exc.details}
+        return await _retry(services, claim, message, error, exc.retry_after)
+    except TimeoutError:
+        error = {"code": "timeout", "message": "the provider did not answer in time"}
+        return await _retry(services, claim, message, error, None)
+    except Exception as exc:  # an adapter bug must not lose the message: retry, then fail
+        log.exception("adapter.send raised an untyped error", extra={"message_id": str(target)})
+        error = {"code": "adapter_error", "message": f"{type(exc).__name__}: {exc}"}
+        return await _retry(services, claim, message, error, None)
+    if result.status is DeliveryStatus.FAILED:
+        return await _fail(
+            services, claim, message, {"code": "provider_failed", "message": "rejected"}
+        )
+    return await _sent(services, claim, message, result)
+
+
+async def _outbound(services: Services, claim: Claim, message: dict[str, Any]) -> OutboundMessage:
+    """The stored normalised message, with stored media attached inline."""
+    payload = message["payload"]
+    if isinstance(payload, str):
+        payload = orjson.loads(payload)
+    normalised = dict(payload.get("normalised") or {})
+    media_id = payload.get("media_id")
+    if media_id and normalised.get("media") is not None:
+        try:
+            data = await inline_data(services, claim.tenant_id, uuid.UUID(media_id))
+        except MediaUnavailable as exc:
+            raise _Failure("media_unavailable", str(exc)) from None
+        normalised["media"] = {**normalised["media"], "data_base64": data}
+    try:
+        return OutboundMessage.model_validate(normalised)
+    except ValidationError as exc:
+        raise _Failure(
+            "invalid_message", "the stored message cannot be sent", {"errors": str(exc)}
+        ) from None
+
+
+def _exhausted(attempts: int, last_error: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "code": "retries_exhausted",
+        "message": f"gave up after {attempts} attempts",
+        "details": {"attempts": attempts, "last_error": last_error},
+    }
+
+
+def _visibility(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tenant_id": message["tenant"],
+        "conversation_id": message["conversation"],
+        "department_id": message["department"],
+        "assignee_id": message["assignee"],
+    }
+
+
+def _status_event(
+    message: dict[str, Any],
+    status: str,
+    attempts: int,
+    *,
+    error: dict[str, Any] | None = None,
+    provider_message_id: str | None = None,
+) -> PendingEvent:
+    return PendingEvent(
+        type=ev.MESSAGE_STATUS,
+        data={
+            "id": message["id"],
+            "conversation_id": message["conversation"],
+            "status": status,
+            "error": error,
+            "provider_message_id": provider_message_id,
+            "attempts": attempts,
+        },
+        **_visibility(message),
+    )
+
+
+async def _sent(
+    services: Services, claim: Claim, message: dict[str, Any], result: SendResult
+) -> Outcome:
+    status = result.status if result.status is not DeliveryStatus.PENDING else DeliveryStatus.SENT
+    async with services.db.transaction() as transaction:
+        conn = transaction.connection
+        moved = await conn.fetchval(
+            _MARK_SENT,
+            claim.message_id,
+            claim.message_created_at,
+            status.value,
+            result.provider_message_id,
+        )
+        await conn.execute(outbox.DELETE, claim.message_id)
+        if moved is None:
+            return "skipped"
+        await conn.execute(
+            _KEY,
+            message["channel"],
+            result.provider_message_id,
+            claim.tenant_id,
+            claim.message_id,
+            claim.message_created_at,
+        )
+        events = await record_events(
+            conn,
+            [
+                _status_event(
+                    message,
+                    status.value,
+                    claim.attempts,
+                    provider_message_id=result.provider_message_id,
+                )
+            ],
+        )
+    await _publish(services, claim, events)
+    log.info(
+        "message sent", extra={"message_id": str(claim.message_id), "attempts": claim.attempts}
+    )
+    return "sent"
+
+
+async def _fail(
+    services: Services,
+    claim: Claim,
+    message: dict[str, Any],
+    error: dict[str, Any],
+    *,
+    unhealthy: str | None = None,
+) -> Outcome:
+    pending: list[PendingEvent] = []
+    async with services.db.transaction() as transaction:
+        conn = transaction.connection
+        moved = await conn.fetchval(
+            _MARK_FAILED,
+            claim.message_id,
+            claim.message_created_at,
+            orjson.dumps(error, default=str).decode(),
+        )
+        await conn.execute(outbox.DELETE, claim.message_id)
+        if moved is not None:
+            pending.append(_status_event(message, "failed", claim.attempts, error=error))
+        if unhealthy is not None and message["channel"] is not None:
+            marked = await conn.fetchval(_UNHEALTHY, message["channel"], claim.tenant_id, unhealthy)
+            if marked is not None:
+                pending.append(
+                    PendingEvent(
+                        tenant_id=claim.tenant_id,
+                        type=ev.CHANNEL_STATE,
+                        data={
+                            "channel_id": message["channel"],
+                            "state": "unhealthy",
+                            "detail": unhealthy,
+                        },
+                    )
+                )
+        events = await record_events(conn, pending)
+    await _publish(services, claim, events)
+    log.warning(
+        "message failed",
+        extra={"message_id": str(claim.message_id), "code": error.get("code")},
+    )
+    return "failed" if moved is not None else "skipped"
+
+
+async def _retry(
+    services: Services,
+    claim: Claim,
+    message: dict[str, Any],
+    error: dict[str, Any],
+    retry_after: float | None,
+) -> Outcome:
+    settings = services.settings
+    if claim.attempts >= settings.send_max_attempts:
+        return await _fail(services, claim, message, _exhausted(claim.attempts, error))
+    delay = backoff_delay(
+        claim.attempts,
+        base=settings.send_retry_base_seconds,
+        cap=settings.send_retry_max_seconds,
+        retry_after=retry_after,
+    )
+    if await outbox.reschedule(claim, delay, {**error, "attempts": claim.attempts}):
+        schedule_kick(services, claim.message_id, delay)
+    log.info(
+        "send will be retried",
+        extra={
+            "message_id": str(claim.message_id),
+            "attempts": claim.attempts,
+            "delay": round(delay, 3),
+            "code": error.get("code"),
+        },
+    )
+    return "retry"
+
+
+def schedule_kick(services: Services, message_id: uuid.UUID, delay: float) -> None:
+    """Re-enqueue after `delay` seconds with a timer in this process.
+
+    The brokers we use have no delayed delivery, and the row's `next_attempt_at` is the
+    durable truth: if this process dies before the timer fires, the sweeper kicks it.
+    """
+    if delay <= 0:
+        services.spawn(kick_send(services, message_id), name="guiche-send-retry")
+        return
+    loop = asyncio.get_running_loop()
+    loop.call_later(
+        delay,
+        lambda: services.spawn(kick_send(services, message_id), name="guiche-send-retry"),
+    )
+
+
+async def _publish(services: Services, claim: Claim, events: list[BusEvent]) -> None:
+    if not events:
+        return
+    await services.bus.publish(events)
+    services.spawn(emit_hooks(services, claim.tenant_id, events), name="guiche-outbound-hooks")

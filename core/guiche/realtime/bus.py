@@ -1,0 +1,125 @@
+"""The event bus: in-process for the embedded mode, Redis pub/sub for many web processes.
+
+Delivery is at-most-once by design (pub/sub); the durable `events` log covers gaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import orjson
+from redis.asyncio import Redis
+
+from guiche.realtime.events import BusEvent
+
+log = logging.getLogger("guiche.bus")
+
+Listener = Callable[[BusEvent], Awaitable[None] | None]
+REDIS_CHANNEL = "guiche:events"
+
+
+def bus_channel(database_url: str | None) -> str:
+    """One channel per database, so deployments (and test sessions) sharing a Redis stay apart."""
+    name = (database_url or "").rsplit("/", 1)[-1].split("?", 1)[0]
+    return f"{REDIS_CHANNEL}:{name}" if name else REDIS_CHANNEL
+
+
+class EventBus(Protocol):
+    async def publish(self, events: Sequence[BusEvent]) -> None: ...
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Listeners:
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def dispatch(self, event: BusEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                result = listener(event)
+                if result is not None:
+                    await result
+            except Exception:  # one bad listener must not starve the others
+                log.exception("event listener failed", extra={"event_type": event.type})
+
+
+class MemoryBus(_Listeners):
+    """Delivers to listeners in this process only (embedded mode, single web process)."""
+
+    async def publish(self, events: Sequence[BusEvent]) -> None:
+        for event in events:
+            await self.dispatch(event)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisBus(_Listeners):
+    """Publishes to one Redis channel; every process's reader dispatches to its listeners."""
+
+    def __init__(self, redis: Redis, channel: str = REDIS_CHANNEL) -> None:
+        super().__init__()
+        self._redis = redis
+        self._channel = channel
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def publish(self, events: Sequence[BusEvent]) -> None:
+        if not events:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(self._channel, orjson.dumps(event.model_dump(mode="json")))
+            await pipe.execute()
+
+    async def start(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name="guiche-bus-reader")
+            await self._ready.wait()
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+
+    async def _read(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self._ready.set()
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        event = BusEvent.model_validate(orjson.loads(message["data"]))
+                    except ValueError:
+                        log.warning("dropping malformed bus message")
+                        continue
+                    await self.dispatch(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bus reader lost Redis; reconnecting")
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

@@ -1,0 +1,1 @@
+"""Routing: which department takes a conversation, and which agent within it."""

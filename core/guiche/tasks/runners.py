@@ -1,0 +1,119 @@
+"""The worker and scheduler loops, and the `guiche worker` / `guiche scheduler` processes.
+
+Each loop runs until its `stop` event is set, so `guiche run` can host both beside the web
+server in one event loop and the dedicated processes stop cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from taskiq import AsyncBroker, TaskiqScheduler
+from taskiq.api import run_scheduler_task
+from taskiq.receiver import Receiver
+from taskiq.schedule_sources import LabelScheduleSource
+
+from guiche.app import build_services, close_resources, open_resources
+from guiche.config import ConfigError, Settings
+from guiche.tasks.queue import DRAIN_TIMEOUT_SECONDS, TaskQueue
+
+log = logging.getLogger("guiche.tasks")
+
+MAX_CONCURRENT_TASKS = 100
+RECONNECT_DELAY_SECONDS = 2.0
+
+
+async def consume(broker: AsyncBroker, stop: asyncio.Event) -> None:
+    """Receive and run tasks until `stop` is set, then let the running ones finish.
+
+    A lost broker connection is retried (the stream broker redelivers what was not
+    acknowledged), so a Redis restart does not end the worker.
+    """
+    broker.is_worker_process = True
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        while not stop.is_set():
+            receiver = Receiver(
+                broker,
+                executor=executor,
+                run_startup=False,
+                max_async_tasks=MAX_CONCURRENT_TASKS,
+                wait_tasks_timeout=DRAIN_TIMEOUT_SECONDS,
+            )
+            try:
+                await receiver.listen(stop)
+            except Exception:
+                log.exception("task receiver failed; reconnecting")
+                await _wait(stop, RECONNECT_DELAY_SECONDS)
+
+
+async def schedule(broker: AsyncBroker, stop: asyncio.Event) -> None:
+    """Kick every task whose TaskSpec has a schedule (`interval`/`cron`) until `stop` is set."""
+    scheduler = TaskiqScheduler(broker, sources=[LabelScheduleSource(broker)])
+    loop_task = asyncio.create_task(run_scheduler_task(scheduler))
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (loop_task, stop_task):
+            task.cancel()
+        await asyncio.gather(loop_task, stop_task, return_exceptions=True)
+    if loop_task in done:
+        loop_task.result()  # the scheduler loop never ends by itself: surface its error
+
+
+def require_redis(settings: Settings, command: str) -> None:
+    """Dedicated workers and schedulers share work through Redis; in-memory cannot."""
+    if not settings.redis_url:
+        raise ConfigError(
+            f"REDIS_URL: required for `guiche {command}` "
+            "(without Redis, `guiche run` runs tasks in-process)"
+        )
+
+
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, *, extra_plugins: Iterable[tuple[str, Any]] = ()
+) -> None:
+    """`guiche worker`: the services opened (database pool, Redis, HTTP), tasks consumed."""
+    require_redis(settings, "worker")
+    services = build_services(settings, extra_plugins=extra_plugins)
+    await open_resources(services)
+    try:
+        queue = TaskQueue.for_services(services)
+        await queue.start()
+        services.tasks = queue
+        log.info("worker started", extra={"tasks": queue.names})
+        try:
+            await consume(queue.broker, stop)
+        finally:
+            services.tasks = None
+            await queue.stop()
+    finally:
+        await close_resources(services)
+    log.info("worker stopped")
+
+
+async def run_scheduler(
+    settings: Settings, stop: asyncio.Event, *, extra_plugins: Iterable[tuple[str, Any]] = ()
+) -> None:
+    """`guiche scheduler` (exactly one per deployment): kicks periodic tasks, runs none."""
+    require_redis(settings, "scheduler")
+    services = build_services(settings, extra_plugins=extra_plugins)
+    queue = TaskQueue.for_services(services)
+    await queue.start()
+    log.info("scheduler started", extra={"tasks": queue.names})
+    try:
+        await schedule(queue.broker, stop)
+    finally:
+        await queue.stop()
+    log.info("scheduler stopped")
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        pass

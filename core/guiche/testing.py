@@ -1,0 +1,212 @@
+"""Testing helpers for Guichê and its plugins (public API).
+
+- `FakeChannelPlugin`: an in-process channel plugin whose "provider" records what was
+  sent and can be told to fail, for tests of core and of feature plugins.
+- `ChannelContract`: a pytest base class any channel plugin (ours or a third party's)
+  subclasses to check its adapter against the contract: webhooks parse into normalised
+  types, bad signatures raise `WebhookAuthError`, sends return a result or a typed error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+from pydantic import BaseModel
+
+from guiche.channels import (
+    CAP_CUSTOMER_CARE_WINDOW,
+    CAP_MEDIA,
+    CAP_TEMPLATES,
+    ChannelAdapter,
+    ChannelInfo,
+    InboundMessage,
+    OutboundMessage,
+    PermanentSendError,
+    RetryableSendError,
+    SendResult,
+    StatusUpdate,
+    WebhookAuthError,
+    WebhookBatch,
+    WebhookRequest,
+)
+from guiche.plugin import ChannelSpec, PluginInfo, hookimpl
+
+FAKE_SIGNATURE_HEADER = "X-Fake-Signature"
+
+
+class FakeCredentials(BaseModel):
+    """A fake channel's settings: the webhook secret and whether the 24 h window applies."""
+
+    webhook_secret: str = "fake-secret"
+    api_token: str = "fake-token"
+
+
+def sign_fake(body: bytes, secret: str = "fake-secret") -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def fake_webhook_body(
+    messages: Sequence[InboundMessage] = (), statuses: Sequence[StatusUpdate] = ()
+) -> bytes:
+    """The fake provider's wire format: normalised types as JSON."""
+    return orjson.dumps(
+        {
+            "messages": [m.model_dump(mode="json") for m in messages],
+            "statuses": [s.model_dump(mode="json") for s in statuses],
+        }
+    )
+
+
+@dataclass
+class FakeProvider:
+    """The outside world as the fake adapter sees it: records sends, scripts failures."""
+
+    sent: list[OutboundMessage] = field(default_factory=list)
+    failures: list[Exception] = field(default_factory=list)
+    delay: float = 0.0
+    sent_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def fail_next(self, *errors: Exception) -> None:
+        self.failures.extend(errors)
+
+    async def wait_sent(self, count: int = 1, within: float = 10.0) -> list[OutboundMessage]:
+        async with asyncio.timeout(within):
+            while len(self.sent) < count:
+                self.sent_event.clear()
+                await self.sent_event.wait()
+        return self.sent
+
+
+class FakeChannelPlugin:
+    """Register with `create_app(extra_plugins=(("fakechannel", FakeChannelPlugin()),))`."""
+
+    name = "fakechannel"
+    channel_type = "fake"
+
+    def __init__(self, *, window_24h: bool = False) -> None:
+        self.provider = FakeProvider()
+        provider = self.provider
+        caps = {CAP_MEDIA, CAP_TEMPLATES} | ({CAP_CUSTOMER_CARE_WINDOW} if window_24h else set())
+
+        class Adapter(FakeAdapter):
+            capabilities: ClassVar[frozenset[str]] = frozenset(caps)
+
+            def __init__(self, channel: ChannelInfo, config: BaseModel, *, http: Any = None):
+                super().__init__(channel, config, http=http)
+                self.provider = provider
+
+        self.adapter_class = Adapter
+
+    @hookimpl
+    def guiche_plugin_info(self) -> PluginInfo:
+        return PluginInfo(name=self.name, version="1.0", description="Fake channel for tests")
+
+    @hookimpl
+    def guiche_channel_types(self) -> list[ChannelSpec]:
+        return [
+            ChannelSpec(
+                type=self.channel_type,
+                adapter=self.adapter_class,
+                credentials_model=FakeCredentials,
+                capabilities=self.adapter_class.capabilities,
+            )
+        ]
+
+
+class FakeAdapter(ChannelAdapter):
+    """Webhooks are JSON of normalised types, signed with HMAC-SHA256 of the raw body."""
+
+    config_model: ClassVar[type[BaseModel]] = FakeCredentials
+    provider: FakeProvider
+
+    async def parse_webhook(self, request: WebhookRequest) -> WebhookBatch:
+        secret = getattr(self.config, "webhook_secret", "")
+        given = request.header(FAKE_SIGNATURE_HEADER) or ""
+        if not hmac.compare_digest(given, sign_fake(request.body, secret)):
+            raise WebhookAuthError("bad fake signature")
+        data = orjson.loads(request.body)
+        return WebhookBatch(
+            messages=[InboundMessage.model_validate(m) for m in data.get("messages", [])],
+            statuses=[StatusUpdate.model_validate(s) for s in data.get("statuses", [])],
+        )
+
+    async def verify_subscription(self, request: WebhookRequest) -> str:
+        if request.query.get("token") != getattr(self.config, "webhook_secret", None):
+            raise WebhookAuthError("wrong verify token")
+        return request.query.get("challenge", "")
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        if self.provider.delay:
+            await asyncio.sleep(self.provider.delay)
+        if self.provider.failures:
+            raise self.provider.failures.pop(0)
+        self.provider.sent.append(message)
+        self.provider.sent_event.set()
+        return SendResult(provider_message_id=f"fake.{uuid.uuid4().hex}")
+
+
+class ChannelContract:
+    """Subclass in a plugin's tests and provide the fixtures below; the tests come free.
+
+    Fixtures to define (pytest):
+      - `adapter`: a configured adapter instance (its HTTP client faked).
+      - `valid_webhooks`: a list of `WebhookRequest` that must parse (signed correctly).
+      - `forged_webhook`: a `WebhookRequest` with a missing or wrong signature.
+      - `outbound_text`: an `OutboundMessage` the faked provider accepts.
+    """
+
+    async def test_valid_webhooks_normalise(
+        self, adapter: ChannelAdapter, valid_webhooks: list[WebhookRequest]
+    ) -> None:
+        assert valid_webhooks, "provide at least one valid webhook"
+        for request in valid_webhooks:
+            batch = await adapter.parse_webhook(request)
+            assert isinstance(batch, WebhookBatch)
+            for message in batch.messages:
+                assert message.provider_message_id
+                assert message.sender.phone or message.sender.provider_user_id
+                assert message.raw, "keep the provider's raw payload"
+            for status in batch.statuses:
+                assert status.provider_message_id
+
+    async def test_forged_webhook_is_refused(
+        self, adapter: ChannelAdapter, forged_webhook: WebhookRequest
+    ) -> None:
+        try:
+            await adapter.parse_webhook(forged_webhook)
+        except WebhookAuthError:
+            return
+        raise AssertionError("a forged webhook must raise WebhookAuthError")
+
+    async def test_send_returns_result_or_typed_error(
+        self, adapter: ChannelAdapter, outbound_text: OutboundMessage
+    ) -> None:
+        try:
+            result = await adapter.send(outbound_text)
+        except (RetryableSendError, PermanentSendError):
+            return
+        assert isinstance(result, SendResult)
+        assert result.provider_message_id
+
+    def test_declares_config_model(self, adapter: ChannelAdapter) -> None:
+        assert issubclass(type(adapter).config_model, BaseModel)
+        assert isinstance(type(adapter).capabilities, frozenset)
+
+
+__all__ = [
+    "FAKE_SIGNATURE_HEADER",
+    "ChannelContract",
+    "FakeAdapter",
+    "FakeChannelPlugin",
+    "FakeCredentials",
+    "FakeProvider",
+    "fake_webhook_body",
+    "sign_fake",
+]

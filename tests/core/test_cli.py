@@ -1,0 +1,326 @@
+"""The `guiche` command, run as an operator runs it: a subprocess with an environment.
+
+`guiche run` is exercised end to end with DATABASE_URL unset: embedded Postgres,
+migrations, demo login over HTTP, SIGINT, and no Postgres left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from guiche.auth.passwords import verify_password
+from guiche.cli import main
+
+GUICHE = str(Path(sys.executable).with_name("guiche"))
+START_TIMEOUT = 180.0  # first start runs initdb and the migrations
+STOP_TIMEOUT = 60.0
+
+
+def cli_env(**overrides: str | None) -> dict[str, str]:
+    """The caller's environment minus Guichê settings, plus `overrides` (None removes)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("GUICHE_") and key not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env["GUICHE_LOG_JSON"] = "false"
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def guiche(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GUICHE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def db_env(database_url: str) -> Callable[..., dict[str, str]]:
+    def make(**overrides: str | None) -> dict[str, str]:
+        return cli_env(DATABASE_URL=database_url, **overrides)
+
+    return make
+
+
+async def fetch_user(database_url: str, email: str) -> asyncpg.Record | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchrow(
+            "SELECT id, password_hash, is_platform_admin FROM users WHERE lower(email) = $1",
+            email,
+        )
+    finally:
+        await conn.close()
+
+
+def unique_email(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.test"
+
+
+# --- configuration errors ------------------------------------------------------------
+
+
+def test_bad_env_exits_2_with_one_line_per_variable() -> None:
+    result = guiche("migrate", env=cli_env(GUICHE_PORT="http", REDIS_URL="http://127.0.0.1:6379"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert sorted(line.split(":", 1)[0] for line in lines) == ["GUICHE_PORT", "REDIS_URL"]
+    assert "Traceback" not in result.stderr
+
+
+def test_web_requires_keys_and_database(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key in ("DATABASE_URL", "GUICHE_SECRET_KEY", "GUICHE_ENCRYPTION_KEYS"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["web"]) == 2
+    names = [line.split(":", 1)[0] for line in capsys.readouterr().err.splitlines()]
+    assert names == ["DATABASE_URL", "GUICHE_SECRET_KEY", "GUICHE_ENCRYPTION_KEYS"]
+
+
+def test_worker_and_scheduler_require_redis(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("GUICHE_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("GUICHE_ENCRYPTION_KEYS", "unused-here")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    for command in ("worker", "scheduler"):
+        assert main([command]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"REDIS_URL: required for `guiche {command}`"), err
+
+
+# --- operator chores ------------------------------------------------------------------
+
+
+def test_tenants_create_and_list(db_env: Callable[..., dict[str, str]]) -> None:
+    name = f"Loja {uuid.uuid4().hex[:8]}"
+    email = unique_email("owner")
+    created = guiche(
+        "tenants",
+        "create",
+        "--name",
+        name,
+        "--owner-email",
+        email,
+        "--owner-name",
+        "Dona",
+        "--owner-password",
+        "a-long-password",
+        env=db_env(),
+    )
+    assert created.returncode == 0, created.stderr
+    assert "password:" not in created.stdout  # given, not generated: never echoed
+    slug = next(line.split()[-1] for line in created.stdout.splitlines() if "slug:" in line)
+
+    listed = guiche("tenants", "list", "--json", env=db_env())
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["slug"]: row for row in json.loads(listed.stdout)}
+    assert rows[slug]["name"] == name
+    assert rows[slug]["members"] == 1
+
+    table = guiche("tenants", "list", env=db_env())
+    assert table.stdout.splitlines()[0].split() == [
+        "SLUG", "NAME", "ID", "MEMBERS", "ACTIVE", "CREATED",
+    ]  # fmt: skip
+    assert any(line.startswith(slug) for line in table.stdout.splitlines())
+
+
+async def test_tenants_create_generates_a_password_when_not_given(
+    database_url: str, db_env: Callable[..., dict[str, str]]
+) -> None:
+    email = unique_email("gen")
+    result = guiche("tenants", "create", "--name", "Gerada", "--owner-email", email, env=db_env())
+    assert result.returncode == 0, result.stderr
+    password = next(line.split()[-1] for line in result.stdout.splitlines() if "password:" in line)
+    user = await fetch_user(database_url, email)
+    assert user is not None and verify_password(user["password_hash"], password)
+    assert user["is_platform_admin"] is False
+
+
+async def test_platform_admin_is_granted_and_revoked_by_cli(
+    database_url: str, db_env: Callable[..., dict[str, str]]
+) -> None:
+    email = unique_email("root")
+    created = guiche(
+        "tenants",
+        "create",
+        "--name",
+        "Plataforma",
+        "--owner-email",
+        email,
+        "--owner-password",
+        "a-long-password",
+        "--platform-admin",
+        env=db_env(),
+    )
+    assert created.returncode == 0, created.stderr
+    user = await fetch_user(database_url, email)
+    assert user is not None and user["is_platform_admin"] is True
+
+    revoked = guiche("users", "revoke-platform-admin", email.upper(), env=db_env())
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await fetch_user(database_url, email))["is_platform_admin"] is False
+
+    granted = guiche("users", "grant-platform-admin", email, env=db_env())
+    assert granted.returncode == 0, granted.stderr
+    assert (await fetch_user(database_url, email))["is_platform_admin"] is True
+
+
+def test_unknown_user_is_one_line_error(db_env: Callable[..., dict[str, str]]) -> None:
+    result = guiche("users", "grant-platform-admin", unique_email("nobody"), env=db_env())
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no user with email")
+    assert "Traceback" not in result.stderr
+
+
+def test_plugins_lists_installed(db_env: Callable[..., dict[str, str]]) -> None:
+    result = guiche("plugins", env=db_env())
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first == "No plugins installed." or first.split()[:2] == ["NAME", "VERSION"]
+
+
+async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
+    name = f"guiche_cli_{uuid.uuid4().hex[:8]}"
+    base, _, _ = database_url.partition("?")[0].rpartition("/")
+    fresh = f"{base}/{name}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        first = guiche("migrate", env=cli_env(DATABASE_URL=fresh))
+        assert first.returncode == 0, first.stderr
+        assert "Migrations: applied" in first.stdout
+        second = guiche("migrate", env=cli_env(DATABASE_URL=fresh))
+        assert second.returncode == 0, second.stderr
+        assert "Migrations: database is up to date" in second.stdout
+        conn = await asyncpg.connect(fresh)
+        try:
+            tables = {
+                row["tablename"] for row in await conn.fetch("SELECT tablename FROM pg_tables")
+            }
+        finally:
+            await conn.close()
+        assert {"tenants", "users", "messages", "message_keys"} <= tables
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+# --- guiche run -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_run(data_dir: Path, port: int) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """Start `guiche run`; return it and the login it printed (email, password, url)."""
+    env = cli_env(GUICHE_DATA_DIR=str(data_dir), GUICHE_PORT=str(port))
+    proc = await asyncio.create_subprocess_exec(
+        GUICHE, "run", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    login: dict[str, str] = {}
+    async with asyncio.timeout(START_TIMEOUT):
+        while "password" not in login:
+            line = (await proc.stdout.readline()).decode()
+            assert line, f"guiche run exited early with {await proc.wait()}"
+            if line.startswith("Guichê is running at "):
+                login["url"] = line.split()[4]
+            for key in ("email", "password"):
+                if line.strip().startswith(f"{key}:"):
+                    login[key] = line.split()[-1]
+    return proc, login
+
+
+async def stop_run(proc: asyncio.subprocess.Process) -> int:
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(STOP_TIMEOUT):
+        await proc.communicate()
+    return proc.returncode if proc.returncode is not None else -1
+
+
+async def post_login(login: dict[str, str]) -> dict[str, object]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{login['url']}/api/v1/auth/login",
+            json={"email": login["email"], "password": login["password"]},
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        body: dict[str, object] = await resp.json()
+        return body
+
+
+def postgres_processes(pgdata: Path) -> list[int]:
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["name"] == "postgres" and any(str(pgdata) in part for part in cmdline):
+            pids.append(proc.pid)
+    return pids
+
+
+async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    pgdata = (data_dir / "pgdata").resolve()
+    port = free_port()
+
+    proc, login = await start_run(data_dir, port)
+    try:
+        assert login["url"] == f"http://127.0.0.1:{port}"
+        assert login["email"] == "admin@demo.guiche.local"
+        tokens = await post_login(login)
+        assert tokens["access_token"]
+        assert tokens["tenant"]["slug"] == "demo"  # type: ignore[index]
+        assert postgres_processes(pgdata), "embedded postgres should be running"
+    finally:
+        code = await stop_run(proc)
+    assert code == 0
+    assert not (pgdata / "postmaster.pid").exists()
+    assert postgres_processes(pgdata) == []
+    for name in ("secret_key", "encryption_key"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600
+
+    # A second start reuses the data: same keys, same demo company, a fresh password.
+    secret = (data_dir / "secret_key").read_text()
+    proc, again = await start_run(data_dir, port)
+    try:
+        assert again["password"] != login["password"]
+        tokens_again = await post_login(again)
+        assert tokens_again["tenant"] == tokens["tenant"]
+    finally:
+        code = await stop_run(proc)
+    assert code == 0
+    assert (data_dir / "secret_key").read_text() == secret
+    assert postgres_processes(pgdata) == []
