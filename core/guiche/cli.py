@@ -57,9 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except asyncpg.UndefinedTableError as exc:
         print(f"error: database: {exc} (run `guiche migrate` first)", file=sys.stderr)
         return 1
-    except (asyncpg.PostgresError, OSError) as exc:
+    except asyncpg.PostgresError as exc:
         print(f"error: database: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. the database or Redis refused the connection
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl+C: stop without the graceful steps
+        return 130
 
 
 class CommandError(Exception):
@@ -116,7 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_for(command: str, *, keys: bool = False, redis: bool = False) -> Settings:
     """Validated settings with logging configured; what `command` needs must be present."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_json)
     missing = []
     if not settings.database_url:
         missing.append(f"DATABASE_URL: required for `guiche {command}`")
@@ -136,6 +140,7 @@ def settings_for(command: str, *, keys: bool = False, redis: bool = False) -> Se
         )
     if missing:
         raise ConfigError("\n".join(missing))
+    configure_logging(settings.log_level, settings.log_json)
     return settings
 
 

@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -243,15 +244,19 @@ def free_port() -> int:
 async def start_run(data_dir: Path, port: int) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     """Start `guiche run`; return it and the login it printed (email, password, url)."""
     env = cli_env(GUICHE_DATA_DIR=str(data_dir), GUICHE_PORT=str(port))
-    proc = await asyncio.create_subprocess_exec(
-        GUICHE, "run", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
+    log = data_dir.parent / "stderr.log"
+    with log.open("ab") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            GUICHE, "run", env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr
+        )
     assert proc.stdout is not None
     login: dict[str, str] = {}
     async with asyncio.timeout(START_TIMEOUT):
         while "password" not in login:
             line = (await proc.stdout.readline()).decode()
-            assert line, f"guiche run exited early with {await proc.wait()}"
+            if not line:
+                code = await proc.wait()
+                raise AssertionError(f"guiche run exited {code}:\n{log.read_text()[-3000:]}")
             if line.startswith("Guichê is running at "):
                 login["url"] = line.split()[4]
             for key in ("email", "password"):
@@ -324,3 +329,46 @@ async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
     assert code == 0
     assert (data_dir / "secret_key").read_text() == secret
     assert postgres_processes(pgdata) == []
+
+
+# --- embedded mode pieces --------------------------------------------------------------
+
+
+async def test_demo_seed_is_idempotent_and_applies_the_password(client: Any) -> None:
+    from guiche.demo import DEMO_EMAIL, seed_demo
+
+    first = await seed_demo("demo-password-one")
+    second = await seed_demo("demo-password-two")
+    assert second.tenant_id == first.tenant_id
+    assert second.created is False
+
+    async def status(password: str) -> int:
+        resp = await client.post(
+            "/api/v1/auth/login", json={"email": DEMO_EMAIL, "password": password}
+        )
+        return int(resp.status)
+
+    assert await status("demo-password-two") == 200
+    assert await status("demo-password-one") == 401
+
+
+def test_dead_pgserver_handles_are_forgotten(tmp_path: Path) -> None:
+    """A run killed with SIGKILL leaves its pid behind; it must not keep Postgres alive."""
+    from guiche.embedded import _forget_dead_handles
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    handles = tmp_path / ".handle_pids.json"
+    handles.write_text(json.dumps([dead.pid, os.getpid()]))
+    _forget_dead_handles(tmp_path)
+    assert json.loads(handles.read_text()) == [os.getpid()]
+
+
+def test_local_keys_are_made_once_and_private(tmp_path: Path) -> None:
+    from guiche.embedded import local_key
+
+    path = tmp_path / "secret_key"
+    first = local_key(path, lambda: "first-value")
+    again = local_key(path, lambda: "second-value")
+    assert first == again == "first-value"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -19,8 +19,8 @@ import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import PurePath
-from urllib.parse import unquote
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from guiche.models import MediaFile
 from guiche.outbound.storage import MediaStorage, StorageError

@@ -44,19 +44,21 @@ class InvalidSignature(ApiError):
 class PhoneDirectory:
     """phone_number_id → loaded channel, kept per process in `services.extras`.
 
-    Trusted for `ttl` seconds; an id it does not know triggers a reload at once, so a
-    channel created a moment ago is found on its first webhook. Two active channels
-    claiming one number are both left out (never route a message to the wrong tenant).
+    Trusted for `ttl` seconds (the operator setting, read per request); an id it does
+    not know triggers a reload at once, so a channel created a moment ago is found on
+    its first webhook. Two active channels claiming one number are both left out
+    (never route a message to the wrong tenant).
     """
 
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
+    def __init__(self) -> None:
         self._channels: dict[str, Any] = {}
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
 
-    async def lookup(self, services: Any, phone_number_ids: set[str]) -> dict[str, Any]:
-        fresh = time.monotonic() - self._loaded_at < self.ttl
+    async def lookup(
+        self, services: Any, phone_number_ids: set[str], *, ttl: float
+    ) -> dict[str, Any]:
+        fresh = time.monotonic() - self._loaded_at < ttl
         if not fresh or not phone_number_ids <= self._channels.keys():
             await self._reload(services, since=self._loaded_at)
         return {pid: self._channels[pid] for pid in phone_number_ids if pid in self._channels}
@@ -82,10 +84,10 @@ class PhoneDirectory:
             self._loaded_at = time.monotonic()
 
 
-def directory(services: Any, ttl: float) -> PhoneDirectory:
+def directory(services: Any) -> PhoneDirectory:
     found = services.extras.get(DIRECTORY_KEY)
     if found is None:
-        found = services.extras[DIRECTORY_KEY] = PhoneDirectory(ttl)
+        found = services.extras[DIRECTORY_KEY] = PhoneDirectory()
     return found
 
 
@@ -125,8 +127,8 @@ async def receive(request: web.Request) -> dict[str, Any]:
         ) from None
     services = services_of(request)
     changes = parsed.by_phone()
-    routes = await directory(services, settings.directory_ttl_seconds).lookup(
-        services, set(changes)
+    routes = await directory(services).lookup(
+        services, set(changes), ttl=settings.directory_ttl_seconds
     )
     totals = {"messages": 0, "duplicates": 0, "statuses": 0, "ignored": parsed.ignored}
     unknown: list[str] = []

@@ -121,7 +121,7 @@ async def sync_route(request: web.Request) -> SyncResult:
     except ChannelError as exc:
         raise GraphUnavailable(
             f"Meta's Graph API refused the template sync: {exc.message}",
-            details={"graph_code": exc.code, **exc.details},
+            details={"error_code": exc.code, **exc.details},
         ) from None
 
 

@@ -9,6 +9,7 @@ never returns, so the test can SIGKILL it mid-send. Configured by the environmen
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 
@@ -38,6 +39,7 @@ class HangingPlugin(FakeChannelPlugin):
 
 
 async def main() -> None:
+    logging.basicConfig(level=logging.INFO)  # to the log file the test reads on failure
     settings = load_settings()
     assert settings.redis_url, "REDIS_URL is required"
     plugin = HangingPlugin(settings.redis_url, os.environ["HANGING_WORKER_MARKER"])

@@ -130,6 +130,9 @@ async def test_slow_socket_is_dropped_and_others_get_every_event(
 
     assert server_side.close_code == CLOSE_TOO_SLOW
     assert hub.count(company.tenant_id) == 1
+    metrics = await (await client.get("/metrics")).text()
+    assert "guiche_ws_dropped_slow_total 1.0" in metrics
+    assert "guiche_ws_connections 1.0" in metrics
     logged = await fetch("SELECT seq FROM events WHERE tenant = {} ORDER BY seq", company.tenant_id)
     assert [f["seq"] for f in reader.seen if "seq" in f] == [row["seq"] for row in logged]
     await server_side.finish()  # the drop cut the connection: nothing waits for the client

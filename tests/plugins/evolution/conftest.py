@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-
-from guiche.channels import ChannelInfo, WebhookRequest
 from guiche_evolution.adapter import SECRET_HEADER, EvolutionAdapter
 from guiche_evolution.config import EvolutionConfig
 from guiche_evolution.netpolicy import ALLOW_PRIVATE_ENV
+
+from guiche.channels import ChannelInfo, WebhookRequest
 from tests.conftest import FIXTURES_DIR
 
 from .fake_evolution import FakeEvolution
@@ -37,7 +37,9 @@ def load(name: str) -> dict[str, Any]:
 
 
 def webhook_fixtures() -> list[str]:
-    return sorted(path.name for path in EVOLUTION_DIR.glob("webhook_*.json"))
+    """Every webhook body (webhook_set_request.json is a request we send, not one we get)."""
+    names = sorted(path.name for path in EVOLUTION_DIR.glob("webhook_*.json"))
+    return [name for name in names if "event" in load(name)]
 
 
 def make_config(**overrides: Any) -> EvolutionConfig:

@@ -210,7 +210,11 @@ def make_meta_channel(client: Any) -> MakeChannel:
         headers = await login(client, company.owner)
         resp = await client.post(
             "/api/v1/channels",
-            json={"type": "meta_cloud", "name": "WhatsApp Loja", "credentials": config(**overrides)},
+            json={
+                "type": "meta_cloud",
+                "name": "WhatsApp Loja",
+                "credentials": config(**overrides),
+            },
             headers=headers,
         )
         assert resp.status == 201, await resp.text()

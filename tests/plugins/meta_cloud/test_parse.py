@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
+from guiche_meta_cloud.adapter import MetaCloudAdapter
+from guiche_meta_cloud.config import MetaCloudConfig
 
 from guiche.channels import (
     ChannelInfo,
@@ -18,8 +20,6 @@ from guiche.channels import (
     WebhookBatch,
     WebhookRequest,
 )
-from guiche_meta_cloud.adapter import MetaCloudAdapter
-from guiche_meta_cloud.config import MetaCloudConfig
 from tests.plugins.meta_cloud.conftest import (
     APP_SECRET,
     FIXTURE_PHONE_ID,
@@ -81,14 +81,34 @@ async def test_reply_context() -> None:
 @pytest.mark.parametrize(
     ("name", "kind", "caption", "mime", "media_id"),
     [
-        ("webhook_image.json", MessageType.IMAGE, "Comprovante do Pix", "image/jpeg",
-         "3035608771711194"),
-        ("webhook_audio.json", MessageType.AUDIO, None, "audio/ogg; codecs=opus",
-         "5436064288094893"),
-        ("webhook_video.json", MessageType.VIDEO, "Olha o defeito na tampa", "video/mp4",
-         "1707874511830032"),
-        ("webhook_document.json", MessageType.DOCUMENT, "Segue a nota fiscal",
-         "application/pdf", "4268612899999725"),
+        (
+            "webhook_image.json",
+            MessageType.IMAGE,
+            "Comprovante do Pix",
+            "image/jpeg",
+            "3035608771711194",
+        ),
+        (
+            "webhook_audio.json",
+            MessageType.AUDIO,
+            None,
+            "audio/ogg; codecs=opus",
+            "5436064288094893",
+        ),
+        (
+            "webhook_video.json",
+            MessageType.VIDEO,
+            "Olha o defeito na tampa",
+            "video/mp4",
+            "1707874511830032",
+        ),
+        (
+            "webhook_document.json",
+            MessageType.DOCUMENT,
+            "Segue a nota fiscal",
+            "application/pdf",
+            "4268612899999725",
+        ),
         ("webhook_sticker.json", MessageType.STICKER, None, "image/webp", "3919038271150311"),
     ],
 )

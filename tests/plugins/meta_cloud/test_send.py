@@ -10,6 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+from guiche_meta_cloud.adapter import MetaCloudAdapter
+from guiche_meta_cloud.config import MetaCloudConfig
+from guiche_meta_cloud.throughput import bucket_key, take_send_token
 
 from guiche.channels import (
     ChannelInfo,
@@ -28,9 +31,6 @@ from guiche.channels import (
 )
 from guiche.ratelimit import MemoryRateLimiter
 from guiche.testing import ChannelContract
-from guiche_meta_cloud.adapter import MetaCloudAdapter
-from guiche_meta_cloud.config import MetaCloudConfig
-from guiche_meta_cloud.throughput import bucket_key, take_send_token
 from tests.plugins.meta_cloud.conftest import (
     FIXTURE_PHONE_ID,
     FakeGraph,
@@ -146,15 +146,17 @@ async def test_media_by_link_and_by_id(graph: FakeGraph) -> None:
         message_id=uuid.uuid4(),
         to=Recipient(phone="+" + expected["to"]),
         kind="media",
-        media=OutboundMedia(kind="image", url=expected["image"]["link"],
-                            caption=expected["image"]["caption"]),
+        media=OutboundMedia(
+            kind="image", url=expected["image"]["link"], caption=expected["image"]["caption"]
+        ),
     )
     by_id = OutboundMessage(
         message_id=uuid.uuid4(),
         to=Recipient(phone=CUSTOMER),
         kind="media",
-        media=OutboundMedia(kind="document", provider_media_id="123456", filename="nf.pdf",
-                            caption="NF"),
+        media=OutboundMedia(
+            kind="document", provider_media_id="123456", filename="nf.pdf", caption="NF"
+        ),
     )
     voice = OutboundMessage(
         message_id=uuid.uuid4(),
@@ -246,7 +248,9 @@ async def test_template_media_and_named_parameters(graph: FakeGraph) -> None:
     )
     await adapter_for(graph).send(
         OutboundMessage(
-            message_id=uuid.uuid4(), to=Recipient(phone=CUSTOMER), kind="template",
+            message_id=uuid.uuid4(),
+            to=Recipient(phone=CUSTOMER),
+            kind="template",
             template=template,
         )
     )
@@ -314,8 +318,11 @@ async def test_retry_after_comes_from_headers_when_given(graph: FakeGraph) -> No
         await adapter_for(graph).send(text())
     assert caught.value.retry_after == 17.0
     usage = json.dumps(
-        {"102938475610293": [{"type": "whatsapp_business_management",
-                              "estimated_time_to_regain_access": 3}]}
+        {
+            "102938475610293": [
+                {"type": "whatsapp_business_management", "estimated_time_to_regain_access": 3}
+            ]
+        }
     )
     graph.fail_next(400, fixture_bytes("error_80007.json"), {"X-Business-Use-Case-Usage": usage})
     with pytest.raises(RetryableSendError) as caught:
@@ -360,8 +367,7 @@ async def test_non_graph_failures() -> None:
         (answer(403), PermanentSendError, "http_403"),
         (raising(httpx.ReadTimeout("slow")), RetryableSendError, "timeout"),
         (raising(httpx.ConnectError("down")), RetryableSendError, "network"),
-        (lambda r: httpx.Response(200, json={"messages": []}), RetryableSendError,
-         "bad_response"),
+        (lambda r: httpx.Response(200, json={"messages": []}), RetryableSendError, "bad_response"),
     ]
     for handler, error, code in cases:
         info = ChannelInfo(id=uuid.uuid4(), tenant_id=uuid.uuid4(), type="meta_cloud", name="W")

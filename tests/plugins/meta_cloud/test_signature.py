@@ -8,13 +8,13 @@ import json
 from typing import Any
 
 import pytest
-
-from guiche.channels import WebhookAuthError
 from guiche_meta_cloud.signature import (
     check_signature,
     signature_valid,
     subscription_challenge,
 )
+
+from guiche.channels import WebhookAuthError
 from tests.plugins.meta_cloud.conftest import META
 
 VECTORS: dict[str, Any] = json.loads((META / "signature_vectors.json").read_text())
@@ -25,9 +25,9 @@ def test_signature_vector(vector: dict[str, Any]) -> None:
     body = base64.b64decode(vector["body_base64"])
     assert hashlib.sha256(body).hexdigest() == vector["body_sha256"]
     assert body == vector["body"].encode()
-    assert signature_valid(body, vector["header"], vector["app_secret"]) is vector["valid"], (
-        vector["reason"]
-    )
+    assert signature_valid(body, vector["header"], vector["app_secret"]) is vector["valid"], vector[
+        "reason"
+    ]
     if vector["valid"]:
         check_signature(body, vector["header"], vector["app_secret"])
     else:
