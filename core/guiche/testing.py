@@ -1,7 +1,8 @@
 """Testing helpers for Guichê and its plugins (public API).
 
 - `FakeChannelPlugin`: an in-process channel plugin whose "provider" records what was
-  sent and can be told to fail, for tests of core and of feature plugins.
+  sent, can be told to fail, and can run a hook while a send is in flight
+  (`FakeProvider.on_send`), for tests of core and of feature plugins.
 - `ChannelContract`: a pytest base class any channel plugin (ours or a third party's)
   subclasses to check its adapter against the contract: webhooks parse into normalised
   types, bad signatures raise `WebhookAuthError`, sends return a result or a typed error.
@@ -13,7 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,14 +65,24 @@ def fake_webhook_body(
     )
 
 
+OnSend = Callable[[OutboundMessage, str], Awaitable[None]]
+
+
 @dataclass
 class FakeProvider:
-    """The outside world as the fake adapter sees it: records sends, scripts failures."""
+    """The outside world as the fake adapter sees it: records sends, scripts failures.
+
+    `on_send(message, provider_message_id)`, when set, is awaited inside `send` after
+    the message is accepted and before the call returns, like a real provider that
+    posts webhooks (statuses, an echo of the send) while still answering the call:
+    a test can post those webhooks to the app from it to exercise the races.
+    """
 
     sent: list[OutboundMessage] = field(default_factory=list)
     failures: list[Exception] = field(default_factory=list)
     delay: float = 0.0
     sent_event: asyncio.Event = field(default_factory=asyncio.Event)
+    on_send: OnSend | None = None
 
     def fail_next(self, *errors: Exception) -> None:
         self.failures.extend(errors)
@@ -147,9 +158,12 @@ class FakeAdapter(ChannelAdapter):
             await asyncio.sleep(self.provider.delay)
         if self.provider.failures:
             raise self.provider.failures.pop(0)
+        provider_message_id = f"fake.{uuid.uuid4().hex}"
         self.provider.sent.append(message)
+        if self.provider.on_send is not None:
+            await self.provider.on_send(message, provider_message_id)
         self.provider.sent_event.set()
-        return SendResult(provider_message_id=f"fake.{uuid.uuid4().hex}")
+        return SendResult(provider_message_id=provider_message_id)
 
 
 class ChannelContract:
@@ -207,6 +221,7 @@ __all__ = [
     "FakeChannelPlugin",
     "FakeCredentials",
     "FakeProvider",
+    "OnSend",
     "fake_webhook_body",
     "sign_fake",
 ]

@@ -2,7 +2,8 @@
 
 Order per message: claim the provider id in `message_keys` (the durable dedup: a
 redelivery days later finds the key and stores nothing), resolve the contact, find or
-open the conversation, insert the message. Status updates only move forward. The
+open the conversation, insert the message. Status updates only move forward; one
+naming a message we cannot match yet is parked for our sender (`early_statuses`). The
 webhook is acknowledged only after this commits; routing and plugin hooks follow.
 """
 
@@ -23,6 +24,7 @@ from guiche.channels import (
     StatusUpdate,
     WebhookBatch,
 )
+from guiche.inbound import early_statuses
 from guiche.inbound.followups import after_ingest
 from guiche.inbound.identity import resolve_contact
 from guiche.realtime import events as ev
@@ -50,6 +52,7 @@ class IngestResult:
     duplicates: int = 0
     statuses_applied: int = 0
     statuses_ignored: int = 0
+    statuses_parked: int = 0  # unknown yet, kept for the sender (counted as ignored too)
     opened: list[uuid.UUID] = field(default_factory=list)
     events: list[BusEvent] = field(default_factory=list)
 
@@ -251,17 +254,24 @@ ON CONFLICT (channel, provider_message_id) DO NOTHING
 """
 
 
-async def _apply_status(
-    conn: Any,
-    channel: ChannelRow,
-    update: StatusUpdate,
-    result: IngestResult,
-    pending: list[PendingEvent],
-) -> None:
+@dataclass(frozen=True)
+class StatusOutcome:
+    """What one status did: `known` when its provider id names a message of ours,
+    `event` (to record) when it moved that message forward."""
+
+    known: bool
+    event: PendingEvent | None = None
+
+
+async def apply_status(conn: Any, channel: ChannelRow, update: StatusUpdate) -> StatusOutcome:
+    """Apply one provider status to the message its id names, forward-only.
+
+    Shared by ingest and by the sender (for statuses parked before its commit), so both
+    move statuses, record usage and build `message.status` events the same way.
+    """
     target = await conn.fetchrow(_STATUS_TARGET, channel.id, update.provider_message_id)
-    if target is None:  # not a message we know (e.g. sent from the phone before we existed)
-        result.statuses_ignored += 1
-        return
+    if target is None:
+        return StatusOutcome(known=False)
     error = update.error.model_dump(mode="json") if update.error else None
     moved = await conn.fetchval(
         _APPLY_STATUS,
@@ -287,11 +297,10 @@ async def _apply_status(
             update.pricing.currency,
         )
     if moved is None:
-        result.statuses_ignored += 1
-        return
-    result.statuses_applied += 1
-    pending.append(
-        PendingEvent(
+        return StatusOutcome(known=True)
+    return StatusOutcome(
+        known=True,
+        event=PendingEvent(
             tenant_id=channel.tenant_id,
             type=ev.MESSAGE_STATUS,
             conversation_id=target["conversation"],
@@ -305,8 +314,31 @@ async def _apply_status(
                 "provider_message_id": update.provider_message_id,
                 "timestamp": update.timestamp,
             },
-        )
+        ),
     )
+
+
+async def _apply_status(
+    conn: Any,
+    channel: ChannelRow,
+    update: StatusUpdate,
+    result: IngestResult,
+    pending: list[PendingEvent],
+) -> None:
+    outcome = await apply_status(conn, channel, update)
+    if not outcome.known:
+        # Perhaps our own send, whose key is being committed right now: wait for that
+        # commit, look again, and park the status if it is still unknown.
+        await early_statuses.lock_key(conn, channel.id, update.provider_message_id)
+        outcome = await apply_status(conn, channel, update)
+        if not outcome.known:
+            await early_statuses.park(conn, channel.id, update)
+            result.statuses_parked += 1
+    if outcome.event is None:
+        result.statuses_ignored += 1
+        return
+    result.statuses_applied += 1
+    pending.append(outcome.event)
 
 
 async def ingest(services: Services, channel: ChannelRow, batch: WebhookBatch) -> IngestResult:

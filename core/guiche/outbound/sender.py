@@ -5,10 +5,12 @@ task first *claims* the outbox row (see `guiche.outbound.outbox`): only the clai
 calls the adapter. A row already settled or leased elsewhere is skipped.
 
 Outcomes: success → `sent` + provider id + a `message_keys` row (so status webhooks
-find it); `RetryableSendError`, a timeout or an unexpected adapter error → retry after
-a full-jitter backoff (the provider's `retry_after` when longer) until
-`send_max_attempts`, then `failed` with `retries_exhausted`; `PermanentSendError` →
-`failed` with `{code, message, details}`, and `channel_unhealthy` also marks the channel.
+find it; statuses or an echo that beat this commit are folded in, see
+`guiche.inbound.early_statuses`); `RetryableSendError`, a timeout or an unexpected
+adapter error → retry after a full-jitter backoff (the provider's `retry_after` when
+longer) until `send_max_attempts`, then `failed` with `retries_exhausted`;
+`PermanentSendError` → `failed` with `{code, message, details}`, and
+`channel_unhealthy` also marks the channel.
 
 The one gap no outbox closes: a worker killed after the provider accepted but before
 the commit will have the message sent again once its lease expires. Adapters pass
@@ -33,7 +35,9 @@ from guiche.channels import (
     RetryableSendError,
     SendResult,
 )
+from guiche.inbound.early_statuses import record_sent_key
 from guiche.inbound.followups import emit_hooks
+from guiche.inbound.ingest import ChannelRow
 from guiche.models import Message
 from guiche.outbound import outbox
 from guiche.outbound.media import MediaUnavailable, inline_data
@@ -70,12 +74,6 @@ _MARK_FAILED = """
 UPDATE messages SET status = 'failed', error = $3::jsonb, updated_at = now()
 WHERE id = $1 AND created_at = $2 AND status = 'pending'
 RETURNING id
-"""
-
-_KEY = """
-INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (channel, provider_message_id) DO NOTHING
 """
 
 _UNHEALTHY = """
@@ -141,7 +139,7 @@ async def send_message(message_id: str, *, services: Services) -> Outcome:
         return await _fail(
             services, claim, message, {"code": "provider_failed", "message": "rejected"}
         )
-    return await _sent(services, claim, message, result)
+    return await _sent(services, claim, message, result, loaded.row)
 
 
 async def _outbound(services: Services, claim: Claim, message: dict[str, Any]) -> OutboundMessage:
@@ -205,7 +203,11 @@ def _status_event(
 
 
 async def _sent(
-    services: Services, claim: Claim, message: dict[str, Any], result: SendResult
+    services: Services,
+    claim: Claim,
+    message: dict[str, Any],
+    result: SendResult,
+    channel: ChannelRow,
 ) -> Outcome:
     status = result.status if result.status is not DeliveryStatus.PENDING else DeliveryStatus.SENT
     async with services.db.transaction() as transaction:
@@ -220,25 +222,18 @@ async def _sent(
         await conn.execute(outbox.DELETE, claim.message_id)
         if moved is None:
             return "skipped"
-        await conn.execute(
-            _KEY,
-            message["channel"],
-            result.provider_message_id,
-            claim.tenant_id,
-            claim.message_id,
-            claim.message_created_at,
-        )
-        events = await record_events(
-            conn,
-            [
-                _status_event(
-                    message,
-                    status.value,
-                    claim.attempts,
-                    provider_message_id=result.provider_message_id,
-                )
-            ],
-        )
+        pending = [
+            _status_event(
+                message,
+                status.value,
+                claim.attempts,
+                provider_message_id=result.provider_message_id,
+            )
+        ]
+        # The key, plus whatever the provider reported before this commit (parked
+        # statuses, an echo of this send): see `guiche.inbound.early_statuses`.
+        pending += await record_sent_key(conn, channel, message, result.provider_message_id)
+        events = await record_events(conn, pending)
     await _publish(services, claim, events)
     log.info(
         "message sent", extra={"message_id": str(claim.message_id), "attempts": claim.attempts}

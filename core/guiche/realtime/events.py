@@ -16,6 +16,9 @@ from pydantic import BaseModel, Field
 
 MESSAGE_NEW = "message.new"
 MESSAGE_STATUS = "message.status"
+#: An echo of our own send (stored before the send committed) folded into the sent
+#: message: clients drop `data.id` and keep `data.merged_into`.
+MESSAGE_MERGED = "message.merged"
 CONVERSATION_UPDATED = "conversation.updated"
 OPERATOR_STATUS = "operator.status"
 CHANNEL_STATE = "channel.state"

@@ -8,9 +8,11 @@ names (`messages.upsert`); both are accepted. What each becomes:
   stories, broadcast lists and channels always are.
 - `messages.update`: a `StatusUpdate` keyed by `data.keyId` (WhatsApp's key id;
   `data.messageId` is Evolution's own database id). Only our own messages' statuses count.
-- `send.message`: ignored. Evolution only emits it for messages sent through its API —
-  ours, already recorded by the outbound worker. It races the worker (Evolution posts it
-  while answering the send call), so storing it would duplicate our own messages.
+- `send.message`: Evolution's echo of a message sent through its API (ours), parsed
+  like a `fromMe` upsert. Usually it finds the provider id already recorded by the
+  outbound worker and is a duplicate; when it beats the worker (Evolution posts it
+  while answering the send call) core stores it and the worker merges it into our own
+  message when it commits (`guiche.inbound.early_statuses`).
 - `connection.update`, `qrcode.updated`: a `ConnectionUpdate`.
 """
 
@@ -148,8 +150,10 @@ def parse_payload(
     batch = _Batch()
     event = event_name(payload.get("event"))
     data = payload.get("data")
-    if event == MESSAGES_UPSERT:
+    if event in (MESSAGES_UPSERT, SEND_MESSAGE):
         for item in _items(data):
+            if event == SEND_MESSAGE and isinstance(item.get("key"), dict):
+                item = {**item, "key": {**item["key"], "fromMe": True}}  # always ours
             message = parse_message(item, accept_groups=accept_groups, now=now)
             if message is None:
                 batch.ignored += 1
@@ -170,7 +174,7 @@ def parse_payload(
             batch.connection.append(update)
     elif event == QRCODE_UPDATED:
         batch.connection.append(parse_qrcode(data if isinstance(data, dict) else {}, now=now))
-    else:  # send.message (see the module docstring) and events we never subscribe to
+    else:  # events we never subscribe to
         batch.ignored += max(1, len(_items(data)))
     return batch.build()
 

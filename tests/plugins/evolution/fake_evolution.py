@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,9 @@ class FakeEvolution:
     calls: list[Call] = field(default_factory=list)
     failures: list[tuple[str, int, Any]] = field(default_factory=list)
     sent_event: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Awaited with (key id, request body) before a send is answered, as Evolution posts
+    #: its `send.message` webhook while the send call is still open.
+    on_send: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 
     def fail_next(self, path_part: str, status: int, body: Any) -> None:
         """The next request whose path contains `path_part` answers `status` with `body`."""
@@ -86,7 +91,10 @@ class FakeEvolution:
         }.get((request.method, parts[0], parts[1]))
         if handler is None:
             return _error(404, "Not Found", ["no such route"])
-        return handler(name, body or {})
+        response = handler(name, body or {})
+        if self.on_send is not None and parts[0] == "message" and response.status == 201:
+            await self.on_send(json.loads(response.body)["key"]["id"], body or {})
+        return response
 
     def _create(self, body: dict[str, Any]) -> web.Response:
         name = body["instanceName"]

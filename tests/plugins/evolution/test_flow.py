@@ -207,10 +207,11 @@ async def test_provision_qr_connect_inbound_reply_and_acks(client, setup):
     provider_id = reply["provider_message_id"]
     assert provider_id.startswith("3EB0")
 
-    # Evolution echoes our own send: nothing new is stored
+    # Evolution echoes our own send: a duplicate of the provider id, nothing new is stored
     echo = with_key("webhook_send_message.json", id=provider_id)
     resp = await post(client, setup, echo)
-    assert resp.status == 200 and (await resp.json())["messages"] == 0
+    assert resp.status == 200
+    assert ((await resp.json())["messages"], (await resp.json())["duplicates"]) == (0, 1)
     assert len(await messages_of(setup.channel_id)) == 2
 
     # acks, keyed by data.keyId, move it forward to read (and never back)
@@ -224,6 +225,44 @@ async def test_provision_qr_connect_inbound_reply_and_acks(client, setup):
         assert (await post(client, setup, body)).status == 200
     [reply] = await fetch("SELECT * FROM messages WHERE id = {}", reply_id)
     assert reply["status"] == "read"
+
+
+async def test_an_echo_posted_before_the_send_answers_is_merged_into_the_reply(client, setup):
+    """Evolution posts `send.message` while our send call is still open: core stores the
+    echo, then the worker's commit merges it into the reply (one outbound message)."""
+    assert (
+        await post(client, setup, load("webhook_messages_upsert_conversation.json"))
+    ).status == 200
+    [inbound] = await messages_of(setup.channel_id)
+    answers: list[dict[str, Any]] = []
+
+    async def echo_first(key_id: str, body: dict[str, Any]) -> None:
+        echo = with_key("webhook_send_message.json", id=key_id)
+        answers.append(await (await post(client, setup, echo)).json())
+
+    setup.fake.on_send = echo_first
+    resp = await client.post(
+        f"/api/v1/conversations/{inbound['conversation']}/messages",
+        json={"type": "text", "text": "Olá, Ana! Seu pedido saiu para entrega."},
+        headers=setup.headers,
+    )
+    assert resp.status == 202, await resp.text()
+    reply_id = uuid.UUID((await resp.json())["id"])
+    await settle(client)
+
+    assert answers[0]["messages"] == 1  # the echo was stored for a moment
+    rows = await messages_of(setup.channel_id)
+    assert [(row["direction"], row["id"]) for row in rows] == [
+        ("in", inbound["id"]),
+        ("out", reply_id),
+    ]
+    assert len(setup.fake.calls_to("/message/sendText")) == 1
+    assert rows[1]["status"] == "sent" and rows[1]["provider_message_id"].startswith("3EB0")
+    merged = await fetch(
+        "SELECT data FROM events WHERE conversation = {} AND type = 'message.merged'",
+        inbound["conversation"],
+    )
+    assert [orjson.loads(e["data"])["merged_into"] for e in merged] == [str(reply_id)]
 
 
 async def test_wrong_secret_or_foreign_apikey_is_401_and_stores_nothing(client, setup):
