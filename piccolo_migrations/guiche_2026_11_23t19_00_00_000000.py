@@ -4,8 +4,7 @@
 (at-most-once) resyncs with `GET /api/v1/events?after=<seq>`.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from guiche.sql_migration import sql_migration
 
 ID = "2026-11-23T19:00:00:000000"
 VERSION = "1.38.0"
@@ -60,15 +59,4 @@ DROP TABLE IF EXISTS media_files, idempotency_keys, events;
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="guiche", description=DESCRIPTION)
-
-    async def create() -> None:
-        await engine_finder().current_transaction.get().connection.execute(SCHEMA)
-
-    async def drop() -> None:
-        await engine_finder().current_transaction.get().connection.execute(DROP)
-
-    manager.add_raw(create)
-    manager.add_raw_backwards(drop)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SCHEMA, DROP)

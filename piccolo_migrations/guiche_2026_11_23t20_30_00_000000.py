@@ -7,8 +7,7 @@ is written in the transaction that stores the message and deleted in the one tha
 records `sent`/`failed`, so "in the outbox" means exactly "not settled yet".
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from guiche.sql_migration import sql_migration
 
 ID = "2026-11-23T20:30:00:000000"
 VERSION = "1.38.0"
@@ -34,15 +33,4 @@ DROP TABLE IF EXISTS message_outbox;
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="guiche", description=DESCRIPTION)
-
-    async def create() -> None:
-        await engine_finder().current_transaction.get().connection.execute(SCHEMA)
-
-    async def drop() -> None:
-        await engine_finder().current_transaction.get().connection.execute(DROP)
-
-    manager.add_raw(create)
-    manager.add_raw_backwards(drop)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SCHEMA, DROP)

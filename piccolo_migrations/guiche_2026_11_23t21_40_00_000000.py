@@ -6,8 +6,7 @@ with `ON CONFLICT DO NOTHING` on this key; without it every redelivery would be 
 again in the cost dashboards.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from guiche.sql_migration import sql_migration
 
 ID = "2026-11-23T21:40:00:000000"
 VERSION = "1.38.0"
@@ -26,15 +25,4 @@ DROP INDEX IF EXISTS provider_usage_channel_message_key;
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="guiche", description=DESCRIPTION)
-
-    async def create() -> None:
-        await engine_finder().current_transaction.get().connection.execute(SCHEMA)
-
-    async def drop() -> None:
-        await engine_finder().current_transaction.get().connection.execute(DROP)
-
-    manager.add_raw(create)
-    manager.add_raw_backwards(drop)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SCHEMA, DROP)

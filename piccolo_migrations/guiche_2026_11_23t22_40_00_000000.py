@@ -6,8 +6,7 @@ here; the sender applies them when it records the key, and the rest (ids that we
 never ours) are purged after a day by `core.purge_early_statuses`.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from guiche.sql_migration import sql_migration
 
 ID = "2026-11-23T22:40:00:000000"
 VERSION = "1.38.0"
@@ -32,15 +31,4 @@ DROP TABLE IF EXISTS early_statuses;
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="guiche", description=DESCRIPTION)
-
-    async def create() -> None:
-        await engine_finder().current_transaction.get().connection.execute(SCHEMA)
-
-    async def drop() -> None:
-        await engine_finder().current_transaction.get().connection.execute(DROP)
-
-    manager.add_raw(create)
-    manager.add_raw_backwards(drop)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SCHEMA, DROP)
