@@ -25,6 +25,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+bench: install
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m bench
+
 wheel-check: install
 	$(PY) scripts/wheel_check.py
 

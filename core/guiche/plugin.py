@@ -141,6 +141,20 @@ async def ingest_batch(services: Services, channel: Any, batch: Any) -> Any:
     return await ingest(services, channel.row, batch)
 
 
+async def import_history(
+    services: Services, channel: Any, messages: Any, *, batch_size: int = 5000
+) -> Any:
+    """Store past `InboundMessage`s of one channel in bulk (COPY), skipping every provider
+    id already stored (earlier imports, live webhooks); safe to run again. `channel` is a
+    loaded channel (`load_channel`, `active_channels`) or its `.row`. No per-message
+    events or hooks; returns `BulkResult(inserted, duplicates, conversations_created)`.
+    Where messages land: see `guiche.inbound.bulk`."""
+    from guiche.inbound.bulk import import_history as _import_history
+
+    row = getattr(channel, "row", channel)
+    return await _import_history(services, row, messages, batch_size=batch_size)
+
+
 async def plugin_context(request: Any) -> PluginContext:
     """Inside a plugin's own route: the caller's tenant, this plugin's validated settings
     for that tenant, services and logger (the same context event hooks receive)."""
@@ -275,6 +289,7 @@ __all__ = [
     "active_channels",
     "endpoint",
     "hookimpl",
+    "import_history",
     "ingest_batch",
     "json_response",
     "load_channel",

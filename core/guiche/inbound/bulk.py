@@ -1,0 +1,663 @@
+"""`import_history()`: the bulk path for history imports (a cataloger, a migration from
+another system), set-based where `ingest()` is per message.
+
+Per batch (default 5,000 messages): the senders' contacts (by E.164 phone, or channel
+type + provider user id: the rules of `resolve_contact`) and their conversations are
+found or created in one short transaction, a statement per step, for the senders this
+import has not met yet. Then the batch's transaction claims its provider ids in
+`message_keys` with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`, and
+only the messages whose key it claimed go in, with one binary `COPY`; keys and messages
+commit together. Whatever was already stored — by an earlier import, a live webhook or
+this import twice — is skipped, so an interrupted import is simply run again.
+
+Three kinds of work overlap, each waiting on something else: rows for the next batch
+are built (pydantic dumps, JSON) in a thread; up to `WRITES_IN_FLIGHT` batches COPY at
+once on their own connections (one COPY keeps one Postgres backend busy); meanwhile the
+next batch resolves its senders and claims its keys. Claims run one at a time, in batch
+order, so two batches never wait on each other's keys.
+
+Where imported messages land: in the contact's most recent conversation on the
+channel, open or closed, so the history sits in the thread agents already work in and a
+second import finds the conversation the first created. A contact without one gets a
+new CLOSED conversation spanning the batch's messages: history never opens, routes or
+assigns anything, never enters a queue and never starts an auto-close timer. (Contacts
+and conversations commit just before their messages; if a batch then fails they stay,
+and running the import again fills them.) Conversations' `last_message_at` /
+`last_inbound_at` only move forward, and are written once per conversation at the end
+(every `TOUCH_FLUSH_CONVERSATIONS` conversations on long imports), not once per batch.
+
+Nothing per message goes out: no `message.new` events, no plugin hooks, no routing.
+When an import inserted something, one `history.imported` event (recorded and
+published, visible to the whole company) says how much, so open screens can reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+
+from guiche.channels import DeliveryStatus, InboundMessage
+from guiche.inbound.identity import whatsapp_phone
+from guiche.realtime.events import PendingEvent, record_events
+
+if TYPE_CHECKING:
+    from guiche.inbound.ingest import ChannelRow
+    from guiche.services import Services
+
+HISTORY_IMPORTED = "history.imported"
+DEFAULT_BATCH_SIZE = 5000
+#: Conversations' last-message times are written once per this many conversations (and
+#: at the end), not per batch: a history spread over many batches would otherwise
+#: rewrite the same conversation rows (and their indexes) once per batch.
+TOUCH_FLUSH_CONVERSATIONS = 20_000
+#: Contacts and conversations already resolved are remembered up to this many.
+CACHE_LIMIT = 200_000
+#: Batches whose messages are being written at once (each on its own connection): one
+#: COPY keeps one Postgres backend busy, two use a second CPU where there is one.
+WRITES_IN_FLIGHT = 2
+
+#: The columns `COPY` fills; the rest (error, sender, updated_at) keep their defaults.
+MESSAGE_COLUMNS = (
+    "id",
+    "created_at",
+    "tenant",
+    "conversation",
+    "contact",
+    "channel",
+    "direction",
+    "type",
+    "body",
+    "payload",
+    "provider_message_id",
+    "status",
+    "reply_to",
+)
+
+_e164 = functools.lru_cache(maxsize=65_536)(whatsapp_phone)
+"""Phone parsing costs tens of microseconds; a history repeats the same senders."""
+
+Identity = tuple[str, str]
+"""("phone", E.164) or ("user", provider user id)."""
+
+
+@dataclass
+class BulkResult:
+    """What an import did: messages written, messages skipped as already stored (from
+    any source, or repeated within the import), conversations it had to create."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    conversations_created: int = 0
+
+
+class _Row(NamedTuple):
+    """A message as far as it can be turned into a row without the database."""
+
+    created_at: dt.datetime
+    identity: Identity
+    direction: str
+    type: str
+    body: str
+    payload: str
+    provider_message_id: str
+    status: str
+    reply_to: str | None
+    inbound: bool
+
+
+# The new messages' ids come from here: generating them in Postgres is one less
+# per-row Python cost (`uuid.uuid4()` is a few microseconds each).
+_CLAIM_KEYS = """
+INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
+SELECT $1, k.provider_message_id, $2, gen_random_uuid(), k.created_at
+FROM unnest($3::varchar[], $4::timestamptz[]) AS k(provider_message_id, created_at)
+ON CONFLICT (channel, provider_message_id) DO NOTHING
+RETURNING provider_message_id, message_id
+"""
+
+_FIND_PHONES = """
+SELECT c.id, c.phone, c.name FROM contacts c
+JOIN unnest($2::varchar[]) AS p(phone) ON c.phone = p.phone
+WHERE c.tenant = $1
+"""
+
+_INSERT_PHONES = """
+INSERT INTO contacts (tenant, phone, name)
+SELECT $1, p.phone, p.name FROM unnest($2::varchar[], $3::varchar[]) AS p(phone, name)
+ON CONFLICT (tenant, phone) WHERE phone IS NOT NULL DO NOTHING
+RETURNING id, phone, name
+"""
+
+_LINK_IDENTITIES = """
+INSERT INTO contact_identities (tenant, contact, channel_type, provider_user_id)
+SELECT $1, i.contact, $2, i.provider_user_id
+FROM unnest($3::uuid[], $4::varchar[]) AS i(contact, provider_user_id)
+ON CONFLICT (tenant, channel_type, provider_user_id) DO NOTHING
+RETURNING provider_user_id
+"""
+
+_FIND_IDENTITIES = """
+SELECT i.provider_user_id, i.contact, c.name FROM contact_identities i
+JOIN contacts c ON c.id = i.contact
+WHERE i.tenant = $1 AND i.channel_type = $2 AND i.provider_user_id = ANY($3::varchar[])
+"""
+
+_INSERT_CONTACTS = """
+INSERT INTO contacts (id, tenant, name, custom_fields)
+SELECT n.id, $1, n.name, n.custom_fields
+FROM unnest($2::uuid[], $3::varchar[], $4::jsonb[]) AS n(id, name, custom_fields)
+"""
+
+_NAME_IF_EMPTY = """
+UPDATE contacts c SET name = n.name, updated_at = now()
+FROM unnest($2::uuid[], $3::varchar[]) AS n(id, name)
+WHERE c.tenant = $1 AND c.id = n.id AND c.name = ''
+"""
+
+_LATEST_CONVERSATIONS = """
+SELECT DISTINCT ON (c.contact) c.contact, c.id FROM conversations c
+JOIN unnest($3::uuid[]) AS u(contact) ON c.contact = u.contact
+WHERE c.tenant = $1 AND c.channel = $2
+ORDER BY c.contact, c.created_at DESC, c.id DESC
+"""
+
+_INSERT_CLOSED_CONVERSATIONS = """
+INSERT INTO conversations (id, tenant, contact, channel, department, status,
+                           opened_at, closed_at, created_at)
+SELECT n.id, $1, n.contact, $2, $3, 'CLOSED', n.first_at, n.last_at, n.first_at
+FROM unnest($4::uuid[], $5::uuid[], $6::timestamptz[], $7::timestamptz[])
+     AS n(id, contact, first_at, last_at)
+"""
+
+_TOUCH_CONVERSATIONS = """
+UPDATE conversations c
+SET last_message_at = GREATEST(coalesce(c.last_message_at, t.last_at), t.last_at),
+    last_inbound_at = CASE WHEN t.last_in IS NULL THEN c.last_inbound_at
+                           ELSE GREATEST(coalesce(c.last_inbound_at, t.last_in), t.last_in) END,
+    updated_at = now()
+FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS t(id, last_at, last_in)
+WHERE c.tenant = $1 AND c.id = t.id
+  AND (c.last_message_at IS NULL OR c.last_message_at < t.last_at
+       OR (t.last_in IS NOT NULL AND (c.last_inbound_at IS NULL OR c.last_inbound_at < t.last_in)))
+"""
+
+_REPLY_TARGETS = """
+SELECT provider_message_id, message_id FROM message_keys
+WHERE channel = $1 AND provider_message_id = ANY($2::varchar[])
+"""
+
+
+async def import_history(
+    services: Services,
+    channel_row: ChannelRow,
+    messages: Iterable[InboundMessage],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> BulkResult:
+    """Store past messages of one channel in bulk, skipping any already stored.
+
+    Idempotent: importing the same messages again adds nothing. Each batch's messages
+    and keys commit together, so a failure keeps the batches before it (run the import
+    again to finish).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    importer = _Importer(services, channel_row)
+    loop = asyncio.get_running_loop()
+    builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guiche-bulk")
+    writing: list[asyncio.Task[None]] = []
+    try:
+        chunks = _chunks(messages, batch_size)
+        chunk = next(chunks, None)
+        ahead = loop.run_in_executor(builder, _rows, chunk) if chunk else None
+        while chunk is not None and ahead is not None:
+            rows = await ahead
+            current, chunk = chunk, next(chunks, None)
+            ahead = loop.run_in_executor(builder, _rows, chunk) if chunk else None
+            targets = await importer.resolve(current, rows)
+            claim = await importer.claim(rows)
+            writing.append(asyncio.create_task(importer.write(claim, rows, targets)))
+            if len(writing) >= WRITES_IN_FLIGHT:
+                await writing.pop(0)
+            if len(importer.touches) >= TOUCH_FLUSH_CONVERSATIONS:
+                await importer.flush_touches()
+        while writing:
+            await writing.pop(0)
+    except BaseException as exc:
+        for task in writing:
+            if isinstance(exc, asyncio.CancelledError):
+                task.cancel()
+        await asyncio.gather(*writing, return_exceptions=True)
+        if isinstance(exc, Exception):
+            # Keep what committed consistent: its conversations' times still move forward.
+            with contextlib.suppress(Exception):
+                await importer.flush_touches()
+        raise
+    finally:
+        builder.shutdown(wait=False, cancel_futures=True)
+    await importer.flush_touches()
+    if importer.result.inserted:
+        await _announce(services, channel_row, importer.result)
+    return importer.result
+
+
+def _chunks(messages: Iterable[InboundMessage], size: int) -> Iterator[list[InboundMessage]]:
+    iterator = iter(messages)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _identity(message: InboundMessage) -> Identity:
+    """The sender's identity key, by the rules of `guiche.inbound.identity.resolve_contact`."""
+    sender = message.sender
+    phone = _e164(sender.phone) if sender.phone else None
+    if phone is not None:
+        return ("phone", phone)
+    # not a valid number: still one stable identity, never dropped
+    user_id = sender.provider_user_id or sender.phone
+    assert user_id is not None  # Sender guarantees a phone or a provider user id
+    return ("user", user_id)
+
+
+def _rows(messages: list[InboundMessage]) -> list[_Row]:
+    return [_row(message) for message in messages]
+
+
+def _row(message: InboundMessage) -> _Row:
+    normalised = message.model_dump(mode="json", exclude={"raw"}, exclude_none=True)
+    # the same `payload` document `ingest()` stores, so readers need not care which path
+    payload = orjson.dumps({"normalised": normalised, "raw": message.raw}, default=str).decode()
+    return _Row(
+        created_at=message.timestamp,
+        identity=_identity(message),
+        direction="out" if message.from_me else "in",
+        type=message.type.value,
+        body=message.preview(),
+        payload=payload,
+        provider_message_id=message.provider_message_id,
+        status=DeliveryStatus.SENT.value if message.from_me else "received",
+        reply_to=message.reply_to_provider_message_id,
+        inbound=not message.from_me,
+    )
+
+
+class _Claim:
+    """A batch's open transaction on its own connection, holding the keys it claimed."""
+
+    def __init__(self, conn: Any, transaction: Any, release: Any) -> None:
+        self.conn = conn
+        self.transaction = transaction
+        self._release = release
+        self.fresh: list[int] = []  # indexes of the batch's rows whose key was claimed
+        self.ids: list[uuid.UUID] = []  # their new message ids
+
+    async def commit(self) -> None:
+        try:
+            await self.transaction.commit()
+        finally:
+            await self._release()
+
+    async def abandon(self) -> None:
+        try:
+            await self.transaction.rollback()
+        finally:
+            await self._release()
+
+
+class _Importer:
+    """One import's state: what it has resolved so far and the conversation times it owes."""
+
+    def __init__(self, services: Services, channel: ChannelRow) -> None:
+        self.services = services
+        self.channel = channel
+        self.result = BulkResult()
+        self.contacts: dict[Identity, uuid.UUID] = {}
+        self.nameless: set[uuid.UUID] = set()  # contacts whose stored name is empty
+        self.linked: set[str] = set()  # provider user ids linked to a phone contact
+        self.conversations: dict[uuid.UUID, uuid.UUID] = {}  # contact → conversation
+        # conversation → [last message at, last inbound at]
+        self.touches: dict[uuid.UUID, list[dt.datetime | None]] = {}
+
+    async def _connection(self) -> tuple[Any, Any]:
+        """A connection of the engine's pool (or a new one) and how to give it back."""
+        pool = self.services.db.pool
+        if pool is not None:
+            conn = await pool.acquire()
+            return conn, lambda: pool.release(conn)
+        conn = await self.services.db.get_new_connection()
+        return conn, conn.close
+
+    async def claim(self, rows: list[_Row]) -> _Claim:
+        """Open the batch's transaction and claim its provider ids in `message_keys`."""
+        conn, release = await self._connection()
+        transaction = conn.transaction()
+        try:
+            await transaction.start()
+        except BaseException:
+            await release()
+            raise
+        claim = _Claim(conn, transaction, release)
+        try:
+            claimed: dict[str, uuid.UUID] = {
+                record["provider_message_id"]: record["message_id"]
+                for record in await conn.fetch(
+                    _CLAIM_KEYS,
+                    self.channel.id,
+                    self.channel.tenant_id,
+                    [row.provider_message_id for row in rows],
+                    [row.created_at for row in rows],
+                )
+            }
+        except BaseException:
+            await claim.abandon()
+            raise
+        self.result.duplicates += len(rows) - len(claimed)
+        for i, row in enumerate(rows):  # a key claimed once: its first message only
+            message_id = claimed.pop(row.provider_message_id, None)
+            if message_id is not None:
+                claim.fresh.append(i)
+                claim.ids.append(message_id)
+        return claim
+
+    async def resolve(
+        self, chunk: list[InboundMessage], rows: list[_Row]
+    ) -> dict[Identity, tuple[uuid.UUID, uuid.UUID]]:
+        """Each sender's (contact, conversation), created where missing, committed before
+        the batch's messages are written: batches write concurrently, and a message row
+        can only reference what is committed."""
+        if len(self.contacts) > CACHE_LIMIT or len(self.conversations) > CACHE_LIMIT:
+            self.contacts.clear()
+            self.nameless.clear()
+            self.conversations.clear()
+        async with self.services.db.transaction() as transaction:
+            conn = transaction.connection
+            await self._resolve_contacts(conn, chunk, rows)
+            return await self._resolve_conversations(conn, rows)
+
+    async def write(
+        self, claim: _Claim, rows: list[_Row], targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]]
+    ) -> None:
+        """COPY the claimed messages and commit them with their keys."""
+        fresh_rows = [rows[i] for i in claim.fresh]
+        try:
+            if fresh_rows:
+                await self._copy(claim, fresh_rows, targets)
+        except BaseException:
+            await claim.abandon()
+            raise
+        await claim.commit()
+        self.result.inserted += len(fresh_rows)
+        self._owe_touches(fresh_rows, targets)
+
+    async def _copy(
+        self,
+        claim: _Claim,
+        rows: list[_Row],
+        targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]],
+    ) -> None:
+        channel = self.channel
+        replies = await self._reply_targets(claim.conn, rows)
+        records = []
+        for message_id, row in zip(claim.ids, rows, strict=True):
+            contact_id, conversation_id = targets[row.identity]
+            records.append(
+                (
+                    message_id,
+                    row.created_at,
+                    channel.tenant_id,
+                    conversation_id,
+                    contact_id,
+                    channel.id,
+                    row.direction,
+                    row.type,
+                    row.body,
+                    row.payload,
+                    row.provider_message_id,
+                    row.status,
+                    replies.get(row.reply_to) if row.reply_to else None,
+                )
+            )
+        await claim.conn.copy_records_to_table("messages", records=records, columns=MESSAGE_COLUMNS)
+
+    # --- contacts ---------------------------------------------------------------------
+
+    async def _resolve_contacts(
+        self, conn: Any, messages: list[InboundMessage], rows: list[_Row]
+    ) -> None:
+        """Find or create the contacts of senders not met yet in this import, a statement
+        per step. Names follow `resolve_contact`: a stored name is kept, an empty one
+        takes the latest non-empty name the import shows for that sender."""
+        names: dict[Identity, str] = {}
+        named_at: dict[Identity, dt.datetime] = {}
+        usernames: dict[str, str] = {}
+        links: dict[str, str] = {}  # provider user id → E.164 it was seen with
+        for message, row in zip(messages, rows, strict=True):
+            sender, key = message.sender, row.identity
+            if sender.name and (key not in named_at or row.created_at >= named_at[key]):
+                names[key], named_at[key] = sender.name, row.created_at
+            elif key not in names:
+                names[key] = ""
+            kind, value = key
+            if kind == "phone" and sender.provider_user_id:
+                if sender.provider_user_id not in self.linked:
+                    links[sender.provider_user_id] = value
+            elif kind == "user" and sender.username:
+                usernames[value] = sender.username
+        new = [key for key in names if key not in self.contacts]
+        # sorted: concurrent writers lock the same contacts in the same order (no deadlock)
+        phones = sorted(value for kind, value in new if kind == "phone")
+        if phones:
+            await self._resolve_phones(conn, phones, names)
+        users = sorted(value for kind, value in new if kind == "user")
+        if users:
+            await self._resolve_users(conn, users, names, usernames)
+        named = sorted(
+            (self.contacts[key], name)
+            for key, name in names.items()
+            if name and self.contacts[key] in self.nameless
+        )
+        if named:
+            await conn.execute(
+                _NAME_IF_EMPTY,
+                self.channel.tenant_id,
+                [contact for contact, _ in named],
+                [name for _, name in named],
+            )
+            self.nameless.difference_update(contact for contact, _ in named)
+        if links:
+            await conn.execute(
+                _LINK_IDENTITIES,
+                self.channel.tenant_id,
+                self.channel.type,
+                [self.contacts[("phone", phone)] for phone in links.values()],
+                list(links),
+            )
+            self.linked.update(links)
+
+    def _remember(self, key: Identity, contact_id: uuid.UUID, name: str) -> None:
+        self.contacts[key] = contact_id
+        if not name:
+            self.nameless.add(contact_id)
+
+    async def _resolve_phones(
+        self, conn: Any, phones: list[str], names: dict[Identity, str]
+    ) -> None:
+        tenant_id = self.channel.tenant_id
+        for record in await conn.fetch(_FIND_PHONES, tenant_id, phones):
+            self._remember(("phone", record["phone"]), record["id"], record["name"])
+        missing = [phone for phone in phones if ("phone", phone) not in self.contacts]
+        if not missing:
+            return
+        inserted = await conn.fetch(
+            _INSERT_PHONES, tenant_id, missing, [names[("phone", phone)] for phone in missing]
+        )
+        for record in inserted:
+            self._remember(("phone", record["phone"]), record["id"], record["name"])
+        raced = [phone for phone in missing if ("phone", phone) not in self.contacts]
+        if raced:  # a concurrent webhook created them first
+            for record in await conn.fetch(_FIND_PHONES, tenant_id, raced):
+                self._remember(("phone", record["phone"]), record["id"], record["name"])
+
+    async def _resolve_users(
+        self,
+        conn: Any,
+        users: list[str],
+        names: dict[Identity, str],
+        usernames: dict[str, str],
+    ) -> None:
+        """Senders known only by a provider user id: link new contacts race-safely (a
+        concurrent webhook may link the same id first; then its contact wins, ours goes)."""
+        tenant_id, channel_type = self.channel.tenant_id, self.channel.type
+
+        async def find(wanted: list[str]) -> None:
+            for record in await conn.fetch(_FIND_IDENTITIES, tenant_id, channel_type, wanted):
+                self._remember(
+                    ("user", record["provider_user_id"]), record["contact"], record["name"]
+                )
+
+        await find(users)
+        missing = [user for user in users if ("user", user) not in self.contacts]
+        if not missing:
+            return
+        created = {user: uuid.uuid4() for user in missing}
+        await conn.execute(
+            _INSERT_CONTACTS,
+            tenant_id,
+            list(created.values()),
+            [names[("user", user)] for user in missing],
+            [
+                orjson.dumps({"username": usernames[u]} if u in usernames else {}).decode()
+                for u in missing
+            ],
+        )
+        linked = await conn.fetch(
+            _LINK_IDENTITIES, tenant_id, channel_type, list(created.values()), missing
+        )
+        for record in linked:
+            user = record["provider_user_id"]
+            self._remember(("user", user), created[user], names[("user", user)])
+        lost = [user for user in missing if ("user", user) not in self.contacts]
+        if lost:
+            await conn.execute(
+                "DELETE FROM contacts WHERE tenant = $1 AND id = ANY($2::uuid[])",
+                tenant_id,
+                [created[user] for user in lost],
+            )
+            await find(lost)
+
+    # --- conversations ----------------------------------------------------------------
+
+    async def _resolve_conversations(
+        self, conn: Any, rows: list[_Row]
+    ) -> dict[Identity, tuple[uuid.UUID, uuid.UUID]]:
+        """Each sender's (contact, conversation): see the module docstring. Grouped by
+        identity first: a batch has far fewer senders than messages."""
+        spans: dict[Identity, list[Any]] = {}  # identity → [first at, last at, last inbound]
+        for row in rows:
+            at, span = row.created_at, spans.get(row.identity)
+            if span is None:
+                spans[row.identity] = [at, at, at if row.inbound else None]
+                continue
+            if at < span[0]:
+                span[0] = at
+            if at > span[1]:
+                span[1] = at
+            if row.inbound and (span[2] is None or at > span[2]):
+                span[2] = at
+        per_contact: dict[uuid.UUID, list[Any]] = {}  # two identities may share a contact
+        for identity, (first, last, last_in) in spans.items():
+            span = per_contact.setdefault(self.contacts[identity], [first, last, last_in])
+            span[0], span[1] = min(span[0], first), max(span[1], last)
+            if last_in is not None and (span[2] is None or last_in > span[2]):
+                span[2] = last_in
+        unknown = [contact for contact in per_contact if contact not in self.conversations]
+        if unknown:
+            channel = self.channel
+            found = await conn.fetch(_LATEST_CONVERSATIONS, channel.tenant_id, channel.id, unknown)
+            self.conversations.update({record["contact"]: record["id"] for record in found})
+            new = {c: uuid.uuid4() for c in unknown if c not in self.conversations}
+            if new:
+                await conn.execute(
+                    _INSERT_CLOSED_CONVERSATIONS,
+                    channel.tenant_id,
+                    channel.id,
+                    channel.default_department,
+                    list(new.values()),
+                    list(new),
+                    [per_contact[contact][0] for contact in new],
+                    [per_contact[contact][1] for contact in new],
+                )
+                self.conversations.update(new)
+                self.result.conversations_created += len(new)
+        return {
+            identity: (self.contacts[identity], self.conversations[self.contacts[identity]])
+            for identity in spans
+        }
+
+    def _owe_touches(
+        self, rows: list[_Row], targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]]
+    ) -> None:
+        """Remember how far the written messages move their conversations' times."""
+        for row in rows:
+            touch = self.touches.get(targets[row.identity][1])
+            if touch is None:
+                self.touches[targets[row.identity][1]] = [
+                    row.created_at,
+                    row.created_at if row.inbound else None,
+                ]
+                continue
+            if row.created_at > touch[0]:
+                touch[0] = row.created_at
+            if row.inbound and (touch[1] is None or row.created_at > touch[1]):
+                touch[1] = row.created_at
+
+    async def flush_touches(self) -> None:
+        """Move the conversations' last-message times forward (never back), in one statement."""
+        if not self.touches:
+            return
+        touches, self.touches = self.touches, {}
+        ids = sorted(touches)  # a stable lock order against concurrent writers
+        async with self.services.db.transaction() as transaction:
+            await transaction.connection.execute(
+                _TOUCH_CONVERSATIONS,
+                self.channel.tenant_id,
+                ids,
+                [touches[i][0] for i in ids],
+                [touches[i][1] for i in ids],
+            )
+
+    async def _reply_targets(self, conn: Any, rows: list[_Row]) -> dict[str, uuid.UUID]:
+        """Provider id → stored message id for the replies' targets (this batch's included:
+        their keys were claimed above)."""
+        wanted = list({row.reply_to for row in rows if row.reply_to})
+        if not wanted:
+            return {}
+        found = await conn.fetch(_REPLY_TARGETS, self.channel.id, wanted)
+        return {record["provider_message_id"]: record["message_id"] for record in found}
+
+
+async def _announce(services: Services, channel: ChannelRow, result: BulkResult) -> None:
+    """One company-wide event for the whole import instead of one per message."""
+    event = PendingEvent(
+        tenant_id=channel.tenant_id,
+        type=HISTORY_IMPORTED,
+        data={
+            "channel_id": channel.id,
+            "inserted": result.inserted,
+            "duplicates": result.duplicates,
+            "conversations_created": result.conversations_created,
+        },
+    )
+    async with services.db.transaction() as transaction:
+        recorded = await record_events(transaction.connection, [event])
+    await services.bus.publish(recorded)

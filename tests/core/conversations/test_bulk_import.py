@@ -1,0 +1,265 @@
+"""The bulk history import (`guiche.plugin.import_history`): COPY-based, deduplicated
+against everything already stored, contacts by phone or provider user id, per tenant."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import orjson
+
+from guiche import plugin
+from guiche.channels import InboundMessage, MessageType, Sender
+from guiche.inbound.bulk import HISTORY_IMPORTED
+from guiche.inbound.ingest import load_channel
+from guiche.services import SERVICES
+
+from .conftest import BASE_TIME, fetch, text_message
+
+
+async def _row(channel: Any) -> Any:
+    row = await load_channel(channel.id)
+    assert row is not None
+    return row
+
+
+def _history(
+    count: int, *, phone: str = "5511987654321", start: dt.datetime = BASE_TIME
+) -> list[InboundMessage]:
+    return [
+        text_message(
+            f"mensagem {n}",
+            phone=phone,
+            provider_id=f"hist-{phone}-{n}",
+            at=start + dt.timedelta(minutes=n),
+        )
+        for n in range(count)
+    ]
+
+
+async def _count(table: str, tenant_id: uuid.UUID) -> int:
+    rows = await fetch(f"SELECT count(*) AS n FROM {table} WHERE tenant = {{}}", tenant_id)
+    return int(rows[0]["n"])
+
+
+async def test_import_inserts_messages_into_one_closed_conversation_per_contact(
+    client, make_company, make_channel
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    messages = _history(7) + _history(5, phone="5521998765432")
+    services = client.app[SERVICES]
+
+    result = await plugin.import_history(services, await _row(channel), messages, batch_size=4)
+
+    assert (result.inserted, result.duplicates, result.conversations_created) == (12, 0, 2)
+    conversations = await fetch(
+        "SELECT c.*, k.phone FROM conversations c JOIN contacts k ON k.id = c.contact"
+        " WHERE c.tenant = {} ORDER BY k.phone",
+        company.tenant_id,
+    )
+    assert [(c["phone"], c["status"]) for c in conversations] == [
+        ("+5511987654321", "CLOSED"),
+        ("+5521998765432", "CLOSED"),
+    ]
+    first = conversations[0]
+    assert first["opened_at"] == BASE_TIME
+    assert (
+        first["last_message_at"] == first["last_inbound_at"] == BASE_TIME + dt.timedelta(minutes=6)
+    )
+    assert first["assignee"] is None
+    stored = await fetch(
+        "SELECT * FROM messages WHERE conversation = {} ORDER BY created_at", first["id"]
+    )
+    assert [m["body"] for m in stored] == [f"mensagem {n}" for n in range(7)]
+    assert stored[0]["payload"]["normalised"]["text"] == "mensagem 0"
+    assert {m["status"] for m in stored} == {"received"}
+    assert await _count("message_keys", company.tenant_id) == 12
+
+
+async def test_reimport_adds_nothing_and_emits_one_summary_event(
+    client, make_company, make_channel
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    services = client.app[SERVICES]
+    row = await _row(channel)
+    received: list[Any] = []
+    unsubscribe = services.bus.subscribe(received.append)
+    try:
+        first = await plugin.import_history(services, row, _history(30), batch_size=8)
+        again = await plugin.import_history(services, row, _history(30), batch_size=8)
+    finally:
+        unsubscribe()
+
+    assert (first.inserted, first.duplicates) == (30, 0)
+    assert (again.inserted, again.duplicates, again.conversations_created) == (0, 30, 0)
+    assert await _count("messages", company.tenant_id) == 30
+    assert await _count("conversations", company.tenant_id) == 1
+    assert [(e.type, e.data["inserted"]) for e in received] == [(HISTORY_IMPORTED, 30)]
+
+
+async def test_messages_repeated_within_one_import_are_stored_once(
+    client, make_company, make_channel
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    history = _history(5)
+
+    result = await plugin.import_history(
+        client.app[SERVICES], await _row(channel), history + history[:3], batch_size=6
+    )
+
+    assert (result.inserted, result.duplicates) == (5, 3)
+    assert await _count("messages", company.tenant_id) == 5
+
+
+async def test_messages_already_ingested_by_webhook_are_deduplicated_and_join_its_conversation(
+    client, make_company, make_channel, post_webhook
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    history = _history(6)
+    resp = await post_webhook(channel, history[4:])  # the two newest came in live
+    assert resp.status == 200, await resp.text()
+    live = await fetch("SELECT * FROM conversations WHERE tenant = {}", company.tenant_id)
+
+    result = await plugin.import_history(client.app[SERVICES], await _row(channel), history)
+
+    assert (result.inserted, result.duplicates, result.conversations_created) == (4, 2, 0)
+    rows = await fetch(
+        "SELECT conversation, count(*) AS n FROM messages WHERE tenant = {} GROUP BY 1",
+        company.tenant_id,
+    )
+    assert [(r["conversation"], r["n"]) for r in rows] == [(live[0]["id"], 6)]
+    after = await fetch("SELECT * FROM conversations WHERE id = {}", live[0]["id"])
+    assert after[0]["status"] == live[0]["status"]  # the open conversation stays as it was
+    assert after[0]["last_message_at"] == live[0]["last_message_at"]
+
+
+async def test_contacts_by_phone_reuse_existing_ones_and_keep_their_names(
+    client, make_company, make_channel, post_webhook
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    await post_webhook(channel, [text_message(name="Ana Cadastrada")])
+    # Brazilian mobile without the ninth digit: the same line as +5531988887777
+    history = [
+        text_message(phone="5511987654321", name="Outro Nome", at=BASE_TIME),
+        text_message(phone="553188887777", name="Bruno", at=BASE_TIME),
+        text_message(phone="5531988887777", name="", at=BASE_TIME + dt.timedelta(seconds=1)),
+    ]
+
+    result = await plugin.import_history(client.app[SERVICES], await _row(channel), history)
+
+    assert result.inserted == 3
+    contacts = await fetch(
+        "SELECT phone, name FROM contacts WHERE tenant = {} ORDER BY phone", company.tenant_id
+    )
+    assert [(c["phone"], c["name"]) for c in contacts] == [
+        ("+5511987654321", "Ana Cadastrada"),
+        ("+5531988887777", "Bruno"),
+    ]
+
+
+async def test_contacts_by_provider_user_id_without_a_phone(
+    client, make_company, make_channel, post_webhook
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    await post_webhook(channel, [text_message(phone=None, user_id="BR.known", name="")])
+
+    def by_user(user_id: str, name: str, n: int, **sender: Any) -> InboundMessage:
+        return InboundMessage(
+            provider_message_id=f"user-{user_id}-{n}",
+            sender=Sender(provider_user_id=user_id, name=name, **sender),
+            timestamp=BASE_TIME + dt.timedelta(minutes=n),
+            type=MessageType.TEXT,
+            text=f"oi {n}",
+        )
+
+    history = [
+        by_user("BR.known", "Carla", 1),
+        by_user("BR.new", "Davi", 2, username="davi"),
+        by_user("BR.new", "Davi", 3, username="davi"),
+        text_message(phone="5511912345678", user_id="BR.phone", name="Eva", provider_id="p-1"),
+    ]
+    result = await plugin.import_history(client.app[SERVICES], await _row(channel), history)
+
+    assert result.inserted == 4
+    identities = await fetch(
+        "SELECT i.provider_user_id, c.name, c.phone, c.custom_fields FROM contact_identities i"
+        " JOIN contacts c ON c.id = i.contact WHERE i.tenant = {} ORDER BY 1",
+        company.tenant_id,
+    )
+    assert [(i["provider_user_id"], i["name"], i["phone"]) for i in identities] == [
+        ("BR.known", "Carla", None),  # the webhook's contact, its empty name filled
+        ("BR.new", "Davi", None),
+        ("BR.phone", "Eva", "+5511912345678"),
+    ]
+    assert orjson.loads(identities[1]["custom_fields"]) == {"username": "davi"}
+    assert await _count("contacts", company.tenant_id) == 3
+    per_contact = await fetch(
+        "SELECT contact, count(DISTINCT conversation) AS n FROM messages WHERE tenant = {}"
+        " GROUP BY contact",
+        company.tenant_id,
+    )
+    assert all(r["n"] == 1 for r in per_contact) and len(per_contact) == 3
+
+
+async def test_import_is_scoped_to_the_channels_tenant(client, make_company, make_channel):
+    ours, theirs = await make_company(), await make_company()
+    our_channel = await make_channel(ours.tenant_id)
+    their_channel = await make_channel(theirs.tenant_id)
+    services = client.app[SERVICES]
+    history = _history(4)  # same phone and same provider ids in both companies
+
+    mine = await plugin.import_history(services, await _row(our_channel), history)
+    other = await plugin.import_history(services, await _row(their_channel), history)
+
+    assert mine.inserted == other.inserted == 4
+    for company, channel in ((ours, our_channel), (theirs, their_channel)):
+        rows = await fetch(
+            "SELECT DISTINCT m.channel, m.contact, c.tenant AS contact_tenant,"
+            " v.tenant AS conversation_tenant FROM messages m"
+            " JOIN contacts c ON c.id = m.contact JOIN conversations v ON v.id = m.conversation"
+            " WHERE m.tenant = {}",
+            company.tenant_id,
+        )
+        assert len(rows) == 1
+        assert rows[0]["channel"] == channel.id
+        assert rows[0]["contact_tenant"] == rows[0]["conversation_tenant"] == company.tenant_id
+
+
+async def test_replies_point_at_their_targets_and_own_messages_are_outbound(
+    client, make_company, make_channel
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    question = text_message("pergunta", provider_id="q-1", at=BASE_TIME)
+    answer = InboundMessage(
+        provider_message_id="a-1",
+        sender=Sender(phone="5511987654321"),
+        timestamp=BASE_TIME + dt.timedelta(minutes=1),
+        type=MessageType.TEXT,
+        text="resposta",
+        from_me=True,
+        reply_to_provider_message_id="q-1",
+    )
+
+    await plugin.import_history(client.app[SERVICES], await _row(channel), [answer, question])
+
+    rows = await fetch(
+        "SELECT id, provider_message_id, direction, status, reply_to FROM messages"
+        " WHERE tenant = {} ORDER BY created_at",
+        company.tenant_id,
+    )
+    assert [(r["provider_message_id"], r["direction"], r["status"]) for r in rows] == [
+        ("q-1", "in", "received"),
+        ("a-1", "out", "sent"),
+    ]
+    assert rows[1]["reply_to"] == rows[0]["id"]
+    conversation = await fetch("SELECT * FROM conversations WHERE tenant = {}", company.tenant_id)
+    assert conversation[0]["last_inbound_at"] == BASE_TIME
+    assert conversation[0]["last_message_at"] == BASE_TIME + dt.timedelta(minutes=1)
