@@ -4,19 +4,22 @@ K sockets (default 5,000) of agents spread over companies of `--sockets-per-tena
 agents each (one department, one Meta channel queueing into it; an event about a
 queued conversation reaches every agent of the company), held by client processes
 (`--client-processes`, each with a raised fd limit). A sender process posts signed Meta
-webhooks at a fixed rate (default 500 messages/s, one per request, round-robin over
-the companies). Figures: fan-out latency p50/p99 of `message.new` frames — from the
-event's `created_at` (set by Postgres in the ingest transaction, so an upper bound on
-commit → receipt) and from the moment the sender posted (stamped in the text) — and
-the server's RSS per socket (VmRSS after connecting − before, / K).
+webhooks at a fixed rate, one message per request, round-robin over the companies:
+first at `--extra-rate` (default 100/s, a rate one process sustains here), then at the
+issue's `--rate` (default 500/s), `--seconds` each. Figures: fan-out latency p50/p99 of
+`message.new` frames — from the event's `created_at` (set by Postgres in the ingest
+transaction, so an upper bound on commit → receipt) and from the moment the webhook
+was due (stamped in the text) — and the server's RSS per socket (VmRSS after
+connecting − before, / K).
 
 Ceiling: a bare aiohttp WebSocket server (own process, no auth, database or Redis)
 holding the same sockets in the same groups and broadcasting frames of the same size
-at the same rate: its RSS per socket and its creation → receipt latency.
+at the same rates: its RSS per socket and its creation → receipt latency.
 
-    python -m bench.ws [--sockets 10000] [--rate 500] [--seconds 15]
+    python -m bench.ws [--sockets 10000] [--rate 500] [--extra-rate 100] [--seconds 10]
 
-The same module is also each helper process: `--role client | sender | bare`.
+The same module is also each helper process: `--role client | sender | bare |
+traced-web` (the last: `guiche web` under tracemalloc, for the memory profile).
 """
 
 from __future__ import annotations
@@ -101,10 +104,11 @@ STAMP = "t="
 def raise_fd_limit() -> int:
     """Soft fd limit up to the hard one (children inherit it: the server needs K fds)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else 1_048_576
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
+    target = hard if hard != resource.RLIM_INFINITY else 1_048_576
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
     return soft
 
 
@@ -131,8 +135,9 @@ def epoch(value: str) -> float:
 
 
 async def client_main(args: argparse.Namespace) -> None:
-    """Open every URL in the file, report when connected, record `message.new` frames
-    until told `stop` on stdin, then write what arrived to `--result-file`."""
+    """Open every URL in the file, report when connected, and record `message.new`
+    frames; on `dump` (stdin) write what arrived so far to `--result-file`, on `stop`
+    (or end of input) close every socket and exit."""
     raise_fd_limit()
     urls: list[str] = read_json(args.urls_file)
     created: list[float] = []

@@ -20,7 +20,9 @@ HISTORY_FIGURES = {
     "latest50_sql_p99_ms",
     "hot_first_http_p50_ms",
     "hot_deep_http_p50_ms",
-    "deep_page_plan",
+    "hot_deep_sql_p50_ms",
+    "hot_fixed_deep_sql_p50_ms",
+    "plan_deep_generic",
 }
 WS_FIGURES = {
     "sockets_connected",

@@ -10,21 +10,22 @@ only the messages whose key it claimed go in, with one binary `COPY`; keys and m
 commit together. Whatever was already stored — by an earlier import, a live webhook or
 this import twice — is skipped, so an interrupted import is simply run again.
 
-Three kinds of work overlap, each waiting on something else: rows for the next batch
-are built (pydantic dumps, JSON) in a thread; up to `WRITES_IN_FLIGHT` batches COPY at
-once on their own connections (one COPY keeps one Postgres backend busy); meanwhile the
-next batch resolves its senders and claims its keys. Claims run one at a time, in batch
-order, so two batches never wait on each other's keys.
+Batches overlap: up to `WRITES_IN_FLIGHT` of them COPY at once on their own connections
+(one COPY keeps one Postgres backend busy) while the next one builds its rows, resolves
+its senders and claims its keys. Claims run one at a time, in batch order: a batch may
+wait for an earlier one to commit (a provider id in both), never the other way round,
+so they cannot deadlock.
 
 Where imported messages land: in the contact's most recent conversation on the
 channel, open or closed, so the history sits in the thread agents already work in and a
 second import finds the conversation the first created. A contact without one gets a
-new CLOSED conversation spanning the batch's messages: history never opens, routes or
-assigns anything, never enters a queue and never starts an auto-close timer. (Contacts
-and conversations commit just before their messages; if a batch then fails they stay,
-and running the import again fills them.) Conversations' `last_message_at` /
-`last_inbound_at` only move forward, and are written once per conversation at the end
-(every `TOUCH_FLUSH_CONVERSATIONS` conversations on long imports), not once per batch.
+new CLOSED conversation, opened at its first imported message and closed at its last
+(whatever order they come in): history never opens, routes or assigns anything, never
+enters a queue and never starts an auto-close timer. (Contacts and conversations commit
+just before their messages; if a batch then fails they stay, and running the import
+again fills them.) Conversations' `last_message_at` / `last_inbound_at` only move
+forward, and are written once per conversation at the end (every
+`TOUCH_FLUSH_CONVERSATIONS` conversations on long imports), not once per batch.
 
 Nothing per message goes out: no `message.new` events, no plugin hooks, no routing.
 When an import inserted something, one `history.imported` event (recorded and
@@ -39,7 +40,6 @@ import datetime as dt
 import functools
 import uuid
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -179,16 +179,23 @@ FROM unnest($4::uuid[], $5::uuid[], $6::timestamptz[], $7::timestamptz[])
      AS n(id, contact, first_at, last_at)
 """
 
+# `ours`: a CLOSED conversation this import created, whose span follows its messages
+# whatever order they came in.
 _TOUCH_CONVERSATIONS = """
 UPDATE conversations c
 SET last_message_at = GREATEST(coalesce(c.last_message_at, t.last_at), t.last_at),
     last_inbound_at = CASE WHEN t.last_in IS NULL THEN c.last_inbound_at
                            ELSE GREATEST(coalesce(c.last_inbound_at, t.last_in), t.last_in) END,
+    opened_at = CASE WHEN t.ours THEN LEAST(c.opened_at, t.first_at) ELSE c.opened_at END,
+    created_at = CASE WHEN t.ours THEN LEAST(c.created_at, t.first_at) ELSE c.created_at END,
+    closed_at = CASE WHEN t.ours THEN GREATEST(c.closed_at, t.last_at) ELSE c.closed_at END,
     updated_at = now()
-FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS t(id, last_at, last_in)
+FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bool[])
+     AS t(id, first_at, last_at, last_in, ours)
 WHERE c.tenant = $1 AND c.id = t.id
   AND (c.last_message_at IS NULL OR c.last_message_at < t.last_at
-       OR (t.last_in IS NOT NULL AND (c.last_inbound_at IS NULL OR c.last_inbound_at < t.last_in)))
+       OR (t.last_in IS NOT NULL AND (c.last_inbound_at IS NULL OR c.last_inbound_at < t.last_in))
+       OR (t.ours AND (c.opened_at > t.first_at OR c.closed_at < t.last_at)))
 """
 
 _REPLY_TARGETS = """
@@ -213,18 +220,11 @@ async def import_history(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     importer = _Importer(services, channel_row)
-    loop = asyncio.get_running_loop()
-    builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guiche-bulk")
     writing: list[asyncio.Task[None]] = []
     try:
-        chunks = _chunks(messages, batch_size)
-        chunk = next(chunks, None)
-        ahead = loop.run_in_executor(builder, _rows, chunk) if chunk else None
-        while chunk is not None and ahead is not None:
-            rows = await ahead
-            current, chunk = chunk, next(chunks, None)
-            ahead = loop.run_in_executor(builder, _rows, chunk) if chunk else None
-            targets = await importer.resolve(current, rows)
+        for chunk in _chunks(messages, batch_size):
+            rows = _rows(chunk)
+            targets = await importer.resolve(chunk, rows)
             claim = await importer.claim(rows)
             writing.append(asyncio.create_task(importer.write(claim, rows, targets)))
             if len(writing) >= WRITES_IN_FLIGHT:
@@ -243,8 +243,6 @@ async def import_history(
             with contextlib.suppress(Exception):
                 await importer.flush_touches()
         raise
-    finally:
-        builder.shutdown(wait=False, cancel_futures=True)
     await importer.flush_touches()
     if importer.result.inserted:
         await _announce(services, channel_row, importer.result)
@@ -325,8 +323,10 @@ class _Importer:
         self.nameless: set[uuid.UUID] = set()  # contacts whose stored name is empty
         self.linked: set[str] = set()  # provider user ids linked to a phone contact
         self.conversations: dict[uuid.UUID, uuid.UUID] = {}  # contact → conversation
-        # conversation → [last message at, last inbound at]
-        self.touches: dict[uuid.UUID, list[dt.datetime | None]] = {}
+        self.targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]] = {}  # → both
+        self.created: set[uuid.UUID] = set()  # conversations this import created
+        # conversation → [first message at, last message at, last inbound at]
+        self.touches: dict[uuid.UUID, list[Any]] = {}
 
     async def _connection(self) -> tuple[Any, Any]:
         """A connection of the engine's pool (or a new one) and how to give it back."""
@@ -375,10 +375,9 @@ class _Importer:
         """Each sender's (contact, conversation), created where missing, committed before
         the batch's messages are written: batches write concurrently, and a message row
         can only reference what is committed."""
-        if len(self.contacts) > CACHE_LIMIT or len(self.conversations) > CACHE_LIMIT:
-            self.contacts.clear()
-            self.nameless.clear()
-            self.conversations.clear()
+        if len(self.targets) > CACHE_LIMIT:
+            # new objects, not .clear(): batches still being written hold the old targets
+            self.contacts, self.nameless, self.conversations, self.targets = {}, set(), {}, {}
         async with self.services.db.transaction() as transaction:
             conn = transaction.connection
             await self._resolve_contacts(conn, chunk, rows)
@@ -437,21 +436,27 @@ class _Importer:
         """Find or create the contacts of senders not met yet in this import, a statement
         per step. Names follow `resolve_contact`: a stored name is kept, an empty one
         takes the latest non-empty name the import shows for that sender."""
+        identities = {row.identity for row in rows}
+        todo = {key for key in identities if key not in self.contacts}
+        if self.nameless:
+            todo.update(key for key in identities if self.contacts.get(key) in self.nameless)
         names: dict[Identity, str] = {}
         named_at: dict[Identity, dt.datetime] = {}
         usernames: dict[str, str] = {}
         links: dict[str, str] = {}  # provider user id → E.164 it was seen with
         for message, row in zip(messages, rows, strict=True):
             sender, key = message.sender, row.identity
+            kind, value = key
+            user_id = sender.provider_user_id
+            if kind == "phone" and user_id and user_id not in self.linked:
+                links[user_id] = value
+            if key not in todo:
+                continue
             if sender.name and (key not in named_at or row.created_at >= named_at[key]):
                 names[key], named_at[key] = sender.name, row.created_at
             elif key not in names:
                 names[key] = ""
-            kind, value = key
-            if kind == "phone" and sender.provider_user_id:
-                if sender.provider_user_id not in self.linked:
-                    links[sender.provider_user_id] = value
-            elif kind == "user" and sender.username:
+            if kind == "user" and sender.username:
                 usernames[value] = sender.username
         new = [key for key in names if key not in self.contacts]
         # sorted: concurrent writers lock the same contacts in the same order (no deadlock)
@@ -560,32 +565,32 @@ class _Importer:
     async def _resolve_conversations(
         self, conn: Any, rows: list[_Row]
     ) -> dict[Identity, tuple[uuid.UUID, uuid.UUID]]:
-        """Each sender's (contact, conversation): see the module docstring. Grouped by
-        identity first: a batch has far fewer senders than messages."""
-        spans: dict[Identity, list[Any]] = {}  # identity → [first at, last at, last inbound]
+        """Each sender's (contact, conversation): see the module docstring. Only senders
+        new to this import cost anything; they are grouped by identity first."""
+        unknown = {row.identity for row in rows if row.identity not in self.targets}
+        if not unknown:
+            return self.targets
+        spans: dict[Identity, list[Any]] = {}  # identity → [first at, last at]
         for row in rows:
+            if row.identity not in unknown:
+                continue
             at, span = row.created_at, spans.get(row.identity)
             if span is None:
-                spans[row.identity] = [at, at, at if row.inbound else None]
-                continue
-            if at < span[0]:
+                spans[row.identity] = [at, at]
+            elif at < span[0]:
                 span[0] = at
-            if at > span[1]:
+            elif at > span[1]:
                 span[1] = at
-            if row.inbound and (span[2] is None or at > span[2]):
-                span[2] = at
         per_contact: dict[uuid.UUID, list[Any]] = {}  # two identities may share a contact
-        for identity, (first, last, last_in) in spans.items():
-            span = per_contact.setdefault(self.contacts[identity], [first, last, last_in])
+        for identity, (first, last) in spans.items():
+            span = per_contact.setdefault(self.contacts[identity], [first, last])
             span[0], span[1] = min(span[0], first), max(span[1], last)
-            if last_in is not None and (span[2] is None or last_in > span[2]):
-                span[2] = last_in
-        unknown = [contact for contact in per_contact if contact not in self.conversations]
-        if unknown:
+        missing = [contact for contact in per_contact if contact not in self.conversations]
+        if missing:
             channel = self.channel
-            found = await conn.fetch(_LATEST_CONVERSATIONS, channel.tenant_id, channel.id, unknown)
+            found = await conn.fetch(_LATEST_CONVERSATIONS, channel.tenant_id, channel.id, missing)
             self.conversations.update({record["contact"]: record["id"] for record in found})
-            new = {c: uuid.uuid4() for c in unknown if c not in self.conversations}
+            new = {c: uuid.uuid4() for c in missing if c not in self.conversations}
             if new:
                 await conn.execute(
                     _INSERT_CLOSED_CONVERSATIONS,
@@ -598,31 +603,42 @@ class _Importer:
                     [per_contact[contact][1] for contact in new],
                 )
                 self.conversations.update(new)
+                self.created.update(new.values())
                 self.result.conversations_created += len(new)
-        return {
-            identity: (self.contacts[identity], self.conversations[self.contacts[identity]])
-            for identity in spans
-        }
+        for identity in spans:
+            contact = self.contacts[identity]
+            self.targets[identity] = (contact, self.conversations[contact])
+        return self.targets
 
     def _owe_touches(
         self, rows: list[_Row], targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]]
     ) -> None:
         """Remember how far the written messages move their conversations' times."""
+        spans: dict[Identity, list[Any]] = {}  # identity → [first at, last at, last inbound]
         for row in rows:
-            touch = self.touches.get(targets[row.identity][1])
-            if touch is None:
-                self.touches[targets[row.identity][1]] = [
-                    row.created_at,
-                    row.created_at if row.inbound else None,
-                ]
+            at, span = row.created_at, spans.get(row.identity)
+            if span is None:
+                spans[row.identity] = [at, at, at if row.inbound else None]
                 continue
-            if row.created_at > touch[0]:
-                touch[0] = row.created_at
-            if row.inbound and (touch[1] is None or row.created_at > touch[1]):
-                touch[1] = row.created_at
+            if at < span[0]:
+                span[0] = at
+            if at > span[1]:
+                span[1] = at
+            if row.inbound and (span[2] is None or at > span[2]):
+                span[2] = at
+        for identity, (first, last, last_in) in spans.items():
+            conversation = targets[identity][1]
+            touch = self.touches.get(conversation)
+            if touch is None:
+                self.touches[conversation] = [first, last, last_in]
+                continue
+            touch[0], touch[1] = min(touch[0], first), max(touch[1], last)
+            if last_in is not None and (touch[2] is None or last_in > touch[2]):
+                touch[2] = last_in
 
     async def flush_touches(self) -> None:
-        """Move the conversations' last-message times forward (never back), in one statement."""
+        """Move the conversations' times to cover what was written (last-message times
+        only forward), in one statement."""
         if not self.touches:
             return
         touches, self.touches = self.touches, {}
@@ -634,6 +650,8 @@ class _Importer:
                 ids,
                 [touches[i][0] for i in ids],
                 [touches[i][1] for i in ids],
+                [touches[i][2] for i in ids],
+                [i in self.created for i in ids],
             )
 
     async def _reply_targets(self, conn: Any, rows: list[_Row]) -> dict[str, uuid.UUID]:

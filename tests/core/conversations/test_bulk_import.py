@@ -100,6 +100,24 @@ async def test_reimport_adds_nothing_and_emits_one_summary_event(
     assert [(e.type, e.data["inserted"]) for e in received] == [(HISTORY_IMPORTED, 30)]
 
 
+async def test_a_history_imported_newest_first_still_spans_its_conversation(
+    client, make_company, make_channel
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    history = _history(9)
+
+    await plugin.import_history(
+        client.app[SERVICES], await _row(channel), history[::-1], batch_size=2
+    )
+
+    rows = await fetch("SELECT * FROM conversations WHERE tenant = {}", company.tenant_id)
+    assert len(rows) == 1
+    first, last = BASE_TIME, BASE_TIME + dt.timedelta(minutes=8)
+    assert (rows[0]["opened_at"], rows[0]["created_at"]) == (first, first)
+    assert (rows[0]["closed_at"], rows[0]["last_message_at"]) == (last, last)
+
+
 async def test_messages_repeated_within_one_import_are_stored_once(
     client, make_company, make_channel
 ):
@@ -113,6 +131,28 @@ async def test_messages_repeated_within_one_import_are_stored_once(
 
     assert (result.inserted, result.duplicates) == (5, 3)
     assert await _count("messages", company.tenant_id) == 5
+
+
+async def test_overlapping_batches_in_flight_store_each_message_once(
+    client, make_company, make_channel
+):
+    """Small batches written concurrently, each repeating ids of the batch before it."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    history = _history(20) + _history(12, phone="5521998765432")
+    overlapping = history[:14] + history[7:24] + history[18:]
+
+    result = await plugin.import_history(
+        client.app[SERVICES], await _row(channel), overlapping, batch_size=3
+    )
+
+    assert (result.inserted, result.duplicates) == (32, len(overlapping) - 32)
+    rows = await fetch(
+        "SELECT count(*) AS n, count(DISTINCT provider_message_id) AS ids,"
+        " count(DISTINCT conversation) AS conversations FROM messages WHERE tenant = {}",
+        company.tenant_id,
+    )
+    assert (rows[0]["n"], rows[0]["ids"], rows[0]["conversations"]) == (32, 32, 2)
 
 
 async def test_messages_already_ingested_by_webhook_are_deduplicated_and_join_its_conversation(
