@@ -319,6 +319,13 @@ def bench_lock(enabled: bool = True) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def run_benchmark(bench: Any, table: Any, args: Any) -> None:
+    """A benchmark's `main`: measure under the lock, then print JSON and the table."""
+    with bench_lock(not args.no_lock):
+        report = asyncio.run(bench(args))
+    emit(report, table(report), json_out=args.json_out)
+
+
 # --- databases -----------------------------------------------------------------------
 
 

@@ -41,8 +41,6 @@ from bench.common import (
     Stack,
     Target,
     base_parser,
-    bench_lock,
-    emit,
     environment_facts,
     format_table,
     guiche_stack,
@@ -53,6 +51,7 @@ from bench.common import (
     profile_table,
     py_spy,
     ratio,
+    run_benchmark,
     unmet,
     wants_profile,
 )
@@ -720,10 +719,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    with bench_lock(not args.no_lock):
-        report = asyncio.run(bench(args))
-    emit(report, table(report), json_out=args.json_out)
+    run_benchmark(bench, table, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ from bench.common import (
     Process,
     Target,
     base_parser,
-    bench_lock,
-    emit,
     environment_facts,
     fetchval,
     format_table,
@@ -38,6 +36,7 @@ from bench.common import (
     py_spy,
     python_module,
     ratio,
+    run_benchmark,
     run_json,
     running,
     unmet,
@@ -281,10 +280,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    with bench_lock(not args.no_lock):
-        report = asyncio.run(bench(args))
-    emit(report, table(report), json_out=args.json_out)
+    run_benchmark(bench, table, parse_args(argv))
 
 
 if __name__ == "__main__":

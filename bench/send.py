@@ -33,8 +33,6 @@ from bench.common import (
     Target,
     api,
     base_parser,
-    bench_lock,
-    emit,
     environment_facts,
     format_table,
     guiche_command,
@@ -45,6 +43,7 @@ from bench.common import (
     py_spy,
     python_module,
     ratio,
+    run_benchmark,
     run_json,
     running,
     unmet,
@@ -393,10 +392,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    with bench_lock(not args.no_lock):
-        report = asyncio.run(bench(args))
-    emit(report, table(report), json_out=args.json_out)
+    run_benchmark(bench, table, parse_args(argv))
 
 
 if __name__ == "__main__":

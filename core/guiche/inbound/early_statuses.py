@@ -42,6 +42,7 @@ from guiche.channels import (
 from guiche.models import Message
 from guiche.realtime import events as ev
 from guiche.realtime.events import PendingEvent
+from guiche.web.jsonio import dumps_text
 
 if TYPE_CHECKING:
     from guiche.inbound.ingest import ChannelRow
@@ -104,7 +105,7 @@ def _lock_name(channel_id: uuid.UUID, provider_message_id: str) -> str:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value, default=str).decode()
+    return None if value is None else dumps_text(value)
 
 
 def _loaded(value: Any) -> Any:

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from guiche.channels import (
     DeliveryStatus,
     InboundMessage,
@@ -29,6 +27,7 @@ from guiche.inbound.followups import after_ingest
 from guiche.inbound.identity import resolve_contact
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
+from guiche.web.jsonio import dumps_text
 
 if TYPE_CHECKING:
     from guiche.services import Services
@@ -68,10 +67,6 @@ async def load_channel(channel_id: uuid.UUID) -> ChannelRow | None:
     if row is None:
         return None
     return ChannelRow(row["id"], row["tenant"], row["type"], row["default_department"])
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
 
 
 _CLAIM_KEY = """
@@ -174,7 +169,7 @@ async def _store_message(
         direction,
         message.type.value,
         message.preview(),
-        _dumps(_message_payload(message)),
+        dumps_text(_message_payload(message)),
         message.provider_message_id,
         status,
         reply_to,
@@ -278,7 +273,7 @@ async def apply_status(conn: Any, channel: ChannelRow, update: StatusUpdate) -> 
         target["message_id"],
         target["message_created_at"],
         update.status.value,
-        _dumps(error) if error else None,
+        dumps_text(error) if error else None,
     )
     # Once per provider message: the first status that carries pricing (sent, or delivered
     # when sent was missed); later statuses and redelivered webhooks add nothing.
@@ -292,7 +287,7 @@ async def apply_status(conn: Any, channel: ChannelRow, update: StatusUpdate) -> 
             update.pricing.pricing_model or "",
             update.pricing.category or "",
             bool(update.pricing.billable),
-            _dumps(update.pricing.model_dump(mode="json", exclude_none=True)),
+            dumps_text(update.pricing.model_dump(mode="json", exclude_none=True)),
             Decimal(str(update.pricing.cost)) if update.pricing.cost is not None else None,
             update.pricing.currency,
         )

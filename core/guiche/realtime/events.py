@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, Field
+
+from guiche.web.jsonio import dumps_text
 
 MESSAGE_NEW = "message.new"
 MESSAGE_STATUS = "message.status"
@@ -57,10 +58,6 @@ RETURNING seq, created_at
 """
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
-
-
 async def record_events(conn: Any, events: Sequence[PendingEvent]) -> list[BusEvent]:
     """Insert events on `conn` (inside the caller's transaction) and return them sequenced."""
     if not events:
@@ -72,7 +69,7 @@ async def record_events(conn: Any, events: Sequence[PendingEvent]) -> list[BusEv
         [e.conversation_id for e in events],
         [e.department_id for e in events],
         [e.assignee_id for e in events],
-        [_json(e.data) for e in events],
+        [dumps_text(e.data) for e in events],
     )
     # unnest + INSERT ... RETURNING keeps input order in practice; sort by seq to be sure.
     ordered = sorted(rows, key=lambda r: r["seq"])

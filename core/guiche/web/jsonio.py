@@ -23,6 +23,11 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
+def dumps_text(data: Any) -> str:
+    """JSON as text, for jsonb query parameters."""
+    return dumps(data).decode()
+
+
 def json_response(
     data: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
