@@ -55,6 +55,7 @@ from bench.common import (
     unmet,
     wants_profile,
 )
+from guiche.db import POOL_SERVER_SETTINGS
 
 TARGETS = (
     Target("history: bulk import share of raw COPY rows/s", "import_share_of_copy", ">=", 0.80),
@@ -81,9 +82,8 @@ T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 #: The page query `GET .../messages` runs, as Piccolo sends it (`guiche.web.pagination`):
 #: every column, tenant-scoped, newest first, LIMIT written in (one extra row says whether
-#: more follow). asyncpg prepares and caches it, so from the sixth run on Postgres may
-#: switch to a generic plan (one not made for these parameter values) — as it does in
-#: the API.
+#: more follow), the keyset as a row comparison, on a connection with the pool's
+#: `server_settings` (custom plans only, `guiche.db.POOL_SERVER_SETTINGS`).
 _SELECT = "SELECT ALL " + ", ".join(
     f'"messages"."{c}" AS "{c}"'
     for c in (
@@ -95,17 +95,16 @@ _CONVERSATION = '("messages"."tenant" = $1 AND "messages"."conversation" = $2)'
 _ORDER = ' ORDER BY "messages"."created_at" DESC, "messages"."id" DESC LIMIT {limit}'
 FIRST_PAGE_SQL = f'{_SELECT} FROM "messages" WHERE ({_CONVERSATION}){_ORDER}'
 NEXT_PAGE_SQL = (
-    f'{_SELECT} FROM "messages" WHERE ({_CONVERSATION} AND ("messages"."created_at" < $3'
-    f' OR ("messages"."created_at" = $3 AND "messages"."id" < $4))){_ORDER}'
-)
-#: What the page would be with the keyset as one row comparison, which the index on
-#: (conversation, created_at DESC, id DESC) can start from (not what the API runs today).
-NEXT_PAGE_ROW_SQL = (
     f'{_SELECT} FROM "messages" WHERE ({_CONVERSATION}'
     f' AND ("messages"."created_at", "messages"."id") < ($3, $4)){_ORDER}'
 )
-#: ... and on a connection that never uses generic plans.
-CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
+#: Before (kept as a same-run reference, `hot_before_*`): the keyset as
+#: `created_at < $3 OR (created_at = $3 AND id < $4)`, on a connection with Postgres'
+#: default plan cache, which may switch to a generic plan from the sixth run on.
+BEFORE_NEXT_PAGE_SQL = (
+    f'{_SELECT} FROM "messages" WHERE ({_CONVERSATION} AND ("messages"."created_at" < $3'
+    f' OR ("messages"."created_at" = $3 AND "messages"."id" < $4))){_ORDER}'
+)
 
 
 # --- the data ------------------------------------------------------------------------
@@ -335,25 +334,25 @@ async def http_latencies(
 async def sql_latencies(
     url: str, tenant_id: uuid.UUID, plan: Plan, pages: Pages
 ) -> dict[str, list[float]]:
-    """The API's page queries through raw asyncpg (its statement cache, like Piccolo's),
-    interleaved alike; and, on a second connection, the two changes that would fix the
-    slow cases: row-comparison keyset and custom plans only."""
+    """The API's page queries through raw asyncpg (its statement cache, like Piccolo's;
+    the pool's server settings), interleaved alike; and, on a second connection with
+    Postgres' defaults, the queries as they were before (`before_*`)."""
     limit = plan.page_size + 1
-    first, following, following_row = (
-        sql.format(limit=limit) for sql in (FIRST_PAGE_SQL, NEXT_PAGE_SQL, NEXT_PAGE_ROW_SQL)
+    first, following, before_following = (
+        sql.format(limit=limit) for sql in (FIRST_PAGE_SQL, NEXT_PAGE_SQL, BEFORE_NEXT_PAGE_SQL)
     )
     created, after_id = pages.deep_after
-    conn = await asyncpg.connect(url)
-    fixed = await asyncpg.connect(url, server_settings=CUSTOM_PLANS)
+    conn = await asyncpg.connect(url, server_settings=POOL_SERVER_SETTINGS)
+    before = await asyncpg.connect(url)
     try:
         others = pages.others
         cases = {
             "latest": lambda k: conn.fetch(first, tenant_id, others[k % len(others)]),
             "first": lambda k: conn.fetch(first, tenant_id, pages.hot),
             "deep": lambda k: conn.fetch(following, tenant_id, pages.hot, created, after_id),
-            "fixed_first": lambda k: fixed.fetch(first, tenant_id, pages.hot),
-            "fixed_deep": lambda k: fixed.fetch(
-                following_row, tenant_id, pages.hot, created, after_id
+            "before_first": lambda k: before.fetch(first, tenant_id, pages.hot),
+            "before_deep": lambda k: before.fetch(
+                before_following, tenant_id, pages.hot, created, after_id
             ),
         }
         seconds: dict[str, list[float]] = {name: [] for name in cases}
@@ -368,7 +367,7 @@ async def sql_latencies(
                     seconds[name].append(time.perf_counter() - began)
     finally:
         await conn.close()
-        await fixed.close()
+        await before.close()
     return seconds
 
 
@@ -376,8 +375,8 @@ async def page_plans(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, plan: Plan, pages: Pages
 ) -> dict[str, str]:
     """How Postgres runs the hot conversation's pages: the API's SQL under a generic plan
-    (what a cached statement may get from its sixth run on), and the fixed SQL under a
-    custom plan: each plan's nodes, rows and buffers."""
+    (what a cached statement may get from its sixth run on) before the change, and the
+    API's SQL under a custom plan: each plan's nodes, rows and buffers."""
     limit = plan.page_size + 1
     created, after_id = pages.deep_after
     first = f"'{tenant_id}', '{pages.hot}'"
@@ -385,8 +384,9 @@ async def page_plans(
     two, four = "(uuid, uuid)", "(uuid, uuid, timestamptz, uuid)"
     cases = (
         ("first_generic", FIRST_PAGE_SQL, two, first, "force_generic_plan"),
-        ("deep_generic", NEXT_PAGE_SQL, four, deep, "force_generic_plan"),
-        ("deep_fixed", NEXT_PAGE_ROW_SQL, four, deep, "force_custom_plan"),
+        ("deep_generic", BEFORE_NEXT_PAGE_SQL, four, deep, "force_generic_plan"),
+        ("first", FIRST_PAGE_SQL, two, first, "force_custom_plan"),
+        ("deep", NEXT_PAGE_SQL, four, deep, "force_custom_plan"),
     )
     plans = {}
     for name, sql, types, args, mode in cases:
@@ -564,7 +564,7 @@ def build_report(
         figures[f"{label}_http_p99_ms"] = lat_http[name]["p99_ms"]
         figures[f"{label}_sql_p50_ms"] = lat_sql[name]["p50_ms"]
         figures[f"{label}_sql_p99_ms"] = lat_sql[name]["p99_ms"]
-    for name in ("fixed_first", "fixed_deep"):
+    for name in ("before_first", "before_deep"):
         figures[f"hot_{name}_sql_p50_ms"] = lat_sql[name]["p50_ms"]
         figures[f"hot_{name}_sql_p99_ms"] = lat_sql[name]["p99_ms"]
     figures |= {f"plan_{name}": text for name, text in explained.items()}
@@ -658,12 +658,12 @@ def table(report: dict[str, Any]) -> str:
         ("page", "HTTP p50 ms", "HTTP p99 ms", "SQL p50 ms", "SQL p99 ms"), rows
     )
     text += (
-        "\nfixed SQL (custom plans only; deep page keyset as a row comparison), hot"
-        f" conversation: first page p50 {f['hot_fixed_first_sql_p50_ms']} ms,"
-        f" p99 {f['hot_fixed_first_sql_p99_ms']} ms; page {report['parameters']['deep_page']}"
-        f" deep p50 {f['hot_fixed_deep_sql_p50_ms']} ms, p99 {f['hot_fixed_deep_sql_p99_ms']} ms"
+        "\nbefore (OR keyset, default plan cache), SQL, hot conversation: first page p50"
+        f" {f['hot_before_first_sql_p50_ms']} ms, p99 {f['hot_before_first_sql_p99_ms']} ms;"
+        f" page {report['parameters']['deep_page']} deep p50"
+        f" {f['hot_before_deep_sql_p50_ms']} ms, p99 {f['hot_before_deep_sql_p99_ms']} ms"
     )
-    for name in ("first_generic", "deep_generic", "deep_fixed"):
+    for name in ("first_generic", "deep_generic", "first", "deep"):
         text += f"\nplan {name}: {f['plan_' + name]}"
     for name, profile in report.get("profile", {}).items():
         text += f"\n\nprofile ({name}):\n{profile['table']}"

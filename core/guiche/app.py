@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from guiche.api import CORE_ROUTE_TABLES
 from guiche.auth.middleware import auth_middleware, check_auth_settings
 from guiche.config import ConfigError, Settings, load_settings
-from guiche.db import bind_tables, make_engine, storage_flavor
+from guiche.db import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
 from guiche.inbound.webhooks import routes as webhook_routes
 from guiche.models import CORE_TABLES
 from guiche.plugins.manager import build_plugin_manager
@@ -53,7 +53,9 @@ def build_services(
 async def open_resources(services: Services) -> None:
     settings = services.settings
     await services.db.start_connection_pool(
-        min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        server_settings=POOL_SERVER_SETTINGS,
     )
     if settings.redis_url:
         services.redis = Redis.from_url(settings.redis_url)

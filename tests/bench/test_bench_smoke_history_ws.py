@@ -21,7 +21,7 @@ HISTORY_FIGURES = {
     "hot_first_http_p50_ms",
     "hot_deep_http_p50_ms",
     "hot_deep_sql_p50_ms",
-    "hot_fixed_deep_sql_p50_ms",
+    "hot_before_deep_sql_p50_ms",
     "plan_deep_generic",
 }
 WS_FIGURES = {

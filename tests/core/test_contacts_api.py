@@ -214,3 +214,25 @@ async def test_roles(client, company):
     await _create(client, agent, name="By agent", phone="31988887777")
     assert (await client.get("/api/v1/contacts")).status == 401
     assert await Contact.count().where(Contact.tenant == company.tenant_id) == 1
+
+
+async def test_pagination_breaks_created_at_ties_by_id(client, company):
+    """Rows sharing one created_at (a bulk import does that) are neither skipped nor
+    repeated: the cursor is the row (created_at, id), not created_at alone."""
+    headers = await login(client, company.owner)
+    ids = [
+        (await _create(client, headers, name=f"T{i}", phone=f"3197777{i:04d}"))["id"]
+        for i in range(7)
+    ]
+    same = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    await Contact.update({Contact.created_at: same}).where(Contact.id.is_in(ids))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        url = "/api/v1/contacts?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        data = await (await client.get(url, headers=headers)).json()
+        seen += [item["id"] for item in data["items"]]
+        cursor = data["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(ids, reverse=True)  # ties ordered by id, descending, once each

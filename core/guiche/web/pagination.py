@@ -1,6 +1,10 @@
 """Keyset (cursor) pagination on (created_at, id), newest first.
 
 Offsets get slower with depth and skip rows under concurrent inserts; a cursor does neither.
+The cursor is a row comparison, `(created_at, id) < ($c, $i)`: an index on
+`(..., created_at DESC, id DESC)` starts its scan there, so page 100 costs what page 1
+does. The equivalent `created_at < $c OR (created_at = $c AND id < $i)` is not an index
+condition and turns into a scan of everything older (bench/README.md, history).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import uuid
 from typing import Any, Generic, TypeVar
 
 import orjson
+from piccolo.columns.combination import WhereRaw
 from piccolo.query import Select
 from piccolo.table import Table
 from pydantic import BaseModel, Field
@@ -52,8 +57,9 @@ async def paginate(
     created_col, id_col = table.created_at, table.id  # type: ignore[attr-defined]
     if page.cursor:
         created, row_id = decode_cursor(page.cursor)
+        name = table._meta.tablename
         query = query.where(
-            (created_col < created) | ((created_col == created) & (id_col < row_id))
+            WhereRaw(f'("{name}"."created_at", "{name}"."id") < ({{}}, {{}})', created, row_id)
         )
     rows = await query.order_by(created_col, id_col, ascending=False).limit(page.limit + 1)
     next_cursor = None
