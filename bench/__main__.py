@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown benchmark(s): {', '.join(unknown)}; have {', '.join(names)}")
         names = [name for name in names if name in wanted]
     failed = []
+    began = time.monotonic()
     for name in names:
         extra = [*passthrough]
         if args.json_dir is not None:
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"### bench.{name}: exit {code} after {took:.0f} s", file=sys.stderr, flush=True)
         if code != 0:
             failed.append(name)
+    total = time.monotonic() - began
+    print(f"### all ({', '.join(names)}): {total:.0f} s", file=sys.stderr, flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
