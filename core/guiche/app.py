@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import httpx
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -16,6 +15,7 @@ from guiche.config import ConfigError, Settings, load_settings
 from guiche.db import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
 from guiche.inbound.webhooks import routes as webhook_routes
 from guiche.models import CORE_TABLES
+from guiche.outbound.http import outbound_client
 from guiche.plugins.manager import build_plugin_manager
 from guiche.plugins.mount import mount_plugin_routes, plugin_gate_middleware
 from guiche.plugins.registry import PluginRegistry
@@ -63,7 +63,7 @@ async def open_resources(services: Services) -> None:
     if services.redis is not None:
         services.bus = RedisBus(services.redis, bus_channel(settings.database_url))
     await services.bus.start()
-    services.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
+    services.http = outbound_client()  # httpx API, aiohttp transport: see its module
 
 
 async def close_resources(services: Services) -> None:

@@ -26,6 +26,9 @@ _resolver_var: ContextVar[Callable[[], Mapping[str, str | None]] | None] = Conte
 )
 
 _HANDLER_MARK = "_guiche_handler"
+PER_CALL_LOGGERS = ("httpx", "httpcore", "taskiq.receiver")
+"""Libraries logging every outbound request / every task run at INFO; quiet below WARNING
+unless the level is DEBUG. Guichê logs the outcomes itself (failures, retries)."""
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -132,6 +135,11 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     root.setLevel(level.upper())
     # guiche.access writes one line per request; aiohttp's own access log would repeat it.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx logs each request and taskiq each task run at INFO: two lines per message sent,
+    # formatted on the worker's hot path. Warnings still show; `DEBUG` shows everything.
+    per_call_level = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in PER_CALL_LOGGERS:
+        logging.getLogger(name).setLevel(per_call_level)
 
 
 __all__ = [

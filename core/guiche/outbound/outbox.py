@@ -22,7 +22,7 @@ INSERT = """
 INSERT INTO message_outbox (message_id, message_created_at, tenant) VALUES ($1, $2, $3)
 """
 
-_CLAIM = """
+CLAIM = """
 UPDATE message_outbox
 SET attempts = attempts + 1,
     locked_until = now() + make_interval(secs => {}),
@@ -30,8 +30,9 @@ SET attempts = attempts + 1,
 WHERE message_id = {}
   AND next_attempt_at <= now()
   AND (locked_until IS NULL OR locked_until < now())
-RETURNING tenant, message_created_at, attempts
+RETURNING message_id, tenant, message_created_at, attempts
 """
+"""The lease: placeholders lease seconds, token, message id. A CTE in the sender's load."""
 
 _RESCHEDULE = """
 UPDATE message_outbox
@@ -68,7 +69,7 @@ class Claim:
 async def claim(message_id: uuid.UUID, lease_seconds: float) -> Claim | None:
     """Lease the row if it is due and free; None when settled, leased elsewhere or not due."""
     token = uuid.uuid4()
-    rows = await Message.raw(_CLAIM, float(lease_seconds), token, message_id)
+    rows = await Message.raw(CLAIM, float(lease_seconds), token, message_id)
     if not rows:
         return None
     row = rows[0]

@@ -57,20 +57,29 @@ Outcome = Literal["sent", "failed", "retry", "skipped"]
 LEASE_MARGIN_SECONDS = 30.0
 """A lease outlives the send timeout by this much, so a live sender never loses its claim."""
 
-_LOAD = """
-SELECT m.id, m.created_at, m.tenant, m.conversation, m.channel, m.direction, m.status,
+# The claim and the message it leases, in one round trip (`m.id` is NULL when the row is
+# gone). Placeholders: those of `outbox.CLAIM`.
+_CLAIM_AND_LOAD = f"""
+WITH claimed AS ({outbox.CLAIM})
+SELECT k.tenant AS claim_tenant, k.message_created_at AS claim_created_at, k.attempts,
+       m.id, m.created_at, m.tenant, m.conversation, m.channel, m.direction, m.status,
        m.payload, c.department, c.assignee
-FROM messages m LEFT JOIN conversations c ON c.id = m.conversation
-WHERE m.id = {} AND m.created_at = {} AND m.tenant = {}
+FROM claimed k
+LEFT JOIN messages m
+  ON m.id = k.message_id AND m.created_at = k.message_created_at AND m.tenant = k.tenant
+LEFT JOIN conversations c ON c.id = m.conversation
 """
 
-_MARK_SENT = """
+# Settling writes the status and drops the outbox row in one statement.
+_MARK_SENT = f"""
+WITH settled AS ({outbox.DELETE})
 UPDATE messages SET status = $3, provider_message_id = $4, error = NULL, updated_at = now()
 WHERE id = $1 AND created_at = $2 AND status = 'pending'
 RETURNING id
 """
 
-_MARK_FAILED = """
+_MARK_FAILED = f"""
+WITH settled AS ({outbox.DELETE})
 UPDATE messages SET status = 'failed', error = $3::jsonb, updated_at = now()
 WHERE id = $1 AND created_at = $2 AND status = 'pending'
 RETURNING id
@@ -99,11 +108,14 @@ async def send_message(message_id: str, *, services: Services) -> Outcome:
     except ValueError:
         log.warning("send_message: not a message id", extra={"message_id": message_id})
         return "skipped"
-    claim = await outbox.claim(target, settings.send_timeout_seconds + LEASE_MARGIN_SECONDS)
-    if claim is None:
+    token = uuid.uuid4()
+    lease = settings.send_timeout_seconds + LEASE_MARGIN_SECONDS
+    rows = await Message.raw(_CLAIM_AND_LOAD, float(lease), token, target)
+    if not rows:  # settled, leased elsewhere or not due
         return "skipped"
-    rows = await Message.raw(_LOAD, claim.message_id, claim.message_created_at, claim.tenant_id)
-    message = rows[0] if rows else None
+    row = rows[0]
+    claim = Claim(target, row["claim_tenant"], row["claim_created_at"], row["attempts"], token)
+    message = row if row["id"] is not None else None
     if message is None or message["status"] != "pending" or message["direction"] != "out":
         await outbox.release(claim.message_id)
         return "skipped"
@@ -219,7 +231,6 @@ async def _sent(
             status.value,
             result.provider_message_id,
         )
-        await conn.execute(outbox.DELETE, claim.message_id)
         if moved is None:
             return "skipped"
         pending = [
@@ -235,7 +246,8 @@ async def _sent(
         pending += await record_sent_key(conn, channel, message, result.provider_message_id)
         events = await record_events(conn, pending)
     await _publish(services, claim, events)
-    log.info(
+    # DEBUG: a line per message at INFO repeats the `message.status` event, on the hot path.
+    log.debug(
         "message sent", extra={"message_id": str(claim.message_id), "attempts": claim.attempts}
     )
     return "sent"
@@ -258,7 +270,6 @@ async def _fail(
             claim.message_created_at,
             orjson.dumps(error, default=str).decode(),
         )
-        await conn.execute(outbox.DELETE, claim.message_id)
         if moved is not None:
             pending.append(_status_event(message, "failed", claim.attempts, error=error))
         if unhealthy is not None and message["channel"] is not None:

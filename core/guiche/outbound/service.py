@@ -452,6 +452,6 @@ async def kick_send(services: Services, message_id: uuid.UUID) -> None:
         log.warning("no task queue: message left for the outbox sweeper")
         return
     try:
-        await services.tasks.kick(SEND_TASK, str(message_id))
+        await services.tasks.fire(SEND_TASK, str(message_id))  # nobody waits on a result
     except Exception:
         log.exception("could not enqueue the send: the outbox sweeper will")

@@ -15,7 +15,15 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
-from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
+from taskiq import (
+    AckableMessage,
+    AsyncBroker,
+    InMemoryBroker,
+    NoResultError,
+    TaskiqMessage,
+    TaskiqMiddleware,
+    TaskiqResult,
+)
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
@@ -29,6 +37,8 @@ IDLE_TIMEOUT_MS = 5 * 60 * 1000
 STREAM_MAXLEN = 1_000_000
 """Acknowledged entries stay in a Redis stream; trimming (approximate) bounds its memory."""
 RESULT_TTL_SECONDS = 3600
+NO_RESULT_LABEL = "guiche_no_result"
+"""A kick labelled with this (True) stores no result: see `SkipResult`."""
 
 
 class StreamBroker(RedisStreamBroker):
@@ -87,10 +97,24 @@ def _honour_cancellation() -> None:
         raise asyncio.CancelledError
 
 
+class SkipResult(TaskiqMiddleware):
+    """Keeps the result of a delivery kicked with `NO_RESULT_LABEL` out of the backend.
+
+    A stored result is a Redis `SET` per task that nobody reads when the kicker never
+    waits on it (`TaskQueue.fire`, e.g. every `core.send_message`). `NoResultError` in the
+    result is taskiq's own "do not save" signal (its retry middlewares use it); the
+    delivery is still acknowledged after the task, as before.
+    """
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        if message.labels.get(NO_RESULT_LABEL) is True:
+            result.error = NoResultError()
+
+
 def make_broker(settings: Settings) -> AsyncBroker:
     """InMemoryBroker without `REDIS_URL`; the acknowledging Redis stream broker with it."""
     if not settings.redis_url:
-        return InMemoryBroker()
+        return InMemoryBroker().with_middlewares(SkipResult())
     results: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(
         settings.redis_url,
         result_ex_time=RESULT_TTL_SECONDS,
@@ -104,7 +128,7 @@ def make_broker(settings: Settings) -> AsyncBroker:
         idle_timeout=IDLE_TIMEOUT_MS,
         maxlen=STREAM_MAXLEN,
     )
-    return broker.with_result_backend(results)
+    return broker.with_result_backend(results).with_middlewares(SkipResult())
 
 
 def schedule_labels(spec: TaskSpec) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from aiohttp import web
 from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker
 
 from guiche.services import Services
-from guiche.tasks.broker import make_broker, register_tasks
+from guiche.tasks.broker import NO_RESULT_LABEL, make_broker, register_tasks
 from guiche.tasks.core import core_tasks
 
 log = logging.getLogger("guiche.tasks")
@@ -73,6 +73,13 @@ class TaskQueue:
         if task is None:
             raise UnknownTask(name)
         return await task.kiq(*args, **kwargs)
+
+    async def fire(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Enqueue like `kick` for a caller that never reads the result: none is stored."""
+        task = self.broker.find_task(name)
+        if task is None:
+            raise UnknownTask(name)
+        await task.kicker().with_labels(**{NO_RESULT_LABEL: True}).kiq(*args, **kwargs)
 
 
 def tasks_context(

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from guiche.channels import PermanentSendError, RetryableSendError
+from guiche.outbound.http import outbound_client
 from guiche_meta_cloud.config import MetaCloudConfig
 from guiche_meta_cloud.errors import graph_error_body, map_graph_error
 
@@ -36,7 +37,7 @@ class GraphClient:
         if self.http is not None:
             yield self.http
             return
-        async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as client:
+        async with outbound_client() as client:  # core's configuration, short-lived
             yield client
 
     async def call(

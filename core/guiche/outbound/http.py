@@ -1,0 +1,34 @@
+"""The process's outbound HTTP client: httpx's API over aiohttp's client.
+
+Plugins receive it as `services.http`, an `httpx.AsyncClient` (tests swap in
+`httpx.MockTransport`), so httpx stays the API. Its *transport* is aiohttp's, through
+`httpx-aiohttp`: httpx's own (httpcore) capped one worker at ~340 requests/s on the
+benchmark machine, where the same loop on aiohttp reaches thousands (bench/README.md,
+"send").
+
+How httpx's settings reach aiohttp (`httpx_aiohttp.AiohttpTransport`): the timeout's
+`connect` is aiohttp's `sock_connect`, `read` its `sock_read` (per read, like httpx),
+`pool` its `connect` (waiting for a pooled connection plus connecting); aiohttp has no
+write timeout, so a send is also bounded by the sender's own deadline
+(`send_timeout_seconds`). `Limits.max_connections` is the connector's `limit`; proxies
+come from httpx (`trust_env`: `HTTPS_PROXY`, `NO_PROXY`...), each mounted on its own
+transport. Closing the client closes the aiohttp sessions.
+
+Known difference: httpx-aiohttp 0.2 maps every aiohttp connection error (refused, DNS,
+reset) to `httpx.ConnectTimeout`, not `ConnectError`. Both are `TransportError`s and
+adapters retry both; only the error code a plugin derives (e.g. "timeout" rather than
+"network") is less precise.
+"""
+
+from __future__ import annotations
+
+import httpx
+from httpx_aiohttp import HttpxAiohttpClient
+
+TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+"""Per operation; a hung provider is cut after 15 s without data, a dead host after 5 s."""
+
+
+def outbound_client(*, timeout: httpx.Timeout = TIMEOUT) -> httpx.AsyncClient:
+    """A pooled client; create it inside the running event loop, `aclose()` it at shutdown."""
+    return HttpxAiohttpClient(timeout=timeout)
