@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from guiche.channel_runtime import LoadedChannel, cipher_of, load_channel_adapter
+from guiche.channel_runtime import (
+    LoadedChannel,
+    channel_changed,
+    cipher_of,
+    load_channel_adapter,
+)
 from guiche.channels import ChannelError, ConnectionState
 from guiche.crypto import credentials_to_store
 from guiche.inbound.followups import emit_hooks
@@ -67,11 +72,16 @@ async def _store_config_changes(services: Services, loaded: LoadedChannel, befor
         await Channel.update(
             {Channel.credentials_encrypted: cipher_of(services).encrypt(after)}
         ).where((Channel.id == loaded.row.id) & (Channel.tenant == loaded.row.tenant_id))
+        await channel_changed(services, loaded.row.id)
 
 
 async def provision_channel(services: Services, channel_id: uuid.UUID) -> str:
-    """Run the adapter's setup + provision; return the resulting state."""
-    loaded = await load_channel_adapter(services, channel_id)
+    """Run the adapter's setup + provision; return the resulting state.
+
+    On a private adapter (`fresh`): provisioning may change its config, which must not
+    leak into the instance webhooks and sends share until it is stored.
+    """
+    loaded = await load_channel_adapter(services, channel_id, fresh=True)
     if loaded is None:
         return "unavailable"
     before = credentials_to_store(loaded.adapter.config)

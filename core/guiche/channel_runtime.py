@@ -2,6 +2,8 @@
 
 Used by the webhook route and the outbound worker, so both see the same adapter rules:
 an inactive channel, an uninstalled type or a disabled plugin means "no adapter".
+Loaded channels are cached per process (see `guiche.runtime_cache`); whoever changes a
+channel row calls `channel_changed` after the commit.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from guiche.crypto import CredentialCipher
 from guiche.inbound.ingest import ChannelRow
 from guiche.models import Channel
 from guiche.plugin import ChannelSpec
-from guiche.plugins.enablement import is_enabled
+from guiche.plugins.enablement import enabled_settings
+from guiche.runtime_cache import CHANNEL, invalidate, runtime_cache
 
 if TYPE_CHECKING:
     from guiche.services import Services
@@ -39,9 +42,55 @@ def cipher_of(services: Services) -> CredentialCipher:
 
 
 async def load_channel_adapter(
-    services: Services, channel_id: uuid.UUID, *, channel_type: str | None = None
+    services: Services,
+    channel_id: uuid.UUID,
+    *,
+    channel_type: str | None = None,
+    fresh: bool = False,
 ) -> LoadedChannel | None:
-    """The adapter for an active channel whose plugin is installed and enabled, else None."""
+    """The adapter for an active channel whose plugin is installed and enabled, else None.
+
+    Served from the process's cache (`guiche.runtime_cache`): the same `LoadedChannel`,
+    adapter included, is reused by every webhook and send until `channel_changed` (or the
+    TTL) drops it. The enabled check is a cached lookup too, so a steady-state call runs
+    no query. Misses (unknown, inactive, uninstalled type, plugin disabled) are not
+    cached: a channel activated elsewhere is found on its next use. `fresh=True` builds a
+    private adapter and leaves the cache alone (provisioning may change its config).
+    """
+    cache = runtime_cache(services)
+    loaded: LoadedChannel | None = None if fresh else cache.get(CHANNEL, channel_id)
+    if loaded is not None and _current(loaded, services):
+        if loaded.plugin not in await enabled_settings(services, loaded.row.tenant_id):
+            return None
+    else:
+        generation = cache.generation
+        loaded = await _build(services, channel_id)  # checks enablement itself
+        if loaded is None:
+            return None
+        if not fresh:
+            cache.put(CHANNEL, channel_id, loaded, generation)
+    if channel_type is not None and loaded.row.type != channel_type:
+        return None
+    return loaded
+
+
+async def channel_changed(services: Services, channel_id: uuid.UUID) -> None:
+    """After a commit changing what a `LoadedChannel` holds (name, phone, credentials,
+    default department, active flag): every process rebuilds it on next use. State
+    changes (`channels.state`) do not need it: the adapter does not hold them."""
+    await invalidate(services, CHANNEL, channel_id)
+
+
+def _current(loaded: LoadedChannel, services: Services) -> bool:
+    """A cached adapter still holds this process's shared client and limiter (tests and
+    restarts swap `services.http`)."""
+    adapter = loaded.adapter
+    return getattr(adapter, "http", services.http) is services.http and (
+        adapter.limiter is services.limiter
+    )
+
+
+async def _build(services: Services, channel_id: uuid.UUID) -> LoadedChannel | None:
     row = (
         await Channel.select(
             Channel.id,
@@ -55,13 +104,14 @@ async def load_channel_adapter(
         .where((Channel.id == channel_id) & (Channel.is_active == True))  # noqa: E712
         .first()
     )
-    if row is None or (channel_type is not None and row["type"] != channel_type):
+    if row is None:
         return None
     found = services.plugins.channel_type(row["type"])
     if found is None:
         return None
     plugin, spec = found
-    if not await is_enabled(row["tenant"], plugin):
+    # Checked before decrypting, as always: a disabled plugin's channel is never built.
+    if plugin not in await enabled_settings(services, row["tenant"]):
         return None
     config = spec.credentials_model.model_validate(
         cipher_of(services).decrypt(row["credentials_encrypted"])

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     event_hook_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    # Per-process cache of loaded channels and tenants' plugin settings (guiche.runtime_cache):
+    # changes invalidate it at once (over Redis across processes); this bounds staleness
+    # if a notice is lost. 0 disables it.
+    channel_cache_ttl_seconds: float = Field(60.0, ge=0)
     demo_password: SecretStr | None = None
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
@@ -76,6 +80,11 @@ class Settings(BaseSettings):
     ws_send_queue_size: int = Field(1000, ge=1)
     ws_heartbeat_seconds: float = Field(30.0, gt=0)
     ws_auth_timeout_seconds: float = Field(10.0, gt=0)
+    # Garbage collector of `guiche web` (guiche.gc_tuning): keep start-up objects out of
+    # full collections; collect the youngest generation every this many allocations
+    # (0: Python's default).
+    gc_freeze: bool = True
+    gc_threshold: int = Field(50_000, ge=0)
 
     @field_validator(
         "encryption_keys", "cors_origins", "plugins_blocked", "trusted_proxies", mode="before"

@@ -18,7 +18,7 @@ from guiche.api.common import changes, path_id
 from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
 from guiche.channel_lifecycle import provision_channel, release_channel
-from guiche.channel_runtime import load_channel_adapter
+from guiche.channel_runtime import channel_changed, load_channel_adapter
 from guiche.config import ConfigError
 from guiche.crypto import (
     CredentialCipher,
@@ -299,6 +299,7 @@ async def update_channel(request: web.Request, *, body: ChannelPatch) -> Channel
             await record_audit(
                 principal, "channel.update", "channel", channel_id, {"fields": fields}
             )
+        await channel_changed(services, channel_id)  # every field here is held by the adapter
     if releasing is not None:
         await release_channel(services, releasing)
     elif activating:
@@ -320,5 +321,6 @@ async def delete_channel(request: web.Request) -> None:
             {Channel.is_active: False, Channel.updated_at: dt.datetime.now(dt.UTC)}
         ).where((Channel.tenant == principal.tenant_id) & (Channel.id == channel_id))
         await record_audit(principal, "channel.delete", "channel", channel_id)
+    await channel_changed(services, channel_id)
     if loaded is not None:
         await release_channel(services, loaded)

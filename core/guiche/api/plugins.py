@@ -18,6 +18,7 @@ from guiche.auth.principal import current_principal
 from guiche.models import TenantPlugin
 from guiche.plugin import PluginInfo
 from guiche.plugins.context import TenantPluginState
+from guiche.plugins.enablement import plugins_changed
 from guiche.plugins.registry import PluginRegistry
 from guiche.services import services_of
 from guiche.web.endpoint import endpoint
@@ -111,6 +112,7 @@ async def update_plugin(request: web.Request, *, body: PluginUpdate) -> PluginOu
                 "settings_changed": sorted(_changed_keys(current.settings, settings)),
             },
         )
+    await plugins_changed(services_of(request), principal.tenant_id)
     return _describe(registry, info, TenantPluginState(body.enabled, dict(settings)))
 
 

@@ -47,16 +47,6 @@ async def tenant_plugin_state(tenant_id: uuid.UUID, plugin: str) -> TenantPlugin
     return TenantPluginState(enabled=bool(row["enabled"]), settings=dict(row["settings"] or {}))
 
 
-async def enabled_settings(tenant_id: uuid.UUID) -> dict[str, dict[str, Any]]:
-    """Stored settings of every plugin the tenant has enabled, in one query."""
-    rows = (
-        await TenantPlugin.select(TenantPlugin.plugin, TenantPlugin.settings)
-        .where((TenantPlugin.tenant == tenant_id) & (TenantPlugin.enabled == True))  # noqa: E712
-        .output(load_json=True)
-    )
-    return {row["plugin"]: dict(row["settings"] or {}) for row in rows}
-
-
 def plugin_logger(plugin: str) -> logging.Logger:
     return logging.getLogger(f"guiche.plugin.{plugin}")
 

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from guiche.hookspecs import EVENT_HOOKS
 from guiche.plugin import PluginContext
-from guiche.plugins.context import enabled_settings, make_context
+from guiche.plugins.context import make_context
+from guiche.plugins.enablement import enabled_settings
 from guiche.services import Services
 
 log = logging.getLogger("guiche.plugins")
@@ -73,9 +74,9 @@ class EventRunner:
         if set(kwargs) != expected:
             raise TypeError(f"{hook_name} takes {sorted(expected)}, got {sorted(kwargs)}")
         impls = registry.event_impls(hook_name)
-        if not impls:  # the common case costs no query
+        if not impls:  # the common case costs no lookup at all
             return []
-        enabled = await enabled_settings(tenant_id)
+        enabled = await enabled_settings(self.services, tenant_id)  # cached per process
         calls: list[tuple[pluggy.HookImpl, PluginContext]] = []
         for impl in impls:
             plugin = impl.plugin_name

@@ -1,6 +1,11 @@
 """The event bus: in-process for the embedded mode, Redis pub/sub for many web processes.
 
 Delivery is at-most-once by design (pub/sub); the durable `events` log covers gaps.
+
+Besides events the bus carries *notices*: small control messages between processes
+(e.g. "drop your cached copy of channel X"), never recorded and never shown to sockets.
+After a lost Redis connection the reader sends its own listeners `RECONNECTED`, since
+notices may have been missed meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from guiche.realtime.events import BusEvent
 log = logging.getLogger("guiche.bus")
 
 Listener = Callable[[BusEvent], Awaitable[None] | None]
+Notice = dict[str, str]
+NoticeListener = Callable[[Notice], None]
 REDIS_CHANNEL = "guiche:events"
+RECONNECTED: Notice = {"bus": "reconnected"}
 
 
 def bus_channel(database_url: str | None) -> str:
@@ -33,6 +41,10 @@ class EventBus(Protocol):
 
     def subscribe(self, listener: Listener) -> Callable[[], None]: ...
 
+    async def notify(self, notice: Notice) -> None: ...
+
+    def on_notice(self, listener: NoticeListener) -> Callable[[], None]: ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -41,10 +53,23 @@ class EventBus(Protocol):
 class _Listeners:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._notice_listeners: list[NoticeListener] = []
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def on_notice(self, listener: NoticeListener) -> Callable[[], None]:
+        self._notice_listeners.append(listener)
+        listeners = self._notice_listeners
+        return lambda: listeners.remove(listener) if listener in listeners else None
+
+    def dispatch_notice(self, notice: Notice) -> None:
+        for listener in list(self._notice_listeners):
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("notice listener failed")
 
     async def dispatch(self, event: BusEvent) -> None:
         for listener in list(self._listeners):
@@ -62,6 +87,9 @@ class MemoryBus(_Listeners):
     async def publish(self, events: Sequence[BusEvent]) -> None:
         for event in events:
             await self.dispatch(event)
+
+    async def notify(self, notice: Notice) -> None:
+        self.dispatch_notice(notice)
 
     async def start(self) -> None:
         return None
@@ -88,6 +116,10 @@ class RedisBus(_Listeners):
                 pipe.publish(self._channel, orjson.dumps(event.model_dump(mode="json")))
             await pipe.execute()
 
+    async def notify(self, notice: Notice) -> None:
+        """Publish a notice to every process's notice listeners (this one's included)."""
+        await self._redis.publish(self._channel, orjson.dumps({"notice": notice}))
+
     async def start(self) -> None:
         if self._reader is None:
             self._reader = asyncio.create_task(self._read(), name="guiche-bus-reader")
@@ -105,12 +137,18 @@ class RedisBus(_Listeners):
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
+                if self._ready.is_set():  # a reconnection: notices may have been lost
+                    self.dispatch_notice(RECONNECTED)
                 self._ready.set()
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
                     try:
-                        event = BusEvent.model_validate(orjson.loads(message["data"]))
+                        payload = orjson.loads(message["data"])
+                        if isinstance(payload, dict) and "notice" in payload:
+                            self.dispatch_notice(payload["notice"])
+                            continue
+                        event = BusEvent.model_validate(payload)
                     except ValueError:
                         log.warning("dropping malformed bus message")
                         continue

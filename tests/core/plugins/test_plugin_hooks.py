@@ -36,6 +36,7 @@ from guiche.plugin import (
     plugin_context,
     plugin_name_of,
 )
+from guiche.plugins.enablement import plugins_changed
 from guiche.services import SERVICES, Services
 from guiche.web.endpoint import endpoint_of
 
@@ -301,6 +302,7 @@ async def test_route_inbound_first_non_none_in_registration_order(
     assert await events.first_result(tenant, "guiche_route_inbound", message="hi") == "support"
 
     await enable_plugin(company.tenant_id, "full", enabled=False)
+    await plugins_changed(services(full_client), tenant)  # written behind the API's back
     assert await events.first_result(tenant, "guiche_route_inbound", message="buy") == "support"
 
 
