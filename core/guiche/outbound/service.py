@@ -43,7 +43,7 @@ from guiche.outbound.schemas import (
     request_of,
 )
 from guiche.outbound.window import check_window
-from guiche.plugins.enablement import is_enabled
+from guiche.plugins.enablement import enabled_settings
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
 from guiche.web.errors import Conflict, NotFound, ValidationFailed
@@ -211,7 +211,7 @@ async def _channel_capabilities(services: Services, conversation: dict[str, Any]
     usable = (
         found is not None
         and conversation["channel_active"]
-        and await is_enabled(conversation["tenant"], found[0])
+        and found[0] in await enabled_settings(services, conversation["tenant"])
     )
     if not usable or found is None:
         raise Conflict(

@@ -68,7 +68,7 @@ def make_context(
 async def context_for_request(request: web.Request) -> PluginContext:
     """The context of the plugin route serving `request`, for the caller's tenant.
 
-    Reuses the row the gate middleware read, so a plugin route costs one query.
+    Reuses the settings the gate middleware read (from the process cache).
     """
     cached = request.get(CONTEXT_KEY)
     if cached is not None:

@@ -14,8 +14,10 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from guiche.auth.principal import PRINCIPAL_KEY
-from guiche.plugins.context import PLUGIN_KEY, STATE_KEY, tenant_plugin_state
+from guiche.plugins.context import PLUGIN_KEY, STATE_KEY, TenantPluginState
+from guiche.plugins.enablement import enabled_settings
 from guiche.plugins.registry import PluginRegistry
+from guiche.services import services_of
 from guiche.web.errors import NotFound
 
 API_PREFIX = "/api/v1/plugins"
@@ -71,12 +73,12 @@ async def plugin_gate_middleware(request: web.Request, handler: Handler) -> web.
     request[PLUGIN_KEY] = owner.plugin
     principal = request.get(PRINCIPAL_KEY)
     if owner.gated and principal is not None:
-        state = await tenant_plugin_state(principal.tenant_id, owner.plugin)
-        if not state.enabled:
+        enabled = await enabled_settings(services_of(request), principal.tenant_id)
+        if owner.plugin not in enabled:
             raise NotFound(
                 f"Plugin {owner.plugin!r} is not enabled for this company",
                 code="plugin_not_enabled",
                 details={"plugin": owner.plugin},
             )
-        request[STATE_KEY] = state
+        request[STATE_KEY] = TenantPluginState(enabled=True, settings=dict(enabled[owner.plugin]))
     return await handler(request)

@@ -20,6 +20,8 @@ from guiche.models import Department, DepartmentMember
 from guiche.outbound import outbox
 from guiche.outbound.retry import backoff_delay
 from guiche.outbound.sweeper import sweep_outbox
+from guiche.plugins.enablement import plugins_changed
+from guiche.services import SERVICES
 from tests.conftest import login
 
 from .conftest import (
@@ -350,6 +352,7 @@ async def test_disabled_channel_plugin_is_409(client, start_chat):
         "UPDATE tenant_plugins SET enabled = false WHERE tenant = {} AND plugin = 'fakechannel'",
         chat.company.tenant_id,
     )
+    await plugins_changed(client.app[SERVICES], chat.company.tenant_id)  # as the API does
 
     resp = await send_text(client, chat)
 

@@ -238,6 +238,7 @@ async def test_plugin_route_is_gated_and_sees_its_settings(
     assert (await resp.json())["error"]["code"] == "plugin_not_enabled"
 
     await enable_plugin(company.tenant_id, "full", {"label": "Loja"})
+    await plugins_changed(services(full_client), company.tenant_id)  # behind the API's back
     resp = await full_client.get(path, headers=headers)
     assert resp.status == 200, await resp.text()
     assert await resp.json() == {
