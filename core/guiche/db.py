@@ -2,20 +2,64 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
+import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.table import Table
 
-POOL_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
-"""Plan every execution for its own parameters. asyncpg keeps statements prepared, and
-after five runs Postgres may switch to one generic plan costed for the *average*
-conversation: for a 20,000-message one that is a scan of all of it plus a sort (50 ms
-instead of 1). Planning each time costs a fraction of a millisecond (bench/README.md)."""
+#: Session settings of the pool's connections. `force_custom_plan`: every query is planned
+#: for its own parameters, so a page of a 20,000-message conversation does not run a
+#: generic plan costed for the average one (bench/README.md, "history"). Statements that
+#: want a cached generic plan live in functions that set their own mode
+#: (`guiche_ingest_messages`).
+POOL_SERVER_SETTINGS: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
+
+
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection given back to the pool without asyncpg's reset query.
+
+    asyncpg sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    at every release: one more round trip per unit of work, which on a small host costs
+    as much as the work's own statement. Guichê keeps no session state on pooled
+    connections: advisory locks are transaction-scoped (`pg_advisory_xact_lock`),
+    cursors live inside transactions, nothing LISTENs (events go through Redis) and
+    settings are per connection (`server_settings`) or `SET LOCAL`. An open transaction
+    is still rolled back on release (asyncpg does that whatever this returns). Code
+    that changes session state on a pooled connection must undo it itself.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 def make_engine(database_url: str) -> PostgresEngine:
-    return PostgresEngine(config={"dsn": database_url}, log_queries=False)
+    return PostgresEngine(
+        config={"dsn": database_url, "connection_class": PooledConnection}, log_queries=False
+    )
+
+
+@asynccontextmanager
+async def connection(engine: PostgresEngine) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for a unit of work that runs several transactions in a row (a
+    webhook's ingest, then its routing), instead of a pool round trip for each.
+
+    Inside a Piccolo transaction it is that transaction's connection (what
+    `engine.transaction()` would join); else one from the pool, or a new one without.
+    """
+    current = engine.current_transaction.get()
+    if current is not None:
+        yield current.connection
+    elif engine.pool is not None:
+        async with engine.pool.acquire() as conn:
+            yield conn
+    else:
+        conn = await engine.get_new_connection()
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
 
 def bind_tables(engine: PostgresEngine, tables: Iterable[type[Table]]) -> None:

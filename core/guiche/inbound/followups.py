@@ -1,13 +1,14 @@
 """After an ingest commits: publish its events, route new conversations, run plugin hooks.
 
-Events go out first (agents see the message at once); routing runs inline so the
-assignment is visible when the webhook is answered; plugin hooks run in the background
-with the runner's timeout, so a slow plugin never delays a provider's ack.
+Events go out first (agents see the message at once); routing runs inline, on the
+ingest's connection, so the assignment is visible when the webhook is answered; plugin
+hooks run in the background with the runner's timeout, so a slow plugin never delays a
+provider's ack.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from guiche.channels import ConversationEvent, StoredMessage, StoredStatus
 from guiche.realtime import events as ev
@@ -19,10 +20,13 @@ if TYPE_CHECKING:
     from guiche.services import Services
 
 
-async def after_ingest(services: Services, channel: ChannelRow, result: IngestResult) -> None:
+async def after_ingest(
+    services: Services, channel: ChannelRow, result: IngestResult, conn: Any = None
+) -> None:
+    """`conn`: the ingest's connection (its transaction committed), reused for routing."""
     await services.bus.publish(result.events)
     if result.opened:
-        await route_opened(services, channel.tenant_id, result.opened)
+        await route_opened(services, channel.tenant_id, result.opened, conn=conn)
     if result.events:
         services.spawn(
             emit_hooks(services, channel.tenant_id, result.events), name="guiche-ingest-hooks"

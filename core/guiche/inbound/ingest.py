@@ -1,30 +1,38 @@
 """`ingest()`: one transaction per webhook batch, events published after commit.
 
-Order per message: claim the provider id in `message_keys` (the durable dedup: a
-redelivery days later finds the key and stores nothing), resolve the contact, find or
-open the conversation, insert the message. Status updates only move forward; one
-naming a message we cannot match yet is parked for our sender (`early_statuses`). The
-webhook is acknowledged only after this commits; routing and plugin hooks follow.
+A batch's messages are stored set-based by one statement (`guiche.inbound.store`):
+claim the provider ids in `message_keys` (the durable dedup: a redelivery days later
+finds the key and stores nothing), resolve the contacts, find or open the
+conversations, insert the messages, record their events. A batch of messages only, from
+senders with valid phones (the common webhook), is that one statement and nothing
+else: its own transaction, one round trip. Status updates (forward-only; one naming a
+message we cannot match yet is parked for our sender, `early_statuses`), connection
+states and phone-less senders add statements around it in one explicit transaction.
+
+The webhook is acknowledged only after the commit; routing (on the same connection, in
+its own transactions) and plugin hooks follow.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from guiche.channels import (
-    DeliveryStatus,
-    InboundMessage,
-    StatusUpdate,
-    WebhookBatch,
-)
+from guiche.channels import StatusUpdate, WebhookBatch
+from guiche.db import connection
 from guiche.inbound import early_statuses
 from guiche.inbound.followups import after_ingest
-from guiche.inbound.identity import resolve_contact
+from guiche.inbound.store import (
+    Incoming,
+    Stored,
+    incoming,
+    needs_identities,
+    resolve_identities,
+    store_messages,
+)
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
 from guiche.web.jsonio import dumps_text
@@ -67,156 +75,6 @@ async def load_channel(channel_id: uuid.UUID) -> ChannelRow | None:
     if row is None:
         return None
     return ChannelRow(row["id"], row["tenant"], row["type"], row["default_department"])
-
-
-_CLAIM_KEY = """
-INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (channel, provider_message_id) DO NOTHING
-RETURNING message_id
-"""
-
-_OPEN_CONVERSATION = """
-SELECT id, status, department, assignee FROM conversations
-WHERE contact = $1 AND channel = $2 AND status <> 'CLOSED'
-"""
-
-_INSERT_CONVERSATION = """
-INSERT INTO conversations (tenant, contact, channel, department, status, opened_at, queued_at)
-VALUES ($1, $2, $3, $4, 'PENDING', $5, $5)
-ON CONFLICT (contact, channel) WHERE status <> 'CLOSED' DO NOTHING
-RETURNING id, status, department, assignee
-"""
-
-_INSERT_MESSAGE = """
-INSERT INTO messages (id, created_at, tenant, conversation, contact, channel, direction, type,
-                      body, payload, provider_message_id, status, reply_to)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13)
-"""
-
-_TOUCH_CONVERSATION = """
-UPDATE conversations
-SET last_message_at = GREATEST(coalesce(last_message_at, $2), $2),
-    last_inbound_at = CASE WHEN $3 THEN GREATEST(coalesce(last_inbound_at, $2), $2)
-                           ELSE last_inbound_at END,
-    updated_at = now()
-WHERE id = $1
-"""
-
-_FIND_REPLY_TARGET = """
-SELECT message_id FROM message_keys WHERE channel = $1 AND provider_message_id = $2
-"""
-
-
-async def _conversation_for(
-    conn: Any, channel: ChannelRow, contact_id: uuid.UUID, at: dt.datetime
-) -> tuple[dict[str, Any], bool]:
-    """The contact's open conversation on this channel, or a new PENDING one."""
-    row = await conn.fetchrow(_OPEN_CONVERSATION, contact_id, channel.id)
-    if row is not None:
-        return dict(row), False
-    row = await conn.fetchrow(
-        _INSERT_CONVERSATION,
-        channel.tenant_id,
-        contact_id,
-        channel.id,
-        channel.default_department,
-        at,
-    )
-    if row is None:  # a concurrent batch opened it first
-        row = await conn.fetchrow(_OPEN_CONVERSATION, contact_id, channel.id)
-        return dict(row), False
-    return dict(row), True
-
-
-def _message_payload(message: InboundMessage) -> dict[str, Any]:
-    normalised = message.model_dump(mode="json", exclude={"raw"}, exclude_none=True)
-    return {"normalised": normalised, "raw": message.raw}
-
-
-async def _store_message(
-    conn: Any,
-    channel: ChannelRow,
-    message: InboundMessage,
-    result: IngestResult,
-    pending: list[PendingEvent],
-) -> None:
-    message_id = uuid.uuid4()
-    at = message.timestamp
-    claimed = await conn.fetchval(
-        _CLAIM_KEY, channel.id, message.provider_message_id, channel.tenant_id, message_id, at
-    )
-    if claimed is None:
-        result.duplicates += 1
-        return
-    contact_id = await resolve_contact(conn, channel.tenant_id, channel.type, message.sender)
-    conversation, opened = await _conversation_for(conn, channel, contact_id, at)
-    reply_to = None
-    if message.reply_to_provider_message_id:
-        reply_to = await conn.fetchval(
-            _FIND_REPLY_TARGET, channel.id, message.reply_to_provider_message_id
-        )
-    direction = "out" if message.from_me else "in"
-    status = DeliveryStatus.SENT.value if message.from_me else "received"
-    await conn.execute(
-        _INSERT_MESSAGE,
-        message_id,
-        at,
-        channel.tenant_id,
-        conversation["id"],
-        contact_id,
-        channel.id,
-        direction,
-        message.type.value,
-        message.preview(),
-        dumps_text(_message_payload(message)),
-        message.provider_message_id,
-        status,
-        reply_to,
-    )
-    await conn.execute(_TOUCH_CONVERSATION, conversation["id"], at, not message.from_me)
-    result.created.append(message_id)
-    visibility = {
-        "tenant_id": channel.tenant_id,
-        "conversation_id": conversation["id"],
-        "department_id": conversation["department"],
-        "assignee_id": conversation["assignee"],
-    }
-    if opened:
-        result.opened.append(conversation["id"])
-        pending.append(
-            PendingEvent(
-                type=ev.CONVERSATION_UPDATED,
-                data={
-                    "action": "opened",
-                    "conversation_id": conversation["id"],
-                    "status": conversation["status"],
-                    "contact_id": contact_id,
-                    "channel_id": channel.id,
-                    "department_id": conversation["department"],
-                },
-                **visibility,
-            )
-        )
-    pending.append(
-        PendingEvent(
-            type=ev.MESSAGE_NEW,
-            data={
-                "id": message_id,
-                "conversation_id": conversation["id"],
-                "contact_id": contact_id,
-                "channel_id": channel.id,
-                "direction": direction,
-                "type": message.type.value,
-                "body": message.preview(),
-                "status": status,
-                "provider_message_id": message.provider_message_id,
-                "created_at": at,
-                "sender_name": message.sender.name,
-            },
-            **visibility,
-        )
-    )
 
 
 _STATUS_TARGET = """
@@ -339,32 +197,48 @@ async def _apply_status(
 async def ingest(services: Services, channel: ChannelRow, batch: WebhookBatch) -> IngestResult:
     """Store a batch in one transaction; then publish its events and run follow-ups."""
     result = IngestResult()
-    pending: list[PendingEvent] = []
-    async with services.db.transaction() as transaction:
-        conn = transaction.connection
-        for message in sorted(batch.messages, key=lambda m: m.timestamp):
-            await _store_message(conn, channel, message, result, pending)
-        for update in sorted(batch.statuses, key=lambda s: s.timestamp):
-            await _apply_status(conn, channel, update, result, pending)
-        for connection in batch.connection:
-            await conn.execute(
-                "UPDATE channels SET state = $2, state_detail = $3, updated_at = now()"
-                " WHERE id = $1",
-                channel.id,
-                connection.state.value,
-                connection.detail,
-            )
-            pending.append(
-                PendingEvent(
-                    tenant_id=channel.tenant_id,
-                    type=ev.CHANNEL_STATE,
-                    data={
-                        "channel_id": channel.id,
-                        "state": connection.state.value,
-                        "detail": connection.detail,
-                    },
-                )
-            )
-        result.events = await record_events(conn, pending)
-    await after_ingest(services, channel, result)
+    rows, result.duplicates = incoming(batch.messages)
+    async with connection(services.db) as conn:
+        if batch.statuses or batch.connection or needs_identities(rows):
+            async with conn.transaction():
+                await _ingest_in_transaction(conn, channel, batch, rows, result)
+        elif rows:
+            _count(await store_messages(conn, channel, rows), rows, result)
+        await after_ingest(services, channel, result, conn)
     return result
+
+
+def _count(stored: Stored, rows: list[Incoming], result: IngestResult) -> None:
+    result.created = stored.created
+    result.opened = stored.opened
+    result.events = stored.events
+    result.duplicates += len(rows) - len(stored.created)
+
+
+async def _ingest_in_transaction(
+    conn: Any, channel: ChannelRow, batch: WebhookBatch, rows: list[Incoming], result: IngestResult
+) -> None:
+    identities = await resolve_identities(conn, channel, rows)
+    _count(await store_messages(conn, channel, rows, identities), rows, result)
+    pending: list[PendingEvent] = []
+    for update in sorted(batch.statuses, key=lambda s: s.timestamp):
+        await _apply_status(conn, channel, update, result, pending)
+    for state in batch.connection:
+        await conn.execute(
+            "UPDATE channels SET state = $2, state_detail = $3, updated_at = now() WHERE id = $1",
+            channel.id,
+            state.state.value,
+            state.detail,
+        )
+        pending.append(
+            PendingEvent(
+                tenant_id=channel.tenant_id,
+                type=ev.CHANNEL_STATE,
+                data={
+                    "channel_id": channel.id,
+                    "state": state.state.value,
+                    "detail": state.detail,
+                },
+            )
+        )
+    result.events += await record_events(conn, pending)
