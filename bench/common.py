@@ -597,8 +597,7 @@ async def create_company(database_url: str, name: str | None = None) -> Company:
             name,
             "--owner-email",
             email,
-            "--owner-password",
-            password,
+            f"--owner-password={password}",  # one token: a password may start with "-"
         ],
         env={**os.environ, "DATABASE_URL": database_url},
     )

@@ -212,12 +212,14 @@ async def _serve_web(settings: Settings) -> int:
     from aiohttp import web
 
     from guiche.app import create_app
+    from guiche.gc_tuning import tune_after_startup
 
     stop = stop_on_signals()
     runner = web.AppRunner(create_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
     await runner.setup()
     try:
         await start_site(runner, settings)
+        tune_after_startup(settings)
         print(f"Guichê web listening on {base_url(settings)}", flush=True)
         await stop.wait()
     finally:

@@ -70,6 +70,7 @@ class PermissionRegistry:
 
     def __init__(self, grants: Iterable[PermissionGrant] = ()) -> None:
         self._roles: dict[str, set[str]] = {name: set(r) for name, r in CORE_PERMISSIONS.items()}
+        self._by_role: dict[str, frozenset[str]] = {}
         for grant in grants:
             self.add(grant)
 
@@ -80,12 +81,19 @@ class PermissionRegistry:
         if grant.name in self._roles or grant.name in PLATFORM_PERMISSIONS:
             raise ValueError(f"duplicate permission {grant.name!r}")
         self._roles[grant.name] = set(grant.roles)
+        self._by_role.clear()
 
     def known(self, permission: str) -> bool:
         return permission in self._roles or permission in PLATFORM_PERMISSIONS
 
     def for_role(self, role: str) -> frozenset[str]:
-        return frozenset(name for name, roles in self._roles.items() if role in roles)
+        """The role's permissions: one shared frozenset per role, not one per principal
+        (every request and every open socket holds its principal's set)."""
+        permissions = self._by_role.get(role)
+        if permissions is None:
+            permissions = frozenset(name for name, roles in self._roles.items() if role in roles)
+            self._by_role[role] = permissions
+        return permissions
 
     def roles_for(self, permission: str) -> frozenset[str]:
         return frozenset(self._roles.get(permission, ()))

@@ -1,9 +1,9 @@
 """The WebSocket hub: one per web process, fanning bus events out to the sockets allowed them.
 
-Every socket has a bounded queue and one writer task. Fan-out only appends a frame
-(serialized once per event) to the queues of the sockets that may see it, so it never
-waits on a network write; a socket whose queue is full is too slow and is dropped
-(close code 4408) without delaying anyone else. Limits are per process: the
+Every socket has a bounded queue of frames and, while frames wait, one writer task.
+Fan-out only appends a frame (serialized once per event) to the queues of the sockets
+that may see it, so it never waits on a network write; a socket whose queue is full is
+too slow and is dropped (close code 4408) without delaying anyone else. Limits are per process: the
 connection cap counts this process's sockets of a company.
 """
 
@@ -14,7 +14,9 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import orjson
@@ -41,6 +43,9 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_SEND_FAILED = 1011
 #: How long a close handshake may take before the connection is simply cut.
 CLOSE_TIMEOUT_SECONDS = 5.0
+WRITER_NAME = "guiche-ws-writer"
+_NONE_JOINED: frozenset[uuid.UUID] = frozenset()
+CLOSER_NAME = "guiche-ws-close"
 
 
 def event_visible(viewer: Viewer, event: PendingEvent) -> bool:
@@ -67,27 +72,50 @@ def encode(frame: dict[str, Any]) -> bytes:
 
 
 class Connection:
-    """One authenticated socket: who is behind it, what it joined, and its send queue."""
+    """One authenticated socket: who is behind it, what it joined, and its pending frames.
+
+    Slotted, and lean while idle: the deque of pending frames and the writer task exist
+    only while frames wait (a socket spends most of its life with nothing to send, and
+    at 10,000 sockets every object per socket counts, in memory and in the work of each
+    full garbage collection). No reference cycle outlives the socket: the writer and the
+    expiry timer are dropped when they end, so a closed socket is freed by reference
+    counting alone (see `guiche.gc_tuning`).
+    """
+
+    __slots__ = (
+        "_closer",
+        "_expiry",
+        "_frames",
+        "_hub",
+        "_joined",
+        "_started",
+        "_writer",
+        "close_code",
+        "id",
+        "principal",
+        "transport",
+        "viewer",
+        "ws",
+    )
 
     def __init__(
         self,
+        hub: Hub,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport | None,
         principal: Principal,
         viewer: Viewer,
-        *,
-        queue_size: int,
-        on_close: Callable[[Connection], None],
     ) -> None:
         self.id = uuid.uuid4()
         self.ws = ws
+        self.transport = transport  # to cut a client that stopped reading
         self.principal = principal
         self.viewer = viewer
-        self.joined: set[uuid.UUID] = set()
+        self._joined: set[uuid.UUID] | None = None  # most sockets never join one
         self.close_code: int | None = None
-        self.transport = transport  # to cut a client that stopped reading
-        self._on_close = on_close
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
+        self._hub = hub
+        self._frames: deque[bytes] | None = None  # encoded frames not yet handed to aiohttp
+        self._started = False
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -101,19 +129,34 @@ class Connection:
         return self.principal.user_id
 
     @property
+    def joined(self) -> AbstractSet[uuid.UUID]:
+        """The conversations this socket marked as open on screen."""
+        return self._joined if self._joined is not None else _NONE_JOINED
+
+    @property
     def closing(self) -> bool:
         return self._closer is not None
+
+    @property
+    def pending(self) -> int:
+        """Frames queued and not yet handed to the socket."""
+        return len(self._frames) if self._frames is not None else 0
 
     def start(self, first_frame: dict[str, Any]) -> None:
         """Begin writing: `first_frame`, then what was queued since registration, then live.
 
         Registering before the client is told `ready` (and its `last_seq`) leaves no gap
-        between the event log and the live stream; frames queue meanwhile.
+        between the event log and the live stream; frames queue meanwhile. The first
+        frame goes through the queue like any other, so nothing keeps its buffer (orjson
+        returns a 4 KiB one even for a 300-byte document) once it is sent.
         """
-        if self._writer is None and self._closer is None:
-            self._writer = asyncio.create_task(
-                self._write(encode(first_frame)), name=f"guiche-ws-writer-{self.id}"
-            )
+        if self._started or self._closer is not None:
+            return
+        self._started = True
+        if self._frames is None:
+            self._frames = deque()
+        self._frames.appendleft(encode(first_frame))
+        self._wake()
 
     def send(self, frame: dict[str, Any]) -> bool:
         """Queue a frame for this socket alone (acks, errors, typing)."""
@@ -123,15 +166,18 @@ class Connection:
         """Queue an encoded frame; a full queue means the client fell behind: drop it."""
         if self._closer is not None:
             return False
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._hub.queue_size:
             log.warning(
                 "dropping slow WebSocket",
                 extra={"tenant": str(self.tenant_id), "connection": str(self.id)},
             )
             self.close(CLOSE_TOO_SLOW, "too slow")
             return False
+        frames.append(frame)
+        self._wake()
         return True
 
     def expire_at(self, when: dt.datetime | None) -> None:
@@ -150,33 +196,43 @@ class Connection:
         if self._closer is not None:
             return
         self.close_code = code
-        self._closer = asyncio.create_task(
-            self._shutdown(code, reason), name=f"guiche-ws-close-{self.id}"
-        )
+        self._closer = asyncio.create_task(self._shutdown(code, reason), name=CLOSER_NAME)
         if self._expiry is not None:
-            self._expiry.cancel()
+            self._expiry.cancel()  # a cancelled handle lets go of its callback: no cycle
+            self._expiry = None
         if self._writer is not None:
             self._writer.cancel()
-        self._on_close(self)
+            self._writer = None  # its CancelledError's traceback refers back to us
+        self._frames = None
+        self._hub._forget(self)
 
     async def finish(self) -> None:
         """The handler's last step: make sure the socket is closed and forgotten."""
         self.close(CLOSE_GOING_AWAY, "closed")
-        assert self._closer is not None
+        closer = self._closer
+        assert closer is not None
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._closer)
+            await asyncio.shield(closer)
 
-    async def _write(self, first_frame: bytes) -> None:
+    def _wake(self) -> None:
+        if self._writer is None and self._started:
+            self._writer = asyncio.create_task(self._write(), name=WRITER_NAME)
+
+    async def _write(self) -> None:
+        """Send queued frames in order; end (and let the task go) once none are left."""
+        frames = self._frames
         try:
-            await self.ws.send_frame(first_frame, WSMsgType.TEXT)
-            while True:
-                frame = await self._queue.get()
-                await self.ws.send_frame(frame, WSMsgType.TEXT)
+            while frames:
+                await self.ws.send_frame(frames.popleft(), WSMsgType.TEXT)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer is gone: nothing more can be sent
             log.info("WebSocket send failed: %r", exc)
             self.close(CLOSE_SEND_FAILED, "send failed")
+            return
+        # Nothing was awaited since the last check: no frame can have arrived meanwhile.
+        self._writer = None
+        self._frames = None
 
     async def _shutdown(self, code: int, reason: str) -> None:
         closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
@@ -208,7 +264,6 @@ class Hub:
         self.queue_size = queue_size
         self.on_slow_drop: Callable[[], None] | None = None  # a metrics counter, if any
         self._tenants: dict[uuid.UUID, set[Connection]] = {}
-        self._users: dict[tuple[uuid.UUID, uuid.UUID], set[Connection]] = {}
         self._conversations: dict[uuid.UUID, set[Connection]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -246,32 +301,29 @@ class Hub:
         sockets = self._tenants.setdefault(principal.tenant_id, set())
         if len(sockets) >= self.max_per_tenant:
             return None
-        conn = Connection(
-            ws, transport, principal, viewer, queue_size=self.queue_size, on_close=self._forget
-        )
+        conn = Connection(self, ws, transport, principal, viewer)
         sockets.add(conn)
-        if conn.user_id is not None:
-            self._users.setdefault((conn.tenant_id, conn.user_id), set()).add(conn)
         return conn
 
     def _forget(self, conn: Connection) -> None:
         if conn.close_code == CLOSE_TOO_SLOW and self.on_slow_drop is not None:
             self.on_slow_drop()
         _discard(self._tenants, conn.tenant_id, conn)
-        if conn.user_id is not None:
-            _discard(self._users, (conn.tenant_id, conn.user_id), conn)
         for conversation_id in conn.joined:
             _discard(self._conversations, conversation_id, conn)
-        conn.joined.clear()
+        conn._joined = None
 
     def join(self, conn: Connection, conversation_id: uuid.UUID) -> None:
         if conn.closing:
             return
-        conn.joined.add(conversation_id)
+        if conn._joined is None:
+            conn._joined = set()
+        conn._joined.add(conversation_id)
         self._conversations.setdefault(conversation_id, set()).add(conn)
 
     def leave(self, conn: Connection, conversation_id: uuid.UUID) -> None:
-        conn.joined.discard(conversation_id)
+        if conn._joined is not None:
+            conn._joined.discard(conversation_id)
         _discard(self._conversations, conversation_id, conn)
 
     def count(self, tenant_id: uuid.UUID) -> int:
@@ -282,7 +334,8 @@ class Hub:
         return sum(len(sockets) for sockets in self._tenants.values())
 
     def user_connections(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> frozenset[Connection]:
-        return frozenset(self._users.get((tenant_id, user_id), ()))
+        """A user's sockets here (a scan of the company's: no per-user index to keep)."""
+        return frozenset(c for c in self._tenants.get(tenant_id, ()) if c.user_id == user_id)
 
     # --- fan-out ------------------------------------------------------------------------
 

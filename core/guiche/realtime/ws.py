@@ -35,6 +35,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -92,7 +93,7 @@ def _token_auth(services: Services, token: str) -> SocketAuth:
 
 def _handshake_auth(request: web.Request, services: Services) -> SocketAuth | None:
     """Credentials sent with the upgrade request; None leaves it to the first frame."""
-    token = request.query.get("token")
+    token = _query_token(request)
     if token is not None:
         try:
             return _token_auth(services, token.strip())
@@ -106,6 +107,13 @@ def _handshake_auth(request: web.Request, services: Services) -> SocketAuth | No
     if principal.kind == "user" and scheme.lower() == "bearer":
         expires_at = decode_access_token(services.settings, bearer.strip()).expires_at
     return SocketAuth(principal, expires_at)
+
+
+def _query_token(request: web.Request) -> str | None:
+    """`?token=`, parsed from the raw request line: `request.query` would keep a parsed
+    copy of the token (and its MultiDict) in the request for the socket's whole life."""
+    values = parse_qs(urlsplit(request.raw_path).query, keep_blank_values=True).get("token")
+    return values[0] if values else None
 
 
 async def _first_frame_auth(
@@ -261,21 +269,18 @@ def _error(command_id: Any, exc: ApiError) -> dict[str, Any]:
 
 
 class Session:
-    """One socket's command handling: each command answered by an ack or an error."""
+    """One socket's command handling: each command answered by an ack or an error.
+
+    Slotted, with the command table on the class (`_COMMANDS`): a dict of bound methods
+    per socket would cost memory and make the session a reference cycle.
+    """
+
+    __slots__ = ("conn", "hub", "services")
 
     def __init__(self, services: Services, hub: Hub, conn: Connection) -> None:
         self.services = services
         self.hub = hub
         self.conn = conn
-        self._handlers: dict[str, tuple[type[_Command], Callable[[Any], Awaitable[Result]]]] = {
-            "ping": (Ping, self.ping),
-            "auth": (Auth, self.reauth),
-            "conversation.join": (Join, self.join),
-            "conversation.leave": (Leave, self.leave),
-            "typing": (Typing, self.typing),
-            "message.send": (SendMessage, self.send_message),
-            "presence": (Presence, self.presence),
-        }
 
     async def ready_frame(self, command_id: Any, expires_at: dt.datetime | None) -> dict[str, Any]:
         """Who the socket is, and `last_seq`: every later event reaches it live (read after
@@ -303,7 +308,7 @@ class Session:
             return
         command_id = frame.get("id") if isinstance(frame.get("id"), str | int) else None
         kind = frame.get("type")
-        entry = self._handlers.get(kind) if isinstance(kind, str) else None
+        entry = _COMMANDS.get(kind) if isinstance(kind, str) else None
         if entry is None:
             message = f"Unknown command type {frame.get('type')!r}"
             self.conn.send(_error(command_id, BadRequest(message, code="unknown_command")))
@@ -311,7 +316,7 @@ class Session:
         model, run = entry
         try:
             command = model.model_validate(frame)
-            result = await run(command)
+            result = await run(self, command)
         except ValidationError as exc:
             failure = ValidationFailed(
                 "Command validation failed", details=pydantic_details(exc.errors())
@@ -446,6 +451,20 @@ class Session:
         if row is None or not _sees(self.conn.viewer, row):
             raise NotFound("Conversation not found", code="conversation_not_found")
         return row
+
+
+Handler = Callable[[Session, Any], Awaitable[Result]]
+
+#: Command type -> (its model, the Session method that runs it).
+_COMMANDS: dict[str, tuple[type[_Command], Handler]] = {
+    "ping": (Ping, Session.ping),
+    "auth": (Auth, Session.reauth),
+    "conversation.join": (Join, Session.join),
+    "conversation.leave": (Leave, Session.leave),
+    "typing": (Typing, Session.typing),
+    "message.send": (SendMessage, Session.send_message),
+    "presence": (Presence, Session.presence),
+}
 
 
 def _sees(viewer: Viewer, row: dict[str, Any]) -> bool:
