@@ -11,7 +11,7 @@ from aiohttp import web
 from guiche.web.errors import Unauthorized
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     tenant_id: uuid.UUID
     role: str

@@ -15,7 +15,7 @@ from guiche.auth.principal import Principal
 from guiche.models import DepartmentMember
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Viewer:
     """A principal's visibility facts, loaded once per request or per socket."""
 
