@@ -100,7 +100,8 @@ UPDATE messages SET reply_to = $3, updated_at = now() WHERE conversation = $1 AN
 _DELETE_ECHO = "DELETE FROM messages WHERE id = $1 AND created_at = $2"
 
 
-def _lock_name(channel_id: uuid.UUID, provider_message_id: str) -> str:
+def lock_name(channel_id: uuid.UUID, provider_message_id: str) -> str:
+    """The advisory lock's name for a provider id (the sender's SQL settle takes it too)."""
     return f"message_keys:{channel_id}:{provider_message_id}"
 
 
@@ -114,7 +115,7 @@ def _loaded(value: Any) -> Any:
 
 async def lock_key(conn: Any, channel_id: uuid.UUID, provider_message_id: str) -> None:
     """Serialise with whoever else is matching this provider id (until commit)."""
-    await conn.execute(_LOCK, _lock_name(channel_id, provider_message_id))
+    await conn.execute(_LOCK, lock_name(channel_id, provider_message_id))
 
 
 async def park(conn: Any, channel_id: uuid.UUID, update: StatusUpdate) -> None:

@@ -35,7 +35,8 @@ from guiche.channels import (
     RetryableSendError,
     SendResult,
 )
-from guiche.inbound.early_statuses import record_sent_key
+from guiche.db import connection
+from guiche.inbound.early_statuses import lock_name, record_sent_key
 from guiche.inbound.followups import emit_hooks
 from guiche.inbound.ingest import ChannelRow
 from guiche.models import Message
@@ -46,6 +47,7 @@ from guiche.outbound.retry import backoff_delay
 from guiche.outbound.service import kick_send
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
+from guiche.web.jsonio import dumps_text
 
 if TYPE_CHECKING:
     from guiche.services import Services
@@ -70,7 +72,11 @@ LEFT JOIN messages m
 LEFT JOIN conversations c ON c.id = m.conversation
 """
 
-# Settling writes the status and drops the outbox row in one statement.
+# A successful send settled in one statement when nothing raced it: see the migration
+# that creates `guiche_settle_sent`. Outcome `slow` means it changed nothing.
+_SETTLE_SENT = "SELECT * FROM guiche_settle_sent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+
+# The slow path's settle: the status and the outbox row's removal in one statement.
 _MARK_SENT = f"""
 WITH settled AS ({outbox.DELETE})
 UPDATE messages SET status = $3, provider_message_id = $4, error = NULL, updated_at = now()
@@ -221,34 +227,70 @@ async def _sent(
     result: SendResult,
     channel: ChannelRow,
 ) -> Outcome:
+    """Settle a send the provider accepted: one statement, unless the provider raced us.
+
+    Parked statuses or an echo holding the key (see `guiche.inbound.early_statuses`)
+    send it to `_sent_raced`, the full path in a transaction of its own.
+    """
     status = result.status if result.status is not DeliveryStatus.PENDING else DeliveryStatus.SENT
+    provider_id = result.provider_message_id
+    event = _status_event(message, status.value, claim.attempts, provider_message_id=provider_id)
+    async with connection(services.db) as conn:
+        row = await conn.fetchrow(
+            _SETTLE_SENT,
+            claim.message_id,
+            claim.message_created_at,
+            status.value,
+            provider_id,
+            channel.id,
+            event.tenant_id,  # the message's tenant, the channel's too (checked on load)
+            lock_name(channel.id, provider_id),
+            event.conversation_id,
+            event.department_id,
+            event.assignee_id,
+            dumps_text(event.data),  # stored as `record_events` would store it
+        )
+    if row["outcome"] == "skipped":
+        return "skipped"
+    if row["outcome"] == "slow":
+        return await _sent_raced(services, claim, message, event, channel, provider_id)
+    recorded = BusEvent.model_construct(**dict(event), seq=row["seq"], created_at=row["created_at"])
+    await _publish(services, claim, [recorded])
+    # DEBUG: a line per message at INFO repeats the `message.status` event, on the hot path.
+    log.debug(
+        "message sent", extra={"message_id": str(claim.message_id), "attempts": claim.attempts}
+    )
+    return "sent"
+
+
+async def _sent_raced(
+    services: Services,
+    claim: Claim,
+    message: dict[str, Any],
+    event: PendingEvent,
+    channel: ChannelRow,
+    provider_id: str,
+) -> Outcome:
+    """Settle a send the provider reported on before our commit, in one transaction."""
     async with services.db.transaction() as transaction:
         conn = transaction.connection
         moved = await conn.fetchval(
             _MARK_SENT,
             claim.message_id,
             claim.message_created_at,
-            status.value,
-            result.provider_message_id,
+            event.data["status"],
+            provider_id,
         )
         if moved is None:
             return "skipped"
-        pending = [
-            _status_event(
-                message,
-                status.value,
-                claim.attempts,
-                provider_message_id=result.provider_message_id,
-            )
-        ]
         # The key, plus whatever the provider reported before this commit (parked
         # statuses, an echo of this send): see `guiche.inbound.early_statuses`.
-        pending += await record_sent_key(conn, channel, message, result.provider_message_id)
+        pending = [event, *await record_sent_key(conn, channel, message, provider_id)]
         events = await record_events(conn, pending)
     await _publish(services, claim, events)
-    # DEBUG: a line per message at INFO repeats the `message.status` event, on the hot path.
-    log.debug(
-        "message sent", extra={"message_id": str(claim.message_id), "attempts": claim.attempts}
+    log.info(
+        "send settled after provider reports that beat it",
+        extra={"message_id": str(claim.message_id), "events": len(events)},
     )
     return "sent"
 
