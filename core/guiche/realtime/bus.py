@@ -6,6 +6,12 @@ Besides events the bus carries *notices*: small control messages between process
 (e.g. "drop your cached copy of channel X"), never recorded and never shown to sockets.
 After a lost Redis connection the reader sends its own listeners `RECONNECTED`, since
 notices may have been missed meanwhile.
+
+`RedisBus.publish` does not wait for Redis: it queues the encoded events and one flusher
+task sends everything queued so far in one pipeline (one write), the next batch only after
+the previous one went out. Under load the events of many concurrent webhooks share a
+write (each write syscall wakes Redis, a process competing for the same CPUs), while the
+order of publishes (hence each tenant's order) is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import orjson
 from redis.asyncio import Redis
 
 from guiche.realtime.events import BusEvent
+from guiche.web.jsonio import dumps
 
 log = logging.getLogger("guiche.bus")
 
@@ -28,6 +35,11 @@ Notice = dict[str, str]
 NoticeListener = Callable[[Notice], None]
 REDIS_CHANNEL = "guiche:events"
 RECONNECTED: Notice = {"bus": "reconnected"}
+MAX_PENDING = 100_000
+"""Encoded events queued at most while Redis is slow; beyond it the oldest are dropped
+(logged): memory stays bounded if Redis hangs, and clients resync from the log."""
+FLUSH_TIMEOUT = 5.0
+"""Seconds `RedisBus.stop` waits for queued events to go out (Redis may be gone)."""
 
 
 def bus_channel(database_url: str | None) -> str:
@@ -107,14 +119,40 @@ class RedisBus(_Listeners):
         self._channel = channel
         self._reader: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._pending: list[bytes] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, events: Sequence[BusEvent]) -> None:
+        """Queue `events` (encoded now, as they are) for the flusher; returns at once.
+
+        A failed send is logged and its batch dropped (pub/sub is at-most-once; the
+        `events` log covers the gap), never raised into a caller whose work committed.
+        """
         if not events:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.publish(self._channel, orjson.dumps(event.model_dump(mode="json")))
-            await pipe.execute()
+        self._pending.extend(dumps(event.document()) for event in events)
+        if len(self._pending) > MAX_PENDING:
+            dropped = len(self._pending) - MAX_PENDING
+            del self._pending[:dropped]
+            log.warning("events not published: Redis is not keeping up", extra={"events": dropped})
+        if self._flusher is None:
+            # Runs on the next loop iteration: every publish of this turn joins the batch.
+            self._flusher = asyncio.create_task(self._flush(), name="guiche-bus-flusher")
+
+    async def _flush(self) -> None:
+        """Send what is queued in one pipeline; repeat while more arrived meanwhile."""
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for message in batch:
+                            pipe.publish(self._channel, message)
+                        await pipe.execute()
+                except Exception:
+                    log.exception("events not published", extra={"events": len(batch)})
+        finally:
+            self._flusher = None
 
     async def notify(self, notice: Notice) -> None:
         """Publish a notice to every process's notice listeners (this one's included)."""
@@ -126,6 +164,13 @@ class RedisBus(_Listeners):
             await self._ready.wait()
 
     async def stop(self) -> None:
+        """Send what is still queued (for at most `FLUSH_TIMEOUT`), then stop reading."""
+        if self._flusher is not None:
+            try:
+                async with asyncio.timeout(FLUSH_TIMEOUT):
+                    await self._flusher
+            except TimeoutError:
+                log.warning("bus stopped with events unsent", extra={"events": len(self._pending)})
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
