@@ -48,6 +48,7 @@ import orjson
 
 from guiche.channels import DeliveryStatus, InboundMessage
 from guiche.inbound.identity import whatsapp_phone
+from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
 
 if TYPE_CHECKING:
@@ -272,16 +273,13 @@ def _rows(messages: list[InboundMessage]) -> list[_Row]:
 
 
 def _row(message: InboundMessage) -> _Row:
-    normalised = message.model_dump(mode="json", exclude={"raw"}, exclude_none=True)
-    # the same `payload` document `ingest()` stores, so readers need not care which path
-    payload = orjson.dumps({"normalised": normalised, "raw": message.raw}, default=str).decode()
     return _Row(
         created_at=message.timestamp,
         identity=_identity(message),
         direction="out" if message.from_me else "in",
         type=message.type.value,
         body=message.preview(),
-        payload=payload,
+        payload=payload_document(message),
         provider_message_id=message.provider_message_id,
         status=DeliveryStatus.SENT.value if message.from_me else "received",
         reply_to=message.reply_to_provider_message_id,

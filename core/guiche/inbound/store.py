@@ -146,8 +146,10 @@ async def resolve_identities(
     return found
 
 
-def _payload(message: InboundMessage) -> str:
-    """The `payload` document: the normalised message (JSON mode) and the raw one."""
+def payload_document(message: InboundMessage) -> str:
+    """The `payload` document of a stored message, as JSON text: the normalised message
+    (JSON mode, no nulls) and the provider's raw one. Webhook ingest and the bulk import
+    store the same document, so readers need not care which path wrote a row."""
     normalised = message.model_dump_json(exclude={"raw"}, exclude_none=True)
     return f'{{"normalised":{normalised},"raw":{dumps(message.raw).decode()}}}'
 
@@ -190,7 +192,7 @@ async def store_messages(
         inbound.append(not message.from_me)
         types.append(message.type.value)
         bodies.append(body)
-        payloads.append(_payload(message))
+        payloads.append(payload_document(message))
         replies.append(message.reply_to_provider_message_id)
         data = {
             "channel_id": channel.id,
