@@ -690,13 +690,16 @@ class InboundText:
     body: str
 
 
-def inbound_texts(count: int, *, start: int = 0, run: str | None = None) -> list[InboundText]:
-    """`count` text messages with unique wamids, each from its own phone number."""
+def inbound_texts(
+    count: int, *, start: int = 0, run: str | None = None, customers: int | None = None
+) -> list[InboundText]:
+    """`count` text messages with unique wamids, each from its own phone number, or from
+    `customers` phones in turn (message i from phone i mod customers)."""
     run = run or secrets.token_hex(4)
     return [
         InboundText(
             wamid=f"wamid.bench.{run}.{i}",
-            phone=f"55119{i % 10**8:08d}",
+            phone=f"55119{(i % customers if customers else i) % 10**8:08d}",
             name=f"Cliente {i}",
             body=f"Oi, boa tarde! Pedido #{i} ainda não chegou. Podem verificar?",
         )

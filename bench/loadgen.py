@@ -28,7 +28,9 @@ from bench.common import inbound_texts, latency_ms, meta_signature, meta_text_we
 
 def build_requests(args: argparse.Namespace) -> list[tuple[bytes, dict[str, str]]]:
     """Every (body, headers) pair, signed; request i carries messages i*batch..(i+1)*batch-1."""
-    texts = inbound_texts(args.requests * args.batch, start=args.start, run=args.run)
+    texts = inbound_texts(
+        args.requests * args.batch, start=args.start, run=args.run, customers=args.customers
+    )
     built = []
     for i in range(args.requests):
         chunk = texts[i * args.batch : (i + 1) * args.batch]
@@ -105,6 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="requests per second (open loop)")
     parser.add_argument("--run", required=True, help="wamid namespace: same run = same wamids")
     parser.add_argument("--start", type=int, default=0, help="index of the first message")
+    parser.add_argument(
+        "--customers", type=int, help="phones the messages come from in turn (default: one each)"
+    )
     parser.add_argument("--timestamp", type=int, default=int(time.time()))
     return parser.parse_args(argv)
 
