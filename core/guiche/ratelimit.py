@@ -5,6 +5,13 @@ provider send rates, campaigns. A bucket holds up to `burst` tokens and refills 
 tokens per second; an action costing `cost` tokens goes ahead only when that many are
 there. Both backends run the same arithmetic (the Redis one in a Lua script, so
 concurrent processes cannot race between reading and writing a bucket).
+
+`acquire` answers yes or no now. `reserve` instead books the next slot even when it is
+up to `max_wait` seconds away (the bucket goes into debt, never deeper than
+`max_wait * rate` tokens) and says how long to wait for it: many concurrent callers each
+sleep once, until their own slot, instead of all waking when one token returns and all
+but one going back to sleep (a thundering herd that also leaves tokens unused).
+`acquire` is `reserve` with `max_wait=0`, so both can share a bucket.
 """
 
 from __future__ import annotations
@@ -26,8 +33,25 @@ class Decision:
     remaining: int  # whole tokens left after this decision
 
 
+@dataclass(frozen=True)
+class Reservation:
+    allowed: bool
+    wait: float  # when allowed: seconds until the booked slot (0 if tokens were there)
+    retry_after: float  # when refused: seconds until a reservation would fit in max_wait
+
+
 class RateLimiter(Protocol):
     async def acquire(self, key: str, *, rate: float, burst: int, cost: int = 1) -> Decision: ...
+
+    async def reserve(
+        self, key: str, *, rate: float, burst: int, cost: int = 1, max_wait: float
+    ) -> Reservation:
+        """Book `cost` tokens if they are there within `max_wait` seconds, else take nothing.
+
+        The booking is final: a caller that gives up (is cancelled) while waiting for
+        its slot loses it, and the bucket's rate stays honoured (at worst under-used).
+        """
+        ...
 
 
 def _check(rate: float, burst: int, cost: int) -> None:
@@ -39,9 +63,28 @@ def _check(rate: float, burst: int, cost: int) -> None:
         raise ValueError("cost must be between 1 and burst (a larger cost could never pass)")
 
 
-def _ttl_ms(rate: float, burst: int) -> int:
-    """How long an idle bucket matters: after a full refill it equals a fresh one."""
-    return math.ceil(burst / rate * 1000) + 1000
+def _check_wait(max_wait: float) -> None:
+    if not 0 <= max_wait < math.inf:
+        raise ValueError("max_wait must be >= 0 and finite (it bounds the bucket's debt)")
+
+
+def _take(
+    tokens: float, elapsed: float, *, rate: float, burst: int, cost: int, max_wait: float
+) -> tuple[bool, float, float]:
+    """The bucket arithmetic: (allowed, wait if allowed else retry_after, tokens after).
+
+    Tokens below zero are booked slots; the Lua script below mirrors this line by line.
+    """
+    tokens = min(float(burst), tokens + max(0.0, elapsed) * rate)
+    wait = max(0.0, (cost - tokens) / rate)
+    if wait <= max_wait:
+        return True, wait, tokens - cost
+    return False, wait - max_wait, tokens
+
+
+def _ttl_ms(rate: float, burst: int, tokens: float) -> int:
+    """How long an idle bucket matters: once full again it equals a fresh one."""
+    return math.ceil((burst - tokens) / rate * 1000) + 1000
 
 
 class MemoryRateLimiter:
@@ -54,18 +97,28 @@ class MemoryRateLimiter:
 
     async def acquire(self, key: str, *, rate: float, burst: int, cost: int = 1) -> Decision:
         _check(rate, burst, cost)
+        allowed, retry_after, tokens = self._update(key, rate, burst, cost, 0.0)
+        return Decision(allowed, 0.0 if allowed else retry_after, max(0, math.floor(tokens)))
+
+    async def reserve(
+        self, key: str, *, rate: float, burst: int, cost: int = 1, max_wait: float
+    ) -> Reservation:
+        _check(rate, burst, cost)
+        _check_wait(max_wait)
+        allowed, seconds, _ = self._update(key, rate, burst, cost, max_wait)
+        return Reservation(allowed, seconds, 0.0) if allowed else Reservation(False, 0.0, seconds)
+
+    def _update(
+        self, key: str, rate: float, burst: int, cost: int, max_wait: float
+    ) -> tuple[bool, float, float]:
         now = self._clock()
         tokens, ts, _ = self._buckets.get(key, (float(burst), now, 0.0))
-        tokens = min(float(burst), tokens + max(0.0, now - ts) * rate)
-        retry_after = 0.0
-        allowed = tokens >= cost
-        if allowed:
-            tokens -= cost
-        else:
-            retry_after = (cost - tokens) / rate
-        self._buckets[key] = (tokens, now, now + _ttl_ms(rate, burst) / 1000)
+        allowed, seconds, tokens = _take(
+            tokens, now - ts, rate=rate, burst=burst, cost=cost, max_wait=max_wait
+        )
+        self._buckets[key] = (tokens, now, now + _ttl_ms(rate, burst, tokens) / 1000)
         self._sweep(now)
-        return Decision(allowed, retry_after, math.floor(tokens))
+        return allowed, seconds, tokens
 
     def _sweep(self, now: float) -> None:
         if len(self._buckets) <= self._sweep_at:
@@ -74,13 +127,14 @@ class MemoryRateLimiter:
         self._sweep_at = max(1024, 2 * len(self._buckets))
 
 
-# Same arithmetic as MemoryRateLimiter. Floats travel as "%.17g" strings: Redis would
-# truncate Lua numbers to integers on return, and shorter formats would round them.
-_ACQUIRE_SCRIPT = """
+# Same arithmetic as `_take`. Floats travel as "%.17g" strings: Redis would truncate
+# Lua numbers to integers on return, and shorter formats would round them.
+_TAKE_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
+local max_wait = tonumber(ARGV[5])
 if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -93,18 +147,18 @@ if tokens == nil or ts == nil then
   ts = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = math.max(0, (cost - tokens) / rate)
 local allowed = 0
-local retry_after = 0
-if tokens >= cost then
+if wait <= max_wait then
   tokens = tokens - cost
   allowed = 1
 else
-  retry_after = (cost - tokens) / rate
+  wait = wait - max_wait
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
   'ts', string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
-return {allowed, string.format('%.17g', retry_after), math.floor(tokens)}
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return {allowed, string.format('%.17g', wait), string.format('%.17g', tokens)}
 """
 
 
@@ -124,14 +178,28 @@ class RedisRateLimiter:
     ) -> None:
         self._prefix = prefix
         self._clock = clock
-        self._script = redis.register_script(_ACQUIRE_SCRIPT)
+        self._script = redis.register_script(_TAKE_SCRIPT)
 
     async def acquire(self, key: str, *, rate: float, burst: int, cost: int = 1) -> Decision:
         _check(rate, burst, cost)
+        allowed, retry_after, tokens = await self._update(key, rate, burst, cost, 0.0)
+        return Decision(allowed, 0.0 if allowed else retry_after, max(0, math.floor(tokens)))
+
+    async def reserve(
+        self, key: str, *, rate: float, burst: int, cost: int = 1, max_wait: float
+    ) -> Reservation:
+        _check(rate, burst, cost)
+        _check_wait(max_wait)
+        allowed, seconds, _ = await self._update(key, rate, burst, cost, max_wait)
+        return Reservation(allowed, seconds, 0.0) if allowed else Reservation(False, 0.0, seconds)
+
+    async def _update(
+        self, key: str, rate: float, burst: int, cost: int, max_wait: float
+    ) -> tuple[bool, float, float]:
         now = self._clock() if self._clock is not None else -1.0
-        args = [repr(float(rate)), burst, cost, repr(float(now)), _ttl_ms(rate, burst)]
-        allowed, retry_after, remaining = await self._script(keys=[self._prefix + key], args=args)
-        return Decision(bool(allowed), float(retry_after), int(remaining))
+        args = [repr(float(rate)), burst, cost, repr(float(now)), repr(float(max_wait))]
+        allowed, seconds, tokens = await self._script(keys=[self._prefix + key], args=args)
+        return bool(allowed), float(seconds), float(tokens)
 
 
 def build_limiter(redis: Redis | None, database_url: str | None = None) -> RateLimiter:

@@ -18,6 +18,7 @@ from guiche.ratelimit import (
     MemoryRateLimiter,
     RateLimiter,
     RedisRateLimiter,
+    Reservation,
     build_limiter,
 )
 from guiche.services import SERVICES
@@ -118,6 +119,69 @@ async def test_redis_buckets_expire_and_use_server_time(redis: Redis) -> None:
     assert await limiter.acquire("k", rate=10.0, burst=20) == Decision(True, 0.0, 19)
     ttl_ms = await redis.pttl(prefix + "k")
     assert 0 < ttl_ms <= 3000  # full again after 2 s: kept that long (plus a margin)
+
+
+# --- reservations ------------------------------------------------------------------------
+
+
+async def test_concurrent_reservations_are_spaced_one_interval_apart(
+    limiter_and_clock: tuple[RateLimiter, Clock],
+) -> None:
+    limiter, _ = limiter_and_clock
+    reservations = await asyncio.gather(
+        *(limiter.reserve("k", rate=4.0, burst=2, max_wait=10) for _ in range(10))
+    )
+    assert all(reservation.allowed for reservation in reservations)
+    waits = sorted(reservation.wait for reservation in reservations)
+    assert waits == pytest.approx([0, 0] + [n / 4 for n in range(1, 9)])  # burst, then 1/rate
+    # acquire sees the booked slots: the 11th token is 9 intervals away, none are left
+    assert await limiter.acquire("k", rate=4.0, burst=2) == Decision(False, 2.25, 0)
+
+
+async def test_a_reservation_beyond_max_wait_takes_nothing(
+    limiter_and_clock: tuple[RateLimiter, Clock],
+) -> None:
+    limiter, clock = limiter_and_clock
+    reserve = lambda: limiter.reserve("k", rate=2.0, burst=1, max_wait=1.0)  # noqa: E731
+    assert [await reserve() for _ in range(3)] == [
+        Reservation(True, 0.0, 0.0),
+        Reservation(True, 0.5, 0.0),
+        Reservation(True, 1.0, 0.0),  # the debt is now max_wait * rate = 2 tokens
+    ]
+    refused = [await reserve() for _ in range(3)]
+    assert refused == [Reservation(False, 0.0, 0.5)] * 3  # refusals book nothing
+    clock.now += 0.5
+    assert await reserve() == Reservation(True, 1.0, 0.0)  # the slot retry_after promised
+    clock.now += 3600  # the debt is paid, then the bucket refills to the burst, not beyond
+    assert await limiter.acquire("k", rate=2.0, burst=1) == Decision(True, 0.0, 0)
+    assert not (await limiter.acquire("k", rate=2.0, burst=1)).allowed
+
+
+async def test_a_zero_max_wait_reservation_is_an_acquire(
+    limiter_and_clock: tuple[RateLimiter, Clock],
+) -> None:
+    limiter, _ = limiter_and_clock
+    assert await limiter.reserve("k", rate=2.0, burst=1, max_wait=0) == Reservation(True, 0, 0)
+    assert await limiter.reserve("k", rate=2.0, burst=1, max_wait=0) == Reservation(False, 0.0, 0.5)
+    assert await limiter.acquire("k", rate=2.0, burst=1) == Decision(False, 0.5, 0)
+
+
+@pytest.mark.parametrize("max_wait", [-0.1, float("inf"), float("nan")])
+async def test_unbounded_or_negative_waits_are_refused(
+    limiter_and_clock: tuple[RateLimiter, Clock], max_wait: float
+) -> None:
+    limiter, _ = limiter_and_clock
+    with pytest.raises(ValueError):
+        await limiter.reserve("k", rate=1.0, burst=1, max_wait=max_wait)
+
+
+async def test_redis_bucket_in_debt_outlives_its_debt(redis: Redis) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    limiter = RedisRateLimiter(redis, prefix=prefix)  # time from the Redis server
+    for _ in range(6):  # five slots booked ahead: full again only after ~6 s
+        assert (await limiter.reserve("k", rate=1.0, burst=1, max_wait=10)).allowed
+    ttl_ms = await redis.pttl(prefix + "k")
+    assert 5000 < ttl_ms <= 7000  # an expired bucket would forget the debt and overspend
 
 
 def test_build_limiter_picks_the_backend() -> None:
