@@ -13,9 +13,9 @@ from guiche.api import CORE_ROUTE_TABLES
 from guiche.auth.middleware import auth_middleware, check_auth_settings
 from guiche.config import ConfigError, Settings, load_settings
 from guiche.db import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
+from guiche.http_client import outbound_client
 from guiche.inbound.webhooks import routes as webhook_routes
 from guiche.models import CORE_TABLES
-from guiche.outbound.http import outbound_client
 from guiche.plugins.manager import build_plugin_manager
 from guiche.plugins.mount import mount_plugin_routes, plugin_gate_middleware
 from guiche.plugins.registry import PluginRegistry

@@ -15,6 +15,7 @@ import pluggy
 from pydantic import BaseModel
 
 from guiche.channels import ChannelAdapter
+from guiche.http_client import outbound_client
 from guiche.rbac import ROLES, PermissionGrant
 from guiche.web.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint
 from guiche.web.errors import (
@@ -294,6 +295,7 @@ __all__ = [
     "json_response",
     "load_channel",
     "message_media",
+    "outbound_client",
     "plugin_context",
     "plugin_name_of",
     "services_of",

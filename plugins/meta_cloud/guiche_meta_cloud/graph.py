@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from guiche.channels import PermanentSendError, RetryableSendError
-from guiche.outbound.http import outbound_client
+from guiche.plugin import outbound_client
 from guiche_meta_cloud.config import MetaCloudConfig
 from guiche_meta_cloud.errors import graph_error_body, map_graph_error
 
