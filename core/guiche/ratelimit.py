@@ -87,17 +87,12 @@ def _ttl_ms(rate: float, burst: int, tokens: float) -> int:
     return math.ceil((burst - tokens) / rate * 1000) + 1000
 
 
-class MemoryRateLimiter:
-    """Buckets in this process's memory: for a single process (embedded mode, tests)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float, float]] = {}  # key -> tokens, ts, expires
-        self._sweep_at = 1024
+class _BucketLimiter:
+    """`acquire` and `reserve` over one bucket update, which each backend implements."""
 
     async def acquire(self, key: str, *, rate: float, burst: int, cost: int = 1) -> Decision:
         _check(rate, burst, cost)
-        allowed, retry_after, tokens = self._update(key, rate, burst, cost, 0.0)
+        allowed, retry_after, tokens = await self._update(key, rate, burst, cost, 0.0)
         return Decision(allowed, 0.0 if allowed else retry_after, max(0, math.floor(tokens)))
 
     async def reserve(
@@ -105,10 +100,25 @@ class MemoryRateLimiter:
     ) -> Reservation:
         _check(rate, burst, cost)
         _check_wait(max_wait)
-        allowed, seconds, _ = self._update(key, rate, burst, cost, max_wait)
+        allowed, seconds, _ = await self._update(key, rate, burst, cost, max_wait)
         return Reservation(allowed, seconds, 0.0) if allowed else Reservation(False, 0.0, seconds)
 
-    def _update(
+    async def _update(
+        self, key: str, rate: float, burst: int, cost: int, max_wait: float
+    ) -> tuple[bool, float, float]:
+        """Take from the bucket (see `_take`): (allowed, wait or retry_after, tokens after)."""
+        raise NotImplementedError
+
+
+class MemoryRateLimiter(_BucketLimiter):
+    """Buckets in this process's memory: for a single process (embedded mode, tests)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # key -> tokens, ts, expires
+        self._sweep_at = 1024
+
+    async def _update(
         self, key: str, rate: float, burst: int, cost: int, max_wait: float
     ) -> tuple[bool, float, float]:
         now = self._clock()
@@ -162,7 +172,7 @@ return {allowed, string.format('%.17g', wait), string.format('%.17g', tokens)}
 """
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(_BucketLimiter):
     """Buckets in Redis, shared by every process; idle buckets expire on their own.
 
     Time comes from the Redis server (one clock for all processes) unless a `clock`
@@ -179,19 +189,6 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._clock = clock
         self._script = redis.register_script(_TAKE_SCRIPT)
-
-    async def acquire(self, key: str, *, rate: float, burst: int, cost: int = 1) -> Decision:
-        _check(rate, burst, cost)
-        allowed, retry_after, tokens = await self._update(key, rate, burst, cost, 0.0)
-        return Decision(allowed, 0.0 if allowed else retry_after, max(0, math.floor(tokens)))
-
-    async def reserve(
-        self, key: str, *, rate: float, burst: int, cost: int = 1, max_wait: float
-    ) -> Reservation:
-        _check(rate, burst, cost)
-        _check_wait(max_wait)
-        allowed, seconds, _ = await self._update(key, rate, burst, cost, max_wait)
-        return Reservation(allowed, seconds, 0.0) if allowed else Reservation(False, 0.0, seconds)
 
     async def _update(
         self, key: str, rate: float, burst: int, cost: int, max_wait: float
