@@ -95,6 +95,21 @@ def require_redis(redis_url: str | None) -> str:
     return redis_url
 
 
+async def drop_task_queue(redis_url: str, queue: str) -> None:
+    """Remove a test's own task stream from Redis: its keys and the broker's autoclaim key."""
+    from redis.asyncio import Redis
+
+    from guiche.tasks import broker
+
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{queue}*")]
+        keys.append(f"autoclaim:{broker.CONSUMER_GROUP}:{queue}")
+        await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
 @pytest.fixture(scope="session")
 def encryption_key() -> str:
     return Fernet.generate_key().decode()

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from taskiq import InMemoryBroker
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
@@ -23,6 +22,7 @@ from guiche.services import SERVICES, Services
 from guiche.tasks import TaskQueue, UnknownTask, make_broker, schedule_labels
 from guiche.tasks import broker as broker_module
 from guiche.tasks.runners import run_scheduler, run_worker, schedule
+from tests.conftest import drop_task_queue
 
 WAIT = 20.0
 
@@ -64,13 +64,7 @@ async def redis_settings(
     """Settings on real Redis with a task stream of this test's own; its keys removed after."""
     queue = unique("guiche-test-tasks:")
     yield make_settings(redis_url=require_redis, task_queue=queue)
-    redis = Redis.from_url(require_redis)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{queue}*")]
-        keys.append(f"autoclaim:{broker_module.CONSUMER_GROUP}:{queue}")
-        await redis.delete(*keys)
-    finally:
-        await redis.aclose()
+    await drop_task_queue(require_redis, queue)
 
 
 def test_in_memory_broker_without_redis(make_settings: Callable[..., Settings]) -> None:

@@ -24,11 +24,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from redis.asyncio import Redis
 
 from guiche.outbound.service import SEND_TASK
 from guiche.services import SERVICES
-from guiche.tasks import broker as broker_module
+from tests.conftest import drop_task_queue
 
 from ._app_process import PID_HEADER, PROVIDER_ENV
 from .conftest import Feed, customer_message, post_signed, read_receipt
@@ -165,13 +164,7 @@ async def task_queue(require_redis: str) -> AsyncIterator[str]:
     """A task stream of this test's own; its Redis keys removed afterwards."""
     queue = f"guiche-test-e2e:{uuid.uuid4().hex[:12]}"
     yield queue
-    redis = Redis.from_url(require_redis)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{queue}*")]
-        keys.append(f"autoclaim:{broker_module.CONSUMER_GROUP}:{queue}")
-        await redis.delete(*keys)
-    finally:
-        await redis.aclose()
+    await drop_task_queue(require_redis, queue)
 
 
 @pytest.fixture

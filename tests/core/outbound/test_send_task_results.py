@@ -22,6 +22,7 @@ from guiche.plugin import PluginInfo, TaskSpec, hookimpl
 from guiche.tasks import TaskQueue
 from guiche.tasks import broker as broker_module
 from guiche.tasks.runners import run_worker
+from tests.conftest import drop_task_queue
 
 from .conftest import send_text, sent_ids, services_of_client, settle
 
@@ -55,13 +56,7 @@ async def redis_settings(
     """Settings with a task stream of this test's own; its keys removed afterwards."""
     queue = f"guiche-test-results:{uuid.uuid4().hex[:8]}"
     yield make_settings(redis_url=require_redis, task_queue=queue)
-    redis = Redis.from_url(require_redis)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{queue}*")]
-        keys.append(f"autoclaim:{broker_module.CONSUMER_GROUP}:{queue}")
-        await redis.delete(*keys)
-    finally:
-        await redis.aclose()
+    await drop_task_queue(require_redis, queue)
 
 
 async def _result_keys(redis: Redis, settings: Settings) -> list[bytes]:

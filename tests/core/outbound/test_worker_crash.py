@@ -23,6 +23,7 @@ from guiche.outbound.service import SEND_TASK
 from guiche.realtime.events import BusEvent
 from guiche.tasks import broker as broker_module
 from guiche.tasks.runners import run_worker
+from tests.conftest import drop_task_queue
 
 from .conftest import fetch, message_row, send_text, sent_ids, services_of_client
 
@@ -39,13 +40,7 @@ async def redis_queue(require_redis: str) -> AsyncIterator[str]:
     """A task stream of this test's own; its keys removed afterwards."""
     queue = f"guiche-test-outbox:{uuid.uuid4().hex[:8]}"
     yield queue
-    redis = Redis.from_url(require_redis)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{queue}*")]
-        keys.append(f"autoclaim:{broker_module.CONSUMER_GROUP}:{queue}")
-        await redis.delete(*keys)
-    finally:
-        await redis.aclose()
+    await drop_task_queue(require_redis, queue)
 
 
 @pytest.fixture
