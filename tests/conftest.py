@@ -11,6 +11,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,17 @@ def require_redis(redis_url: str | None) -> str:
     if not redis_url:
         pytest.skip("REDIS_URL is not set: Redis-backed path not exercised")
     return redis_url
+
+
+@contextmanager
+def published_events(bus: Any) -> Iterator[list[Any]]:
+    """The events `bus` delivers in this process while the block runs, in order."""
+    seen: list[Any] = []
+    unsubscribe = bus.subscribe(seen.append)
+    try:
+        yield seen
+    finally:
+        unsubscribe()
 
 
 async def drop_task_queue(redis_url: str, queue: str) -> None:

@@ -13,6 +13,7 @@ from guiche.channels import (
 )
 from guiche.inbound.identity import whatsapp_phone
 from guiche.services import SERVICES
+from tests.conftest import published_events
 
 from .conftest import BASE_TIME, fetch, text_message
 
@@ -261,12 +262,8 @@ async def test_events_are_recorded_and_published_after_commit(
     company = await make_company()
     channel = await make_channel(company.tenant_id)
     services = client.server.app[SERVICES]
-    seen: list[Any] = []
-    unsubscribe = services.bus.subscribe(seen.append)
-    try:
+    with published_events(services.bus) as seen:
         await post_webhook(channel, [text_message("evento")])
-    finally:
-        unsubscribe()
 
     mine = [e for e in seen if e.tenant_id == company.tenant_id]
     assert [e.type for e in mine] == ["conversation.updated", "message.new"]

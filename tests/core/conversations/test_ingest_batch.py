@@ -19,6 +19,7 @@ import asyncpg
 
 from guiche.channels import InboundMessage, MessageType, Sender
 from guiche.services import SERVICES
+from tests.conftest import published_events
 
 from .conftest import BASE_TIME, fetch, text_message
 
@@ -66,12 +67,8 @@ async def test_a_mixed_batch_is_stored_like_one_message_at_a_time(
     batch += [repeated, repeated]  # the same provider id twice in one batch
     random.Random(7).shuffle(batch)  # arrival order is not storing order
     assert len(batch) == 20
-    seen: list[Any] = []
-    unsubscribe = services.bus.subscribe(seen.append)
-    try:
+    with published_events(services.bus) as seen:
         resp = await post_webhook(channel, batch)
-    finally:
-        unsubscribe()
 
     assert resp.status == 200, await resp.text()
     body = await resp.json()

@@ -24,6 +24,7 @@ from guiche.channels import (
 from guiche.inbound.early_statuses import lock_name
 from guiche.outbound import sender
 from guiche.realtime import events as ev
+from tests.conftest import published_events
 from tests.core.outbound.conftest import (
     CONTACT_PHONE,
     Chat,
@@ -104,13 +105,9 @@ async def test_an_unraced_send_settles_in_one_statement_with_the_same_event(
     client, start_chat, fake_plugin, raced
 ):
     chat = await start_chat()
-    seen: list[Any] = []
-    unsubscribe = services_of_client(client).bus.subscribe(seen.append)
-    try:
+    with published_events(services_of_client(client).bus) as seen:
         created = await (await send_text(client, chat)).json()
         await settle(client)
-    finally:
-        unsubscribe()
 
     assert raced == []
     stored = await message_row(created["id"])

@@ -12,6 +12,7 @@ from guiche.inbound.early_statuses import lock_key, park, purge_early_statuses, 
 from guiche.inbound.ingest import ChannelRow
 from guiche.realtime import events as ev
 from guiche.tasks.core import core_tasks
+from tests.conftest import published_events
 from tests.core.outbound.conftest import message_row, send_text, services_of_client, settle
 
 from .conftest import (
@@ -44,13 +45,9 @@ async def test_statuses_posted_during_the_send_are_applied_when_it_commits(
         parked_meanwhile.extend(await parked(chat.channel.id))
 
     fake_plugin.provider.on_send = provider_acks_first
-    seen: list[Any] = []
-    unsubscribe = services_of_client(client).bus.subscribe(seen.append)
-    try:
+    with published_events(services_of_client(client).bus) as seen:
         created = await (await send_text(client, chat)).json()
         await settle(client)
-    finally:
-        unsubscribe()
 
     assert (answers[0]["statuses"], answers[0]["ignored"]) == (0, 2)
     assert sorted(row["status"] for row in parked_meanwhile) == ["delivered", "read"]

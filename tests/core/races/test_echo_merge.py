@@ -8,6 +8,7 @@ from typing import Any
 
 from guiche.channels import DeliveryStatus, OutboundMessage
 from guiche.realtime import events as ev
+from tests.conftest import published_events
 from tests.core.outbound.conftest import message_row, send_text, services_of_client, settle
 
 from .conftest import echo_of, event_rows, key_holder, outbound_rows, parked, status
@@ -30,13 +31,9 @@ async def test_an_echo_posted_during_the_send_is_merged_into_our_message(
         echoes.extend(await outbound_rows(chat.conversation_id))
 
     fake_plugin.provider.on_send = provider_echoes_first
-    seen: list[Any] = []
-    unsubscribe = services_of_client(client).bus.subscribe(seen.append)
-    try:
+    with published_events(services_of_client(client).bus) as seen:
         created = await (await send_text(client, chat, "Seu pedido sai hoje")).json()
         await settle(client)
-    finally:
-        unsubscribe()
 
     assert (answers[0]["messages"], answers[0]["statuses"]) == (1, 1)
     [echo] = [row for row in echoes if str(row["id"]) != created["id"]]
