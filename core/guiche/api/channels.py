@@ -30,7 +30,7 @@ from guiche.crypto import (
 from guiche.models import Channel, Department
 from guiche.phones import InvalidPhone, normalize_phone, tenant_region
 from guiche.plugin import ChannelSpec
-from guiche.plugins.enablement import is_enabled
+from guiche.plugins.enablement import enabled_settings
 from guiche.services import services_of
 from guiche.tenancy import get_owned, owned
 from guiche.web.endpoint import endpoint
@@ -115,7 +115,7 @@ async def _spec_for(request: web.Request, tenant_id: uuid.UUID, type_name: str) 
     if found is None:
         raise _invalid("type", f"unknown channel type {type_name!r}")
     plugin_name, spec = found
-    if not await is_enabled(tenant_id, plugin_name):
+    if plugin_name not in await enabled_settings(services_of(request), tenant_id):
         raise _invalid("type", f"plugin {plugin_name!r} is not enabled for this company")
     return spec
 
