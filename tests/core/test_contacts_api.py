@@ -179,23 +179,28 @@ async def test_search_by_name_phone_document_and_email(client, company):
     assert await _search(client, headers, "q=nobody-here") == set()
 
 
+async def _walk_contacts(client, headers, *, limit: int) -> tuple[list[str], int]:
+    """Every contact id from the first page to the last, and how many pages that took."""
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        url = f"/api/v1/contacts?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        data = await (await client.get(url, headers=headers)).json()
+        seen += [item["id"] for item in data["items"]]
+        pages += 1
+        cursor = data["next_cursor"]
+        if cursor is None:
+            return seen, pages
+
+
 async def test_pagination_walks_every_contact_once(client, company):
     headers = await login(client, company.owner)
     created = [
         (await _create(client, headers, name=f"C{i}", phone=f"3198888{i:04d}"))["id"]
         for i in range(5)
     ]
-    seen: list[str] = []
-    cursor = None
-    pages = 0
-    while True:
-        url = "/api/v1/contacts?limit=2" + (f"&cursor={cursor}" if cursor else "")
-        data = await (await client.get(url, headers=headers)).json()
-        seen += [item["id"] for item in data["items"]]
-        pages += 1
-        cursor = data["next_cursor"]
-        if cursor is None:
-            break
+    seen, pages = await _walk_contacts(client, headers, limit=2)
     assert pages == 3
     assert seen == list(reversed(created))  # newest first, no repeats
     resp = await client.get("/api/v1/contacts?cursor=garbage", headers=headers)
@@ -226,13 +231,5 @@ async def test_pagination_breaks_created_at_ties_by_id(client, company):
     ]
     same = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     await Contact.update({Contact.created_at: same}).where(Contact.id.is_in(ids))
-    seen: list[str] = []
-    cursor = None
-    while True:
-        url = "/api/v1/contacts?limit=3" + (f"&cursor={cursor}" if cursor else "")
-        data = await (await client.get(url, headers=headers)).json()
-        seen += [item["id"] for item in data["items"]]
-        cursor = data["next_cursor"]
-        if cursor is None:
-            break
+    seen, _ = await _walk_contacts(client, headers, limit=3)
     assert seen == sorted(ids, reverse=True)  # ties ordered by id, descending, once each
