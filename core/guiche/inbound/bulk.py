@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from guiche.channels import DeliveryStatus, InboundMessage
-from guiche.inbound.identity import whatsapp_phone
+from guiche.inbound.identity import sender_keys
 from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
 
@@ -84,8 +83,6 @@ MESSAGE_COLUMNS = (
     "reply_to",
 )
 
-_e164 = functools.lru_cache(maxsize=65_536)(whatsapp_phone)
-"""Phone parsing costs tens of microseconds; a history repeats the same senders."""
 
 Identity = tuple[str, str]
 """("phone", E.164) or ("user", provider user id)."""
@@ -258,12 +255,9 @@ def _chunks(messages: Iterable[InboundMessage], size: int) -> Iterator[list[Inbo
 
 def _identity(message: InboundMessage) -> Identity:
     """The sender's identity key, by the rules of `guiche.inbound.identity.resolve_contact`."""
-    sender = message.sender
-    phone = _e164(sender.phone) if sender.phone else None
+    phone, user_id = sender_keys(message.sender)
     if phone is not None:
         return ("phone", phone)
-    # not a valid number: still one stable identity, never dropped
-    user_id = sender.provider_user_id or sender.phone
     assert user_id is not None  # Sender guarantees a phone or a provider user id
     return ("user", user_id)
 

@@ -4,6 +4,7 @@ provider user id). Providers are moving to usernames, so a phone is never assume
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -36,6 +37,17 @@ def whatsapp_phone(raw: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+_cached_phone = functools.lru_cache(maxsize=65_536)(whatsapp_phone)
+"""Phone parsing costs tens of microseconds; customers write again and again."""
+
+
+def sender_keys(sender: Sender) -> tuple[str | None, str | None]:
+    """(E.164 phone or None, provider user id). A phone that is not a valid number and
+    comes without a user id stands in as the user id: still one stable identity."""
+    phone = _cached_phone(sender.phone) if sender.phone else None
+    return phone, sender.provider_user_id or (sender.phone if phone is None else None)
+
+
 _UPSERT_BY_PHONE = """
 INSERT INTO contacts (tenant, phone, name)
 VALUES ($1, $2, $3)
@@ -64,10 +76,7 @@ async def resolve_contact(
 ) -> uuid.UUID:
     """Find or create the sender's contact, race-safe under concurrent webhooks."""
     name = sender.name or ""
-    phone = whatsapp_phone(sender.phone) if sender.phone else None
-    user_id = sender.provider_user_id
-    if phone is None and not user_id and sender.phone:
-        user_id = sender.phone  # not a valid number: still one stable identity, never dropped
+    phone, user_id = sender_keys(sender)
     if phone is not None:
         contact_id: uuid.UUID = await conn.fetchval(_UPSERT_BY_PHONE, tenant_id, phone, name)
         if user_id:

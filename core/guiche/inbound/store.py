@@ -13,23 +13,19 @@ each: rare, and never racing the phone path (a phone is the key there).
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guiche.channels import DeliveryStatus, InboundMessage
-from guiche.inbound.identity import resolve_contact, whatsapp_phone
+from guiche.inbound.identity import resolve_contact, sender_keys
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent
 from guiche.web.jsonio import dumps, dumps_text
 
 if TYPE_CHECKING:
     from guiche.inbound.ingest import ChannelRow
-
-_e164 = functools.lru_cache(maxsize=65_536)(whatsapp_phone)
-"""Phone parsing costs tens of microseconds; customers write again and again."""
 
 _INGEST = (
     "SELECT * FROM guiche_ingest_messages("
@@ -71,11 +67,7 @@ def incoming(messages: Iterable[InboundMessage]) -> tuple[list[Incoming], int]:
             repeats += 1
             continue
         seen.add(message.provider_message_id)
-        sender = message.sender
-        phone = _e164(sender.phone) if sender.phone else None
-        # not a valid number and no user id: the raw phone is still one stable identity
-        user = sender.provider_user_id or (sender.phone if phone is None else None)
-        rows.append(Incoming(message, phone, user))
+        rows.append(Incoming(message, *sender_keys(message.sender)))
     return rows, repeats
 
 
