@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCK_PATH = Path("/tmp/guiche-bench.lock")
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-FIXTURES_DIR = ROOT.parent / "shared" / "fixtures"
+FIXTURES_DIR = ROOT / "tests" / "fixtures"
 REPORT_KEYS = (
     "benchmark",
     "parameters",
@@ -709,32 +709,8 @@ def inbound_texts(
 
 @functools.cache
 def _meta_text_template() -> dict[str, Any]:
-    path = FIXTURES_DIR / "meta" / "webhook_text.json"
-    with contextlib.suppress(OSError):
-        return orjson.loads(path.read_bytes())
-    # The shape of Meta's text webhook when the shared fixtures are not checked out.
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "102938475610293",
-                "changes": [
-                    {
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "551130304040",
-                                "phone_number_id": "301234567890123",
-                            },
-                            "contacts": [],
-                            "messages": [],
-                        },
-                        "field": "messages",
-                    }
-                ],
-            }
-        ],
-    }
+    """Meta's text webhook as the repository's fixture has it."""
+    return orjson.loads((FIXTURES_DIR / "meta" / "webhook_text.json").read_bytes())
 
 
 def meta_text_webhook(

@@ -26,9 +26,8 @@ from guiche.config import Settings
 # Cheap argon2id parameters: the suite logs in hundreds of times (production keeps defaults).
 use_hasher(PasswordHasher(time_cost=1, memory_cost=2048, parallelism=1))
 
-FIXTURES_DIR = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures")
-)
+FIXTURES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+"""Provider payload bodies the plugin tests read (tests/fixtures/README.md says what each is)."""
 
 
 def _server_url() -> tuple[str, Any]:
