@@ -44,7 +44,9 @@ def _server_url() -> tuple[str, Any]:
     return server.get_uri(), server
 
 
-def _with_database(url: str, name: str) -> str:
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name`, keeping its query (`?host=<socket dir>` for the
+    embedded server): cutting the query would point at a server that is not ours."""
     path, sep, query = url.partition("?")
     base, _, _ = path.rpartition("/")
     return f"{base}/{name}{sep}{query}"
@@ -75,7 +77,7 @@ def database_url() -> Iterator[str]:
             await conn.close()
 
     asyncio.run(setup())
-    url = _with_database(server_url, name)
+    url = with_database(server_url, name)
     asyncio.run(migrate(url))
     yield url
     asyncio.run(teardown())

@@ -25,6 +25,7 @@ import pytest
 
 from guiche.auth.passwords import verify_password
 from guiche.cli import main
+from tests.conftest import with_database
 
 GUICHE = str(Path(sys.executable).with_name("guiche"))
 START_TIMEOUT = 180.0  # first start runs initdb and the migrations
@@ -208,8 +209,7 @@ def test_plugins_lists_installed(db_env: Callable[..., dict[str, str]]) -> None:
 
 async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
     name = f"guiche_cli_{uuid.uuid4().hex[:8]}"
-    base, _, _ = database_url.partition("?")[0].rpartition("/")
-    fresh = f"{base}/{name}"
+    fresh = with_database(database_url, name)
     admin = await asyncpg.connect(database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
