@@ -99,7 +99,7 @@ def install_in_fresh_venv(wheel: Path, venv: Path) -> Path:
 
 
 def summary(output: str) -> str:
-    """The `Migrations: ...` line (Piccolo prints its own report above it)."""
+    """The `Migrations: ...` summary (one line per migration applied comes above it)."""
     return next((line for line in output.splitlines() if line.startswith("Migrations:")), "?")
 
 

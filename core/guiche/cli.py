@@ -16,9 +16,9 @@ import secrets
 import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from guiche.config import ConfigError, Settings, load_settings
 from guiche.logs import configure_logging
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
 """How long the web server waits for in-flight requests after a stop signal."""
+
+T = TypeVar("T")
 
 
 # --- entry point ---------------------------------------------------------------------
@@ -118,12 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_for(command: str, *, keys: bool = False, redis: bool = False) -> Settings:
-    """Validated settings with logging configured; what `command` needs must be present."""
+def settings_for(
+    command: str, *, keys: bool = False, redis: bool = False, embedded: bool = False
+) -> Settings:
+    """Validated settings with logging configured; what `command` needs must be present.
+
+    `embedded`: without DATABASE_URL, the embedded database `guiche run` made under
+    GUICHE_DATA_DIR will do (see `with_database`).
+    """
+    from guiche.embedded import EmbeddedPostgres
+
     settings = load_settings()
     missing = []
-    if not settings.database_url:
-        missing.append(f"DATABASE_URL: required for `guiche {command}`")
+    if not settings.database_url and not (
+        embedded and EmbeddedPostgres(settings.data_dir).initialized
+    ):
+        hint = (
+            f" (or run `guiche run` once: it creates the embedded database in "
+            f"{settings.data_dir / 'pgdata'})"
+            if embedded
+            else ""
+        )
+        missing.append(f"DATABASE_URL: required for `guiche {command}`{hint}")
     if keys and settings.secret_key is None:
         missing.append(
             f"GUICHE_SECRET_KEY: required for `guiche {command}` (only `guiche run` makes one)"
@@ -142,6 +160,25 @@ def settings_for(command: str, *, keys: bool = False, redis: bool = False) -> Se
         raise ConfigError("\n".join(missing))
     configure_logging(settings.log_level, settings.log_json)
     return settings
+
+
+@contextmanager
+def with_database(settings: Settings) -> Iterator[Settings]:
+    """`settings` with a database URL: DATABASE_URL, else the embedded Postgres of
+    `guiche run` (joined while `guiche run` serves it, else started and stopped again)."""
+    if settings.database_url:
+        yield settings
+        return
+    from guiche.embedded import EmbeddedPostgres
+
+    with EmbeddedPostgres(settings.data_dir) as embedded:
+        yield settings.model_copy(update={"database_url": embedded.start()})
+
+
+def run_chore(command: str, work: Callable[[Settings], Awaitable[T]]) -> T:
+    """Run a one-shot command's coroutine against its database (DATABASE_URL or embedded)."""
+    with with_database(settings_for(command, embedded=True)) as settings:
+        return asyncio.run(work(settings))
 
 
 # --- run modes -------------------------------------------------------------------------
@@ -174,7 +211,7 @@ async def _run_all(settings: Settings) -> int:
 
     assert settings.database_url
     stop = stop_on_signals()
-    print(await migrate_summary(settings.database_url), flush=True)
+    await run_migrations(settings.database_url)
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
     await runner.setup()
@@ -305,22 +342,26 @@ def login_banner(settings: Settings, email: str, password: str) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = settings_for("migrate")
-    assert settings.database_url
-    print(asyncio.run(migrate_summary(settings.database_url)))
+    async def work(settings: Settings) -> None:
+        assert settings.database_url
+        await run_migrations(settings.database_url)
+
+    run_chore("migrate", work)
     return 0
 
 
-async def migrate_summary(database_url: str) -> str:
-    """Apply pending migrations; say how many ran (none on a second call)."""
+async def run_migrations(database_url: str) -> None:
+    """Apply pending migrations, printing one line per migration as it is recorded, then
+    how many ran (none on a second call) out of how many the database has."""
     from guiche.migrate import migrate
 
-    before = await _applied_migrations(database_url)
-    await migrate(database_url)
-    after = await _applied_migrations(database_url)
-    if after == before:
-        return f"Migrations: database is up to date ({after} applied)."
-    return f"Migrations: applied {after - before} ({after} in total)."
+    quiet_piccolo()
+    applied = await migrate(database_url, on_applied=lambda step: print(step, flush=True))
+    total = await _applied_migrations(database_url)
+    if applied:
+        print(f"Migrations: applied {len(applied)} ({total} in total).", flush=True)
+    else:
+        print(f"Migrations: database is up to date ({total} applied).", flush=True)
 
 
 async def _applied_migrations(database_url: str) -> int:
@@ -339,14 +380,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from guiche.app import build_services
     from guiche.plugins.listing import describe_plugins, format_plugins_table
 
-    async def describe() -> list[dict[str, Any]]:
-        settings = settings_for("plugins")
+    async def describe(settings: Settings) -> list[dict[str, Any]]:
         quiet_piccolo()
         services = build_services(settings)
         async with pooled(services.db):
             return await describe_plugins(services.plugins)
 
-    print(format_plugins_table(asyncio.run(describe())))
+    print(format_plugins_table(run_chore("plugins", describe)))
     return 0
 
 
@@ -378,8 +418,7 @@ async def pooled(engine: PostgresEngine) -> AsyncIterator[PostgresEngine]:
 
 
 def cmd_tenants_create(args: argparse.Namespace) -> int:
-    settings = settings_for("tenants create")
-    return asyncio.run(_tenants_create(settings, args))
+    return run_chore("tenants create", lambda settings: _tenants_create(settings, args))
 
 
 async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -417,7 +456,7 @@ def _owner_password(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 def cmd_tenants_list(args: argparse.Namespace) -> int:
-    rows = asyncio.run(_tenant_rows(settings_for("tenants list")))
+    rows = run_chore("tenants list", _tenant_rows)
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
@@ -458,9 +497,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def cmd_platform_admin(args: argparse.Namespace) -> int:
     """The only way to change `users.is_platform_admin`: no API grants platform rights."""
-    settings = settings_for(f"users {args.users_command}")
 
-    async def update() -> list[dict[str, Any]]:
+    async def update(settings: Settings) -> list[dict[str, Any]]:
         from guiche.models import User
 
         async with pooled(core_engine(settings)):
@@ -470,7 +508,7 @@ def cmd_platform_admin(args: argparse.Namespace) -> int:
                 args.email.strip().lower(),
             )
 
-    if not asyncio.run(update()):
+    if not run_chore(f"users {args.users_command}", update):
         raise CommandError(f"no user with email {args.email!r}")
     state = "now" if args.platform_admin else "no longer"
     print(f"{args.email.strip().lower()} is {state} a platform admin")

@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     plugins_blocked: CommaList = Field(default_factory=list)
     default_region: str = Field("BR", min_length=2, max_length=2)
     log_level: str = "INFO"
-    log_json: bool = True
+    # JSON lines (true), human lines (false); unset: human on a terminal, JSON otherwise.
+    log_json: bool | None = None
     event_hook_timeout_seconds: float = Field(5.0, gt=0, le=300)
     # Per-process cache of loaded channels and tenants' plugin settings (guiche.runtime_cache):
     # changes invalidate it at once (over Redis across processes); this bounds staleness
@@ -118,7 +119,7 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"not an IP address or CIDR network ({exc})") from None
 
-    @field_validator("database_url", "redis_url", mode="before")
+    @field_validator("database_url", "redis_url", "log_json", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -34,6 +34,11 @@ class EmbeddedPostgres:
         self.pgdata = (data_dir / "pgdata").resolve()
         self._server: object | None = None
 
+    @property
+    def initialized(self) -> bool:
+        """Whether `guiche run` has created this database (initdb ran)."""
+        return (self.pgdata / "PG_VERSION").is_file()
+
     def start(self) -> str:
         """Start (or join) the server and return its connection URI (a Unix socket)."""
         try:
@@ -59,7 +64,12 @@ class EmbeddedPostgres:
         server, self._server = self._server, None
         if server is not None:
             server.cleanup()  # type: ignore[attr-defined]
-            log.info("embedded postgres stopped", extra={"pgdata": str(self.pgdata)})
+            if (self.pgdata / "postmaster.pid").exists():  # e.g. `guiche run` still serves it
+                log.info(
+                    "embedded postgres left to its other users", extra={"pgdata": str(self.pgdata)}
+                )
+            else:
+                log.info("embedded postgres stopped", extra={"pgdata": str(self.pgdata)})
 
     def __enter__(self) -> EmbeddedPostgres:
         return self

@@ -122,14 +122,26 @@ class HumanFormatter(logging.Formatter):
         return f"{head} {pairs}{sep}{tail}"
 
 
-def configure_logging(level: str = "INFO", json: bool = True) -> None:
-    """Send every logger's records to stderr in one format; safe to call again."""
+def wants_json(json: bool | None) -> bool:
+    """JSON unless asked otherwise or a person reads stderr (a terminal): collectors parse
+    lines, people read them."""
+    if json is not None:
+        return json
+    isatty = getattr(sys.stderr, "isatty", None)
+    return not (isatty is not None and isatty())
+
+
+def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
+    """Send every logger's records to stderr in one format; safe to call again.
+
+    `json=None` (GUICHE_LOG_JSON unset) picks by where stderr goes, see `wants_json`.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _HANDLER_MARK, False):
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json else HumanFormatter())
+    handler.setFormatter(JsonFormatter() if wants_json(json) else HumanFormatter())
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -151,4 +163,5 @@ __all__ = [
     "request_id_var",
     "tenant_var",
     "user_var",
+    "wants_json",
 ]

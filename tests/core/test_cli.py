@@ -1,7 +1,8 @@
 """The `guiche` command, run as an operator runs it: a subprocess with an environment.
 
 `guiche run` is exercised end to end with DATABASE_URL unset: embedded Postgres,
-migrations, demo login over HTTP, SIGINT, and no Postgres left behind.
+migrations, demo login over HTTP, the chores on its embedded database, log format by
+terminal, SIGINT, no Postgres left behind, and the README's example of what it prints.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +31,7 @@ from guiche.cli import main
 from tests.conftest import with_database
 
 GUICHE = str(Path(sys.executable).with_name("guiche"))
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180.0  # first start runs initdb and the migrations
 STOP_TIMEOUT = 60.0
 
@@ -241,28 +245,69 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_run(data_dir: Path, port: int) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    """Start `guiche run`; return it and the login it printed (email, password, url)."""
-    env = cli_env(GUICHE_DATA_DIR=str(data_dir), GUICHE_PORT=str(port))
-    log = data_dir.parent / "stderr.log"
-    with log.open("ab") as stderr:
+class Terminal:
+    """A pseudo-terminal for a child's stderr, drained by a thread (a full pty blocks it)."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: every writer closed the slave side
+                return
+            if not chunk:
+                return
+            self.output.extend(chunk)
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace").replace("\r\n", "\n")
+
+    def close(self) -> None:
+        os.close(self.slave)
+        self._reader.join(timeout=5)
+        os.close(self.master)
+
+
+async def start_run(
+    data_dir: Path, port: int, *, stderr: int | None = None
+) -> tuple[asyncio.subprocess.Process, dict[str, str], list[str]]:
+    """Start `guiche run` (GUICHE_LOG_JSON unset); return it, the login it printed (email,
+    password, url) and every stdout line up to "Press Ctrl+C to stop."."""
+    env = cli_env(GUICHE_DATA_DIR=str(data_dir), GUICHE_PORT=str(port), GUICHE_LOG_JSON=None)
+    log = stderr_log(data_dir)
+    with log.open("ab") as file:
         proc = await asyncio.create_subprocess_exec(
-            GUICHE, "run", env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr
+            GUICHE,
+            "run",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=file if stderr is None else stderr,
         )
     assert proc.stdout is not None
     login: dict[str, str] = {}
+    lines: list[str] = []
     async with asyncio.timeout(START_TIMEOUT):
-        while "password" not in login:
+        while not lines or lines[-1] != "Press Ctrl+C to stop.":
             line = (await proc.stdout.readline()).decode()
             if not line:
                 code = await proc.wait()
                 raise AssertionError(f"guiche run exited {code}:\n{log.read_text()[-3000:]}")
+            lines.append(line.rstrip("\n"))
             if line.startswith("Guichê is running at "):
                 login["url"] = line.split()[4]
             for key in ("email", "password"):
                 if line.strip().startswith(f"{key}:"):
                     login[key] = line.split()[-1]
-    return proc, login
+    return proc, login, lines
+
+
+def stderr_log(data_dir: Path) -> Path:
+    return data_dir.parent / "stderr.log"
 
 
 async def stop_run(proc: asyncio.subprocess.Process) -> int:
@@ -296,12 +341,79 @@ def postgres_processes(pgdata: Path) -> list[int]:
     return pids
 
 
+def readme_run_example() -> list[str]:
+    """The README's block of what `guiche run` prints on a first start."""
+    blocks = re.findall(r"```text\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    block = next(block for block in blocks if "Guichê is running at" in block)
+    return block.rstrip("\n").split("\n")
+
+
+def assert_readme_shows(lines: list[str], login: dict[str, str], port: int) -> None:
+    """The README's example is what a first start prints, but for the password and port."""
+    example = readme_run_example()
+    shown = next(line.split()[-1] for line in example if line.strip().startswith("password:"))
+    printed = [
+        line.replace(login["password"], shown).replace(f"127.0.0.1:{port}", "127.0.0.1:8080")
+        for line in lines
+    ]
+    assert printed == example, (
+        "README.md's `guiche run` example differs from what a first start prints; "
+        "paste this block:\n" + "\n".join(printed)
+    )
+
+
+def chore(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """A one-shot command with DATABASE_URL unset and `guiche run`'s data directory."""
+    return guiche(*args, env=cli_env(GUICHE_DATA_DIR=str(data_dir)))
+
+
+def tenant_slugs(data_dir: Path) -> set[str]:
+    listed = chore("tenants", "list", "--json", data_dir=data_dir)
+    assert listed.returncode == 0, listed.stderr
+    return {row["slug"] for row in json.loads(listed.stdout)}
+
+
+def chores_on_the_running_database(data_dir: Path) -> str:
+    """Every chore finds the embedded database `guiche run` serves; returns a new slug."""
+    assert chore("migrate", data_dir=data_dir).stdout.startswith(
+        "Migrations: database is up to date"
+    )
+    email = unique_email("second")
+    created = chore(
+        "tenants", "create", "--name", "Segunda Loja", "--owner-email", email,
+        "--owner-password", "a-long-password", data_dir=data_dir,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    slug = next(line.split()[-1] for line in created.stdout.splitlines() if "slug:" in line)
+    assert {"demo", slug} <= tenant_slugs(data_dir)
+    granted = chore("users", "grant-platform-admin", email, data_dir=data_dir)
+    assert granted.returncode == 0, granted.stderr
+    revoked = chore("users", "revoke-platform-admin", email, data_dir=data_dir)
+    assert revoked.stdout.strip() == f"{email} is no longer a platform admin"
+    plugins = chore("plugins", data_dir=data_dir)
+    assert plugins.returncode == 0 and plugins.stdout.split()[:2] == ["NAME", "VERSION"]
+    return slug
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+HUMAN_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) +[\w.]+ ")
+
+
 async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     pgdata = (data_dir / "pgdata").resolve()
     port = free_port()
 
-    proc, login = await start_run(data_dir, port)
+    # Before any `guiche run`, a chore says how to get a database and creates nothing.
+    missing = chore("tenants", "list", data_dir=data_dir)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("DATABASE_URL: required for `guiche tenants list`")
+    assert "guiche run" in missing.stderr and not data_dir.exists()
+
+    proc, login, lines = await start_run(data_dir, port)
     try:
         assert login["url"] == f"http://127.0.0.1:{port}"
         assert login["email"] == "admin@demo.guiche.local"
@@ -309,24 +421,43 @@ async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
         assert tokens["access_token"]
         assert tokens["tenant"]["slug"] == "demo"  # type: ignore[index]
         assert postgres_processes(pgdata), "embedded postgres should be running"
+        slug = chores_on_the_running_database(data_dir)
+        assert postgres_processes(pgdata), "a chore must not stop the server guiche run uses"
     finally:
         code = await stop_run(proc)
     assert code == 0
+    assert_readme_shows(lines, login, port)
+    # stderr is a file, not a terminal: JSON lines (GUICHE_LOG_JSON unset).
+    logged = json_lines(stderr_log(data_dir).read_text())
+    assert {"embedded postgres ready", "embedded postgres stopped"} <= {e["msg"] for e in logged}
     assert not (pgdata / "postmaster.pid").exists()
     assert postgres_processes(pgdata) == []
     for name in ("secret_key", "encryption_key"):
         assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600
 
-    # A second start reuses the data: same keys, same demo company, a fresh password.
+    # With guiche run stopped, a chore starts the embedded server and stops it again.
+    assert slug in tenant_slugs(data_dir)
+    assert postgres_processes(pgdata) == []
+
+    # A second start reuses the data: same keys, same demo company, a fresh password,
+    # nothing left to migrate; on a terminal it logs human lines.
     secret = (data_dir / "secret_key").read_text()
-    proc, again = await start_run(data_dir, port)
+    terminal = Terminal()
     try:
-        assert again["password"] != login["password"]
-        tokens_again = await post_login(again)
-        assert tokens_again["tenant"] == tokens["tenant"]
+        proc, again, lines = await start_run(data_dir, port, stderr=terminal.slave)
+        try:
+            assert lines[0].startswith("Migrations: database is up to date (")
+            assert again["password"] != login["password"]
+            tokens_again = await post_login(again)
+            assert tokens_again["tenant"] == tokens["tenant"]
+        finally:
+            code = await stop_run(proc)
     finally:
-        code = await stop_run(proc)
+        terminal.close()
     assert code == 0
+    human = [line for line in terminal.text().splitlines() if line.strip()]
+    assert any("guiche.embedded embedded postgres ready pgdata=" in line for line in human)
+    assert human and all(HUMAN_LINE.match(line) for line in human), human
     assert (data_dir / "secret_key").read_text() == secret
     assert postgres_processes(pgdata) == []
 

@@ -86,6 +86,11 @@ def test_defaults_and_blank_urls(clean_env: pytest.MonkeyPatch) -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)
     assert settings.data_dir == Path(".guiche")
     assert settings.task_queue == "guiche:tasks"
+    assert settings.log_json is None  # unset: chosen by whether stderr is a terminal
+    clean_env.setenv("GUICHE_LOG_JSON", " ")
+    assert load_settings().log_json is None
+    clean_env.setenv("GUICHE_LOG_JSON", "true")
+    assert load_settings().log_json is True
 
 
 def test_env_example_lists_every_setting() -> None:

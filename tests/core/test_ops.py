@@ -223,6 +223,53 @@ def test_log_output_goes_to_stderr_stream(capsys: pytest.CaptureFixture[str]) ->
     assert entry["msg"] == "hello" and entry["n"] == 1 and entry["logger"] == "guiche.test"
 
 
+
+@pytest.mark.parametrize(
+    ("setting", "terminal", "json_expected"),
+    [
+        (None, True, False),  # GUICHE_LOG_JSON unset, a person's terminal: human lines
+        (None, False, True),  # unset, a pipe or a file (service, container): JSON
+        (True, True, True),  # asked for JSON: JSON even on a terminal
+        (False, False, False),
+    ],
+)
+def test_log_format_follows_the_setting_else_the_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    setting: bool | None,
+    terminal: bool,
+    json_expected: bool,
+) -> None:
+    import os
+
+    if terminal:
+        master, slave = os.openpty()
+        stream = os.fdopen(slave, "w", buffering=1)
+    else:
+        master, stream = None, (tmp_path / "stderr.log").open("w", buffering=1)
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        configure_logging("INFO", setting)
+        logging.getLogger("guiche.test").info("hello", extra={"n": 1})
+    finally:
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+        root.setLevel(level)
+        stream.close()
+    if master is not None:
+        line = os.read(master, 65536).decode().strip()
+        os.close(master)
+    else:
+        line = (tmp_path / "stderr.log").read_text().strip()
+    if json_expected:
+        assert orjson.loads(line)["msg"] == "hello"
+    else:
+        assert re.fullmatch(r"\S+ \S+ INFO +guiche\.test hello n=1", line), line
+
+
 # --- security headers --------------------------------------------------------------------
 
 
