@@ -320,3 +320,17 @@ async def test_docs_assets_outside_the_list_are_not_found(docs_client: Any) -> N
         resp = await docs_client.get(f"{DOCS_PATH}/assets/{name}")
         assert resp.status == 404
         assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_root_says_where_the_api_and_docs_are(docs_client: Any) -> None:
+    """Until a console is served at `/`, it answers (no 404) with links to the API and docs."""
+    resp = await docs_client.get("/")
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["api"], body["docs"], body["openapi"]) == ("/api/v1", DOCS_PATH, OPENAPI_PATH)
+    for path in (body["docs"], body["openapi"]):
+        assert (await docs_client.get(path)).status == 200
+    page = await docs_client.get("/", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.status == 200 and page.content_type == "text/html"
+    html = await page.text()
+    assert f'href="{DOCS_PATH}"' in html and f'href="{OPENAPI_PATH}"' in html

@@ -25,7 +25,7 @@ from swagger_ui_bundle import swagger_ui_path
 from guiche import __version__
 from guiche.web.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint, endpoint_of
 from guiche.web.errors import NotFound
-from guiche.web.jsonio import dumps
+from guiche.web.jsonio import dumps, json_response
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCS_PATH = "/api/docs"
@@ -377,11 +377,47 @@ async def docs_asset(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(Path(str(swagger_ui_path)) / name, headers=headers)
 
 
-_DOCS_HANDLERS = frozenset({openapi_json, docs_page, docs_asset})
+LANDING = {
+    "name": "Guichê",
+    "version": __version__,
+    "api": "/api/v1",
+    "docs": DOCS_PATH,
+    "openapi": OPENAPI_PATH,
+    "health": "/health",
+}
+"""What `/` says until a web console is served there: where the API and its docs are."""
+
+LANDING_HTML = f"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Guichê</title></head>
+<body>
+  <h1>Guichê</h1>
+  <p>This is the API server; there is no web console here yet.</p>
+  <ul>
+    <li>API: <code>{LANDING["api"]}</code></li>
+    <li>Interactive docs: <a href="{DOCS_PATH}">{DOCS_PATH}</a></li>
+    <li>OpenAPI document: <a href="{OPENAPI_PATH}">{OPENAPI_PATH}</a></li>
+  </ul>
+</body>
+</html>
+"""
+
+
+@endpoint(PUBLIC, summary="Where the API and its docs are")
+async def landing(request: web.Request) -> web.Response:
+    """A browser (asking for HTML) gets a page of links, anything else JSON: `/` must
+    not be a dead end for someone who opened the printed URL."""
+    if "text/html" in request.headers.get("Accept", ""):
+        return web.Response(text=LANDING_HTML, content_type="text/html")
+    return json_response(LANDING)
+
+
+_DOCS_HANDLERS = frozenset({openapi_json, docs_page, docs_asset, landing})
 
 
 def setup_openapi(app: web.Application) -> None:
     app[_DOC_CACHE] = {}
+    app.router.add_get("/", landing)
     app.router.add_get(OPENAPI_PATH, openapi_json)
     app.router.add_get(DOCS_PATH, docs_page)
     app.router.add_get(DOCS_PATH + "/assets/{name}", docs_asset)
