@@ -156,6 +156,22 @@ class Settings(BaseSettings):
         return self.storage_path or self.data_dir / "storage"
 
 
+def env_names(model: type[BaseSettings]) -> list[str]:
+    """The environment variables a pydantic-settings model reads, one per field: its first
+    validation alias, else the model's `env_prefix` + the field name, upper-cased."""
+    prefix = str(model.model_config.get("env_prefix", ""))
+    names = []
+    for field, info in model.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.append(str(alias.choices[0]))
+        elif isinstance(alias, str):
+            names.append(alias)
+        else:
+            names.append(f"{prefix}{field}".upper())
+    return names
+
+
 def _env_name(field: str) -> str:
     if field.isupper():  # an aliased field is reported under the variable it was read from
         return field

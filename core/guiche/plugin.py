@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
+from pydantic_settings import BaseSettings
 
 from guiche.channels import ChannelAdapter
 from guiche.http_client import outbound_client
@@ -48,6 +49,9 @@ class PluginInfo:
     api_version: int = API_VERSION
     settings_model: type[BaseModel] | None = None
     requires: tuple[str, ...] = ()
+    operator_settings: type[BaseSettings] | None = None
+    """The deployment-wide environment variables the plugin reads, as one pydantic-settings
+    model (`guiche.config.env_names` lists them; `.env.example` must name each)."""
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices
 
-from guiche.config import ConfigError, Settings, load_settings
+from guiche.config import ConfigError, Settings, env_names, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def env_name(field: str) -> str:
-    alias = Settings.model_fields[field].validation_alias
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
-    return f"GUICHE_{field.upper()}"
-
-
-ENV_NAMES = [env_name(field) for field in Settings.model_fields]
+ENV_NAMES = env_names(Settings)
 
 
 @pytest.fixture
@@ -93,14 +86,30 @@ def test_defaults_and_blank_urls(clean_env: pytest.MonkeyPatch) -> None:
     assert load_settings().log_json is True
 
 
-def test_env_example_lists_every_setting() -> None:
-    """Every Settings field appears in .env.example under its environment name."""
+def plugin_env_names() -> list[str]:
+    """The operator settings every installed plugin declares (`PluginInfo.operator_settings`)."""
+    from guiche.plugins.manager import build_plugin_manager
+
+    names = []
+    for info in build_plugin_manager(blocked=[]).hook.guiche_plugin_info():
+        if info.operator_settings is not None:
+            names.extend(env_names(info.operator_settings))
+    return names
+
+
+def test_env_example_lists_every_setting_once() -> None:
+    """Core's Settings and every installed plugin's operator settings appear in .env.example
+    under their environment names, each once, and nothing else does."""
     text = (ROOT / ".env.example").read_text()
-    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
-    missing = [name for name in ENV_NAMES if name not in listed]
+    found = re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE)
+    expected = ENV_NAMES + plugin_env_names()
+    assert {"GUICHE_PUBLIC_URL", "GUICHE_META_APP_SECRET"} <= set(expected)
+    missing = [name for name in expected if name not in found]
     assert not missing, f".env.example lacks {missing}"
-    unknown = sorted(listed - set(ENV_NAMES))
-    assert not unknown, f".env.example names variables Settings does not read: {unknown}"
+    unknown = sorted(set(found) - set(expected))
+    assert not unknown, f".env.example names variables nothing reads: {unknown}"
+    repeated = sorted({name for name in found if found.count(name) > 1})
+    assert not repeated, f".env.example lists these more than once: {repeated}"
 
 
 def test_docker_compose_wires_the_scale_out_mode() -> None:

@@ -18,7 +18,7 @@ from guiche.plugin import (
     hookimpl,
 )
 from guiche_evolution.adapter import CHANNEL_TYPE, EvolutionAdapter
-from guiche_evolution.config import EvolutionConfig
+from guiche_evolution.config import EvolutionConfig, OperatorSettings
 from guiche_evolution.media import STORE_MEDIA_TASK, on_message, store_media
 from guiche_evolution.routes import (
     PATH_WEBHOOK,
@@ -38,6 +38,7 @@ def guiche_plugin_info() -> PluginInfo:
         name=NAME,
         version=VERSION,
         description="WhatsApp through a self-hosted Evolution API v2 server (QR-linked phone)",
+        operator_settings=OperatorSettings,
     )
 
 

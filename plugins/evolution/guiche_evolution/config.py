@@ -8,16 +8,29 @@ sends it back in a header we configure, because the body's own `apikey` is often
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from guiche_evolution.netpolicy import TargetNotAllowed, check_url_syntax
+from guiche_evolution.netpolicy import ALLOW_PRIVATE_ENV, TargetNotAllowed, check_url_syntax
 
 PUBLIC_URL_ENV = "GUICHE_PUBLIC_URL"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+
+
+
+class OperatorSettings(BaseSettings):
+    """The operator's environment for this plugin (declared in `PluginInfo`, listed in
+    .env.example); read where used, at call time, so tests and reloads see changes."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    public_url: str = Field(DEFAULT_PUBLIC_URL, validation_alias=PUBLIC_URL_ENV)
+    # "1", "true", "yes" or "on" (anything else: off); netpolicy reads it per call.
+    allow_private: str = Field("", validation_alias=ALLOW_PRIVATE_ENV)
+
 
 InstanceName = Annotated[
     str,
@@ -99,7 +112,7 @@ class EvolutionConfig(BaseModel):
 
     def webhook_base(self) -> str:
         """Where Evolution posts: the channel's override, else the operator's public URL."""
-        base = self.public_base_url or os.environ.get(PUBLIC_URL_ENV) or DEFAULT_PUBLIC_URL
+        base = self.public_base_url or OperatorSettings().public_url or DEFAULT_PUBLIC_URL
         return base.strip().rstrip("/")
 
     def accepted_body_keys(self) -> tuple[str, ...]:

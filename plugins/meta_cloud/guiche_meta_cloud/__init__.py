@@ -33,6 +33,7 @@ def guiche_plugin_info() -> PluginInfo:
         name=NAME,
         version=__version__,
         description="WhatsApp Business via Meta's Cloud API: webhooks, sending, templates, media",
+        operator_settings=AppWebhookSettings,
     )
 
 
