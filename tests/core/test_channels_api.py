@@ -195,6 +195,20 @@ async def test_validation_lists_credential_fields(chan_client, make_company):
     base = {"type": "fakechan", "name": "X", "credentials": CREDENTIALS}
     resp = await client.post("/api/v1/channels", json={**base, "phone": "123"}, headers=headers)
     assert (await resp.json())["error"]["details"][0]["field"] == "phone"
+    # A foreign number is checked in its own country, and the error says which.
+    resp = await client.post(
+        "/api/v1/channels", json={**base, "phone": "+44 20 7183"}, headers=headers
+    )
+    assert resp.status == 422
+    assert (await resp.json())["error"]["details"] == [
+        {"field": "phone", "message": "not a valid phone number for region GB"}
+    ]
+    # Meta's test numbers (+1 555 ...) belong to no numbering plan, but channels use them.
+    resp = await client.post(
+        "/api/v1/channels", json={**base, "phone": "+1 555-168-2817"}, headers=headers
+    )
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["phone"] == "+15551682817"
     resp = await client.post(
         "/api/v1/channels",
         json={**base, "default_department_id": str(uuid.uuid4())},

@@ -34,6 +34,34 @@ def test_invalid_numbers_raise(raw):
         normalize_phone(raw, "BR")
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("12345", "not a valid phone number for region BR"),  # local: the company's region
+        ("+44 20 7183", "not a valid phone number for region GB"),  # its own country
+        ("+1 555 168 2817", "not a valid phone number for region US"),
+        ("+999 1234", "not a valid phone number: no country has the code of '+999 1234'"),
+    ],
+)
+def test_errors_name_the_region_actually_used(raw, message):
+    with pytest.raises(InvalidPhone) as caught:
+        normalize_phone(raw, "BR")
+    assert str(caught.value) == message
+
+
+def test_foreign_numbers_are_read_in_their_own_region():
+    assert normalize_phone("+44 20 7183 8750", "BR") == "+442071838750"
+    assert normalize_phone("+351 912 345 678", "US") == "+351912345678"
+
+
+def test_meta_test_numbers_only_where_asked():
+    """Channels accept Meta's +1 555 test numbers; contacts (real people) do not."""
+    for raw in ("+1 555 168 2817", "15551682817"):
+        assert normalize_phone(raw, "BR", meta_test_numbers=True) == "+15551682817"
+    with pytest.raises(InvalidPhone):
+        normalize_phone("+1 555 168 2817", "BR")
+
+
 def test_phone_digits():
     assert phone_digits("(31) 9888-7") == "3198887"
     assert phone_digits("+55 (31)") == "5531"

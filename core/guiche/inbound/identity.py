@@ -15,11 +15,16 @@ from guiche.channels import Sender
 
 
 def whatsapp_phone(raw: str | None) -> str | None:
-    """A provider's phone/wa_id as E.164, or None when it is not a valid number.
+    """A provider's phone/wa_id as E.164, or None when it is not plausibly one.
 
     WhatsApp ids are digits with the country code and no "+". Brazilian mobiles may come
     without the ninth digit (`553188887777`, area codes >= 31 on older accounts): that is
     the same line as `+5531988887777`, so we restore the digit before validating.
+
+    The phone library's ranges lag the world (new ranges, Meta's `+1 555` test numbers),
+    and a wa_id is WhatsApp's own account number, so digits the library calls invalid
+    are still kept as the phone when plausibly E.164: 8 to 15 digits behind a country
+    code that exists. Anything else is no phone (the sender keeps it as a user id).
     """
     if not raw:
         return None
@@ -33,7 +38,7 @@ def whatsapp_phone(raw: str | None) -> str | None:
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(number):
-        return None
+        return "+" + digits if len(digits) <= 15 else None  # the country code exists
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

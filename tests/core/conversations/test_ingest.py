@@ -148,6 +148,22 @@ def test_whatsapp_phone_normalisation():
     assert whatsapp_phone("551130304040") == "+551130304040"  # landline keeps 8 digits
     assert whatsapp_phone("123") is None
     assert whatsapp_phone(None) is None
+    # Digits the phone library rejects are still the phone when plausibly E.164 ...
+    assert whatsapp_phone("15551682817") == "+15551682817"  # Meta's test numbers
+    # ... but not past 15 digits, nor behind a country code no country has.
+    assert whatsapp_phone("5511987654321000") is None
+    assert whatsapp_phone("99912345678") is None
+
+
+async def test_sender_the_phone_library_rejects_is_stored_with_its_digits(
+    client, make_company, make_channel, post_webhook
+):
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    await post_webhook(channel, [text_message("a", phone="15551682817")])
+    await post_webhook(channel, [text_message("b", phone="15551682817")])
+    contacts = await fetch("SELECT phone FROM contacts WHERE tenant = {}", company.tenant_id)
+    assert [c["phone"] for c in contacts] == ["+15551682817"]
 
 
 async def test_closed_conversation_reopens_as_a_new_one(
