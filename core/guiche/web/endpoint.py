@@ -42,6 +42,8 @@ class Endpoint:
     summary: str = ""
     tags: tuple[str, ...] = ()
     content_type: str = "application/json"
+    errors: tuple[int, ...] = ()
+    """Statuses beyond those the declaration implies (e.g. 409), for the OpenAPI document."""
 
 
 def endpoint_of(handler: Any) -> Endpoint | None:
@@ -58,13 +60,16 @@ def endpoint(
     summary: str = "",
     tags: tuple[str, ...] = (),
     content_type: str = "application/json",
+    errors: tuple[int, ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Wrap a handler `(request, *, body=..., query=...)` with auth, RBAC and validation.
 
     The handler returns a pydantic model, a dict/list (sent as JSON with `status`),
     or a ready `web.StreamResponse`.
     """
-    spec = Endpoint(permission, body, query, response, status, summary, tags, content_type)
+    spec = Endpoint(
+        permission, body, query, response, status, summary, tags, content_type, errors
+    )
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)

@@ -45,6 +45,7 @@ _ERROR_RESPONSES = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "NotFound",
+    409: "Conflict",
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
     422: "ValidationError",
@@ -256,7 +257,7 @@ def _responses(op: Operation, schema: dict[str, Any] | None, has_body: bool) -> 
             ok["content"] = {"application/json": {"schema": {}}}
         else:
             ok["content"] = {spec.content_type: {"schema": {"type": "string"}}}
-    errors = {429}
+    errors = {429, *spec.errors}
     if spec.permission != PUBLIC:
         errors.add(401)
         if spec.permission != AUTHENTICATED:
