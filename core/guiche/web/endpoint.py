@@ -67,9 +67,7 @@ def endpoint(
     The handler returns a pydantic model, a dict/list (sent as JSON with `status`),
     or a ready `web.StreamResponse`.
     """
-    spec = Endpoint(
-        permission, body, query, response, status, summary, tags, content_type, errors
-    )
+    spec = Endpoint(permission, body, query, response, status, summary, tags, content_type, errors)
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
