@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.table import Table
+
+T = TypeVar("T")
 
 #: Session settings of the pool's connections. `force_custom_plan`: every query is planned
 #: for its own parameters, so a page of a 20,000-message conversation does not run a
@@ -79,3 +85,50 @@ async def storage_flavor(engine: PostgresEngine) -> str:
         "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'messages'"
     )
     return "timescaledb" if rows else "postgres"
+
+
+#: Transaction rollbacks the server asks us to retry (class 40: serialization failure,
+#: deadlock, ...) and a lock wait cut short: the same work can succeed on a second try.
+_RETRYABLE_CLASS = "40"
+_RETRYABLE_STATES = frozenset({"55P03"})  # lock_not_available
+#: Attempts of one unit of work before its error is raised (then answered 5xx).
+RETRY_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 0.02
+
+log = logging.getLogger("guiche.db")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A database error after which the whole transaction may simply be run again."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and (
+        state.startswith(_RETRYABLE_CLASS) or state in _RETRYABLE_STATES
+    )
+
+
+async def retrying(
+    work: Callable[[], Awaitable[T]], *, what: str, attempts: int = RETRY_ATTEMPTS
+) -> T:
+    """Run `work` (one whole transaction, redone from its start) until it does not fail
+    for a retryable reason, at most `attempts` times, with a short jittered pause.
+
+    `work` must be safe to run again after a rollback: everything it wrote is gone,
+    and state it keeps outside the database must be reset by itself.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except asyncpg.PostgresError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            log.warning(
+                "%s: retrying after %s (%s), attempt %d of %d",
+                what,
+                type(exc).__name__,
+                exc.sqlstate,
+                attempt + 1,
+                attempts,
+                extra={"sqlstate": exc.sqlstate, "attempt": attempt + 1},
+            )
+            await asyncio.sleep(random.uniform(0, RETRY_BASE_SECONDS * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
