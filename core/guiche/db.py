@@ -34,6 +34,25 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
+#: SQLSTATEs that say the server is away for now, not that the statement is wrong: shutting
+#: down (57P01, 57P02), starting up or in recovery (57P03), out of connection slots (53300).
+#: Class 08 (connection exceptions) is matched as a whole.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached right now (a refused, dropped
+    or timed-out connection, a server restarting, a full server, a closed pool), so the
+    request may succeed if retried later; anything else is a real failure."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        return state.startswith("08") or state in _UNAVAILABLE_SQLSTATES
+    if isinstance(exc, asyncpg.InterfaceError):
+        # "connection is closed", "pool is closing": the connection went away under us.
+        return "closed" in str(exc) or "closing" in str(exc)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
 def make_engine(database_url: str) -> PostgresEngine:
     return PostgresEngine(
         config={"dsn": database_url, "connection_class": PooledConnection}, log_queries=False

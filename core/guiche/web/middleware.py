@@ -6,7 +6,10 @@ import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from guiche.db import database_unavailable
 from guiche.web.errors import ApiError
 from guiche.web.jsonio import json_response
 
@@ -24,6 +27,9 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "rate_limited",
 }
+
+#: Seconds a client is told to wait when a backing store is away (Retry-After).
+UNAVAILABLE_RETRY_AFTER = 5
 
 
 def error_response(
@@ -53,6 +59,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             exc.status, _HTTP_CODES.get(exc.status, "http_error"), message, None, headers
         )
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc) or isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            # A database restart or failover is not a bug: say "try again shortly".
+            log.warning("backing store unavailable on %s %s: %r", request.method, request.path, exc)
+            return error_response(
+                503,
+                "unavailable",
+                "Service temporarily unavailable, retry shortly",
+                None,
+                {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "Internal server error")

@@ -1,0 +1,130 @@
+"""Postgres going away is answered 503 with Retry-After (not 500), and the app recovers.
+
+The app reaches the real test database through a TCP relay the test can cut: cutting it
+drops every open connection and refuses new ones, as a Postgres restart or a network
+partition does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from guiche.db import database_unavailable
+from guiche.web.middleware import UNAVAILABLE_RETRY_AFTER
+from tests.conftest import login
+
+
+class Relay:
+    """A TCP relay to Postgres that can be cut (connections dropped, new ones refused).
+
+    It runs on an event loop in a thread of its own: creating the app connects once
+    synchronously (Piccolo reads the server version while the test's loop waits).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def start(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    def cut(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._cut(), self.loop).result(10)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    async def _start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers -= {writer, up_writer}
+
+
+def _through(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    return urlunsplit(
+        parts._replace(netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}")
+    )
+
+
+@pytest.fixture
+def relay(database_url: str) -> Iterator[Relay]:
+    parts = urlsplit(database_url)
+    relay = Relay(parts.hostname or "127.0.0.1", parts.port or 5432)
+    relay.start()
+    yield relay
+    relay.close()
+
+
+async def test_database_away_answers_503_with_retry_after_then_recovers(
+    make_client: Any, make_company: Any, relay: Relay, database_url: str
+) -> None:
+    client = await make_client(database_url=_through(database_url, relay.port))
+    company = await make_company()
+    headers = await login(client, company.owner)
+    assert (await client.get("/api/v1/contacts", headers=headers)).status == 200
+
+    relay.cut()
+    for path in ("/api/v1/contacts", "/api/v1/departments"):
+        resp = await client.get(path, headers=headers)
+        assert resp.status == 503, await resp.text()
+        assert resp.headers["Retry-After"] == str(UNAVAILABLE_RETRY_AFTER)
+        assert (await resp.json())["error"]["code"] == "unavailable"
+    resp = await client.post("/api/v1/auth/login", json={"email": "x@y.z", "password": "p"})
+    assert resp.status == 503
+
+    relay.start()  # Postgres is back: the pool reconnects, nothing to restart
+    resp = await client.get("/api/v1/contacts", headers=headers)
+    assert resp.status == 200, await resp.text()
+
+
+def test_only_connection_failures_count_as_unavailable() -> None:
+    assert database_unavailable(ConnectionRefusedError())
+    assert database_unavailable(asyncpg.exceptions.CannotConnectNowError("starting up"))
+    assert database_unavailable(asyncpg.exceptions.AdminShutdownError("terminating"))
+    assert database_unavailable(asyncpg.exceptions.ConnectionDoesNotExistError("gone"))
+    assert database_unavailable(asyncpg.exceptions.TooManyConnectionsError("full"))
+    assert database_unavailable(asyncpg.InterfaceError("connection is closed"))
+    assert not database_unavailable(asyncpg.exceptions.UniqueViolationError("duplicate"))
+    assert not database_unavailable(asyncpg.exceptions.UndefinedColumnError("typo"))
+    assert not database_unavailable(asyncpg.InterfaceError("another operation is in progress"))
+    assert not database_unavailable(ValueError("bug"))
