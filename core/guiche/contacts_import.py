@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import BaseModel
 
 from guiche.models import Contact
+from guiche.pgtext import has_unstorable
 from guiche.phones import InvalidPhone, normalize_phone
 from guiche.web.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from guiche.web.multipart import file_part, read_chunk
 
 KNOWN_COLUMNS = ("name", "phone", "email", "document")
 CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
@@ -76,11 +78,9 @@ async def read_upload(request: web.Request, limit: int) -> bytes:
     if request.content_type == "multipart/form-data":
         if declared is not None and declared > limit + MULTIPART_OVERHEAD:
             raise _too_large(limit)
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                return await _read_limited(part.read_chunk, limit)
-            await part.release()
+        part = await file_part(request)
+        if part is not None:
+            return await _read_limited(lambda size: read_chunk(part, size), limit)
         raise ValidationFailed(
             "Upload the CSV in a multipart field named 'file'",
             details=[{"field": "file", "message": "required"}],
@@ -165,6 +165,9 @@ def _check_header(header: list[str]) -> None:
         raise _file_error(f"duplicate columns: {', '.join(duplicates)}")
     if "phone" not in named:
         raise _file_error("the header row needs a 'phone' column")
+    unstorable = [name for name in named if has_unstorable(name)]
+    if unstorable:
+        raise _file_error("a column name contains text that cannot be stored (U+0000)")
 
 
 def _file_error(message: str) -> ValidationFailed:
@@ -182,7 +185,13 @@ def parse_row(
         message = f"{len(cells)} values for {len(header)} columns"
         return None, [RowError(row=number, field="row", message=message)]
     values = {name: cells[i].strip() for i, name in enumerate(header) if name and i < len(cells)}
-    errors: list[RowError] = []
+    errors = [
+        RowError(row=number, field=name, message="contains text that cannot be stored (U+0000)")
+        for name, value in values.items()
+        if has_unstorable(value)
+    ]
+    if errors:  # one bad row fails alone, as any other invalid row does
+        return None, errors
     phone = ""
     raw_phone = values.get("phone", "")
     if not raw_phone:

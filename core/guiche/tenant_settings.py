@@ -18,6 +18,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from guiche.models import Tenant
+from guiche.web.jsonio import validate_strict
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -102,7 +103,7 @@ def merge_settings(raw: Any, patch: dict[str, Any]) -> tuple[TenantSettings, dic
     merged = {**current, **patch}
     fields = TenantSettings.model_fields
     merged = {k: v for k, v in merged.items() if not (v is None and k in fields)}
-    model = TenantSettings.model_validate(merged)
+    model = validate_strict(TenantSettings, merged)
     return model, model.model_dump(mode="json", exclude_unset=True)
 
 

@@ -33,8 +33,9 @@ from guiche.plugin import ChannelSpec
 from guiche.plugins.enablement import enabled_settings
 from guiche.services import services_of
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import endpoint
+from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Conflict, ServiceUnavailable, ValidationFailed, pydantic_details
+from guiche.web.jsonio import validate_strict
 from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
@@ -45,7 +46,7 @@ RawPhone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 Credentials = Annotated[dict[str, Any], Field(max_length=100)]
 
 
-class ChannelIn(BaseModel):
+class ChannelIn(RequestBody):
     type: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
     name: Name
     phone: RawPhone | None = None
@@ -53,7 +54,7 @@ class ChannelIn(BaseModel):
     default_department_id: uuid.UUID | None = None
 
 
-class ChannelPatch(BaseModel):
+class ChannelPatch(RequestBody):
     name: Name | None = None
     phone: RawPhone | None = None
     credentials: Credentials | None = None
@@ -122,7 +123,7 @@ async def _spec_for(request: web.Request, tenant_id: uuid.UUID, type_name: str) 
 
 def _validate_credentials(spec: ChannelSpec, data: dict[str, Any]) -> dict[str, Any]:
     try:
-        model = spec.credentials_model.model_validate(data)
+        model = validate_strict(spec.credentials_model, data)
     except ValidationError as exc:
         details = pydantic_details(exc.errors())
         for item in details:
@@ -236,6 +237,7 @@ async def create_channel(request: web.Request, *, body: ChannelIn) -> ChannelOut
     response=ChannelOut,
     summary="Retry provider-side provisioning (e.g. after provisioning_failed)",
     tags=TAGS,
+    errors=(409,),
 )
 async def provision(request: web.Request) -> ChannelOut:
     principal = current_principal(request)

@@ -22,7 +22,7 @@ from guiche.models import Contact
 from guiche.phones import InvalidPhone, normalize_phone, phone_digits, tenant_region
 from guiche.services import services_of
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import endpoint
+from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Conflict, ValidationFailed
 from guiche.web.pagination import Page, PageQuery, paginate
 
@@ -35,7 +35,7 @@ Document = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 CustomFields = Annotated[dict[str, Any], Field(max_length=200)]
 
 
-class ContactIn(BaseModel):
+class ContactIn(RequestBody):
     name: Name = ""
     phone: RawPhone | None = None
     email: Email | None = None
@@ -44,7 +44,7 @@ class ContactIn(BaseModel):
     opted_out: bool = False
 
 
-class ContactPatch(BaseModel):
+class ContactPatch(RequestBody):
     name: Name | None = None
     phone: RawPhone | None = None
     email: Email | None = None
@@ -134,6 +134,7 @@ async def list_contacts(request: web.Request, *, query: ContactListQuery) -> Pag
     status=201,
     summary="Create a contact (phone normalised to E.164)",
     tags=TAGS,
+    errors=(409,),
 )
 async def create_contact(request: web.Request, *, body: ContactIn) -> ContactOut:
     principal = current_principal(request)
@@ -201,6 +202,7 @@ async def get_contact(request: web.Request) -> ContactOut:
     response=ContactOut,
     summary="Update a contact; custom_fields is replaced as a whole",
     tags=TAGS,
+    errors=(409,),
 )
 async def update_contact(request: web.Request, *, body: ContactPatch) -> ContactOut:
     principal = current_principal(request)

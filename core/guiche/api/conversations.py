@@ -19,7 +19,7 @@ from guiche.auth.principal import Principal, current_principal
 from guiche.conversations import transitions
 from guiche.conversations.visibility import Viewer, viewer_for
 from guiche.services import Services, services_of
-from guiche.web.endpoint import endpoint
+from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Forbidden, NotFound
 from guiche.web.pagination import Page, PageQuery, decode_cursor, encode_cursor
 
@@ -81,11 +81,11 @@ class ConversationOut(BaseModel):
     last_message: LastMessage | None
 
 
-class AssignIn(BaseModel):
+class AssignIn(RequestBody):
     user_id: uuid.UUID
 
 
-class TransferIn(BaseModel):
+class TransferIn(RequestBody):
     user_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None
     note: NoteText = ""
@@ -97,7 +97,7 @@ class TransferIn(BaseModel):
         return self
 
 
-class CloseIn(BaseModel):
+class CloseIn(RequestBody):
     tabulation_id: uuid.UUID
 
 
@@ -306,6 +306,7 @@ async def _caller(request: web.Request) -> tuple[Services, Principal, Viewer, uu
     response=ConversationOut,
     summary="Take a queued conversation (within your concurrent-chat cap)",
     tags=TAGS,
+    errors=(409,),
 )
 async def accept_conversation(request: web.Request) -> ConversationOut:
     services, principal, viewer, conversation_id = await _caller(request)
@@ -320,6 +321,7 @@ async def accept_conversation(request: web.Request) -> ConversationOut:
     response=ConversationOut,
     summary="Assign a conversation to a person (their cap does not apply)",
     tags=TAGS,
+    errors=(409,),
 )
 async def assign_conversation(request: web.Request, *, body: AssignIn) -> ConversationOut:
     services, principal, viewer, conversation_id = await _caller(request)
@@ -334,6 +336,7 @@ async def assign_conversation(request: web.Request, *, body: AssignIn) -> Conver
     response=ConversationOut,
     summary="Transfer a conversation to a person or to a department's queue, with a note",
     tags=TAGS,
+    errors=(409,),
 )
 async def transfer_conversation(request: web.Request, *, body: TransferIn) -> ConversationOut:
     services, principal, viewer, conversation_id = await _caller(request)
@@ -356,6 +359,7 @@ async def transfer_conversation(request: web.Request, *, body: TransferIn) -> Co
     response=ConversationOut,
     summary="Close a conversation with a tabulation (required)",
     tags=TAGS,
+    errors=(409,),
 )
 async def close_conversation(request: web.Request, *, body: CloseIn) -> ConversationOut:
     services, principal, viewer, conversation_id = await _caller(request)
@@ -369,6 +373,7 @@ async def close_conversation(request: web.Request, *, body: CloseIn) -> Conversa
     response=ConversationOut,
     summary="Reopen a closed conversation: back to its department's queue",
     tags=TAGS,
+    errors=(409,),
 )
 async def reopen_conversation(request: web.Request) -> ConversationOut:
     services, principal, viewer, conversation_id = await _caller(request)

@@ -19,7 +19,7 @@ from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
 from guiche.models import Department, DepartmentMember, Membership
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import endpoint
+from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Conflict, NotFound
 from guiche.web.pagination import Page, PageQuery, paginate
 
@@ -30,12 +30,12 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Description = Annotated[str, StringConstraints(max_length=2000)]
 
 
-class DepartmentIn(BaseModel):
+class DepartmentIn(RequestBody):
     name: Name
     description: Description = ""
 
 
-class DepartmentPatch(BaseModel):
+class DepartmentPatch(RequestBody):
     name: Name | None = None
     description: Description | None = None
     is_active: bool | None = None
@@ -105,6 +105,7 @@ async def list_departments(request: web.Request, *, query: DepartmentListQuery) 
     status=201,
     summary="Create a department",
     tags=TAGS,
+    errors=(409,),
 )
 async def create_department(request: web.Request, *, body: DepartmentIn) -> DepartmentOut:
     principal = current_principal(request)
@@ -137,6 +138,7 @@ async def get_department(request: web.Request) -> DepartmentOut:
     response=DepartmentOut,
     summary="Rename, describe or (re)activate a department",
     tags=TAGS,
+    errors=(409,),
 )
 async def update_department(request: web.Request, *, body: DepartmentPatch) -> DepartmentOut:
     principal = current_principal(request)
@@ -205,6 +207,14 @@ async def _member_rows(tenant_id: uuid.UUID, rows: list[dict[str, Any]]) -> list
     return items
 
 
+async def _active_department(tenant_id: uuid.UUID, department_id: uuid.UUID) -> None:
+    """404 unless the department exists and is active: a deleted (deactivated) department
+    keeps its row, so it can be reactivated, but has no members to list or add."""
+    row = await get_owned(Department, tenant_id, department_id, Department.is_active)
+    if not row["is_active"]:
+        raise NotFound("department not found", code="department_inactive")
+
+
 def _member_select(tenant_id: uuid.UUID, department_id: uuid.UUID) -> Any:
     return owned(
         DepartmentMember,
@@ -228,7 +238,7 @@ def _member_select(tenant_id: uuid.UUID, department_id: uuid.UUID) -> Any:
 async def list_members(request: web.Request, *, query: PageQuery) -> Page[Any]:
     principal = current_principal(request)
     department_id = path_id(request, "department")
-    await get_owned(Department, principal.tenant_id, department_id, what="department")
+    await _active_department(principal.tenant_id, department_id)
     rows, cursor = await paginate(
         _member_select(principal.tenant_id, department_id), DepartmentMember, query
     )
@@ -247,7 +257,7 @@ async def add_member(request: web.Request) -> DepartmentMemberOut:
     principal = current_principal(request)
     department_id = path_id(request, "department")
     user_id = path_id(request, "user", key="user_id")
-    await get_owned(Department, principal.tenant_id, department_id, what="department")
+    await _active_department(principal.tenant_id, department_id)
     is_member = await Membership.exists().where(
         (Membership.tenant == principal.tenant_id) & (Membership.user == user_id)
     )

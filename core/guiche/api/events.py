@@ -29,8 +29,12 @@ routes = web.RouteTableDef()
 SCAN_FACTOR = 5
 
 
+#: Sequences are Postgres bigints: a larger `after` is a client error, not an overflow.
+MAX_SEQ = 2**63 - 1
+
+
 class EventsQuery(BaseModel):
-    after: int = Field(0, ge=0, description="The last sequence the client has seen.")
+    after: int = Field(0, ge=0, le=MAX_SEQ, description="The last sequence the client has seen.")
     limit: int = Field(100, ge=1, le=500)
 
 

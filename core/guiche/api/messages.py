@@ -26,6 +26,7 @@ from guiche.tenancy import owned
 from guiche.web.endpoint import endpoint
 from guiche.web.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from guiche.web.jsonio import json_response
+from guiche.web.multipart import file_part, read_chunk
 from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
@@ -64,6 +65,7 @@ async def list_messages(request: web.Request, *, query: PageQuery) -> Page[Messa
     status=202,
     summary="Send a message (text, uploaded media or template); optional Idempotency-Key",
     tags=TAGS,
+    errors=(409,),
 )
 async def send_message(request: web.Request, *, body: SendMessageRequest) -> web.Response:
     principal = current_principal(request)
@@ -89,7 +91,7 @@ class MediaOut(BaseModel):
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(CHUNK_BYTES):
+    while chunk := await read_chunk(part, CHUNK_BYTES):
         yield chunk
 
 
@@ -117,17 +119,16 @@ async def upload_media(request: web.Request) -> MediaOut:
             code="media_too_large",
             details={"max_bytes": limit},
         )
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            row = await save_upload(
-                services,
-                principal.tenant_id,
-                _chunks(part),
-                declared_mime=part.headers.get(hdrs.CONTENT_TYPE),
-                filename=part.filename,
-            )
-            return MediaOut.model_validate(row)
+    part = await file_part(request)
+    if part is not None:
+        row = await save_upload(
+            services,
+            principal.tenant_id,
+            _chunks(part),
+            declared_mime=part.headers.get(hdrs.CONTENT_TYPE),
+            filename=part.filename,
+        )
+        return MediaOut.model_validate(row)
     raise ValidationFailed(
         "No file: send it in the multipart field 'file'",
         details=[{"field": "file", "message": "required"}],
@@ -137,9 +138,9 @@ async def upload_media(request: web.Request) -> MediaOut:
 @routes.get("/api/v1/media/{id}")
 @endpoint(
     "conversations.read",
-    summary="Download an uploaded or received file (as an attachment)",
+    summary="Download an uploaded or received file (as an attachment), as its own media type",
     tags=TAGS,
-    content_type="application/octet-stream",
+    content_type="*/*",  # the file's stored MIME type, whatever it is
 )
 async def download_media(request: web.Request) -> web.StreamResponse:
     principal = current_principal(request)

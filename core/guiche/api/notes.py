@@ -14,7 +14,7 @@ from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
 from guiche.models import Contact, Conversation, Note
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import endpoint
+from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Forbidden, ValidationFailed
 from guiche.web.pagination import Page, PageQuery, paginate
 
@@ -27,7 +27,7 @@ class _OneTarget(BaseModel):
     conversation_id: uuid.UUID | None = None
 
 
-class NoteIn(_OneTarget):
+class NoteIn(_OneTarget, RequestBody):
     body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10000)]
 
 
@@ -100,6 +100,7 @@ async def _check_target(tenant_id: uuid.UUID, target: _OneTarget) -> None:
     response=Page[NoteOut],
     summary="List the notes on a contact or a conversation",
     tags=TAGS,
+    errors=(404,),
 )
 async def list_notes(request: web.Request, *, query: NoteListQuery) -> Page[Any]:
     principal = current_principal(request)
@@ -121,6 +122,7 @@ async def list_notes(request: web.Request, *, query: NoteListQuery) -> Page[Any]
     status=201,
     summary="Write a note on a contact or a conversation",
     tags=TAGS,
+    errors=(404,),
 )
 async def create_note(request: web.Request, *, body: NoteIn) -> NoteOut:
     principal = current_principal(request)

@@ -23,6 +23,7 @@ from guiche.plugins.registry import PluginRegistry
 from guiche.services import services_of
 from guiche.web.endpoint import endpoint
 from guiche.web.errors import NotFound, ValidationFailed, pydantic_details
+from guiche.web.jsonio import validate_strict
 
 routes = web.RouteTableDef()
 
@@ -153,8 +154,10 @@ def _describe(
 
 
 def _validate_settings(registry: PluginRegistry, name: str, settings: dict[str, Any]) -> None:
+    model = registry.settings_model(name)
     try:
-        registry.validate_settings(name, settings)
+        if model is not None:
+            validate_strict(model, settings)  # as API input: strict, like the body itself
     except ValidationError as exc:
         details = [
             {**item, "field": f"settings.{item['field']}" if item["field"] else "settings"}

@@ -19,7 +19,7 @@ from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
 from guiche.models import Tabulation
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import endpoint
+from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Conflict
 from guiche.web.pagination import Page, PageQuery, paginate
 
@@ -30,12 +30,12 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Description = Annotated[str, StringConstraints(max_length=2000)]
 
 
-class TabulationIn(BaseModel):
+class TabulationIn(RequestBody):
     name: Name
     description: Description = ""
 
 
-class TabulationPatch(BaseModel):
+class TabulationPatch(RequestBody):
     name: Name | None = None
     description: Description | None = None
     is_active: bool | None = None
@@ -94,6 +94,7 @@ async def list_tabulations(request: web.Request, *, query: TabulationListQuery) 
     status=201,
     summary="Create a tabulation",
     tags=TAGS,
+    errors=(409,),
 )
 async def create_tabulation(request: web.Request, *, body: TabulationIn) -> TabulationOut:
     principal = current_principal(request)
@@ -127,6 +128,7 @@ async def get_tabulation(request: web.Request) -> TabulationOut:
     response=TabulationOut,
     summary="Rename, describe or (re)activate a tabulation",
     tags=TAGS,
+    errors=(409,),
 )
 async def update_tabulation(request: web.Request, *, body: TabulationPatch) -> TabulationOut:
     principal = current_principal(request)

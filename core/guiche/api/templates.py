@@ -19,7 +19,7 @@ from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
 from guiche.models import Channel, Template
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import endpoint
+from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Conflict, ValidationFailed
 from guiche.web.pagination import Page, PageQuery, paginate
 
@@ -33,34 +33,41 @@ Language = Annotated[
         strip_whitespace=True, max_length=20, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$"
     ),
 ]
+_CODE = r"^[A-Za-z_]+$"
+#: Upper-cased provider codes, as long as their columns (category 40, status 30).
 Code = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=r"^[A-Za-z_]+$"),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=_CODE),
+    AfterValidator(str.upper),
+]
+Status = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=30, pattern=_CODE),
     AfterValidator(str.upper),
 ]
 Body = Annotated[str, StringConstraints(max_length=4096)]
 Components = Annotated[list[dict[str, Any]], Field(max_length=50)]
 
 
-class TemplateIn(BaseModel):
+class TemplateIn(RequestBody):
     name: Name
     language: Language = "pt_BR"
     category: Code = "UTILITY"
     body: Body = ""
     components: Components = []
     channel_id: uuid.UUID | None = None
-    status: Code = "APPROVED"
+    status: Status = "APPROVED"
     external_id: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
-class TemplatePatch(BaseModel):
+class TemplatePatch(RequestBody):
     name: Name | None = None
     language: Language | None = None
     category: Code | None = None
     body: Body | None = None
     components: Components | None = None
     channel_id: uuid.UUID | None = None
-    status: Code | None = None
+    status: Status | None = None
     external_id: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
@@ -138,6 +145,7 @@ async def list_templates(request: web.Request, *, query: TemplateListQuery) -> P
     status=201,
     summary="Create a template",
     tags=TAGS,
+    errors=(409,),
 )
 async def create_template(request: web.Request, *, body: TemplateIn) -> TemplateOut:
     principal = current_principal(request)
@@ -172,6 +180,7 @@ async def get_template(request: web.Request) -> TemplateOut:
     response=TemplateOut,
     summary="Update a template",
     tags=TAGS,
+    errors=(409,),
 )
 async def update_template(request: web.Request, *, body: TemplatePatch) -> TemplateOut:
     principal = current_principal(request)

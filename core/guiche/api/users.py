@@ -26,7 +26,7 @@ from guiche.realtime.events import PendingEvent, record_events
 from guiche.routing.service import drain_queue
 from guiche.services import services_of
 from guiche.tenancy import owned
-from guiche.web.endpoint import AUTHENTICATED, endpoint
+from guiche.web.endpoint import AUTHENTICATED, RequestBody, endpoint
 from guiche.web.errors import Conflict, Forbidden, NotFound
 from guiche.web.pagination import Page, PageQuery, paginate
 
@@ -43,7 +43,7 @@ Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 MaxChats = Annotated[int, Field(ge=0, le=100)]
 
 
-class UserIn(BaseModel):
+class UserIn(RequestBody):
     email: Email
     name: Name = ""
     password: Password | None = None
@@ -51,13 +51,13 @@ class UserIn(BaseModel):
     max_concurrent_chats: MaxChats = 5
 
 
-class UserPatch(BaseModel):
+class UserPatch(RequestBody):
     name: NonEmptyName | None = None
     role: Role | None = None
     max_concurrent_chats: MaxChats | None = None
 
 
-class StatusIn(BaseModel):
+class StatusIn(RequestBody):
     status: Presence
 
 
@@ -180,6 +180,7 @@ async def list_users(request: web.Request, *, query: UserListQuery) -> Page[Any]
     status=201,
     summary="Add a person to the company (an existing user by email needs no password)",
     tags=TAGS,
+    errors=(409,),
 )
 async def create_user(request: web.Request, *, body: UserIn) -> UserOut:
     principal = current_principal(request)
@@ -215,6 +216,7 @@ async def get_user(request: web.Request) -> UserOut:
     response=UserOut,
     summary="Change a person's name, role or concurrent-chat cap",
     tags=TAGS,
+    errors=(409,),
 )
 async def update_user(request: web.Request, *, body: UserPatch) -> UserOut:
     principal = current_principal(request)
@@ -244,6 +246,7 @@ async def update_user(request: web.Request, *, body: UserPatch) -> UserOut:
     response=UserOut,
     summary="Deactivate a person's seat and revoke their sessions in this company",
     tags=TAGS,
+    errors=(409,),
 )
 async def deactivate_user(request: web.Request) -> UserOut:
     principal = current_principal(request)
@@ -292,6 +295,7 @@ async def activate_user(request: web.Request) -> UserOut:
     response=UserOut,
     summary="Set presence (online/away/offline): one's own, or anyone's with users.manage",
     tags=TAGS,
+    errors=(403, 409),
 )
 async def set_status(request: web.Request, *, body: StatusIn) -> UserOut:
     principal = current_principal(request)

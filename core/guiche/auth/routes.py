@@ -89,7 +89,7 @@ def _signed_in_user(request: web.Request) -> tuple[Principal, uuid.UUID]:
 
 
 @routes.post("/api/v1/auth/login")
-@endpoint(PUBLIC, body=LoginBody, response=TokenPair, summary="Sign in", tags=TAGS)
+@endpoint(PUBLIC, body=LoginBody, response=TokenPair, summary="Sign in", tags=TAGS, errors=(401,))
 async def login(request: web.Request, *, body: LoginBody) -> TokenPair:
     services = services_of(request)
     throttle = login_throttle(services)
@@ -104,7 +104,9 @@ async def login(request: web.Request, *, body: LoginBody) -> TokenPair:
 
 
 @routes.post("/api/v1/auth/refresh")
-@endpoint(PUBLIC, body=RefreshBody, response=TokenPair, summary="Rotate tokens", tags=TAGS)
+@endpoint(
+    PUBLIC, body=RefreshBody, response=TokenPair, summary="Rotate tokens", tags=TAGS, errors=(401,)
+)
 async def refresh(request: web.Request, *, body: RefreshBody) -> TokenPair:
     settings = services_of(request).settings
     try:
@@ -126,7 +128,7 @@ async def logout(request: web.Request, *, body: RefreshBody) -> None:
 
 
 @routes.get("/api/v1/auth/me")
-@endpoint(AUTHENTICATED, response=Me, summary="Who am I", tags=TAGS)
+@endpoint(AUTHENTICATED, response=Me, summary="Who am I", tags=TAGS, errors=(404,))
 async def me(request: web.Request) -> Me:
     principal = current_principal(request)
     tenant = (
@@ -153,7 +155,7 @@ async def me(request: web.Request) -> Me:
 
 
 @routes.get("/api/v1/auth/companies")
-@endpoint(AUTHENTICATED, response=Companies, summary="My companies", tags=TAGS)
+@endpoint(AUTHENTICATED, response=Companies, summary="My companies", tags=TAGS, errors=(403,))
 async def companies(request: web.Request) -> Companies:
     principal, user_id = _signed_in_user(request)
     seats = await memberships(user_id)
@@ -171,6 +173,7 @@ async def companies(request: web.Request) -> Companies:
     response=TokenPair,
     summary="New token pair for another of my companies",
     tags=TAGS,
+    errors=(403, 404),
 )
 async def switch(request: web.Request, *, body: SwitchBody) -> TokenPair:
     _, user_id = _signed_in_user(request)

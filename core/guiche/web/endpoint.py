@@ -2,6 +2,16 @@
 
 The declaration is data on the handler (`handler.__guiche_endpoint__`), so the RBAC
 test and the OpenAPI generator read the same facts the request path enforces.
+
+Input rules every route gets here, so no handler has to repeat them:
+- a JSON body is validated in pydantic's strict mode as JSON (`0` is not a boolean,
+  `false` not an integer, `"1"` not a number; UUIDs and datetimes are JSON strings);
+- text Postgres cannot store is refused with a 422 naming the field: U+0000 anywhere in
+  a body (values and keys, however deep) or a query parameter. Lone surrogates never
+  get this far: a JSON body holding one is not valid UTF-8 (400 `invalid_json`), and
+  undecodable bytes in a query string arrive as U+FFFD. Refusing, not cleaning, is the
+  contract for API input: the caller learns which field to fix and nothing is stored
+  different from what was sent (`guiche.pgtext` decides what is unstorable).
 """
 
 from __future__ import annotations
@@ -13,9 +23,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from guiche.auth.principal import PRINCIPAL_KEY
+from guiche.pgtext import has_unstorable
 from guiche.web.errors import (
     BadRequest,
     Forbidden,
@@ -31,6 +42,15 @@ AUTHENTICATED = "authenticated"  # any authenticated caller, no specific permiss
 
 Handler = Callable[..., Awaitable[Any]]
 
+UNSTORABLE_MESSAGE = "contains text that cannot be stored (U+0000 or a lone surrogate)"
+
+
+class RequestBody(BaseModel):
+    """Base of JSON request bodies: an unknown field is an error, not silently dropped
+    (a typo must not look like success). Nested input models set the same config."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -42,6 +62,7 @@ class Endpoint:
     summary: str = ""
     tags: tuple[str, ...] = ()
     content_type: str = "application/json"
+    errors: tuple[int, ...] = ()
 
 
 def endpoint_of(handler: Any) -> Endpoint | None:
@@ -58,13 +79,19 @@ def endpoint(
     summary: str = "",
     tags: tuple[str, ...] = (),
     content_type: str = "application/json",
+    errors: tuple[int, ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Wrap a handler `(request, *, body=..., query=...)` with auth, RBAC and validation.
 
     The handler returns a pydantic model, a dict/list (sent as JSON with `status`),
-    or a ready `web.StreamResponse`.
+    or a ready `web.StreamResponse`. `errors` lists the error statuses the handler
+    itself may answer beyond those the declaration implies (401/403 from the
+    permission, 400/413/415/422 from a body, 404 from a path parameter), e.g. 409 for
+    a duplicate, so the OpenAPI document lists every status the route can answer.
     """
-    spec = Endpoint(permission, body, query, response, status, summary, tags, content_type)
+    spec = Endpoint(
+        permission, body, query, response, status, summary, tags, content_type, tuple(errors)
+    )
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -72,9 +99,9 @@ def endpoint(
             authorize(request, permission)
             kwargs: dict[str, Any] = {}
             if query is not None:
-                kwargs["query"] = _validate(query, dict(request.query))
+                kwargs["query"] = _validate_query(query, request)
             if body is not None:
-                kwargs["body"] = _validate(body, await read_json(request))
+                kwargs["body"] = await _validate_body(body, request)
             result = await handler(request, **kwargs)
             if isinstance(result, web.StreamResponse):
                 return result
@@ -102,12 +129,15 @@ def authorize(request: web.Request, permission: str) -> None:
         )
 
 
-async def read_json(request: web.Request) -> Any:
+async def _read_body(request: web.Request) -> bytes:
     if request.content_type not in ("application/json", "") and not request.content_type.endswith(
         "+json"
     ):
         raise UnsupportedMediaType("Send a JSON body (Content-Type: application/json)")
-    raw = await request.read()
+    return await request.read()
+
+
+def _parse_json(raw: bytes) -> Any:
     if not raw:
         return {}
     try:
@@ -116,10 +146,59 @@ async def read_json(request: web.Request) -> Any:
         raise BadRequest("Body is not valid JSON", code="invalid_json", details=str(exc)) from None
 
 
-def _validate(model: type[BaseModel], data: Any) -> BaseModel:
+async def _validate_body(model: type[BaseModel], request: web.Request) -> BaseModel:
+    raw = await _read_body(request)
+    data = _parse_json(raw)
+    _refuse_unstorable(_unstorable_fields(data))
     try:
-        return model.model_validate(data)
+        # Strict, from the JSON itself: JSON mode still reads UUIDs, datetimes and enums
+        # from their string forms, which strict Python-mode validation would refuse.
+        return model.model_validate_json(raw or b"{}", strict=True)
     except ValidationError as exc:
         raise ValidationFailed(
             "Request validation failed", details=pydantic_details(exc.errors())
         ) from None
+
+
+def _validate_query(model: type[BaseModel], request: web.Request) -> BaseModel:
+    """Query strings are text: lax validation reads `?limit=10` and `?flag=true`."""
+    params = dict(request.query)
+    _refuse_unstorable(
+        [name for name, value in params.items() if has_unstorable(name) or has_unstorable(value)]
+    )
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "Request validation failed", details=pydantic_details(exc.errors())
+        ) from None
+
+
+def _unstorable_fields(value: Any, path: str = "") -> list[str]:
+    """Dotted paths (list items by index) of every string or key Postgres would refuse."""
+    found: list[str] = []
+    if isinstance(value, str):
+        if has_unstorable(value):
+            found.append(path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if has_unstorable(key):
+                found.append(here)
+            found.extend(_unstorable_fields(item, here))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_unstorable_fields(item, f"{path}.{index}" if path else str(index)))
+    return found
+
+
+def _refuse_unstorable(fields: list[str]) -> None:
+    if fields:
+        raise ValidationFailed(
+            "Request validation failed",
+            code="unstorable_text",
+            details=[
+                {"field": field, "message": UNSTORABLE_MESSAGE, "type": "unstorable_text"}
+                for field in dict.fromkeys(fields)
+            ],
+        )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _default(value: Any) -> Any:
@@ -26,6 +28,16 @@ def dumps(data: Any) -> bytes:
 def dumps_text(data: Any) -> str:
     """JSON as text, for jsonb query parameters."""
     return dumps(data).decode()
+
+
+def validate_strict(model: type[M], data: Any) -> M:
+    """`data` (parsed from a client's JSON) validated as that JSON, in strict mode.
+
+    API input has one contract: `0` is not a boolean, `false` not an integer, `"1"` not
+    a number, while UUIDs, datetimes and enums are read from their JSON strings (which
+    strict validation of Python objects would refuse). Raises pydantic's ValidationError.
+    """
+    return model.model_validate_json(dumps(data), strict=True)
 
 
 def json_response(

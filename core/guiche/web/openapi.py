@@ -45,10 +45,13 @@ _ERROR_RESPONSES = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "NotFound",
+    409: "Conflict",
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
     422: "ValidationError",
     429: "TooManyRequests",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
 }
 
 
@@ -120,10 +123,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "responses": {
-                name: {
-                    "description": HTTPStatus(status).phrase,
-                    "content": {"application/json": {"schema": error_ref}},
-                }
+                name: _error_response(status, error_ref)
                 for status, name in _ERROR_RESPONSES.items()
             },
             "securitySchemes": SECURITY_SCHEMES,
@@ -132,6 +132,24 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
     }
     _drop_unreferenced(doc)
     return doc
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _error_response(status: int, error_ref: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": HTTPStatus(status).phrase,
+        "content": {"application/json": {"schema": error_ref}},
+    }
+    if status in (429, 503):
+        response["headers"] = _RETRY_AFTER
+    return response
 
 
 def _schemas(
@@ -206,7 +224,10 @@ def _operation(
         upload = _MULTIPART_UPLOAD if spec.content_type == "multipart/form-data" else _UPLOAD
         operation["requestBody"] = {"required": True, "content": {spec.content_type: upload}}
     operation["responses"] = _responses(
-        op, mapping.get(((index, "response"), "serialization")), "requestBody" in operation
+        op,
+        mapping.get(((index, "response"), "serialization")),
+        "requestBody" in operation,
+        mapping[("error", "serialization")],
     )
     return operation
 
@@ -245,7 +266,9 @@ def _query_parameters(ref: dict[str, Any], schemas: dict[str, Any]) -> list[dict
     return parameters
 
 
-def _responses(op: Operation, schema: dict[str, Any] | None, has_body: bool) -> dict[str, Any]:
+def _responses(
+    op: Operation, schema: dict[str, Any] | None, has_body: bool, error_ref: dict[str, Any]
+) -> dict[str, Any]:
     spec = op.spec
     status = spec.status
     ok: dict[str, Any] = {"description": HTTPStatus(status).phrase}
@@ -255,8 +278,10 @@ def _responses(op: Operation, schema: dict[str, Any] | None, has_body: bool) -> 
         elif _is_json(spec.content_type) or op.method != "GET":
             ok["content"] = {"application/json": {"schema": {}}}
         else:
-            ok["content"] = {spec.content_type: {"schema": {"type": "string"}}}
-    errors = {429}
+            text = spec.content_type.startswith("text/")
+            body = {"type": "string"} if text else {"type": "string", "format": "binary"}
+            ok["content"] = {spec.content_type: {"schema": body}}
+    errors = {429, 503, *spec.errors}  # 503: the database is away (see web.middleware)
     if spec.permission != PUBLIC:
         errors.add(401)
         if spec.permission != AUTHENTICATED:
@@ -269,7 +294,10 @@ def _responses(op: Operation, schema: dict[str, Any] | None, has_body: bool) -> 
         errors.add(404)
     responses: dict[str, Any] = {str(status): ok}
     for code in sorted(errors):
-        responses[str(code)] = {"$ref": f"#/components/responses/{_ERROR_RESPONSES[code]}"}
+        name = _ERROR_RESPONSES.get(code)
+        responses[str(code)] = (
+            {"$ref": f"#/components/responses/{name}"} if name else _error_response(code, error_ref)
+        )
     return responses
 
 

@@ -60,6 +60,7 @@ def _channel_id(raw: str) -> uuid.UUID:
     response=QrCodeOut,
     summary="Link an Evolution channel's phone: its QR code or pairing code, or its state",
     tags=("evolution",),
+    errors=(502,),
 )
 async def channel_qrcode(request: web.Request) -> QrCodeOut:
     ctx = await plugin_context(request)

@@ -106,6 +106,7 @@ async def sync_channel(services: Any, channel: Any) -> SyncResult:
     response=SyncResult,
     summary="Sync a WhatsApp Cloud channel's message templates from Meta",
     tags=("meta_cloud",),
+    errors=(502,),
 )
 async def sync_route(request: web.Request) -> SyncResult:
     ctx = await plugin_context(request)
