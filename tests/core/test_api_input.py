@@ -395,3 +395,23 @@ async def test_unknown_ids_in_paths_stay_404(client: Any, company: Any) -> None:
     headers = await login(client, company.owner)
     resp = await client.get(f"/api/v1/departments/{uuid.uuid4()}/members", headers=headers)
     assert resp.status == 404
+
+
+async def test_integers_beyond_64_bits_are_refused_or_stored_as_numbers(
+    client: Any, company: Any
+) -> None:
+    """JSON read as JavaScript reads it: a typed integer field refuses the value, a
+    free-form one stores the number (as a double), never a 500."""
+    headers = await login(client, company.owner)
+    huge = 18305766121005484032123
+    resp = await client.patch(
+        "/api/v1/tenant", json={"settings": {"auto_close_hours": huge}}, headers=headers
+    )
+    assert resp.status == 422, await resp.text()
+    resp = await client.post(
+        "/api/v1/contacts",
+        json={"phone": "+5531988887772", "custom_fields": {"n": huge}},
+        headers=headers,
+    )
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["custom_fields"]["n"] == float(huge)

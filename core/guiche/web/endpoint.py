@@ -35,7 +35,7 @@ from guiche.web.errors import (
     ValidationFailed,
     pydantic_details,
 )
-from guiche.web.jsonio import json_response
+from guiche.web.jsonio import json_response, validate_strict
 
 PUBLIC = "public"  # no authentication
 AUTHENTICATED = "authenticated"  # any authenticated caller, no specific permission
@@ -129,15 +129,13 @@ def authorize(request: web.Request, permission: str) -> None:
         )
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def _read_json(request: web.Request) -> Any:
+    """The body parsed (`{}` when empty): 415 unless JSON, 400 unless valid JSON."""
     if request.content_type not in ("application/json", "") and not request.content_type.endswith(
         "+json"
     ):
         raise UnsupportedMediaType("Send a JSON body (Content-Type: application/json)")
-    return await request.read()
-
-
-def _parse_json(raw: bytes) -> Any:
+    raw = await request.read()
     if not raw:
         return {}
     try:
@@ -147,13 +145,10 @@ def _parse_json(raw: bytes) -> Any:
 
 
 async def _validate_body(model: type[BaseModel], request: web.Request) -> BaseModel:
-    raw = await _read_body(request)
-    data = _parse_json(raw)
+    data = await _read_json(request)
     _refuse_unstorable(_unstorable_fields(data))
     try:
-        # Strict, from the JSON itself: JSON mode still reads UUIDs, datetimes and enums
-        # from their string forms, which strict Python-mode validation would refuse.
-        return model.model_validate_json(raw or b"{}", strict=True)
+        return validate_strict(model, data)
     except ValidationError as exc:
         raise ValidationFailed(
             "Request validation failed", details=pydantic_details(exc.errors())

@@ -31,11 +31,14 @@ def dumps_text(data: Any) -> str:
 
 
 def validate_strict(model: type[M], data: Any) -> M:
-    """`data` (parsed from a client's JSON) validated as that JSON, in strict mode.
+    """`data` (parsed from a client's JSON by orjson) validated as JSON, in strict mode.
 
     API input has one contract: `0` is not a boolean, `false` not an integer, `"1"` not
     a number, while UUIDs, datetimes and enums are read from their JSON strings (which
-    strict validation of Python objects would refuse). Raises pydantic's ValidationError.
+    strict validation of Python objects would refuse). Going through orjson's reading
+    also bounds numbers: an integer literal beyond 64 bits is read as a double, as
+    JavaScript reads it, so an `int` field refuses it and free-form JSON stays storable.
+    Raises pydantic's ValidationError.
     """
     return model.model_validate_json(dumps(data), strict=True)
 
