@@ -415,3 +415,10 @@ async def test_integers_beyond_64_bits_are_refused_or_stored_as_numbers(
     )
     assert resp.status == 201, await resp.text()
     assert (await resp.json())["custom_fields"]["n"] == float(huge)
+
+
+async def test_a_repeated_query_parameter_is_refused(client: Any, company: Any) -> None:
+    headers = await login(client, company.owner)
+    resp = await client.get("/api/v1/contacts?q=a&q=b", headers=headers)
+    assert resp.status == 422, await resp.text()
+    assert _fields(await resp.json()) == ["q"]

@@ -158,6 +158,15 @@ async def _validate_body(model: type[BaseModel], request: web.Request) -> BaseMo
 def _validate_query(model: type[BaseModel], request: web.Request) -> BaseModel:
     """Query strings are text: lax validation reads `?limit=10` and `?flag=true`."""
     params = dict(request.query)
+    repeated = [name for name in params if len(request.query.getall(name)) > 1]
+    if repeated:  # no query parameter is a list: which of two values was meant is unknown
+        raise ValidationFailed(
+            "Request validation failed",
+            details=[
+                {"field": name, "message": "given more than once", "type": "repeated"}
+                for name in repeated
+            ],
+        )
     _refuse_unstorable(
         [name for name, value in params.items() if has_unstorable(name) or has_unstorable(value)]
     )
