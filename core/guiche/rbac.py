@@ -50,6 +50,7 @@ CORE_PERMISSIONS: dict[str, set[str]] = {
     "conversations.transfer": _STAFF,
     "conversations.close": _STAFF,
     "conversations.reopen": _STAFF,
+    "conversations.start": _STAFF,
     "messages.send": _STAFF,
     "media.upload": _STAFF,
     "events.read": _ALL,

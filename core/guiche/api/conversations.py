@@ -12,15 +12,17 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from guiche.api.common import path_id
 from guiche.auth.principal import Principal, current_principal
 from guiche.conversations import transitions
+from guiche.conversations.start import ConversationAlreadyOpen, StartRequest, start_conversation
 from guiche.conversations.visibility import Viewer, viewer_for
+from guiche.outbound.schemas import MessageOut, SendRequest
 from guiche.services import Services, services_of
 from guiche.web.endpoint import RequestBody, endpoint
-from guiche.web.errors import Forbidden, NotFound
+from guiche.web.errors import Conflict, Forbidden, NotFound
 from guiche.web.pagination import Page, PageQuery, decode_cursor, encode_cursor
 
 routes = web.RouteTableDef()
@@ -99,6 +101,23 @@ class TransferIn(RequestBody):
 
 class CloseIn(RequestBody):
     tabulation_id: uuid.UUID
+
+
+class StartConversationIn(RequestBody):
+    """A contact, one of the company's channels and the first message (text, media or a
+    template with its parameters). Without `department_id` the channel's default department
+    is used; without `assignee_id` the caller (a person) holds the conversation."""
+
+    contact_id: uuid.UUID
+    channel_id: uuid.UUID
+    department_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    message: SendRequest
+
+
+class StartedOut(BaseModel):
+    conversation: ConversationOut
+    message: MessageOut
 
 
 _SELECT = """
@@ -267,6 +286,55 @@ async def list_conversations(
         rows = rows[: query.limit]
         cursor = encode_cursor(rows[-1]["activity_at"], rows[-1]["id"])
     return Page[ConversationOut](items=[_out(row) for row in rows], next_cursor=cursor)
+
+
+@routes.post("/api/v1/conversations")
+@endpoint(
+    "conversations.start",
+    body=StartConversationIn,
+    response=StartedOut,
+    status=201,
+    summary="Start a conversation with a contact (first message or template, sent via the outbox)",
+    tags=TAGS,
+    errors=(409,),
+)
+async def start(request: web.Request, *, body: StartConversationIn) -> StartedOut:
+    """409 `conversation_already_open` carries the open conversation (`details.conversation`,
+    when the caller may see it) so the client continues it; 409 `channel_unavailable` /
+    `contact_opted_out` / `contact_unreachable`; 422 for references outside the company
+    and `outside_customer_care_window` when the channel only allows a template now."""
+    services = services_of(request)
+    principal = current_principal(request)
+    wanted = StartRequest(
+        contact_id=body.contact_id,
+        channel_id=body.channel_id,
+        department_id=body.department_id,
+        assignee_id=body.assignee_id,
+        message=body.message,
+    )
+    try:
+        started = await start_conversation(services, principal, wanted)
+    except ConversationAlreadyOpen as exc:
+        raise await _already_open(services, principal, exc) from None
+    conversation = await load_conversation(services, principal.tenant_id, started.conversation_id)
+    if conversation is None:  # deleted in between
+        raise NotFound("conversation not found")
+    return StartedOut(conversation=conversation, message=started.message)
+
+
+async def _already_open(
+    services: Services, principal: Principal, exc: ConversationAlreadyOpen
+) -> Conflict:
+    """The 409, with the open conversation's body when the caller may see it."""
+    found = await load_conversation(services, principal.tenant_id, exc.conversation_id)
+    details = dict(exc.details or {})
+    if found is not None and (await viewer_for(principal)).can_see(
+        department_id=found.department.id if found.department else None,
+        assignee_id=found.assignee.id if found.assignee else None,
+        status=found.status,
+    ):
+        details["conversation"] = found.model_dump(mode="json")
+    return Conflict(exc.message, code=exc.code, details=details)
 
 
 @routes.get("/api/v1/conversations/{id}")

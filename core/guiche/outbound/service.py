@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -117,9 +118,10 @@ class OutboundCreated:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedOutbound:
     """Everything the insert needs, computed before the transaction opens."""
 
+    message_id: uuid.UUID
     type: str
     body: str
     payload: dict[str, Any]
@@ -206,7 +208,9 @@ def _capabilities(services: Services, channel_type: str) -> tuple[str, frozenset
     return plugin, frozenset(spec.capabilities) | frozenset(adapter_caps)
 
 
-async def _channel_capabilities(services: Services, conversation: dict[str, Any]) -> frozenset[str]:
+async def _channel_capabilities(
+    services: Services, conversation: Mapping[str, Any]
+) -> frozenset[str]:
     found = _capabilities(services, conversation["channel_type"])
     usable = (
         found is not None
@@ -221,7 +225,7 @@ async def _channel_capabilities(services: Services, conversation: dict[str, Any]
     return found[1]
 
 
-def _recipient(conversation: dict[str, Any]) -> Recipient:
+def _recipient(conversation: Mapping[str, Any]) -> Recipient:
     phone, user_id = conversation["contact_phone"], conversation["provider_user_id"]
     if not phone and not user_id:
         raise Conflict(
@@ -231,7 +235,7 @@ def _recipient(conversation: dict[str, Any]) -> Recipient:
 
 
 async def _reply_target(
-    conversation: dict[str, Any], message_id: uuid.UUID | None
+    conversation: Mapping[str, Any], message_id: uuid.UUID | None
 ) -> tuple[uuid.UUID | None, str | None]:
     if message_id is None:
         return None, None
@@ -244,7 +248,7 @@ async def _reply_target(
 
 
 async def _template_ref(
-    conversation: dict[str, Any], request: TemplateSend
+    conversation: Mapping[str, Any], request: TemplateSend
 ) -> tuple[TemplateRef, str]:
     """The template to send and its preview text (a stored template's body when it has one)."""
     if request.template is not None:
@@ -273,11 +277,11 @@ async def _template_ref(
 
 async def _prepare(
     services: Services,
-    conversation: dict[str, Any],
+    conversation: Mapping[str, Any],
     request: TextSend | MediaSend | TemplateSend,
     message_id: uuid.UUID,
     capabilities: frozenset[str],
-) -> _Prepared:
+) -> PreparedOutbound:
     """Validate the request against the conversation and build the normalised message."""
     to = _recipient(conversation)
     reply_to: uuid.UUID | None = None
@@ -334,7 +338,55 @@ async def _prepare(
         # The bytes are attached when sending (see guiche.outbound.media), never stored here.
         payload["normalised"]["media"].pop("data_base64")
         payload["media_id"] = str(media_id)
-    return _Prepared(kind, body, payload, reply_to)
+    return PreparedOutbound(message_id, kind, body, payload, reply_to)
+
+
+async def prepare_outbound(
+    services: Services,
+    conversation: Mapping[str, Any],
+    request: TextSend | MediaSend | TemplateSend,
+    now: dt.datetime,
+) -> PreparedOutbound:
+    """The checks every outbound message passes before its transaction: the channel is
+    usable, the 24-hour window (where the channel declares it) and the request's references.
+
+    `conversation` needs `id`, `tenant`, `channel`, `channel_type`, `channel_active`,
+    `contact_phone`, `provider_user_id` and `last_inbound_at`.
+    """
+    capabilities = await _channel_capabilities(services, conversation)
+    check_window(capabilities, request.type, conversation["last_inbound_at"], now)
+    return await _prepare(services, conversation, request, uuid.uuid4(), capabilities)
+
+
+async def insert_outbound(
+    conn: Any,
+    principal: Principal,
+    conversation: Mapping[str, Any],
+    prepared: PreparedOutbound,
+    now: dt.datetime,
+    department: uuid.UUID | None,
+    assignee: uuid.UUID | None,
+) -> tuple[MessageOut, PendingEvent]:
+    """Inside the caller's transaction: the `pending` message, its outbox row and the
+    conversation's activity; returns the message and its `message.new` event to record."""
+    row = await conn.fetchrow(
+        _INSERT_MESSAGE,
+        prepared.message_id,
+        now,
+        principal.tenant_id,
+        conversation["id"],
+        conversation["contact"],
+        conversation["channel"],
+        prepared.type,
+        prepared.body,
+        orjson.dumps(prepared.payload).decode(),
+        principal.user_id,
+        prepared.reply_to,
+    )
+    await conn.execute(outbox.INSERT, prepared.message_id, now, principal.tenant_id)
+    await conn.execute(_TOUCH_CONVERSATION, conversation["id"], now, principal.user_id is not None)
+    message = MessageOut.from_row(dict(row))
+    return message, _message_new(principal, message, department, assignee)
 
 
 async def create_outbound(
@@ -357,11 +409,8 @@ async def create_outbound(
         return earlier
     if conversation["status"] == "CLOSED":
         raise _closed()
-    capabilities = await _channel_capabilities(services, conversation)
     now = dt.datetime.now(dt.UTC)
-    check_window(capabilities, body.type, conversation["last_inbound_at"], now)
-    message_id = uuid.uuid4()
-    prepared = await _prepare(services, conversation, body, message_id, capabilities)
+    prepared = await prepare_outbound(services, conversation, body, now)
 
     async with services.db.transaction() as transaction:
         conn = transaction.connection
@@ -378,26 +427,10 @@ async def create_outbound(
             raise NotFound("conversation not found")
         if locked["status"] == "CLOSED":
             raise _closed()
-        row = await conn.fetchrow(
-            _INSERT_MESSAGE,
-            message_id,
-            now,
-            principal.tenant_id,
-            conversation_id,
-            conversation["contact"],
-            conversation["channel"],
-            prepared.type,
-            prepared.body,
-            orjson.dumps(prepared.payload).decode(),
-            principal.user_id,
-            prepared.reply_to,
+        message, event = await insert_outbound(
+            conn, principal, conversation, prepared, now, locked["department"], locked["assignee"]
         )
-        await conn.execute(outbox.INSERT, message_id, now, principal.tenant_id)
-        await conn.execute(_TOUCH_CONVERSATION, conversation_id, now, principal.user_id is not None)
-        message = MessageOut.from_row(dict(row))
-        events = await record_events(
-            conn, [_message_new(principal, message, locked["department"], locked["assignee"])]
-        )
+        events = await record_events(conn, [event])
         if key is not None:
             await conn.execute(
                 _SAVE_KEY,
@@ -406,7 +439,7 @@ async def create_outbound(
                 202,
                 orjson.dumps(message.model_dump(mode="json")).decode(),
             )
-    await _after_commit(services, principal.tenant_id, message_id, events)
+    await _after_commit(services, principal.tenant_id, prepared.message_id, events)
     return OutboundCreated(message)
 
 
