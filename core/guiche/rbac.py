@@ -41,6 +41,7 @@ CORE_PERMISSIONS: dict[str, set[str]] = {
     "plugins.manage": _ADMINS,
     "api_keys.manage": _ADMINS,
     "audit.read": _ADMINS,
+    "provider_usage.read": _ADMINS,
     # conversations: what a role may see is scoped further by guiche.conversations.visibility
     "conversations.read": _ALL,
     "conversations.read_departments": _LEADS,

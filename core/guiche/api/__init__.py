@@ -4,6 +4,7 @@ from aiohttp import web
 
 from guiche.api import (
     api_keys,
+    audit,
     channels,
     contacts,
     conversations,
@@ -34,4 +35,5 @@ CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
     api_keys.routes,
     plugins.routes,
     events.routes,
+    audit.routes,
 ]

@@ -13,6 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -41,22 +42,28 @@ def encode_cursor(created_at: dt.datetime, row_id: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+def decode_cursor(
+    cursor: str, id_type: Callable[[str], Any] = uuid.UUID
+) -> tuple[dt.datetime, Any]:
+    """`id_type` parses the id part: UUIDs, or `int` for bigserial keys (the audit log)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        return dt.datetime.fromisoformat(created), uuid.UUID(row_id)
+        return dt.datetime.fromisoformat(created), id_type(row_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest("Invalid cursor", code="invalid_cursor") from None
 
 
 async def paginate(
-    query: Select, table: type[Table], page: PageQuery
+    query: Select,
+    table: type[Table],
+    page: PageQuery,
+    id_type: Callable[[str], Any] = uuid.UUID,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Apply the cursor to a tenant-scoped select and return (rows, next_cursor)."""
     created_col, id_col = table.created_at, table.id  # type: ignore[attr-defined]
     if page.cursor:
-        created, row_id = decode_cursor(page.cursor)
+        created, row_id = decode_cursor(page.cursor, id_type)
         name = table._meta.tablename
         query = query.where(
             WhereRaw(f'("{name}"."created_at", "{name}"."id") < ({{}}, {{}})', created, row_id)
