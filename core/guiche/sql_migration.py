@@ -19,6 +19,20 @@ async def execute_in_migration(sql: str) -> None:
     await engine_finder().current_transaction.get().connection.execute(sql)
 
 
+async def try_in_migration(sql: str) -> bool:
+    """Run optional DDL (an extension may be missing) in a savepoint: False if it failed,
+    and the migration goes on."""
+    transaction = engine_finder().current_transaction.get()
+    savepoint = await transaction.savepoint()
+    try:
+        await transaction.connection.execute(sql)
+    except Exception:
+        await savepoint.rollback_to()
+        return False
+    await savepoint.release()
+    return True
+
+
 def sql_migration(
     migration_id: str, description: str, up: str, down: str, *, app_name: str = "guiche"
 ) -> Callable[[], Awaitable[MigrationManager]]:

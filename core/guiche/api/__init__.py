@@ -13,6 +13,7 @@ from guiche.api import (
     messages,
     notes,
     plugins,
+    search,
     tabulations,
     templates,
     tenants,
@@ -36,4 +37,5 @@ CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
     plugins.routes,
     events.routes,
     audit.routes,
+    search.routes,
 ]

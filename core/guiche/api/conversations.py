@@ -190,7 +190,7 @@ def _out(row: Any) -> ConversationOut:
     )
 
 
-class _Where:
+class SqlWhere:
     """WHERE clauses with asyncpg's numbered parameters."""
 
     def __init__(self) -> None:
@@ -213,7 +213,7 @@ class _Where:
         return " AND ".join(self.clauses)
 
 
-def _scope(where: _Where, principal: Principal, viewer: Viewer, scope: str | None) -> None:
+def apply_scope(where: SqlWhere, principal: Principal, viewer: Viewer, scope: str | None) -> None:
     """Narrow to the scope asked for; a scope beyond the caller's role is refused."""
     if scope == "all" and not viewer.all:
         raise Forbidden(
@@ -229,7 +229,7 @@ def _scope(where: _Where, principal: Principal, viewer: Viewer, scope: str | Non
         where.add(f"c.department = ANY({where.param(list(viewer.departments))}::uuid[])")
 
 
-async def _fetch(services: Services, sql: str, params: list[Any]) -> list[Any]:
+async def fetch_rows(services: Services, sql: str, params: list[Any]) -> list[Any]:
     pool = services.db.pool
     assert pool is not None, "the database pool opens with the app"
     return await pool.fetch(sql, *params)
@@ -239,7 +239,7 @@ async def load_conversation(
     services: Services, tenant_id: uuid.UUID, conversation_id: uuid.UUID
 ) -> ConversationOut | None:
     """One of the tenant's conversations as the API shows it (no visibility check)."""
-    rows = await _fetch(
+    rows = await fetch_rows(
         services, _SELECT + " WHERE c.tenant = $1 AND c.id = $2", [tenant_id, conversation_id]
     )
     return _out(rows[0]) if rows else None
@@ -258,10 +258,10 @@ async def list_conversations(
 ) -> Page[ConversationOut]:
     principal = current_principal(request)
     viewer = await viewer_for(principal)
-    where = _Where()
+    where = SqlWhere()
     where.add(f"c.tenant = {where.param(principal.tenant_id)}")
     where.visible_to(viewer)
-    _scope(where, principal, viewer, query.scope)
+    apply_scope(where, principal, viewer, query.scope)
     if query.category:
         where.add(f"c.status = {where.param(_STATUS_OF[query.category])}")
     if query.department_id:
@@ -280,7 +280,7 @@ async def list_conversations(
         f"{_SELECT} WHERE {where.sql()}"
         f" ORDER BY activity_at DESC, c.id DESC LIMIT {where.param(query.limit + 1)}"
     )
-    rows = await _fetch(services_of(request), sql, where.params)
+    rows = await fetch_rows(services_of(request), sql, where.params)
     cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
