@@ -25,6 +25,8 @@ CAP_MEDIA = "media"
 CAP_QR_SESSION = "qr_session"
 CAP_REACTIONS = "reactions"
 CAP_REPLY_CONTEXT = "reply_context"
+#: The adapter implements `mark_read`: the customer sees our read receipt (blue ticks).
+CAP_READ_RECEIPTS = "read_receipts"
 
 CUSTOMER_CARE_WINDOW = dt.timedelta(hours=24)
 
@@ -481,6 +483,13 @@ class FetchedMedia(_Model):
     filename: str | None = None
 
 
+class ReadReceipt(_Model):
+    """Tell the provider we read the customer's messages up to this one (inbound)."""
+
+    provider_message_id: str
+    sender: Recipient
+
+
 class ChannelAdapter(ABC):
     """One instance per configured channel. Subclasses set `config_model` and `capabilities`.
 
@@ -542,12 +551,18 @@ class ChannelAdapter(ABC):
         """Download an inbound attachment's bytes."""
         raise PermanentSendError("this channel type cannot fetch media", code="unsupported")
 
+    async def mark_read(self, receipt: ReadReceipt) -> None:
+        """Send a read receipt (adapters declaring `CAP_READ_RECEIPTS`); raise a
+        `ChannelError` on failure. Core calls it when an agent marks a conversation read."""
+        raise PermanentSendError("this channel type has no read receipts", code="unsupported")
+
 
 __all__ = [
     "CAP_CUSTOMER_CARE_WINDOW",
     "CAP_MEDIA",
     "CAP_QR_SESSION",
     "CAP_REACTIONS",
+    "CAP_READ_RECEIPTS",
     "CAP_REPLY_CONTEXT",
     "CAP_TEMPLATES",
     "CUSTOMER_CARE_WINDOW",
@@ -570,6 +585,7 @@ __all__ = [
     "Pricing",
     "ProviderError",
     "Reaction",
+    "ReadReceipt",
     "Recipient",
     "RetryableSendError",
     "SendResult",

@@ -24,12 +24,14 @@ from pydantic import BaseModel
 from guiche.channels import (
     CAP_CUSTOMER_CARE_WINDOW,
     CAP_MEDIA,
+    CAP_READ_RECEIPTS,
     CAP_TEMPLATES,
     ChannelAdapter,
     ChannelInfo,
     InboundMessage,
     OutboundMessage,
     PermanentSendError,
+    ReadReceipt,
     RetryableSendError,
     SendResult,
     StatusUpdate,
@@ -79,6 +81,7 @@ class FakeProvider:
     """
 
     sent: list[OutboundMessage] = field(default_factory=list)
+    read: list[ReadReceipt] = field(default_factory=list)
     failures: list[Exception] = field(default_factory=list)
     delay: float = 0.0
     sent_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,7 +107,8 @@ class FakeChannelPlugin:
     def __init__(self, *, window_24h: bool = False) -> None:
         self.provider = FakeProvider()
         provider = self.provider
-        caps = {CAP_MEDIA, CAP_TEMPLATES} | ({CAP_CUSTOMER_CARE_WINDOW} if window_24h else set())
+        caps = {CAP_MEDIA, CAP_TEMPLATES, CAP_READ_RECEIPTS}
+        caps |= {CAP_CUSTOMER_CARE_WINDOW} if window_24h else set()
 
         class Adapter(FakeAdapter):
             capabilities: ClassVar[frozenset[str]] = frozenset(caps)
@@ -152,6 +156,11 @@ class FakeAdapter(ChannelAdapter):
         if request.query.get("token") != getattr(self.config, "webhook_secret", None):
             raise WebhookAuthError("wrong verify token")
         return request.query.get("challenge", "")
+
+    async def mark_read(self, receipt: ReadReceipt) -> None:
+        if self.provider.failures:
+            raise self.provider.failures.pop(0)
+        self.provider.read.append(receipt)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         if self.provider.delay:

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from guiche.api.common import path_id
 from guiche.auth.principal import Principal, current_principal
-from guiche.conversations import transitions
+from guiche.conversations import reads, transitions
 from guiche.conversations.start import ConversationAlreadyOpen, StartRequest, start_conversation
 from guiche.conversations.visibility import Viewer, viewer_for
 from guiche.outbound.schemas import MessageOut, SendRequest
+from guiche.outbound.service import load_visible_conversation
 from guiche.services import Services, services_of
 from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Conflict, Forbidden, NotFound
@@ -81,6 +82,9 @@ class ConversationOut(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     last_message: LastMessage | None
+    unread_count: int | None = None
+    """Inbound messages after your read marker (capped at 100); null for API keys and in
+    answers to moves."""
 
 
 class AssignIn(RequestBody):
@@ -285,7 +289,89 @@ async def list_conversations(
     if len(rows) > query.limit:
         rows = rows[: query.limit]
         cursor = encode_cursor(rows[-1]["activity_at"], rows[-1]["id"])
-    return Page[ConversationOut](items=[_out(row) for row in rows], next_cursor=cursor)
+    items = await _with_unread(services_of(request), principal, [_out(row) for row in rows])
+    return Page[ConversationOut](items=items, next_cursor=cursor)
+
+
+async def _with_unread(
+    services: Services, principal: Principal, items: list[ConversationOut]
+) -> list[ConversationOut]:
+    """Set `unread_count` for a person (one query for the whole page)."""
+    if principal.user_id is None:
+        return items
+    counts = await reads.unread_counts(
+        services, principal.tenant_id, principal.user_id, [item.id for item in items]
+    )
+    for item in items:
+        item.unread_count = counts.get(item.id, 0)
+    return items
+
+
+class UnreadQuery(BaseModel):
+    scope: Scope | None = None
+
+
+class UnreadOut(BaseModel):
+    """Conversations with unread customer messages, per category, among those you may see."""
+
+    bot: int
+    pending: int
+    active: int
+    closed: int
+
+
+@routes.get("/api/v1/conversations/unread")
+@endpoint(
+    "conversations.read",
+    query=UnreadQuery,
+    response=UnreadOut,
+    summary="How many conversations have unread messages, per category (and scope)",
+    tags=TAGS,
+)
+async def unread_summary(request: web.Request, *, query: UnreadQuery) -> UnreadOut:
+    principal = current_principal(request)
+    user_id = transitions.person(principal, "count unread in")
+    viewer = await viewer_for(principal)
+    where = SqlWhere()
+    user = where.param(user_id)
+    where.add(f"c.tenant = {where.param(principal.tenant_id)}")
+    where.visible_to(viewer)
+    apply_scope(where, principal, viewer, query.scope)
+    where.add(reads.UNREAD)
+    sql = (
+        "SELECT c.status, count(*) AS n FROM conversations c"
+        f' LEFT JOIN conversation_reads r ON r.conversation = c.id AND r."user" = {user}'
+        f" WHERE {where.sql()} GROUP BY c.status"
+    )
+    rows = await fetch_rows(services_of(request), sql, where.params)
+    counts = {row["status"].lower(): row["n"] for row in rows}
+    return UnreadOut(**{name: counts.get(name, 0) for name in _STATUS_OF})
+
+
+class ReadOut(BaseModel):
+    conversation_id: uuid.UUID
+    last_read_at: dt.datetime
+    receipt: reads.ReceiptOutcome
+    """`sent` to the provider, `failed` (logged; the marker still moved), `unsupported` by
+    the channel, or `nothing_to_acknowledge` (no inbound message with a provider id)."""
+
+
+@routes.post("/api/v1/conversations/{id}/read")
+@endpoint(
+    "conversations.read",
+    response=ReadOut,
+    summary="Mark a conversation read (and send the provider's read receipt where supported)",
+    tags=TAGS,
+)
+async def mark_read(request: web.Request) -> ReadOut:
+    principal = current_principal(request)
+    user_id = transitions.person(principal, "mark read")
+    conversation_id = path_id(request, "conversation")
+    conversation = await load_visible_conversation(principal, conversation_id)
+    read_at, receipt = await reads.mark_read(
+        services_of(request), principal.tenant_id, user_id, conversation
+    )
+    return ReadOut(conversation_id=conversation_id, last_read_at=read_at, receipt=receipt)
 
 
 @routes.post("/api/v1/conversations")
@@ -350,6 +436,7 @@ async def get_conversation(request: web.Request) -> ConversationOut:
         status=found.status,
     ):
         raise NotFound("conversation not found")
+    [found] = await _with_unread(services_of(request), principal, [found])
     return found
 
 
