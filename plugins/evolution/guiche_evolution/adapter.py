@@ -19,6 +19,7 @@ from guiche.channels import (
     CAP_MEDIA,
     CAP_QR_SESSION,
     CAP_REACTIONS,
+    CAP_READ_RECEIPTS,
     CAP_REPLY_CONTEXT,
     ChannelAdapter,
     ChannelError,
@@ -29,6 +30,7 @@ from guiche.channels import (
     Media,
     OutboundMessage,
     PermanentSendError,
+    ReadReceipt,
     Recipient,
     RetryableSendError,
     SendResult,
@@ -85,7 +87,7 @@ def _strip_data_uri(data: str) -> str:
 class EvolutionAdapter(ChannelAdapter):
     config_model: ClassVar[type[BaseModel]] = EvolutionConfig
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {CAP_MEDIA, CAP_QR_SESSION, CAP_REACTIONS, CAP_REPLY_CONTEXT}
+        {CAP_MEDIA, CAP_QR_SESSION, CAP_REACTIONS, CAP_REPLY_CONTEXT, CAP_READ_RECEIPTS}
     )
     #: Pause between delete attempts while Evolution finishes a logout (tests set 0).
     delete_retry_delay: ClassVar[float] = 1.0
@@ -220,6 +222,24 @@ class EvolutionAdapter(ChannelAdapter):
             recipient=text_or_none(key.get("remoteJid")) if isinstance(key, dict) else None,
             raw=answer if isinstance(answer, dict) else {},
         )
+
+    async def mark_read(self, receipt: ReadReceipt) -> None:
+        """`/chat/markMessageAsRead/{instance}` for the customer's message. The key needs the
+        chat's JID: the sender's own JID when we have it (`@lid` and the ninth digit are
+        Evolution's to know), else the phone's."""
+        sender = receipt.sender
+        jid = sender.provider_user_id if sender.provider_user_id else None
+        if jid is None or "@" not in jid:
+            jid = f"{_digits(sender.phone or jid or '')}@s.whatsapp.net"
+        body = {
+            "readMessages": [{"remoteJid": jid, "fromMe": False, "id": receipt.provider_message_id}]
+        }
+        try:
+            await self.client.call(
+                "POST", self.client.instance_path("chat/markMessageAsRead"), json=body
+            )
+        except EvolutionError as exc:
+            raise _send_error(exc) from None
 
     # --- instance lifecycle --------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from guiche.channels import (
     CAP_CUSTOMER_CARE_WINDOW,
     CAP_MEDIA,
     CAP_REACTIONS,
+    CAP_READ_RECEIPTS,
     CAP_REPLY_CONTEXT,
     CAP_TEMPLATES,
     ChannelAdapter,
@@ -27,6 +28,7 @@ from guiche.channels import (
     OutboundMedia,
     OutboundMessage,
     PermanentSendError,
+    ReadReceipt,
     RetryableSendError,
     SendResult,
     WebhookBatch,
@@ -43,7 +45,14 @@ from guiche_meta_cloud.throughput import take_send_token
 log = logging.getLogger("guiche.plugin.meta_cloud")
 
 CAPABILITIES = frozenset(
-    {CAP_CUSTOMER_CARE_WINDOW, CAP_TEMPLATES, CAP_MEDIA, CAP_REACTIONS, CAP_REPLY_CONTEXT}
+    {
+        CAP_CUSTOMER_CARE_WINDOW,
+        CAP_TEMPLATES,
+        CAP_MEDIA,
+        CAP_REACTIONS,
+        CAP_REPLY_CONTEXT,
+        CAP_READ_RECEIPTS,
+    }
 )
 
 
@@ -144,6 +153,18 @@ class MetaCloudAdapter(ChannelAdapter):
                 "Graph returned no id for the uploaded media", code="bad_response"
             )
         return str(media_id)
+
+    async def mark_read(self, receipt: ReadReceipt) -> None:
+        """`status: read` on the customer's message: Meta marks it and every earlier one."""
+        await self.graph.call(
+            "POST",
+            f"{self.config.phone_number_id}/messages",
+            json={
+                "messaging_product": "whatsapp",
+                "status": "read",
+                "message_id": receipt.provider_message_id,
+            },
+        )
 
     # --- media ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from guiche.channels import (
     OutboundMedia,
     OutboundMessage,
     PermanentSendError,
+    ReadReceipt,
     Recipient,
     RetryableSendError,
     WebhookAuthError,
@@ -508,3 +509,35 @@ async def test_fetch_media_uses_inline_bytes_or_asks_evolution(make_adapter, req
         )
     with pytest.raises(PermanentSendError):
         await make_adapter().fetch_media(Media(data_base64="%%%"))
+
+
+# --- read receipts -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sender", "jid"),
+    [
+        (Recipient(phone="+5511987654321"), "5511987654321@s.whatsapp.net"),
+        (
+            Recipient(phone="+5511987654321", provider_user_id="5511987654321@s.whatsapp.net"),
+            "5511987654321@s.whatsapp.net",
+        ),
+        (Recipient(provider_user_id="123456789@lid"), "123456789@lid"),
+    ],
+)
+async def test_mark_read_marks_the_customers_message(make_adapter, requests_seen, sender, jid):
+    adapter = make_adapter(answer(201, {"message": "Read messages", "read": "success"}))
+    await adapter.mark_read(ReadReceipt(provider_message_id="3EB0ABC", sender=sender))
+    [request] = requests_seen
+    assert (request.method, request.url.path) == ("POST", f"/chat/markMessageAsRead/{INSTANCE}")
+    assert body_of(request) == {
+        "readMessages": [{"remoteJid": jid, "fromMe": False, "id": "3EB0ABC"}]
+    }
+
+
+async def test_mark_read_errors_are_typed(make_adapter):
+    adapter = make_adapter(answer(400, load("error_400.json")))
+    with pytest.raises(PermanentSendError):
+        await adapter.mark_read(
+            ReadReceipt(provider_message_id="3EB0ABC", sender=Recipient(phone="+5511900001111"))
+        )

@@ -15,12 +15,15 @@ from guiche_meta_cloud.config import MetaCloudConfig
 from guiche_meta_cloud.throughput import bucket_key, take_send_token
 
 from guiche.channels import (
+    CAP_READ_RECEIPTS,
+    ChannelError,
     ChannelInfo,
     FetchedMedia,
     Media,
     OutboundMedia,
     OutboundMessage,
     PermanentSendError,
+    ReadReceipt,
     Recipient,
     RetryableSendError,
     SendResult,
@@ -453,3 +456,30 @@ async def test_setup_checks_the_number_with_the_token(graph: FakeGraph) -> None:
     with pytest.raises(PermanentSendError) as caught:
         await adapter_for(graph, access_token="expired").setup()
     assert caught.value.channel_unhealthy is True
+
+
+async def test_mark_read_posts_status_read_for_the_message() -> None:
+    graph = FakeGraph()
+    adapter = adapter_for(graph)
+    assert CAP_READ_RECEIPTS in type(adapter).capabilities
+
+    await adapter.mark_read(
+        ReadReceipt(provider_message_id="wamid.IN1", sender=Recipient(phone=CUSTOMER))
+    )
+
+    [request] = graph.requests
+    assert request.url.path.endswith(f"/{FIXTURE_PHONE_ID}/messages")
+    assert json.loads(request.content) == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.IN1",
+    }
+
+
+async def test_mark_read_maps_graph_errors_to_channel_errors() -> None:
+    graph = FakeGraph()
+    graph.fail_next(400, fixture_bytes("error_100.json"))
+    with pytest.raises(ChannelError):
+        await adapter_for(graph).mark_read(
+            ReadReceipt(provider_message_id="wamid.IN1", sender=Recipient(phone=CUSTOMER))
+        )
