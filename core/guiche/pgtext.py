@@ -31,6 +31,21 @@ def has_unstorable(value: str) -> bool:
     return _UNSTORABLE.search(value) is not None
 
 
+def json_has_unstorable(value: Any) -> bool:
+    """Whether any string of a JSON-shaped value (keys included) holds such a character:
+    the cheap check before paying for a cleaned copy."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(
+            (isinstance(k, str) and _UNSTORABLE.search(k) is not None) or json_has_unstorable(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return any(json_has_unstorable(item) for item in value)
+    return False
+
+
 def clean_json(value: Any) -> Any:
     """A copy of a JSON-shaped value (dicts, lists, strings, scalars) with every string
     cleaned, keys included."""

@@ -1,6 +1,6 @@
 """The boundary cleaner keeps every string storable by Postgres."""
 
-from guiche.pgtext import clean_json, clean_text, has_unstorable
+from guiche.pgtext import clean_json, clean_text, has_unstorable, json_has_unstorable
 
 
 def test_clean_text_drops_nul_and_replaces_lone_surrogates() -> None:
@@ -13,3 +13,10 @@ def test_clean_text_drops_nul_and_replaces_lone_surrogates() -> None:
 def test_clean_json_cleans_keys_and_nested_values() -> None:
     raw = {"a\x00": ["x\x00", {"b": "\udc00"}], "n": 1, "t": True, "z": None}
     assert clean_json(raw) == {"a": ["x", {"b": "\ufffd"}], "n": 1, "t": True, "z": None}
+
+
+def test_json_has_unstorable_looks_at_every_string_and_key() -> None:
+    assert not json_has_unstorable({"a": ["x", {"b": "c"}], "n": 1, "z": None})
+    assert json_has_unstorable({"a": ["x", {"b": "c\x00"}]})
+    assert json_has_unstorable({"a\x00": 1})
+    assert json_has_unstorable(("ok", "\ud800"))

@@ -11,6 +11,11 @@ states and phone-less senders add statements around it in one explicit transacti
 
 The webhook is acknowledged only after the commit; routing (on the same connection, in
 its own transactions) and plugin hooks follow.
+
+Whatever a provider sends, one message never costs its batch-mates
+(`guiche.inbound.storable`): unstorable text is cleaned first, and a batch the database
+refuses for its content is stored again message by message, the refused one reported
+and counted in `IngestResult.failed`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from guiche.channels import StatusUpdate, WebhookBatch
 from guiche.db import connection
 from guiche.inbound import early_statuses
 from guiche.inbound.followups import after_ingest
+from guiche.inbound.storable import STORE_ERRORS, report_failure, storable_batch
 from guiche.inbound.store import (
     Incoming,
     Stored,
@@ -62,6 +68,19 @@ class IngestResult:
     statuses_parked: int = 0  # unknown yet, kept for the sender (counted as ignored too)
     opened: list[uuid.UUID] = field(default_factory=list)
     events: list[BusEvent] = field(default_factory=list)
+    #: Provider ids of messages the database refused even alone (reported, not stored).
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        """Fold in the result of a part of the same batch."""
+        self.created += other.created
+        self.duplicates += other.duplicates
+        self.statuses_applied += other.statuses_applied
+        self.statuses_ignored += other.statuses_ignored
+        self.statuses_parked += other.statuses_parked
+        self.opened += other.opened
+        self.events += other.events
+        self.failed += other.failed
 
 
 async def load_channel(channel_id: uuid.UUID) -> ChannelRow | None:
@@ -195,7 +214,43 @@ async def _apply_status(
 
 
 async def ingest(services: Services, channel: ChannelRow, batch: WebhookBatch) -> IngestResult:
-    """Store a batch in one transaction; then publish its events and run follow-ups."""
+    """Store a batch in one transaction; then publish its events and run follow-ups.
+
+    Text Postgres refuses is cleaned out first. If the database refuses the batch for its
+    content, it is stored again in parts (`_ingest_apart`) so only the culprit fails.
+    """
+    batch = storable_batch(batch)
+    try:
+        return await _ingest(services, channel, batch)
+    except STORE_ERRORS:
+        if len(batch.messages) == 0:
+            raise  # statuses or states alone: nothing to isolate
+        log.warning(
+            "batch refused by the database: storing its messages one by one",
+            exc_info=True,
+            extra={"channel": str(channel.id), "messages": len(batch.messages)},
+        )
+        return await _ingest_apart(services, channel, batch)
+
+
+async def _ingest_apart(
+    services: Services, channel: ChannelRow, batch: WebhookBatch
+) -> IngestResult:
+    """The batch's statuses and states, then each message in its own transaction; a
+    message refused even alone is reported and counted in `failed`, never retried."""
+    result = IngestResult()
+    if batch.statuses or batch.connection:
+        result.add(await _ingest(services, channel, batch.model_copy(update={"messages": []})))
+    for message in batch.messages:
+        try:
+            result.add(await _ingest(services, channel, WebhookBatch(messages=[message])))
+        except STORE_ERRORS as exc:
+            report_failure(channel, message, exc)
+            result.failed.append(message.provider_message_id)
+    return result
+
+
+async def _ingest(services: Services, channel: ChannelRow, batch: WebhookBatch) -> IngestResult:
     result = IngestResult()
     rows, result.duplicates = incoming(batch.messages)
     async with connection(services.db) as conn:

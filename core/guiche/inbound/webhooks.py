@@ -92,4 +92,5 @@ async def receive(request: web.Request) -> dict[str, object]:
         "duplicates": result.duplicates,
         "statuses": result.statuses_applied,
         "ignored": batch.ignored + result.statuses_ignored,
+        "failed": len(result.failed),
     }

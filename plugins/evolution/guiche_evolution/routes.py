@@ -120,4 +120,5 @@ async def path_webhook(request: web.Request) -> dict[str, Any]:
         "duplicates": result.duplicates,
         "statuses": result.statuses_applied,
         "ignored": batch.ignored + result.statuses_ignored,
+        "failed": len(result.failed),
     }

@@ -130,7 +130,13 @@ async def receive(request: web.Request) -> dict[str, Any]:
     routes = await directory(services).lookup(
         services, set(changes), ttl=settings.directory_ttl_seconds
     )
-    totals = {"messages": 0, "duplicates": 0, "statuses": 0, "ignored": parsed.ignored}
+    totals = {
+        "messages": 0,
+        "duplicates": 0,
+        "statuses": 0,
+        "ignored": parsed.ignored,
+        "failed": 0,
+    }
     unknown: list[str] = []
     for phone_number_id, change in changes.items():
         channel = routes.get(phone_number_id)
@@ -150,4 +156,5 @@ async def receive(request: web.Request) -> dict[str, Any]:
         totals["duplicates"] += result.duplicates
         totals["statuses"] += result.statuses_applied
         totals["ignored"] += result.statuses_ignored
+        totals["failed"] += len(result.failed)
     return {"status": "ok", **totals, "unknown_phone_number_ids": unknown}
