@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
 from guiche.channels import ChannelAdapter, ChannelInfo
 from guiche.crypto import CredentialCipher
 from guiche.inbound.ingest import ChannelRow
@@ -123,10 +125,19 @@ async def _build(services: Services, channel_id: uuid.UUID) -> LoadedChannel | N
         name=row["name"],
         phone=row["phone"],
     )
-    adapter = spec.adapter(info, config, http=services.http)
-    adapter.limiter = services.limiter  # after construction: older __init__ signatures work
+    adapter = make_adapter(services, spec, info, config)
     channel = ChannelRow(row["id"], row["tenant"], row["type"], row["default_department"])
     return LoadedChannel(channel, info, plugin, spec, adapter)
+
+
+def make_adapter(
+    services: Services, spec: ChannelSpec, info: ChannelInfo, config: BaseModel
+) -> ChannelAdapter:
+    """An adapter with the process's shared client and limiter (also for a channel not
+    stored yet, whose provisioning must prove a provider identity first)."""
+    adapter = spec.adapter(info, config, http=services.http)
+    adapter.limiter = services.limiter  # after construction: older __init__ signatures work
+    return adapter
 
 
 async def active_channels(services: Services, channel_type: str) -> list[LoadedChannel]:

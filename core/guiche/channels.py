@@ -511,6 +511,20 @@ class ChannelAdapter(ABC):
         self.http = http
         self.limiter = limiter
 
+    @classmethod
+    def provider_identity(cls, config: BaseModel) -> str | None:
+        """The provider account these credentials address (Meta's phone_number_id, an
+        Evolution server's instance), or None to declare none.
+
+        Core lets one active channel hold an identity platform-wide: another channel
+        claiming it gets 409 unless `setup()` + `provision()` succeed with its own
+        credentials, which must therefore prove control of that account (a token that
+        can read the number, a key the instance accepts). App-level webhooks that route
+        by it (`guiche.plugin.channels_by_identity`) reach only the holder, and never
+        while its provisioning failed.
+        """
+        return None
+
     async def setup(self) -> None:
         """Called when the channel is created or enabled (Home Assistant's config-entry idea)."""
         return None

@@ -138,6 +138,19 @@ async def active_channels(services: Services, channel_type: str) -> list[Any]:
     return await _active(services, channel_type)
 
 
+async def channels_by_identity(
+    services: Services, channel_type: str, identities: set[str], *, ttl: float = 30.0
+) -> dict[str, Any]:
+    """For app-level webhooks that route by a provider key (Meta's phone_number_id): the
+    one channel holding each identity (`ChannelAdapter.provider_identity`), loaded like
+    `load_channel`'s, for identities that have a routable holder — active, plugin
+    enabled, provisioned (never `provisioning_failed`). Cached per process for `ttl`
+    seconds, reloaded at once for an unknown identity or any channel change."""
+    from guiche.channel_claims import channels_by_identity as _by_identity
+
+    return dict(await _by_identity(services, channel_type, identities, ttl=ttl))
+
+
 async def ingest_batch(services: Services, channel: Any, batch: Any) -> Any:
     """Store a `WebhookBatch` for one loaded channel exactly as core's webhook route does
     (dedup, contacts, conversations, statuses, events, routing, hooks)."""
@@ -292,6 +305,7 @@ __all__ = [
     "ValidationFailed",
     "WebhookRouteSpec",
     "active_channels",
+    "channels_by_identity",
     "endpoint",
     "hookimpl",
     "import_history",

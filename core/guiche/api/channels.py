@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from guiche.api.common import changes, path_id
 from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
-from guiche.channel_lifecycle import provision_channel, release_channel
+from guiche.channel_claims import (
+    Released,
+    held_by_other,
+    identity_of,
+    is_claim_conflict,
+    lock_identity,
+    refused,
+    take_over,
+)
+from guiche.channel_lifecycle import (
+    PROVISIONED,
+    identity_released,
+    prove_control,
+    provision_channel,
+    release_channel,
+    set_channel_state,
+)
 from guiche.channel_runtime import channel_changed, load_channel_adapter
+from guiche.channels import ChannelInfo
 from guiche.config import ConfigError
 from guiche.crypto import (
     CredentialCipher,
@@ -27,6 +46,7 @@ from guiche.crypto import (
     mask_credentials,
     mask_value,
 )
+from guiche.db import connection
 from guiche.models import Channel, Department
 from guiche.phones import InvalidPhone, normalize_phone, tenant_region
 from guiche.plugin import ChannelSpec
@@ -202,23 +222,55 @@ async def list_channels(request: web.Request, *, query: ChannelListQuery) -> Pag
 )
 async def create_channel(request: web.Request, *, body: ChannelIn) -> ChannelOut:
     principal = current_principal(request)
+    services = services_of(request)
     spec = await _spec_for(request, principal.tenant_id, body.type)
     credentials = _validate_credentials(spec, body.credentials)
+    identity = identity_of(spec, spec.credentials_model.model_validate(credentials))
     phone = await _phone(request, principal.tenant_id, body.phone) if body.phone else None
     await _check_department(principal.tenant_id, body.default_department_id)
-    encrypted = _cipher(request).encrypt(credentials)
-    async with Channel._meta.db.transaction():
-        rows = await Channel.insert(
-            Channel(
-                tenant=principal.tenant_id,
-                type=body.type,
-                name=body.name,
-                phone=phone,
-                credentials_encrypted=encrypted,
-                default_department=body.default_department_id,
+    cipher = _cipher(request)
+    channel_id = uuid.uuid4()
+    proven = False
+    if identity is not None and await _held_by_other(body.type, identity, channel_id):
+        # Another channel holds this provider account: provisioning with these
+        # credentials, before anything is stored, is the only way to take it.
+        info = ChannelInfo(
+            id=channel_id,
+            tenant_id=principal.tenant_id,
+            type=body.type,
+            name=body.name,
+            phone=phone,
+        )
+        proved, detail = await prove_control(
+            services, spec, info, spec.credentials_model.model_validate(credentials)
+        )
+        if proved is None:
+            raise refused(detail)
+        credentials, proven = proved, True
+    released: list[Released] = []
+    async with Channel._meta.db.transaction() as transaction:
+        if identity is not None:
+            await lock_identity(transaction.connection, body.type, identity)
+        if proven:
+            assert identity is not None
+            released = await take_over(transaction.connection, body.type, identity, channel_id)
+        try:
+            await Channel.insert(
+                Channel(
+                    id=channel_id,
+                    tenant=principal.tenant_id,
+                    type=body.type,
+                    name=body.name,
+                    phone=phone,
+                    credentials_encrypted=cipher.encrypt(credentials),
+                    default_department=body.default_department_id,
+                    provider_identity=identity,
+                )
             )
-        ).returning(Channel.id)
-        channel_id = rows[0]["id"]
+        except asyncpg.UniqueViolationError as exc:
+            if is_claim_conflict(exc):  # claimed concurrently: the next try must prove it
+                raise refused("another channel claimed this provider account meanwhile") from None
+            raise
         await record_audit(
             principal,
             "channel.create",
@@ -226,9 +278,18 @@ async def create_channel(request: web.Request, *, body: ChannelIn) -> ChannelOut
             channel_id,
             {"type": body.type, "name": body.name},
         )
-    await provision_channel(services_of(request), channel_id)
+    await identity_released(services, released)
+    if proven:
+        await set_channel_state(services, principal.tenant_id, channel_id, PROVISIONED)
+    else:
+        await provision_channel(services, channel_id)
     row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
     return _out(_display_cipher(request), row)
+
+
+async def _held_by_other(channel_type: str, identity: str, channel_id: uuid.UUID) -> bool:
+    async with connection(Channel._meta.db) as conn:
+        return await held_by_other(conn, channel_type, identity, channel_id)
 
 
 @routes.post("/api/v1/channels/{id}/provision")
@@ -278,36 +339,100 @@ async def update_channel(request: web.Request, *, body: ChannelPatch) -> Channel
     if "default_department_id" in values:
         await _check_department(principal.tenant_id, values["default_department_id"])
         values["default_department"] = values.pop("default_department_id")
-    if "credentials" in values:
-        spec = await _spec_for(request, principal.tenant_id, row["type"])
-        cipher = _cipher(request)
-        try:
-            stored = cipher.decrypt(row["credentials_encrypted"])
-        except CredentialsUnreadable:
-            stored = {}
-        merged = _merge_credentials(stored, values.pop("credentials"))
-        values["credentials_encrypted"] = cipher.encrypt(_validate_credentials(spec, merged))
     services = services_of(request)
     deactivating = values.get("is_active") is False and row["is_active"]
     activating = values.get("is_active") is True and not row["is_active"]
+    claim = None
+    if "credentials" in values or activating:
+        claim = await _claim_for(request, row, values)
     releasing = await load_channel_adapter(services, channel_id) if deactivating else None
+    released: list[Released] = []
     if values:
         fields = sorted("credentials" if key == "credentials_encrypted" else key for key in values)
+        fields = [field for field in fields if field != "provider_identity"]
         values["updated_at"] = dt.datetime.now(dt.UTC)
-        async with Channel._meta.db.transaction():
-            await Channel.update(values).where(
-                (Channel.tenant == principal.tenant_id) & (Channel.id == channel_id)
-            )
+        async with Channel._meta.db.transaction() as transaction:
+            if claim is not None:
+                await lock_identity(transaction.connection, row["type"], claim.identity)
+            if claim is not None and claim.proven:
+                released = await take_over(
+                    transaction.connection, row["type"], claim.identity, channel_id
+                )
+            try:
+                await Channel.update(values).where(
+                    (Channel.tenant == principal.tenant_id) & (Channel.id == channel_id)
+                )
+            except asyncpg.UniqueViolationError as exc:
+                if is_claim_conflict(exc):
+                    raise refused(
+                        "another channel claimed this provider account meanwhile"
+                    ) from None
+                raise
             await record_audit(
                 principal, "channel.update", "channel", channel_id, {"fields": fields}
             )
         await channel_changed(services, channel_id)  # every field here is held by the adapter
+    await identity_released(services, released)
     if releasing is not None:
         await release_channel(services, releasing)
+    elif claim is not None and claim.proven:
+        await set_channel_state(services, principal.tenant_id, channel_id, PROVISIONED)
     elif activating:
         await provision_channel(services, channel_id)
     row = await get_owned(Channel, principal.tenant_id, channel_id, what="channel")
     return _out(_display_cipher(request), row)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    identity: str
+    proven: bool  # provisioning with the new config succeeded: take it from its holder
+
+
+async def _claim_for(
+    request: web.Request, row: dict[str, Any], values: dict[str, Any]
+) -> _Claim | None:
+    """For a PATCH that changes credentials or re-activates: merge the credentials into
+    `values` (encrypted) and decide the identity the channel will hold. One that another
+    active channel holds needs proof: provisioning with the new config (else 409)."""
+    principal = current_principal(request)
+    spec = await _spec_for(request, principal.tenant_id, row["type"])
+    cipher = _cipher(request)
+    try:
+        stored = cipher.decrypt(row["credentials_encrypted"])
+    except CredentialsUnreadable:
+        stored = {}
+    if "credentials" in values:
+        credentials = _validate_credentials(
+            spec, _merge_credentials(stored, values.pop("credentials"))
+        )
+        values["credentials_encrypted"] = cipher.encrypt(credentials)
+    else:
+        credentials = stored
+    try:
+        config = spec.credentials_model.model_validate(credentials)
+    except ValidationError:
+        return None  # unreadable stored credentials: provisioning will say so
+    identity = identity_of(spec, config)
+    if identity != row["provider_identity"]:
+        values["provider_identity"] = identity
+    active = values.get("is_active", row["is_active"])
+    if identity is None or not active:
+        return None
+    if not await _held_by_other(row["type"], identity, row["id"]):
+        return _Claim(identity, proven=False)
+    info = ChannelInfo(
+        id=row["id"],
+        tenant_id=row["tenant"],
+        type=row["type"],
+        name=values.get("name", row["name"]),
+        phone=values.get("phone", row["phone"]),
+    )
+    proved, detail = await prove_control(services_of(request), spec, info, config)
+    if proved is None:
+        raise refused(detail)
+    values["credentials_encrypted"] = cipher.encrypt(proved)
+    return _Claim(identity, proven=True)
 
 
 @routes.delete("/api/v1/channels/{id}")

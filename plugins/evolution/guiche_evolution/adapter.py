@@ -11,6 +11,7 @@ import binascii
 import hmac
 import logging
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel
@@ -91,6 +92,19 @@ class EvolutionAdapter(ChannelAdapter):
     )
     #: Pause between delete attempts while Evolution finishes a logout (tests set 0).
     delete_retry_delay: ClassVar[float] = 1.0
+
+    @classmethod
+    def provider_identity(cls, config: BaseModel) -> str | None:
+        """One channel per instance of an Evolution server, platform-wide (provisioning,
+        which the server must accept for that instance, proves a second claim)."""
+        settings = (
+            config
+            if isinstance(config, EvolutionConfig)
+            else EvolutionConfig.model_validate(config.model_dump())
+        )
+        parts = urlsplit(settings.server_url)
+        server = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+        return f"{server}#{settings.instance_name}"
 
     def __init__(self, channel: ChannelInfo, config: BaseModel, *, http: Any = None) -> None:
         super().__init__(channel, config, http=http)

@@ -61,6 +61,12 @@ class MetaCloudAdapter(ChannelAdapter):
     capabilities: ClassVar[frozenset[str]] = CAPABILITIES
     config: MetaCloudConfig
 
+    @classmethod
+    def provider_identity(cls, config: BaseModel) -> str | None:
+        """The phone number: one channel per number platform-wide. `setup()` reads it
+        with the channel's token, which is the proof of control a second claim needs."""
+        return str(getattr(config, "phone_number_id", "")) or None
+
     @property
     def graph(self) -> GraphClient:
         return GraphClient(self.http, self.config)

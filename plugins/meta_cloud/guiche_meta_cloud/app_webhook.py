@@ -1,17 +1,17 @@
 """`/webhooks/meta_cloud/app`: one Meta app serving many tenants' numbers (Tech Provider).
 
 The app secret and verify token are the operator's (`GUICHE_META_APP_SECRET`,
-`GUICHE_META_VERIFY_TOKEN`). Each change is routed by `metadata.phone_number_id` to the
-active channel configured with that id and ingested for that channel's tenant. A number
-no channel owns is logged and acknowledged: a non-2xx makes Meta retry for days.
+`GUICHE_META_VERIFY_TOKEN`). Each change is routed by `metadata.phone_number_id`, the
+channel type's provider identity, to the one channel holding it (core's
+`channels_by_identity`: active, provisioned, one per number platform-wide) and ingested
+for that channel's tenant. A number no routable channel holds is logged and
+acknowledged: a non-2xx makes Meta retry for days.
 Only a failure to store answers 5xx, so Meta redelivers and dedup keeps it exact.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +22,7 @@ from guiche.plugin import (
     BadRequest,
     Forbidden,
     NotFound,
-    active_channels,
+    channels_by_identity,
     ingest_batch,
     services_of,
 )
@@ -34,61 +34,10 @@ log = logging.getLogger("guiche.plugin.meta_cloud")
 
 CHANNEL_TYPE = "meta_cloud"
 APP_PATH = "app"  # not a UUID, so never confused with core's /webhooks/meta_cloud/{channel_id}
-DIRECTORY_KEY = "meta_cloud.phone_directory"
 
 
 class InvalidSignature(ApiError):
     status, code = 401, "invalid_signature"
-
-
-class PhoneDirectory:
-    """phone_number_id → loaded channel, kept per process in `services.extras`.
-
-    Trusted for `ttl` seconds (the operator setting, read per request); an id it does
-    not know triggers a reload at once, so a channel created a moment ago is found on
-    its first webhook. Two active channels claiming one number are both left out
-    (never route a message to the wrong tenant).
-    """
-
-    def __init__(self) -> None:
-        self._channels: dict[str, Any] = {}
-        self._loaded_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def lookup(
-        self, services: Any, phone_number_ids: set[str], *, ttl: float
-    ) -> dict[str, Any]:
-        fresh = time.monotonic() - self._loaded_at < ttl
-        if not fresh or not phone_number_ids <= self._channels.keys():
-            await self._reload(services, since=self._loaded_at)
-        return {pid: self._channels[pid] for pid in phone_number_ids if pid in self._channels}
-
-    async def _reload(self, services: Any, *, since: float) -> None:
-        async with self._lock:
-            if self._loaded_at > since:  # another request reloaded while this one waited
-                return
-            found: dict[str, Any] = {}
-            claimed_twice: set[str] = set()
-            for channel in await active_channels(services, CHANNEL_TYPE):
-                pid = channel.adapter.config.phone_number_id
-                if pid in found:
-                    claimed_twice.add(pid)
-                found[pid] = channel
-            for pid in claimed_twice:
-                log.error(
-                    "phone_number_id configured on several active channels: not routed",
-                    extra={"phone_number_id": pid},
-                )
-                found.pop(pid)
-            self._channels = found
-            self._loaded_at = time.monotonic()
-
-
-def directory(services: Any) -> PhoneDirectory:
-    found = services.extras.get(DIRECTORY_KEY)
-    if found is None:
-        found = services.extras[DIRECTORY_KEY] = PhoneDirectory()
-    return found
 
 
 async def verify(request: web.Request) -> web.StreamResponse:
@@ -127,8 +76,8 @@ async def receive(request: web.Request) -> dict[str, Any]:
         ) from None
     services = services_of(request)
     changes = parsed.by_phone()
-    routes = await directory(services).lookup(
-        services, set(changes), ttl=settings.directory_ttl_seconds
+    routes = await channels_by_identity(
+        services, CHANNEL_TYPE, set(changes), ttl=settings.directory_ttl_seconds
     )
     totals = {
         "messages": 0,
@@ -144,7 +93,7 @@ async def receive(request: web.Request) -> dict[str, Any]:
             unknown.append(phone_number_id)
             totals["ignored"] += len(change.messages) + len(change.statuses)
             log.warning(
-                "Meta webhook for a phone_number_id no active channel owns: acknowledged, dropped",
+                "Meta webhook for a number no routable channel holds: acknowledged, dropped",
                 extra={
                     "phone_number_id": phone_number_id,
                     "items": len(change.messages) + len(change.statuses),

@@ -24,6 +24,7 @@ from tests.plugins.meta_cloud.conftest import (
     post_channel_webhook,
     services_of_client,
     settle,
+    unique_phone_id,
     with_timestamps,
 )
 
@@ -236,7 +237,10 @@ async def test_template_sync_permissions_and_tenancy(
     resp = await sync(client, uuid.uuid4(), await login(client, company.owner))
     assert resp.status == 404
 
-    expired = await make_meta_channel(company, access_token="revoked")
+    # A number of its own: a revoked token proves no control of the company's first one.
+    expired = await make_meta_channel(
+        company, access_token="revoked", phone_number_id=unique_phone_id()
+    )
     resp = await sync(client, expired, await login(client, company.owner))
     assert resp.status == 502
     error = (await resp.json())["error"]
