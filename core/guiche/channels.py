@@ -502,6 +502,9 @@ class ChannelAdapter(ABC):
 
     config_model: ClassVar[type[BaseModel]]
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Media types core's webhook route accepts for this channel (anything else: 415);
+    #: `None` accepts any. Providers that post forms override it.
+    webhook_media_types: ClassVar[tuple[str, ...] | None] = ("application/json",)
 
     def __init__(
         self, channel: ChannelInfo, config: BaseModel, *, http: Any = None, limiter: Any = None

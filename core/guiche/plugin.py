@@ -181,6 +181,14 @@ async def plugin_context(request: Any) -> PluginContext:
     return await context_for_request(request)
 
 
+def require_json(request: Any) -> None:
+    """In a provider-facing route: answer 415 (error shape) unless the body is declared
+    JSON (`application/json`, with or without `; charset=...`, or a `+json` type)."""
+    from guiche.web.endpoint import require_media_type
+
+    require_media_type(request, ("application/json",))
+
+
 def services_of(request: Any) -> Services:
     """The shared services (db, http, limiter, tasks, ...) from inside any plugin route,
     including provider-facing webhook routes, which have no tenant context."""
@@ -316,6 +324,7 @@ __all__ = [
     "outbound_client",
     "plugin_context",
     "plugin_name_of",
+    "require_json",
     "services_of",
     "upsert_templates",
 ]

@@ -273,6 +273,26 @@ async def test_delete_is_soft(chan_client, make_company):
     assert (await (await client.get(url, headers=headers)).json())["is_active"] is False
 
 
+async def test_reactivation_provisions_again_and_shows_it(chan_client, make_company):
+    client = chan_client
+    company = await make_company()
+    await enable_fakechan(company.tenant_id)
+    headers = await login(client, company.owner)
+    channel = await _create(client, headers)
+    url = f"/api/v1/channels/{channel['id']}"
+    assert (await client.delete(url, headers=headers)).status == 204
+    shown = await (await client.get(url, headers=headers)).json()
+    assert (shown["state"], shown["state_detail"]) == ("disconnected", "deactivated")
+    resp = await client.patch(url, json={"is_active": True}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    shown = await resp.json()
+    assert (shown["is_active"], shown["state"], shown["state_detail"]) == (
+        True,
+        "provisioned",
+        "",
+    )
+
+
 async def test_key_rotation_and_missing_key(make_client, make_company, encryption_key):
     client = await make_client(extra_plugins=PLUGINS)
     company = await make_company()

@@ -351,6 +351,8 @@ async def update_channel(request: web.Request, *, body: ChannelPatch) -> Channel
         fields = sorted("credentials" if key == "credentials_encrypted" else key for key in values)
         fields = [field for field in fields if field != "provider_identity"]
         values["updated_at"] = dt.datetime.now(dt.UTC)
+        if activating:  # provisioned again below: not the state deactivation left
+            values.update(state="new", state_detail="")
         async with Channel._meta.db.transaction() as transaction:
             if claim is not None:
                 await lock_identity(transaction.connection, row["type"], claim.identity)

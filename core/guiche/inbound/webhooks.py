@@ -1,7 +1,9 @@
 """Core's per-channel webhook route: `/webhooks/<channel_type>/<channel_id>`.
 
 Core owns it so every channel, ours or a third party's, gets the same rules: unknown or
-disabled channels are 404, signature failures 401 with nothing stored, and the 200 is
+disabled channels are 404, a body of another media type than the adapter declares
+(`webhook_media_types`, JSON by default) 415, signature failures 401 with nothing
+stored, and the 200 is
 sent only after the batch has committed (a provider retry after a crash is safe: dedup).
 """
 
@@ -17,7 +19,7 @@ from guiche.channels import ChannelError, WebhookAuthError, WebhookRequest
 from guiche.inbound.ingest import ingest
 from guiche.services import services_of
 from guiche.tenancy import parse_uuid
-from guiche.web.endpoint import PUBLIC, endpoint
+from guiche.web.endpoint import PUBLIC, endpoint, require_media_type
 from guiche.web.errors import BadRequest, Forbidden, NotFound, Unauthorized
 
 log = logging.getLogger("guiche.webhooks")
@@ -64,6 +66,9 @@ async def verify_subscription(request: web.Request) -> web.StreamResponse:
 @endpoint(PUBLIC, summary="Provider webhook: verified, normalised, stored, then acknowledged")
 async def receive(request: web.Request) -> dict[str, object]:
     loaded = await _load(request)
+    accepted = loaded.adapter.webhook_media_types
+    if accepted is not None:
+        require_media_type(request, accepted)
     body = await request.read()
     try:
         batch = await loaded.adapter.parse_webhook(webhook_request(request, body))

@@ -17,7 +17,7 @@ Input rules every route gets here, so no handler has to repeat them:
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +129,33 @@ def authorize(request: web.Request, permission: str) -> None:
         )
 
 
+def is_json_media_type(media_type: str) -> bool:
+    """`application/json` or a `+json` type; parameters (`; charset=utf-8`) are already
+    stripped by aiohttp's `request.content_type`."""
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def require_media_type(request: web.Request, accepted: Collection[str]) -> None:
+    """415 with the error shape unless the body is declared as one of `accepted` (JSON
+    types count as `application/json`). For provider webhooks: a signed body sent as
+    `text/plain` is not what any provider sends, so it is refused, not parsed; an
+    undeclared body (none, or octet-stream) is left to the parser (and signature check)."""
+    media_type = request.content_type
+    if media_type == "application/octet-stream":
+        return  # undeclared (aiohttp's name for no Content-Type, too): the parser decides
+    if media_type in accepted or (
+        "application/json" in accepted and is_json_media_type(media_type)
+    ):
+        return
+    raise UnsupportedMediaType(
+        f"Send the body as {' or '.join(sorted(accepted))} (got {media_type or 'none'})",
+        details={"accepted": sorted(accepted), "content_type": media_type},
+    )
+
+
 async def _read_json(request: web.Request) -> Any:
     """The body parsed (`{}` when empty): 415 unless JSON, 400 unless valid JSON."""
-    if request.content_type not in ("application/json", "") and not request.content_type.endswith(
-        "+json"
-    ):
+    if request.content_type != "" and not is_json_media_type(request.content_type):
         raise UnsupportedMediaType("Send a JSON body (Content-Type: application/json)")
     raw = await request.read()
     if not raw:

@@ -46,5 +46,5 @@ async def store_media(tenant_id: str, channel_id: str, message_id: str, services
     except ApiError as exc:  # unavailable or refused media: it stays fetchable on demand
         log.warning(
             "inbound media not stored",
-            extra={"message": message_id, "code": exc.code, "error": exc.message},
+            extra={"message_id": message_id, "code": exc.code, "error": exc.message},
         )

@@ -19,6 +19,7 @@ from guiche.plugin import (
     ingest_batch,
     load_channel,
     plugin_context,
+    require_json,
     services_of,
 )
 from guiche_evolution.adapter import CHANNEL_TYPE, EvolutionAdapter, ProvisioningError
@@ -94,6 +95,7 @@ async def path_webhook(request: web.Request) -> dict[str, Any]:
     loaded = await load_channel(services, channel_id)
     if loaded is None or loaded.row.type != CHANNEL_TYPE:
         raise NotFound("channel not found", code="channel_not_found")
+    require_json(request)  # Evolution posts application/json
     body = await request.read()
     webhook = WebhookRequest(
         method=request.method,

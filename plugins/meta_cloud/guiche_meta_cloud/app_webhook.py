@@ -24,6 +24,7 @@ from guiche.plugin import (
     NotFound,
     channels_by_identity,
     ingest_batch,
+    require_json,
     services_of,
 )
 from guiche_meta_cloud.config import AppWebhookSettings
@@ -59,6 +60,7 @@ async def receive(request: web.Request) -> dict[str, Any]:
             "the app-level Meta webhook is not configured (set GUICHE_META_APP_SECRET)",
             code="meta_app_webhook_disabled",
         )
+    require_json(request)  # Meta posts application/json
     body = await request.read()
     try:
         check_signature(
