@@ -8,11 +8,12 @@ import uuid
 
 import pytest
 from argon2 import PasswordHasher
+from redis.asyncio import Redis
 
 from guiche.accounts import find_or_create_user
 from guiche.app import create_app
 from guiche.auth.passwords import needs_rehash
-from guiche.auth.throttle import MemoryCounters, RedisCounters, login_throttle
+from guiche.auth.throttle import RedisCounters, login_throttle
 from guiche.auth.tokens import issue_access_token
 from guiche.config import ConfigError
 from guiche.models import Membership, RefreshToken, User
@@ -337,7 +338,7 @@ async def test_failed_logins_per_email_are_throttled_in_memory(make_client, make
     client = await make_client(login_max_attempts_per_email=3)
     company = await make_company()
     throttle = login_throttle(client.app[SERVICES])
-    assert isinstance(throttle.counters, MemoryCounters)
+    assert throttle.shared is None and throttle.counters is throttle.local
     owner = company.owner
     for _ in range(3):
         await _error(await _fail(client, owner.email), 401, "invalid_credentials")
@@ -360,23 +361,120 @@ async def test_successful_login_clears_the_email_counter(make_client, make_compa
     assert (await _login(client, owner.email, owner.password)).status == 200
 
 
-async def test_all_attempts_per_ip_are_throttled_in_memory(make_client, make_company):
+async def test_failed_attempts_per_ip_are_throttled_and_successes_do_not_count(
+    make_client, make_company
+):
     client = await make_client(login_max_attempts_per_ip=3)
     owner = (await make_company()).owner
-    assert (await _login(client, owner.email, owner.password)).status == 200
-    await _error(await _fail(client, owner.email), 401, "invalid_credentials")
-    assert (await _login(client, owner.email, owner.password)).status == 200
+    for _ in range(10):  # a busy office signing in all day is no attack
+        assert (await _login(client, owner.email, owner.password)).status == 200
+    for n in range(3):  # different accounts: only the address limit applies
+        await _error(
+            await _fail(client, f"ghost-{n}-{uuid.uuid4().hex[:6]}@x.test"),
+            401,
+            "invalid_credentials",
+        )
     resp = await _login(client, owner.email, owner.password)
     error = await _error(resp, 429, "rate_limited")
     assert "address" in error["message"]
     assert int(resp.headers["Retry-After"]) >= 1
 
 
+async def test_behind_a_trusted_proxy_each_real_client_has_its_own_failures(
+    make_client, make_company
+):
+    client = await make_client(trusted_proxies=["127.0.0.1"], login_max_attempts_per_ip=3)
+    company = await make_company()
+    members = [company.owner, *[await company.add("agent") for _ in range(4)]]
+
+    def via(ip: str) -> dict[str, str]:
+        return {"X-Forwarded-For": ip}
+
+    for n in range(30):  # the whole company logs in through the load balancer
+        member = members[n % len(members)]
+        resp = await client.post(
+            "/api/v1/auth/login",
+            json={"email": member.email, "password": member.password},
+            headers=via(f"203.0.113.{n}"),
+        )
+        assert resp.status == 200, await resp.text()
+    attacker, colleague = via("198.51.100.7"), via("198.51.100.8")
+    for n in range(3):
+        resp = await client.post(
+            "/api/v1/auth/login",
+            json={"email": f"spray-{n}-{uuid.uuid4().hex[:6]}@x.test", "password": "guess"},
+            headers=attacker,
+        )
+        await _error(resp, 401, "invalid_credentials")
+    body = {"email": members[1].email, "password": members[1].password}
+    resp = await client.post("/api/v1/auth/login", json=body, headers=attacker)
+    assert "address" in (await _error(resp, 429, "rate_limited"))["message"]
+    resp = await client.post("/api/v1/auth/login", json=body, headers=colleague)
+    assert resp.status == 200  # the proxy's own address was never the one counted
+
+
+async def test_concurrent_guesses_cannot_outrun_the_account_limit(make_client, make_company):
+    client = await make_client(login_max_attempts_per_email=3)
+    owner = (await make_company()).owner
+    answers = await asyncio.gather(*(_fail(client, owner.email) for _ in range(12)))
+    assert sorted(resp.status for resp in answers) == [401] * 3 + [429] * 9
+
+
+def _unreachable_redis(throttle) -> Redis:
+    """Point the throttle's shared store at a port nobody listens on: Redis is 'down'."""
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0")
+    throttle.shared = RedisCounters(unreachable)
+    return unreachable
+
+
+async def test_with_redis_down_the_throttle_falls_back_to_this_process(
+    make_client, make_company, caplog
+):
+    client = await make_client(login_max_attempts_per_ip=20)
+    owner = (await make_company()).owner
+    throttle = login_throttle(client.app[SERVICES])
+    unreachable = _unreachable_redis(throttle)
+    try:
+        with caplog.at_level("WARNING", logger="guiche.auth"):
+            statuses = [
+                (await _fail(client, f"spray-{n}-{uuid.uuid4().hex[:6]}@x.test")).status
+                for n in range(30)
+            ]
+            assert statuses == [401] * 20 + [429] * 10
+            # one account: limited by its own counter too, while Redis is still away
+            for _ in range(5):
+                await _fail(client, owner.email)
+        outage_logs = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+        assert len(outage_logs) == 1  # once per outage, not once per attempt
+    finally:
+        await unreachable.aclose()
+
+
+async def test_an_account_locked_in_redis_stays_locked_when_redis_goes_down(
+    make_client, make_company, require_redis
+):
+    client = await make_client(redis_url=require_redis, login_max_attempts_per_email=3)
+    owner = (await make_company()).owner
+    throttle = login_throttle(client.app[SERVICES])
+    for _ in range(3):
+        await _error(await _fail(client, owner.email), 401, "invalid_credentials")
+    await _error(await _login(client, owner.email, owner.password), 429, "rate_limited")
+    real = throttle.shared
+    unreachable = _unreachable_redis(throttle)
+    try:
+        resp = await _login(client, owner.email, owner.password)
+        assert "account" in (await _error(resp, 429, "rate_limited"))["message"]
+    finally:
+        await unreachable.aclose()
+        throttle.shared = real
+    await throttle.shared.clear(throttle.email_key(owner.email))
+
+
 async def test_throttle_is_shared_through_redis(make_client, make_company, require_redis):
     first = await make_client(redis_url=require_redis, login_max_attempts_per_email=2)
     second = await make_client(redis_url=require_redis, login_max_attempts_per_email=2)
     throttle = login_throttle(first.app[SERVICES])
-    assert isinstance(throttle.counters, RedisCounters)
+    assert isinstance(throttle.shared, RedisCounters)
     owner = (await make_company()).owner
     await _error(await _fail(first, owner.email), 401, "invalid_credentials")
     await _error(await _fail(second, owner.email), 401, "invalid_credentials")
@@ -394,8 +492,14 @@ async def test_per_ip_throttle_through_redis(make_client, make_company, require_
     throttle = login_throttle(client.app[SERVICES])
     await throttle.counters.clear(throttle.ip_key("127.0.0.1"))  # other tests of this session
     owner = (await make_company()).owner
-    for _ in range(2):
+    for _ in range(3):
         assert (await _login(client, owner.email, owner.password)).status == 200
+    for n in range(2):
+        await _error(
+            await _fail(client, f"ghost-{n}-{uuid.uuid4().hex[:6]}@x.test"),
+            401,
+            "invalid_credentials",
+        )
     resp = await _login(client, owner.email, owner.password)
     await _error(resp, 429, "rate_limited")
     assert int(resp.headers["Retry-After"]) >= 1

@@ -26,6 +26,7 @@ from guiche.models import Tenant, User
 from guiche.services import services_of
 from guiche.web.endpoint import AUTHENTICATED, PUBLIC, endpoint
 from guiche.web.errors import Forbidden, NotFound, Unauthorized
+from guiche.web.ratelimit import client_bucket
 
 routes = web.RouteTableDef()
 TAGS = ("auth",)
@@ -93,13 +94,13 @@ def _signed_in_user(request: web.Request) -> tuple[Principal, uuid.UUID]:
 async def login(request: web.Request, *, body: LoginBody) -> TokenPair:
     services = services_of(request)
     throttle = login_throttle(services)
-    await throttle.before_attempt(request.remote or "unknown", body.email)
+    client = client_bucket(request)  # behind trusted proxies: the real client, not the proxy
+    await throttle.before_attempt(client, body.email)
     user = await check_password(body.email, body.password)
     seat = await membership(user.id, body.tenant_id) if user else None
     if user is None or seat is None:
-        await throttle.failed(body.email)
-        raise bad_credentials()
-    await throttle.succeeded(body.email)
+        raise bad_credentials()  # the reserved attempt stays counted: a failure
+    await throttle.succeeded(client, body.email)
     return await issue_tokens(services.settings, user, seat)
 
 

@@ -70,22 +70,27 @@ def client_ip(request: web.Request) -> str:
     return str(current) if current is not None else remote
 
 
+def client_bucket(request: web.Request) -> str:
+    """The real client as a limit's key: its address (`client_ip`), IPv6 by /64 since one
+    subscriber usually holds the whole prefix. Shared by every per-client limit."""
+    ip = client_ip(request)
+    address = _address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return ip
+
+
 def rate_key(request: web.Request) -> str:
-    """Whose budget a request spends: user, API key, or client address (IPv6 by /64,
-    since one subscriber usually holds the whole prefix)."""
+    """Whose budget a request spends: user, API key, or client (`client_bucket`)."""
     principal = request.get(PRINCIPAL_KEY)
     if principal is not None:
         if principal.user_id is not None:
             return f"user:{principal.user_id}"
         if principal.api_key_id is not None:
             return f"api_key:{principal.api_key_id}"
-    ip = client_ip(request)
-    address = _address(ip)
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return f"ip:{address.ipv4_mapped}"
-        return f"ip:{ipaddress.ip_network(f'{address}/64', strict=False)}"
-    return f"ip:{ip}"
+    return f"ip:{client_bucket(request)}"
 
 
 @web.middleware
