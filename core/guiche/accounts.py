@@ -56,7 +56,12 @@ async def find_or_create_user(email: str, name: str, password: str | None) -> uu
 
 
 async def add_member(
-    tenant_id: uuid.UUID, user_id: uuid.UUID, role: str, *, max_concurrent_chats: int = 5
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: str,
+    *,
+    max_concurrent_chats: int = 5,
+    display_name: str | None = None,
 ) -> uuid.UUID:
     if role not in ROLES:
         raise ValidationFailed(
@@ -68,7 +73,11 @@ async def add_member(
     if exists:
         raise Conflict("User is already a member of this company", code="already_member")
     membership = Membership(
-        tenant=tenant_id, user=user_id, role=role, max_concurrent_chats=max_concurrent_chats
+        tenant=tenant_id,
+        user=user_id,
+        role=role,
+        max_concurrent_chats=max_concurrent_chats,
+        display_name=display_name,
     )
     await membership.save()
     return membership.id
@@ -95,3 +104,16 @@ async def create_tenant(
         owner_id = await find_or_create_user(owner_email, owner_name, owner_password)
         await add_member(tenant.id, owner_id, "owner")
     return CreatedTenant(tenant.id, final_slug, owner_id, owner_email.strip().lower())
+
+
+async def display_names(tenant_id: uuid.UUID, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """How one company names these people: its own display name, else their account's."""
+    if not user_ids:
+        return {}
+    rows = await Membership.raw(
+        'SELECT m."user" AS id, coalesce(m.display_name, u.name) AS name FROM memberships m '
+        'JOIN users u ON u.id = m."user" WHERE m.tenant = {} AND m."user" = ANY({})',
+        tenant_id,
+        list(set(user_ids)),
+    )
+    return {row["id"]: row["name"] for row in rows}

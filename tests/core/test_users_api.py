@@ -25,6 +25,13 @@ def _no_secrets(data) -> None:
     assert "password" not in str(data)
 
 
+async def _find(client, headers, email: str) -> dict | None:
+    resp = await client.get("/api/v1/users", params={"q": email}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    items = (await resp.json())["items"]
+    return items[0] if items else None
+
+
 async def test_create_new_user_who_can_then_log_in(client, company):
     headers = await login(client, company.owner)
     email = _email()
@@ -39,10 +46,17 @@ async def test_create_new_user_who_can_then_log_in(client, company):
         },
         headers=headers,
     )
-    assert resp.status == 201, await resp.text()
-    user = await resp.json()
-    _no_secrets(user)
-    assert user["email"] == email
+    assert resp.status == 202, await resp.text()
+    sent = await resp.json()
+    _no_secrets(sent)
+    assert (sent["email"], sent["name"], sent["role"], sent["max_concurrent_chats"]) == (
+        email,
+        "Nova Agente",
+        "agent",
+        3,
+    )
+    user = await _find(client, headers, email)  # a new email: account and seat at once
+    assert user is not None
     assert (user["name"], user["role"], user["max_concurrent_chats"]) == ("Nova Agente", "agent", 3)
     assert user["is_active"] is True and user["status"] == "offline"
     member = Member(uuid.UUID(user["id"]), email, "s3cret-pass", "agent", company.tenant_id)
@@ -50,28 +64,21 @@ async def test_create_new_user_who_can_then_log_in(client, company):
     resp = await client.get(f"/api/v1/users/{user['id']}", headers=headers)
     assert await resp.json() == user
     audit = await AuditLog.select(AuditLog.action).where(
-        (AuditLog.tenant == company.tenant_id) & (AuditLog.target_id == user["id"])
+        (AuditLog.tenant == company.tenant_id) & (AuditLog.target_id == sent["id"])
     )
-    assert audit == [{"action": "user.create"}]
+    assert audit == [{"action": "user.invite"}]
 
 
-async def test_existing_platform_user_is_added_without_password(client, make_company, company):
-    other = await make_company()
+async def test_adding_someone_twice_conflicts(client, make_company, company):
     headers = await login(client, company.owner)
-    resp = await client.post(
-        "/api/v1/users",
-        json={"email": other.owner.email, "role": "supervisor"},
-        headers=headers,
-    )
-    assert resp.status == 201, await resp.text()
-    assert (await resp.json())["id"] == str(other.owner.user_id)
-    # the same person again: already a member
-    resp = await client.post(
-        "/api/v1/users", json={"email": other.owner.email, "role": "agent"}, headers=headers
-    )
+    body = {"email": _email(), "password": "s3cret-pass", "role": "agent"}
+    assert (await client.post("/api/v1/users", json=body, headers=headers)).status == 202
+    resp = await client.post("/api/v1/users", json=body, headers=headers)
     await _error(resp, 409, "already_member")
-    # their password was not touched: they still log in to their own company
-    assert "Authorization" in await login(client, other.owner)
+    invited = {"email": (await make_company()).owner.email, "role": "agent"}
+    assert (await client.post("/api/v1/users", json=invited, headers=headers)).status == 202
+    resp = await client.post("/api/v1/users", json=invited, headers=headers)
+    await _error(resp, 409, "already_invited")
 
 
 async def test_create_validation(client, company):
@@ -93,11 +100,13 @@ async def test_create_validation(client, company):
         "password",
         "max_concurrent_chats",
     }
+    # no password and no account: invited, waiting for the person to have an account
+    email = _email()
     resp = await client.post(
-        "/api/v1/users", json={"email": _email(), "role": "agent"}, headers=headers
+        "/api/v1/users", json={"email": email, "role": "agent"}, headers=headers
     )
-    error = await _error(resp, 422)
-    assert error["details"][0]["field"] == "password"
+    assert resp.status == 202, await resp.text()
+    assert await _find(client, headers, email) is None
 
 
 async def test_nobody_grants_above_their_own_role(client, company):
@@ -108,7 +117,7 @@ async def test_nobody_grants_above_their_own_role(client, company):
         await client.post("/api/v1/users", json=body, headers=headers), 403, "role_above_own"
     )
     body["role"] = "admin"
-    assert (await client.post("/api/v1/users", json=body, headers=headers)).status == 201
+    assert (await client.post("/api/v1/users", json=body, headers=headers)).status == 202
     agent = await company.add("agent")
     url = f"/api/v1/users/{agent.user_id}"
     resp = await client.patch(url, json={"role": "owner"}, headers=headers)

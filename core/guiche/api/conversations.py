@@ -131,7 +131,7 @@ SELECT c.id, c.status, c.opened_at, c.assigned_at, c.queued_at, c.first_agent_re
        coalesce(c.last_message_at, c.created_at) AS activity_at,
        ct.id AS contact_id, ct.name AS contact_name, ct.phone AS contact_phone,
        ch.id AS channel_id, ch.name AS channel_name, ch.type AS channel_type,
-       d.name AS department_name, u.name AS assignee_name,
+       d.name AS department_name, coalesce(am.display_name, u.name) AS assignee_name,
        tb.id AS tabulation_id, tb.name AS tabulation_name,
        lm.id AS lm_id, lm.direction AS lm_direction, lm.type AS lm_type,
        left(lm.body, 200) AS lm_body, lm.status AS lm_status, lm.created_at AS lm_created_at
@@ -140,6 +140,7 @@ JOIN contacts ct ON ct.id = c.contact
 JOIN channels ch ON ch.id = c.channel
 LEFT JOIN departments d ON d.id = c.department
 LEFT JOIN users u ON u.id = c.assignee
+LEFT JOIN memberships am ON am.tenant = c.tenant AND am."user" = c.assignee
 LEFT JOIN tabulations tb ON tb.id = c.tabulation
 LEFT JOIN LATERAL (
     SELECT m.id, m.direction, m.type, m.body, m.status, m.created_at FROM messages m

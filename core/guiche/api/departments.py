@@ -188,6 +188,7 @@ async def _member_rows(tenant_id: uuid.UUID, rows: list[dict[str, Any]]) -> list
             Membership.role,
             Membership.status,
             Membership.is_active,
+            Membership.display_name,
         ).where(Membership.user.is_in(user_ids))
         seats = {seat["user"]: seat for seat in found}
     items = []
@@ -196,7 +197,7 @@ async def _member_rows(tenant_id: uuid.UUID, rows: list[dict[str, Any]]) -> list
         items.append(
             DepartmentMemberOut(
                 user_id=row["user_id"],
-                name=row["name"],
+                name=seat.get("display_name") or row["name"],
                 email=row["email"],
                 role=seat.get("role"),
                 status=seat.get("status"),

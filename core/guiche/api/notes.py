@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, StringConstraints
 
+from guiche.accounts import display_names
 from guiche.api.common import path_id
 from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
@@ -60,10 +61,17 @@ COLUMNS = (
 )
 
 
-def _out(row: dict[str, Any]) -> NoteOut:
+async def _outs(tenant_id: uuid.UUID, rows: list[dict[str, Any]]) -> list[NoteOut]:
+    """Notes with their authors named as this company names them."""
+    names = await display_names(tenant_id, [r["author_id"] for r in rows if r["author_id"]])
+    return [_out(row, names) for row in rows]
+
+
+def _out(row: dict[str, Any], names: dict[uuid.UUID, str]) -> NoteOut:
     author = None
     if row["author_id"] is not None:
-        author = NoteAuthor(id=row["author_id"], name=row["author_name"] or "")
+        name = names.get(row["author_id"], row["author_name"])
+        author = NoteAuthor(id=row["author_id"], name=name or "")
     return NoteOut(
         id=row["id"],
         body=row["body"],
@@ -111,7 +119,7 @@ async def list_notes(request: web.Request, *, query: NoteListQuery) -> Page[Any]
     else:
         select = select.where(Note.conversation == query.conversation_id)
     rows, cursor = await paginate(select, Note, query)
-    return Page[NoteOut](items=[_out(row) for row in rows], next_cursor=cursor)
+    return Page[NoteOut](items=await _outs(principal.tenant_id, rows), next_cursor=cursor)
 
 
 @routes.post("/api/v1/notes")
@@ -139,7 +147,9 @@ async def create_note(request: web.Request, *, body: NoteIn) -> NoteOut:
         ).returning(Note.id)
         note_id = rows[0]["id"]
         await record_audit(principal, "note.create", "note", note_id)
-    return _out(await get_owned(Note, principal.tenant_id, note_id, *COLUMNS, what="note"))
+    row = await get_owned(Note, principal.tenant_id, note_id, *COLUMNS, what="note")
+    (note,) = await _outs(principal.tenant_id, [row])
+    return note
 
 
 @routes.delete("/api/v1/notes/{id}")

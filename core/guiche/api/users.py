@@ -3,6 +3,10 @@
 Ids in these paths are user ids, the id every other resource (assignee, author,
 department member) refers to. Role changes follow one rule: nobody grants or touches a
 role above their own, and a company never loses its last active owner.
+
+Adding a person goes through `guiche.invitations` (an existing account is invited, never
+attached) and answers alike for every email. The name shown and changed here is the
+company's own display name for the person (their seat's); the account's name is theirs.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 
-from guiche.accounts import add_member, find_or_create_user
 from guiche.api.common import Email, changes, like_pattern, path_id
 from guiche.audit import record_audit
 from guiche.auth.principal import Principal, current_principal
-from guiche.models import Membership, RefreshToken, User
+from guiche.invitations import Offer, invite
+from guiche.models import Membership, RefreshToken
 from guiche.rbac import ROLES
 from guiche.realtime import events as ev
 from guiche.realtime.events import PendingEvent, record_events
@@ -45,10 +49,25 @@ MaxChats = Annotated[int, Field(ge=0, le=100)]
 
 class UserIn(RequestBody):
     email: Email
-    name: Name = ""
-    password: Password | None = None
+    name: Name = Field("", description="The company's display name for the person")
+    password: Password | None = Field(
+        None,
+        description="First password, used only if the email has no account yet "
+        "(the account is then created at once); otherwise the person is invited",
+    )
     role: Role
     max_concurrent_chats: MaxChats = 5
+
+
+class InvitationSent(BaseModel):
+    """The same answer for every email: nothing about any existing account."""
+
+    id: uuid.UUID = Field(description="The invitation's id")
+    email: str
+    name: str
+    role: str
+    max_concurrent_chats: int
+    created_at: dt.datetime
 
 
 class UserPatch(RequestBody):
@@ -95,12 +114,14 @@ def _select(tenant_id: uuid.UUID) -> Any:
         Membership.last_assigned_at,
         Membership.user.id.as_alias("user_id"),
         Membership.user.email.as_alias("email"),
-        Membership.user.name.as_alias("name"),
+        Membership.user.name.as_alias("account_name"),
+        Membership.display_name,
     )
 
 
 def _out(row: dict[str, Any]) -> UserOut:
-    return UserOut.model_validate({**row, "id": row["user_id"]})
+    name = row["display_name"] or row["account_name"]
+    return UserOut.model_validate({**row, "id": row["user_id"], "name": name})
 
 
 async def _seat(tenant_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
@@ -166,7 +187,9 @@ async def list_users(request: web.Request, *, query: UserListQuery) -> Page[Any]
     if query.q:
         pattern = like_pattern(query.q)
         select = select.where(
-            Membership.user.name.ilike(pattern) | Membership.user.email.ilike(pattern)
+            Membership.display_name.ilike(pattern)
+            | (Membership.display_name.is_null() & Membership.user.name.ilike(pattern))
+            | Membership.user.email.ilike(pattern)
         )
     rows, cursor = await paginate(select, Membership, query)
     return Page[UserOut](items=[_out(row) for row in rows], next_cursor=cursor)
@@ -176,30 +199,44 @@ async def list_users(request: web.Request, *, query: UserListQuery) -> Page[Any]
 @endpoint(
     "users.manage",
     body=UserIn,
-    response=UserOut,
-    status=201,
-    summary="Add a person to the company (an existing user by email needs no password)",
+    response=InvitationSent,
+    status=202,
+    summary="Add a person: a new email with a password gets an account and a seat now; "
+    "any other email is invited (the person accepts). Same answer either way",
     tags=TAGS,
     errors=(409,),
 )
-async def create_user(request: web.Request, *, body: UserIn) -> UserOut:
+async def create_user(request: web.Request, *, body: UserIn) -> InvitationSent:
     principal = current_principal(request)
     _check_grant(principal, body.role)
+    offer = Offer(
+        tenant_id=principal.tenant_id,
+        email=body.email,
+        display_name=body.name,
+        role=body.role,
+        max_concurrent_chats=body.max_concurrent_chats,
+        invited_by=principal.user_id,
+    )
     try:
         async with Membership._meta.db.transaction():
-            user_id = await find_or_create_user(body.email, body.name, body.password)
-            await add_member(
-                principal.tenant_id,
-                user_id,
-                body.role,
-                max_concurrent_chats=body.max_concurrent_chats,
-            )
+            invitation = await invite(offer, body.password)
             await record_audit(
-                principal, "user.create", "user", user_id, {"email": body.email, "role": body.role}
+                principal,
+                "user.invite",
+                "invitation",
+                invitation["id"],
+                {"email": offer.email, "role": body.role},
             )
-    except asyncpg.UniqueViolationError:
-        raise Conflict("User is already a member of this company", code="already_member") from None
-    return _out(await _seat(principal.tenant_id, user_id))
+    except asyncpg.UniqueViolationError:  # the same new email added twice at once
+        raise Conflict("This email was just added", code="already_invited") from None
+    return InvitationSent(
+        id=invitation["id"],
+        email=invitation["email"],
+        name=invitation["display_name"],
+        role=invitation["role"],
+        max_concurrent_chats=invitation["max_concurrent_chats"],
+        created_at=invitation["created_at"],
+    )
 
 
 @routes.get("/api/v1/users/{id}")
@@ -214,7 +251,7 @@ async def get_user(request: web.Request) -> UserOut:
     "users.manage",
     body=UserPatch,
     response=UserOut,
-    summary="Change a person's name, role or concurrent-chat cap",
+    summary="Change a person's display name in this company, role or concurrent-chat cap",
     tags=TAGS,
     errors=(409,),
 )
@@ -231,10 +268,10 @@ async def update_user(request: web.Request, *, body: UserPatch) -> UserOut:
             if seat["role"] == "owner" and seat["is_active"]:
                 await _keep_an_owner(principal.tenant_id, user_id)
         seat_values = {k: v for k, v in values.items() if k in ("role", "max_concurrent_chats")}
+        if "name" in values:  # this company's name for them; their account's name is theirs
+            seat_values["display_name"] = values["name"]
         if seat_values:
             await Membership.update(seat_values).where(_seat_filter(principal.tenant_id, user_id))
-        if "name" in values:
-            await User.update({User.name: values["name"]}).where(User.id == user_id)
         if values:
             await record_audit(principal, "user.update", "user", user_id, values)
     return _out(await _seat(principal.tenant_id, user_id))

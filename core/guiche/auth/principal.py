@@ -8,7 +8,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from guiche.web.errors import Unauthorized
+from guiche.web.errors import Forbidden, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +35,11 @@ def current_principal(request: web.Request) -> Principal:
     if principal is None:
         raise Unauthorized("Authentication required", code="not_authenticated")
     return principal
+
+
+def signed_in_user(request: web.Request) -> tuple[Principal, uuid.UUID]:
+    """The principal and its user id: 403 for API keys, which act for a company, not a person."""
+    principal = current_principal(request)
+    if principal.kind != "user" or principal.user_id is None:
+        raise Forbidden("This needs a signed-in user, not an API key", code="user_required")
+    return principal, principal.user_id

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from guiche.auth.principal import Principal, current_principal
+from guiche.auth.principal import Principal, current_principal, signed_in_user
 from guiche.auth.refresh import RefreshRejected, revoke_family, revoke_family_of
 from guiche.auth.refresh import rotate_refresh_token as rotate
 from guiche.auth.sessions import (
@@ -25,7 +25,7 @@ from guiche.auth.throttle import login_throttle
 from guiche.models import Tenant, User
 from guiche.services import services_of
 from guiche.web.endpoint import AUTHENTICATED, PUBLIC, endpoint
-from guiche.web.errors import Forbidden, NotFound, Unauthorized
+from guiche.web.errors import NotFound, Unauthorized
 from guiche.web.ratelimit import client_bucket
 
 routes = web.RouteTableDef()
@@ -50,6 +50,12 @@ class SwitchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant_id: uuid.UUID
+
+
+class MePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class MeUser(BaseModel):
@@ -79,14 +85,6 @@ class Company(TenantRef):
 
 class Companies(BaseModel):
     items: list[Company]
-
-
-def _signed_in_user(request: web.Request) -> tuple[Principal, uuid.UUID]:
-    """The principal and its user id; API keys have no companies to list or switch to."""
-    principal = current_principal(request)
-    if principal.kind != "user" or principal.user_id is None:
-        raise Forbidden("This needs a signed-in user, not an API key", code="user_required")
-    return principal, principal.user_id
 
 
 @routes.post("/api/v1/auth/login")
@@ -128,10 +126,7 @@ async def logout(request: web.Request, *, body: RefreshBody) -> None:
     await revoke_family_of(body.refresh_token)
 
 
-@routes.get("/api/v1/auth/me")
-@endpoint(AUTHENTICATED, response=Me, summary="Who am I", tags=TAGS, errors=(404,))
-async def me(request: web.Request) -> Me:
-    principal = current_principal(request)
+async def _me(principal: Principal) -> Me:
     tenant = (
         await Tenant.select(Tenant.id, Tenant.name, Tenant.slug)
         .where(Tenant.id == principal.tenant_id)
@@ -155,10 +150,30 @@ async def me(request: web.Request) -> Me:
     )
 
 
+@routes.get("/api/v1/auth/me")
+@endpoint(AUTHENTICATED, response=Me, summary="Who am I", tags=TAGS, errors=(404,))
+async def me(request: web.Request) -> Me:
+    return await _me(current_principal(request))
+
+
+@routes.patch("/api/v1/auth/me")
+@endpoint(
+    AUTHENTICATED,
+    body=MePatch,
+    response=Me,
+    summary="Change my own name (each company may still show its own display name for me)",
+    tags=TAGS,
+)
+async def update_me(request: web.Request, *, body: MePatch) -> Me:
+    principal, user_id = signed_in_user(request)
+    await User.update({User.name: body.name}).where(User.id == user_id)
+    return await _me(principal)
+
+
 @routes.get("/api/v1/auth/companies")
 @endpoint(AUTHENTICATED, response=Companies, summary="My companies", tags=TAGS, errors=(403,))
 async def companies(request: web.Request) -> Companies:
-    principal, user_id = _signed_in_user(request)
+    principal, user_id = signed_in_user(request)
     seats = await memberships(user_id)
     return Companies(
         items=[
@@ -177,7 +192,7 @@ async def companies(request: web.Request) -> Companies:
     errors=(403, 404),
 )
 async def switch(request: web.Request, *, body: SwitchBody) -> TokenPair:
-    _, user_id = _signed_in_user(request)
+    _, user_id = signed_in_user(request)
     user = await load_user(user_id)
     if user is None:
         raise Unauthorized("The account is disabled", code="invalid_token")

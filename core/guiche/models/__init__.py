@@ -11,13 +11,14 @@ from guiche.models.media import MediaFile
 from guiche.models.messages import Message, MessageKey
 from guiche.models.plugins import TenantPlugin
 from guiche.models.templates import Template
-from guiche.models.tenants import Membership, Tenant, User
+from guiche.models.tenants import Invitation, Membership, Tenant, User
 from guiche.models.usage import ProviderUsage
 
 CORE_TABLES = [
     Tenant,
     User,
     Membership,
+    Invitation,
     Department,
     DepartmentMember,
     Contact,

@@ -39,4 +39,22 @@ class Membership(Table, tablename="memberships"):
     status_changed_at = Timestamptz(default=TimestamptzNow())
     max_concurrent_chats = Integer(default=5)
     last_assigned_at = Timestamptz(null=True, default=None)
+    # This company's name for the person; None shows their own `User.name`.
+    display_name = Varchar(length=200, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Invitation(Table, tablename="invitations"):
+    """A company's offer of a seat to an email; a seat exists only once it is accepted."""
+
+    id = UUID(primary_key=True)
+    tenant = ForeignKey(Tenant)
+    email = Varchar(length=320)
+    display_name = Varchar(length=200, default="")
+    role = Varchar(length=20)
+    max_concurrent_chats = Integer(default=5)
+    status = Varchar(length=10, default="pending")
+    invited_by = ForeignKey(User, null=True, default=None)
+    responded_by = ForeignKey(User, null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    responded_at = Timestamptz(null=True, default=None)
