@@ -27,6 +27,12 @@ CAP_REACTIONS = "reactions"
 CAP_REPLY_CONTEXT = "reply_context"
 #: The adapter implements `mark_read`: the customer sees our read receipt (blue ticks).
 CAP_READ_RECEIPTS = "read_receipts"
+#: The provider deduplicates sends on `OutboundMessage.message_id` (an idempotency key):
+#: sending again after a crash returns the first send instead of a second message.
+CAP_IDEMPOTENT_SEND = "idempotent_send"
+#: The adapter implements `lookup_sent`: the provider can say whether it accepted a send
+#: made under `OutboundMessage.message_id`, so a crashed send is reconciled, not redone.
+CAP_SEND_LOOKUP = "send_lookup"
 
 CUSTOMER_CARE_WINDOW = dt.timedelta(hours=24)
 
@@ -179,12 +185,17 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
+    #: Ours, never a provider's: a send whose worker died after the provider call started,
+    #: on a provider that cannot be asked. It may or may not have reached the customer;
+    #: a human decides (core never sends it again on its own).
+    UNKNOWN = "unknown"
 
 
 #: Statuses only move forward along this order; `failed` is terminal from any state
 #: before `delivered` (a message already delivered or read cannot fail afterwards).
 STATUS_RANK: Mapping[DeliveryStatus, int] = {
     DeliveryStatus.PENDING: 0,
+    DeliveryStatus.UNKNOWN: 0,
     DeliveryStatus.SENT: 1,
     DeliveryStatus.DELIVERED: 2,
     DeliveryStatus.READ: 3,
@@ -198,7 +209,7 @@ def status_moves_forward(current: DeliveryStatus | str, new: DeliveryStatus | st
     if cur is DeliveryStatus.FAILED:
         return False
     if nxt is DeliveryStatus.FAILED:
-        return cur in (DeliveryStatus.PENDING, DeliveryStatus.SENT)
+        return cur in (DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN, DeliveryStatus.SENT)
     return STATUS_RANK[nxt] > STATUS_RANK[cur]
 
 
@@ -234,7 +245,7 @@ class StatusUpdate(_Model):
 
     @model_validator(mode="after")
     def _pending_is_ours(self) -> StatusUpdate:
-        if self.status is DeliveryStatus.PENDING:
+        if self.status in (DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN):
             raise ValueError("providers report sent, delivered, read or failed")
         return self
 
@@ -540,6 +551,16 @@ class ChannelAdapter(ABC):
     async def send(self, message: OutboundMessage) -> SendResult:
         """Send; raise `RetryableSendError` or `PermanentSendError` on failure."""
 
+    async def lookup_sent(self, message: OutboundMessage) -> SendResult | None:
+        """With `CAP_SEND_LOOKUP`: did the provider accept a send of `message.message_id`?
+
+        Core calls it before sending a message whose earlier attempt may have reached the
+        provider (its worker died mid-call). Return the first send's result, or None when
+        the provider certainly has no such send (core then sends); raise
+        `RetryableSendError` when the provider cannot tell right now.
+        """
+        raise NotImplementedError("declare CAP_SEND_LOOKUP only with lookup_sent")
+
     @abstractmethod
     async def parse_webhook(self, request: WebhookRequest) -> WebhookBatch:
         """Verify the provider's signature/secret (else `WebhookAuthError`) and normalise."""
@@ -576,11 +597,13 @@ class ChannelAdapter(ABC):
 
 __all__ = [
     "CAP_CUSTOMER_CARE_WINDOW",
+    "CAP_IDEMPOTENT_SEND",
     "CAP_MEDIA",
     "CAP_QR_SESSION",
     "CAP_REACTIONS",
     "CAP_READ_RECEIPTS",
     "CAP_REPLY_CONTEXT",
+    "CAP_SEND_LOOKUP",
     "CAP_TEMPLATES",
     "CUSTOMER_CARE_WINDOW",
     "ChannelAdapter",

@@ -2,12 +2,81 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.table import Table
+
+log = logging.getLogger("guiche.db")
+
+T = TypeVar("T")
+
+#: Errors that say "the database went away", not "this statement is wrong": the
+#: connection broke (class 08), the server is shutting down, restarting or full, or the
+#: socket failed (`OSError` covers refused, reset and timed-out connects).
+_DISCONNECTS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    OSError,
+)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True when `exc` means the database is unreachable for now (worth retrying)."""
+    if isinstance(exc, _DISCONNECTS):
+        return True
+    # asyncpg's "connection is closed" / "...was closed in the middle of operation".
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+async def retry_disconnects(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    deadline: float,
+    what: str,
+    first_delay: float = 0.05,
+    max_delay: float = 2.0,
+) -> T:
+    """Run `operation`, again after a jittered backoff while the database is away.
+
+    For writes that must not be dropped on a blip (settling a send the provider already
+    accepted). `deadline` is on the event loop's clock; past it the last error is
+    raised. `operation` must be safe to repeat: its transaction either committed (the
+    repeat finds nothing to do) or did not.
+    """
+    loop = asyncio.get_running_loop()
+    delay = first_delay
+    failures = 0
+    while True:
+        try:
+            return await operation()
+        except Exception as exc:
+            if not is_disconnect(exc):
+                raise
+            failures += 1
+            wait = min(delay, max_delay) * (0.5 + random.random() / 2)
+            if loop.time() + wait > deadline:
+                log.error(
+                    "database still away, giving up",
+                    extra={"what": what, "failures": failures, "error": repr(exc)},
+                )
+                raise
+            log.warning(
+                "database away, retrying",
+                extra={"what": what, "failures": failures, "error": repr(exc)},
+            )
+            await asyncio.sleep(wait)
+            delay *= 2
+
 
 #: Session settings of the pool's connections. `force_custom_plan`: every query is planned
 #: for its own parameters, so a page of a 20,000-message conversation does not run a

@@ -23,8 +23,10 @@ from pydantic import BaseModel
 
 from guiche.channels import (
     CAP_CUSTOMER_CARE_WINDOW,
+    CAP_IDEMPOTENT_SEND,
     CAP_MEDIA,
     CAP_READ_RECEIPTS,
+    CAP_SEND_LOOKUP,
     CAP_TEMPLATES,
     ChannelAdapter,
     ChannelInfo,
@@ -78,10 +80,15 @@ class FakeProvider:
     the message is accepted and before the call returns, like a real provider that
     posts webhooks (statuses, an echo of the send) while still answering the call:
     a test can post those webhooks to the app from it to exercise the races.
+
+    `accepted` maps our message ids to the provider's answer: what `lookup_sent` reads
+    and an idempotent provider replays.
     """
 
     sent: list[OutboundMessage] = field(default_factory=list)
     read: list[ReadReceipt] = field(default_factory=list)
+    accepted: dict[uuid.UUID, SendResult] = field(default_factory=dict)
+    lookups: int = 0
     failures: list[Exception] = field(default_factory=list)
     delay: float = 0.0
     sent_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,11 +111,17 @@ class FakeChannelPlugin:
     name = "fakechannel"
     channel_type = "fake"
 
-    def __init__(self, *, window_24h: bool = False) -> None:
+    def __init__(
+        self, *, window_24h: bool = False, send_lookup: bool = False, idempotent: bool = False
+    ) -> None:
+        """`send_lookup` / `idempotent`: the provider can be asked about, or deduplicates,
+        sends by our message id (`CAP_SEND_LOOKUP`, `CAP_IDEMPOTENT_SEND`)."""
         self.provider = FakeProvider()
         provider = self.provider
         caps = {CAP_MEDIA, CAP_TEMPLATES, CAP_READ_RECEIPTS}
         caps |= {CAP_CUSTOMER_CARE_WINDOW} if window_24h else set()
+        caps |= {CAP_SEND_LOOKUP} if send_lookup else set()
+        caps |= {CAP_IDEMPOTENT_SEND} if idempotent else set()
 
         class Adapter(FakeAdapter):
             capabilities: ClassVar[frozenset[str]] = frozenset(caps)
@@ -167,12 +180,23 @@ class FakeAdapter(ChannelAdapter):
             await asyncio.sleep(self.provider.delay)
         if self.provider.failures:
             raise self.provider.failures.pop(0)
+        earlier = self.provider.accepted.get(message.message_id)
+        if earlier is not None and CAP_IDEMPOTENT_SEND in self.capabilities:
+            return earlier  # the provider's dedup: no second message
         provider_message_id = f"fake.{uuid.uuid4().hex}"
+        result = SendResult(provider_message_id=provider_message_id)
         self.provider.sent.append(message)
+        self.provider.accepted[message.message_id] = result
         if self.provider.on_send is not None:
             await self.provider.on_send(message, provider_message_id)
         self.provider.sent_event.set()
-        return SendResult(provider_message_id=provider_message_id)
+        return result
+
+    async def lookup_sent(self, message: OutboundMessage) -> SendResult | None:
+        if CAP_SEND_LOOKUP not in self.capabilities:
+            return await super().lookup_sent(message)
+        self.provider.lookups += 1
+        return self.provider.accepted.get(message.message_id)
 
 
 class ChannelContract:

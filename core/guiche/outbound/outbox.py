@@ -3,12 +3,18 @@
 A send is guarded by a *claim*: one atomic UPDATE that takes a lease (`locked_until`,
 `lock_token`) on a row that is due and not leased. Two workers, or a task delivered
 twice, cannot both win it; a worker that dies mid-send leaves a lease that expires, and
-the sweeper hands the row to someone else. Settling (sent/failed) deletes the row in
-the same transaction that writes the message's status.
+the sweeper hands the row to someone else. Settling (sent/failed/unknown) deletes the
+row in the same transaction that writes the message's status.
+
+The claim is also the durable "provider call started" record: a holder that ends
+cleanly settles the row or releases it (`released_attempts = attempts`), so a claim
+that finds an earlier attempt neither settled nor released returns `in_doubt`: that
+holder may have had its send accepted before it died.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -30,15 +36,20 @@ SET attempts = attempts + 1,
 WHERE message_id = {}
   AND next_attempt_at <= now()
   AND (locked_until IS NULL OR locked_until < now())
-RETURNING message_id, tenant, message_created_at, attempts
+RETURNING message_id, tenant, message_created_at, attempts,
+          attempts - 1 > released_attempts AS in_doubt
 """
-"""The lease: placeholders lease seconds, token, message id. A CTE in the sender's load."""
+"""The lease: placeholders lease seconds, token, message id. A CTE in the sender's load.
+
+`in_doubt`: an earlier holder claimed and never settled nor released (it died, or lost
+the database, possibly after the provider accepted its call)."""
 
 _RESCHEDULE = """
 UPDATE message_outbox
 SET next_attempt_at = now() + make_interval(secs => {}),
     locked_until = NULL,
     lock_token = NULL,
+    released_attempts = CASE WHEN {} THEN attempts ELSE released_attempts END,
     last_error = {}::jsonb
 WHERE message_id = {} AND lock_token = {}
 RETURNING next_attempt_at
@@ -54,6 +65,10 @@ LIMIT {}
 
 DELETE = "DELETE FROM message_outbox WHERE message_id = $1"
 
+LEASE_SAFETY_SECONDS = 5.0
+"""A holder stops retrying its settle this long before its lease ends, so its writes never
+overlap the next holder's (the lease is timed by the database's clock, this by ours)."""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -64,23 +79,44 @@ class Claim:
     message_created_at: dt.datetime
     attempts: int
     token: uuid.UUID
+    in_doubt: bool = False
+    #: On the event loop's clock: the last moment this holder may still write (settle).
+    settle_by: float = float("inf")
+
+    @classmethod
+    def won(cls, row: Any, message_id: uuid.UUID, token: uuid.UUID, lease: float) -> Claim:
+        """The claim a CLAIM row stands for (its lease counted from now)."""
+        settle_by = asyncio.get_running_loop().time() + lease - LEASE_SAFETY_SECONDS
+        return cls(
+            message_id,
+            row["tenant"],
+            row["message_created_at"],
+            row["attempts"],
+            token,
+            row["in_doubt"],
+            settle_by,
+        )
 
 
 async def claim(message_id: uuid.UUID, lease_seconds: float) -> Claim | None:
     """Lease the row if it is due and free; None when settled, leased elsewhere or not due."""
     token = uuid.uuid4()
     rows = await Message.raw(CLAIM, float(lease_seconds), token, message_id)
-    if not rows:
-        return None
-    row = rows[0]
-    return Claim(message_id, row["tenant"], row["message_created_at"], row["attempts"], token)
+    return Claim.won(rows[0], message_id, token, lease_seconds) if rows else None
 
 
-async def reschedule(claim: Claim, delay_seconds: float, error: dict[str, Any]) -> bool:
-    """Release the lease and make the row due again after `delay_seconds`."""
+async def reschedule(
+    claim: Claim, delay_seconds: float, error: dict[str, Any], *, in_doubt: bool = False
+) -> bool:
+    """Release the lease and make the row due again after `delay_seconds`.
+
+    `in_doubt`: this attempt's provider call may have been accepted (a timeout), so the
+    next claim must reconcile first rather than count this attempt as released.
+    """
     rows = await Message.raw(
         _RESCHEDULE,
         float(delay_seconds),
+        not in_doubt,
         orjson.dumps(error, default=str).decode(),
         claim.message_id,
         claim.token,

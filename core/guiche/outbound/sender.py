@@ -12,9 +12,13 @@ longer) until `send_max_attempts`, then `failed` with `retries_exhausted`;
 `PermanentSendError` → `failed` with `{code, message, details}`, and
 `channel_unhealthy` also marks the channel.
 
-The one gap no outbox closes: a worker killed after the provider accepted but before
-the commit will have the message sent again once its lease expires. Adapters pass
-`OutboundMessage.message_id` to providers that deduplicate on a client id.
+Crashes: the claim is the durable record that a provider call is about to start. A
+claim that finds an earlier holder's attempt neither settled nor released (`in_doubt`:
+killed mid-call, or its settle never reached the database) does not send blindly: it
+asks the provider (`CAP_SEND_LOOKUP`), re-sends where the provider deduplicates on our
+message id (`CAP_IDEMPOTENT_SEND`), and otherwise marks the message `unknown` for a
+human. Writes after the provider call (the settle) are retried while the database is
+away, for as long as the lease lasts.
 """
 
 from __future__ import annotations
@@ -22,20 +26,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 from pydantic import ValidationError
 
-from guiche.channel_runtime import load_channel_adapter
+from guiche.channel_runtime import LoadedChannel, load_channel_adapter
 from guiche.channels import (
+    CAP_IDEMPOTENT_SEND,
+    CAP_SEND_LOOKUP,
     DeliveryStatus,
     OutboundMessage,
     PermanentSendError,
     RetryableSendError,
     SendResult,
 )
-from guiche.db import connection
+from guiche.db import connection, retry_disconnects
 from guiche.inbound.early_statuses import lock_name, record_sent_key
 from guiche.inbound.followups import emit_hooks
 from guiche.inbound.ingest import ChannelRow
@@ -54,7 +61,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("guiche.outbound")
 
-Outcome = Literal["sent", "failed", "retry", "skipped"]
+Outcome = Literal["sent", "failed", "unknown", "retry", "skipped"]
+
+T = TypeVar("T")
 
 LEASE_MARGIN_SECONDS = 30.0
 """A lease outlives the send timeout by this much, so a live sender never loses its claim."""
@@ -64,6 +73,7 @@ LEASE_MARGIN_SECONDS = 30.0
 _CLAIM_AND_LOAD = f"""
 WITH claimed AS ({outbox.CLAIM})
 SELECT k.tenant AS claim_tenant, k.message_created_at AS claim_created_at, k.attempts,
+       k.in_doubt,
        m.id, m.created_at, m.tenant, m.conversation, m.channel, m.direction, m.status,
        m.payload, c.department, c.assignee
 FROM claimed k
@@ -77,16 +87,19 @@ LEFT JOIN conversations c ON c.id = m.conversation
 _SETTLE_SENT = "SELECT * FROM guiche_settle_sent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 
 # The slow path's settle: the status and the outbox row's removal in one statement.
+# `unknown` too: a holder whose settle outlived its lease has the provider's answer,
+# which is better than the next holder's "unknown".
 _MARK_SENT = f"""
 WITH settled AS ({outbox.DELETE})
 UPDATE messages SET status = $3, provider_message_id = $4, error = NULL, updated_at = now()
-WHERE id = $1 AND created_at = $2 AND status = 'pending'
+WHERE id = $1 AND created_at = $2 AND status IN ('pending', 'unknown')
 RETURNING id
 """
 
+# `failed`, or `unknown` (the provider may have the message; a human decides).
 _MARK_FAILED = f"""
 WITH settled AS ({outbox.DELETE})
-UPDATE messages SET status = 'failed', error = $3::jsonb, updated_at = now()
+UPDATE messages SET status = $4, error = $3::jsonb, updated_at = now()
 WHERE id = $1 AND created_at = $2 AND status = 'pending'
 RETURNING id
 """
@@ -120,22 +133,45 @@ async def send_message(message_id: str, *, services: Services) -> Outcome:
     if not rows:  # settled, leased elsewhere or not due
         return "skipped"
     row = rows[0]
-    claim = Claim(target, row["claim_tenant"], row["claim_created_at"], row["attempts"], token)
+    claimed = {
+        "tenant": row["claim_tenant"],
+        "message_created_at": row["claim_created_at"],
+        "attempts": row["attempts"],
+        "in_doubt": row["in_doubt"],
+    }
+    claim = Claim.won(claimed, target, token, lease)
     message = row if row["id"] is not None else None
     if message is None or message["status"] != "pending" or message["direction"] != "out":
         await outbox.release(claim.message_id)
         return "skipped"
-    if claim.attempts > settings.send_max_attempts:  # earlier holders died mid-send
-        return await _fail(
-            services, claim, message, _exhausted(claim.attempts, {"code": "worker_lost"})
-        )
     try:
         loaded = await load_channel_adapter(services, message["channel"])
         if loaded is None or loaded.row.tenant_id != claim.tenant_id:
             raise _Failure("channel_unavailable", "the channel is disabled or its plugin is gone")
         outbound = await _outbound(services, claim, message)
     except _Failure as failure:
-        return await _fail(services, claim, message, failure.error)
+        return await _fail(services, claim, message, failure.error, unknown=claim.in_doubt)
+    except Exception as exc:  # nothing of this attempt reached the provider: retry it
+        log.exception("preparing a send failed", extra={"message_id": str(target)})
+        error = {"code": "prepare_error", "message": f"{type(exc).__name__}: {exc}"}
+        return await _retry(services, claim, message, error, None, in_doubt=claim.in_doubt)
+    capabilities = _capabilities(loaded)
+    in_doubt = claim.in_doubt
+    if in_doubt:
+        if CAP_SEND_LOOKUP in capabilities:
+            found = await _lookup(services, claim, message, loaded, outbound)
+            if found is not None:
+                return found
+            in_doubt = False  # the provider has no such send: sending now is the first
+        elif CAP_IDEMPOTENT_SEND not in capabilities:
+            return await _fail(services, claim, message, _unknown(claim), unknown=True)
+    if claim.attempts > settings.send_max_attempts and not in_doubt:
+        # earlier holders died before the call, or the provider says they never sent
+        return await _fail(
+            services, claim, message, _exhausted(claim.attempts, {"code": "worker_lost"})
+        )
+    # An answer we cannot read may hide an accepted send: keep the doubt when we can ask.
+    resolvable = bool(capabilities & {CAP_SEND_LOOKUP, CAP_IDEMPOTENT_SEND})
     try:
         async with asyncio.timeout(settings.send_timeout_seconds):
             result = await loaded.adapter.send(outbound)
@@ -145,19 +181,53 @@ async def send_message(message_id: str, *, services: Services) -> Outcome:
         return await _fail(services, claim, message, error, unhealthy=reason)
     except RetryableSendError as exc:
         error = {"code": exc.code or "retryable", "message": exc.message, "details": exc.details}
-        return await _retry(services, claim, message, error, exc.retry_after)
+        return await _retry(services, claim, message, error, exc.retry_after, in_doubt=in_doubt)
     except TimeoutError:
         error = {"code": "timeout", "message": "the provider did not answer in time"}
-        return await _retry(services, claim, message, error, None)
+        return await _retry(services, claim, message, error, None, in_doubt=resolvable)
     except Exception as exc:  # an adapter bug must not lose the message: retry, then fail
         log.exception("adapter.send raised an untyped error", extra={"message_id": str(target)})
         error = {"code": "adapter_error", "message": f"{type(exc).__name__}: {exc}"}
-        return await _retry(services, claim, message, error, None)
+        return await _retry(services, claim, message, error, None, in_doubt=resolvable)
     if result.status is DeliveryStatus.FAILED:
         return await _fail(
             services, claim, message, {"code": "provider_failed", "message": "rejected"}
         )
     return await _sent(services, claim, message, result, loaded.row)
+
+
+def _capabilities(loaded: LoadedChannel) -> frozenset[str]:
+    """What the channel type declares, on its spec or its adapter class."""
+    return frozenset(loaded.spec.capabilities) | frozenset(type(loaded.adapter).capabilities)
+
+
+async def _lookup(
+    services: Services,
+    claim: Claim,
+    message: dict[str, Any],
+    loaded: LoadedChannel,
+    outbound: OutboundMessage,
+) -> Outcome | None:
+    """Ask the provider about an earlier holder's send; None when it certainly has none."""
+    try:
+        async with asyncio.timeout(services.settings.send_timeout_seconds):
+            found = await loaded.adapter.lookup_sent(outbound)
+    except RetryableSendError as exc:
+        error = {"code": exc.code or "lookup_failed", "message": exc.message}
+        return await _retry(services, claim, message, error, exc.retry_after, in_doubt=True)
+    except Exception as exc:  # cannot tell: keep the doubt, ask again later
+        log.warning(
+            "lookup_sent failed", extra={"message_id": str(claim.message_id), "error": repr(exc)}
+        )
+        error = {"code": "lookup_failed", "message": f"{type(exc).__name__}: {exc}"}
+        return await _retry(services, claim, message, error, None, in_doubt=True)
+    if found is None:
+        return None
+    log.info(
+        "crashed send reconciled: the provider had it",
+        extra={"message_id": str(claim.message_id), "attempts": claim.attempts},
+    )
+    return await _sent(services, claim, message, found, loaded.row)
 
 
 async def _outbound(services: Services, claim: Claim, message: dict[str, Any]) -> OutboundMessage:
@@ -179,6 +249,18 @@ async def _outbound(services: Services, claim: Claim, message: dict[str, Any]) -
         raise _Failure(
             "invalid_message", "the stored message cannot be sent", {"errors": str(exc)}
         ) from None
+
+
+def _unknown(claim: Claim) -> dict[str, Any]:
+    return {
+        "code": "send_outcome_unknown",
+        "message": (
+            "the worker sending this message stopped after calling the provider, which"
+            " cannot be asked whether it accepted it; it is not sent again automatically:"
+            " check with the customer before resending"
+        ),
+        "details": {"attempts": claim.attempts - 1},
+    }
 
 
 def _exhausted(attempts: int, last_error: dict[str, Any]) -> dict[str, Any]:
@@ -230,29 +312,36 @@ async def _sent(
     """Settle a send the provider accepted: one statement, unless the provider raced us.
 
     Parked statuses or an echo holding the key (see `guiche.inbound.early_statuses`)
-    send it to `_sent_raced`, the full path in a transaction of its own.
+    send it to `_sent_raced`, the full path in a transaction of its own; so does
+    `skipped`, in case a holder after us marked the message `unknown` (we have the
+    answer). Retried while the database is away (see `_settling`): the provider has
+    the message, and losing this write would turn it into a doubt.
     """
-    status = result.status if result.status is not DeliveryStatus.PENDING else DeliveryStatus.SENT
+    status = result.status
+    if status in (DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN):
+        status = DeliveryStatus.SENT
     provider_id = result.provider_message_id
     event = _status_event(message, status.value, claim.attempts, provider_message_id=provider_id)
-    async with connection(services.db) as conn:
-        row = await conn.fetchrow(
-            _SETTLE_SENT,
-            claim.message_id,
-            claim.message_created_at,
-            status.value,
-            provider_id,
-            channel.id,
-            event.tenant_id,  # the message's tenant, the channel's too (checked on load)
-            lock_name(channel.id, provider_id),
-            event.conversation_id,
-            event.department_id,
-            event.assignee_id,
-            dumps_text(event.data),  # stored as `record_events` would store it
-        )
-    if row["outcome"] == "skipped":
-        return "skipped"
-    if row["outcome"] == "slow":
+
+    async def settle() -> Any:
+        async with connection(services.db) as conn:
+            return await conn.fetchrow(
+                _SETTLE_SENT,
+                claim.message_id,
+                claim.message_created_at,
+                status.value,
+                provider_id,
+                channel.id,
+                event.tenant_id,  # the message's tenant, the channel's too (checked on load)
+                lock_name(channel.id, provider_id),
+                event.conversation_id,
+                event.department_id,
+                event.assignee_id,
+                dumps_text(event.data),  # stored as `record_events` would store it
+            )
+
+    row = await _settling(claim, "settle sent", settle)
+    if row["outcome"] != "sent":
         return await _sent_raced(services, claim, message, event, channel, provider_id)
     recorded = BusEvent.model_construct(**dict(event), seq=row["seq"], created_at=row["created_at"])
     await _publish(services, claim, [recorded])
@@ -261,6 +350,20 @@ async def _sent(
         "message sent", extra={"message_id": str(claim.message_id), "attempts": claim.attempts}
     )
     return "sent"
+
+
+async def _settling(claim: Claim, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    """Run a write that ends this claim, retried on a database blip while the lease lasts.
+
+    Each settle is one transaction whose repeat is harmless: it committed (the repeat
+    finds the message no longer pending) or it did not. Past the lease the error is
+    raised and the next holder reconciles (`in_doubt`).
+    """
+    return await retry_disconnects(
+        operation,
+        deadline=claim.settle_by,
+        what=f"{what} {claim.message_id}",
+    )
 
 
 async def _sent_raced(
@@ -272,21 +375,27 @@ async def _sent_raced(
     provider_id: str,
 ) -> Outcome:
     """Settle a send the provider reported on before our commit, in one transaction."""
-    async with services.db.transaction() as transaction:
-        conn = transaction.connection
-        moved = await conn.fetchval(
-            _MARK_SENT,
-            claim.message_id,
-            claim.message_created_at,
-            event.data["status"],
-            provider_id,
-        )
-        if moved is None:
-            return "skipped"
-        # The key, plus whatever the provider reported before this commit (parked
-        # statuses, an echo of this send): see `guiche.inbound.early_statuses`.
-        pending = [event, *await record_sent_key(conn, channel, message, provider_id)]
-        events = await record_events(conn, pending)
+
+    async def settle() -> list[BusEvent] | None:
+        async with services.db.transaction() as transaction:
+            conn = transaction.connection
+            moved = await conn.fetchval(
+                _MARK_SENT,
+                claim.message_id,
+                claim.message_created_at,
+                event.data["status"],
+                provider_id,
+            )
+            if moved is None:
+                return None
+            # The key, plus whatever the provider reported before this commit (parked
+            # statuses, an echo of this send): see `guiche.inbound.early_statuses`.
+            pending = [event, *await record_sent_key(conn, channel, message, provider_id)]
+            return await record_events(conn, pending)
+
+    events = await _settling(claim, "settle sent (full path)", settle)
+    if events is None:
+        return "skipped"
     await _publish(services, claim, events)
     log.info(
         "send settled after provider reports that beat it",
@@ -302,39 +411,52 @@ async def _fail(
     error: dict[str, Any],
     *,
     unhealthy: str | None = None,
+    unknown: bool = False,
 ) -> Outcome:
-    pending: list[PendingEvent] = []
-    async with services.db.transaction() as transaction:
-        conn = transaction.connection
-        moved = await conn.fetchval(
-            _MARK_FAILED,
-            claim.message_id,
-            claim.message_created_at,
-            orjson.dumps(error, default=str).decode(),
-        )
-        if moved is not None:
-            pending.append(_status_event(message, "failed", claim.attempts, error=error))
-        if unhealthy is not None and message["channel"] is not None:
-            marked = await conn.fetchval(_UNHEALTHY, message["channel"], claim.tenant_id, unhealthy)
-            if marked is not None:
-                pending.append(
-                    PendingEvent(
-                        tenant_id=claim.tenant_id,
-                        type=ev.CHANNEL_STATE,
-                        data={
-                            "channel_id": message["channel"],
-                            "state": "unhealthy",
-                            "detail": unhealthy,
-                        },
-                    )
+    """Settle as `failed`, or as `unknown` when an earlier call may have reached the
+    provider (so the message is never sent again by us; a human decides)."""
+    status = DeliveryStatus.UNKNOWN if unknown else DeliveryStatus.FAILED
+
+    async def settle() -> tuple[bool, list[BusEvent]]:
+        pending: list[PendingEvent] = []
+        async with services.db.transaction() as transaction:
+            conn = transaction.connection
+            moved = await conn.fetchval(
+                _MARK_FAILED,
+                claim.message_id,
+                claim.message_created_at,
+                orjson.dumps(error, default=str).decode(),
+                status.value,
+            )
+            if moved is not None:
+                pending.append(_status_event(message, status.value, claim.attempts, error=error))
+            if unhealthy is not None and message["channel"] is not None:
+                marked = await conn.fetchval(
+                    _UNHEALTHY, message["channel"], claim.tenant_id, unhealthy
                 )
-        events = await record_events(conn, pending)
+                if marked is not None:
+                    pending.append(
+                        PendingEvent(
+                            tenant_id=claim.tenant_id,
+                            type=ev.CHANNEL_STATE,
+                            data={
+                                "channel_id": message["channel"],
+                                "state": "unhealthy",
+                                "detail": unhealthy,
+                            },
+                        )
+                    )
+            return moved is not None, await record_events(conn, pending)
+
+    moved, events = await _settling(claim, f"settle {status.value}", settle)
     await _publish(services, claim, events)
     log.warning(
-        "message failed",
+        "message failed" if not unknown else "message marked unknown: it may have been sent",
         extra={"message_id": str(claim.message_id), "code": error.get("code")},
     )
-    return "failed" if moved is not None else "skipped"
+    if not moved:
+        return "skipped"
+    return "unknown" if unknown else "failed"
 
 
 async def _retry(
@@ -343,17 +465,31 @@ async def _retry(
     message: dict[str, Any],
     error: dict[str, Any],
     retry_after: float | None,
+    *,
+    in_doubt: bool = False,
 ) -> Outcome:
+    """Release the claim for a later attempt, or give up once attempts run out.
+
+    `in_doubt`: a provider call (this one or an earlier holder's) may have been
+    accepted, so the next holder must reconcile first, and giving up means `unknown`.
+    """
     settings = services.settings
     if claim.attempts >= settings.send_max_attempts:
-        return await _fail(services, claim, message, _exhausted(claim.attempts, error))
+        return await _fail(
+            services, claim, message, _exhausted(claim.attempts, error), unknown=in_doubt
+        )
     delay = backoff_delay(
         claim.attempts,
         base=settings.send_retry_base_seconds,
         cap=settings.send_retry_max_seconds,
         retry_after=retry_after,
     )
-    if await outbox.reschedule(claim, delay, {**error, "attempts": claim.attempts}):
+    noted = {**error, "attempts": claim.attempts}
+
+    async def release() -> bool:
+        return await outbox.reschedule(claim, delay, noted, in_doubt=in_doubt)
+
+    if await _settling(claim, "reschedule", release):
         schedule_kick(services, claim.message_id, delay)
     log.info(
         "send will be retried",
