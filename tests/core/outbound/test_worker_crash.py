@@ -1,8 +1,10 @@
-"""A real worker process killed in the middle of a send: the outbox recovers, exactly once.
+"""A real worker process killed in the middle of a send: recovered, and never sent twice.
 
 The app here enqueues on a Redis task stream of this test's own. `hanging_worker.py`, a
 real `guiche worker` process (Redis stream broker, its own database pool), takes the
-task, claims the outbox row, enters the adapter's `send`, and is SIGKILLed there.
+task, claims the outbox row, enters the adapter's `send` (the provider call: it may
+have been accepted), and is SIGKILLed there. A live worker then recovers the row: the
+fake provider cannot be asked, so the message becomes `unknown`, with 0 further calls.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ async def _start_hanging_worker(env: dict[str, str], log_path: Path) -> asyncio.
         )
 
 
-async def test_worker_killed_mid_send_is_recovered_with_exactly_one_send(
+async def test_worker_killed_mid_send_is_marked_unknown_not_sent_again(
     client: Any,
     start_chat: Any,
     fake_plugin: Any,
@@ -97,7 +99,7 @@ async def test_worker_killed_mid_send_is_recovered_with_exactly_one_send(
         proc.kill()
         await proc.wait()
 
-        # 2. Nothing was sent or settled; the row is leased by the dead worker.
+        # 2. Nothing was settled; the row is leased by the dead worker.
         assert (await message_row(message_id))["status"] == "pending"
         [row] = await fetch(
             "SELECT attempts, locked_until > now() AS leased FROM message_outbox"
@@ -114,13 +116,13 @@ async def test_worker_killed_mid_send_is_recovered_with_exactly_one_send(
             " WHERE message_id = {}",
             message_id,
         )
-        sent_event = asyncio.get_running_loop().create_future()
+        status_event = asyncio.get_running_loop().create_future()
 
         def on_event(event: BusEvent) -> None:
             data = event.data
             if event.type == "message.status" and str(data.get("id")) == created["id"]:
-                if not sent_event.done():
-                    sent_event.set_result(data)
+                if not status_event.done():
+                    status_event.set_result(data)
 
         unsubscribe = services.bus.subscribe(on_event)
         monkeypatch.setattr(broker_module, "IDLE_TIMEOUT_MS", 100)
@@ -129,21 +131,24 @@ async def test_worker_killed_mid_send_is_recovered_with_exactly_one_send(
             run_worker(services.settings, stop, extra_plugins=((fake_plugin.name, fake_plugin),))
         )
         try:
-            status = await asyncio.wait_for(sent_event, WAIT)
-            assert (status["status"], status["attempts"]) == ("sent", 2)
+            status = await asyncio.wait_for(status_event, WAIT)
+            assert (status["status"], status["attempts"]) == ("unknown", 2)
+            assert status["error"]["code"] == "send_outcome_unknown"
 
-            # 4. Exactly one send; a further redelivery sends nothing, no sweep would.
-            assert sent_ids(fake_plugin) == [created["id"]]
+            # 4. The only provider call was the dead worker's; a further redelivery
+            #    sends nothing, no sweep would.
+            assert sent_ids(fake_plugin) == []
+            assert await redis.llen(marker) == 0
             again = await services.tasks.kick(SEND_TASK, created["id"])
             assert (await again.wait_result(timeout=WAIT)).return_value == "skipped"
             assert message_id not in await outbox.due(0, 10_000)
-            assert sent_ids(fake_plugin) == [created["id"]]
+            assert sent_ids(fake_plugin) == []
         finally:
             unsubscribe()
             stop.set()
             await asyncio.wait_for(worker, WAIT)
         stored = await message_row(message_id)
-        assert stored["status"] == "sent" and stored["provider_message_id"]
+        assert stored["status"] == "unknown" and stored["provider_message_id"] is None
     finally:
         if proc.returncode is None:
             proc.kill()
