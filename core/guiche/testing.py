@@ -246,6 +246,12 @@ class ChannelContract:
         assert issubclass(type(adapter).config_model, BaseModel)
         assert isinstance(type(adapter).capabilities, frozenset)
 
+    def test_send_lookup_is_implemented_when_declared(self, adapter: ChannelAdapter) -> None:
+        """`CAP_SEND_LOOKUP` promises core an answer about crashed sends: the default
+        `lookup_sent` only raises, so declaring it without an override is a bug."""
+        if CAP_SEND_LOOKUP in type(adapter).capabilities:
+            assert type(adapter).lookup_sent is not ChannelAdapter.lookup_sent
+
 
 __all__ = [
     "FAKE_SIGNATURE_HEADER",

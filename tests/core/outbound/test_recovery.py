@@ -232,3 +232,32 @@ async def test_abandoned_claim_blocks_until_its_lease_ends(client, start_chat, f
     assert await outbox.reschedule(live, 0, {"code": "test"})
     again = await outbox.claim(message_id, lease_seconds=3600)
     assert again is not None and not again.in_doubt  # a released claim leaves no doubt
+
+
+@pytest.mark.parametrize(
+    ("fake_plugin", "client_overrides"),
+    [({"send_lookup": True}, {"send_timeout_seconds": 0.3})],
+    indirect=True,
+)
+async def test_timed_out_send_is_looked_up_before_its_retry(client, start_chat, fake_plugin):
+    """The provider accepted but answered after our timeout: the retry asks first."""
+    chat = await start_chat()
+
+    async def answer_late(message: OutboundMessage, provider_message_id: str) -> None:
+        fake_plugin.provider.on_send = None
+        await asyncio.sleep(5)
+
+    fake_plugin.provider.on_send = answer_late
+    created = await (await send_text(client, chat)).json()
+    await settle(client)
+
+    assert sent_ids(fake_plugin) == [created["id"]]
+    assert fake_plugin.provider.lookups == 1
+    message_id = uuid.UUID(created["id"])
+    stored = await message_row(message_id)
+    assert (stored["status"], stored["provider_message_id"]) == (
+        "sent",
+        fake_plugin.provider.accepted[message_id].provider_message_id,
+    )
+    [event] = await _status_events(chat)
+    assert (event["status"], event["attempts"]) == ("sent", 2)
