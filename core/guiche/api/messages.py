@@ -1,7 +1,9 @@
 """A conversation's messages (history and sending) and uploaded media.
 
 Sending answers 202: the message is stored as `pending` and sent by a worker; its
-`message.status` events (and the history) show `sent`, `delivered`, `read` or `failed`.
+`message.status` events (and the history) show `sent`, `delivered`, `read` or `failed`,
+or `unknown` when its worker died mid-call and the provider cannot be asked (see
+`guiche.outbound.sender`: it is never sent again on its own).
 """
 
 from __future__ import annotations
