@@ -8,6 +8,8 @@ indexes, the optional TimescaleDB hypertable and the optional pg_trgm index.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
+from guiche import timescale
+
 ID = "2026-11-23T18:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "Initial core schema"
@@ -314,16 +316,17 @@ async def forwards() -> MigrationManager:
             await transaction.connection.execute(
                 "CREATE INDEX contacts_name_lower_idx ON contacts (tenant, lower(name))"
             )
-        if await _try_in_savepoint("CREATE EXTENSION IF NOT EXISTS timescaledb"):
+        # Decided from what the server says before trying: with the package installed
+        # but not preloaded, CREATE EXTENSION is FATAL (guiche.timescale).
+        if (await timescale.enable(transaction.connection)).use:
+            # No default (created_at DESC) index: the planner walked it for long
+            # conversations instead of messages_conversation_idx (10x slower pages).
             await transaction.connection.execute(
                 "SELECT create_hypertable('messages', 'created_at',"
-                " chunk_time_interval => interval '7 days')"
+                f" chunk_time_interval => interval '{timescale.CHUNK_INTERVAL}',"
+                " create_default_indexes => false)"
             )
-            await _try_in_savepoint(
-                "ALTER TABLE messages SET (timescaledb.compress,"
-                " timescaledb.compress_segmentby = 'tenant');"
-                " SELECT add_compression_policy('messages', interval '30 days');"
-            )
+            # Foreign keys and compression: the 2026-12-05 migration.
 
     async def drop_schema() -> None:
         engine = engine_finder()

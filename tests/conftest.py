@@ -86,6 +86,34 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def timescale_missing(database_url: str) -> str | None:
+    """Why `messages` is not a hypertable on the test database (None when it is)."""
+    import asyncio
+
+    from guiche import timescale
+
+    async def check() -> str | None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            if await timescale.is_hypertable(conn):
+                return None
+            return (await timescale.server_decision(conn)).reason
+        finally:
+            await conn.close()
+
+    return asyncio.run(check())
+
+
+@pytest.fixture(autouse=True)
+def _timescale_marker(request: pytest.FixtureRequest) -> None:
+    """`@pytest.mark.timescale` tests run where DATABASE_URL's server has TimescaleDB."""
+    if request.node.get_closest_marker("timescale") is not None:
+        missing = request.getfixturevalue("timescale_missing")
+        if missing:
+            pytest.skip(f"needs TimescaleDB: {missing}")
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str | None:
     return os.environ.get("REDIS_URL") or None
 

@@ -17,26 +17,6 @@ log = logging.getLogger("guiche.db")
 
 T = TypeVar("T")
 
-#: Errors that say "the database went away", not "this statement is wrong": the
-#: connection broke (class 08), the server is shutting down, restarting or full, or the
-#: socket failed (`OSError` covers refused, reset and timed-out connects).
-_DISCONNECTS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    OSError,
-)
-
-
-def is_disconnect(exc: BaseException) -> bool:
-    """True when `exc` means the database is unreachable for now (worth retrying)."""
-    if isinstance(exc, _DISCONNECTS):
-        return True
-    # asyncpg's "connection is closed" / "...was closed in the middle of operation".
-    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
-
 
 async def retry_disconnects(
     operation: Callable[[], Awaitable[T]],
@@ -60,7 +40,7 @@ async def retry_disconnects(
         try:
             return await operation()
         except Exception as exc:
-            if not is_disconnect(exc):
+            if not database_unavailable(exc):
                 raise
             failures += 1
             wait = min(delay, max_delay) * (0.5 + random.random() / 2)
@@ -106,20 +86,22 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
 #: SQLSTATEs that say the server is away for now, not that the statement is wrong: shutting
 #: down (57P01, 57P02), starting up or in recovery (57P03), out of connection slots (53300).
 #: Class 08 (connection exceptions) is matched as a whole.
+#: Server shutting down, crashed, starting up, or out of connection slots.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` means the database cannot be reached right now (a refused, dropped
     or timed-out connection, a server restarting, a full server, a closed pool), so the
-    request may succeed if retried later; anything else is a real failure."""
+    work may succeed if retried later; anything else is a real failure. The one test of
+    "the database went away" (the middleware's 503, the sender's settle retries)."""
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         return state.startswith("08") or state in _UNAVAILABLE_SQLSTATES
     if isinstance(exc, asyncpg.InterfaceError):
         # "connection is closed", "pool is closing": the connection went away under us.
         return "closed" in str(exc) or "closing" in str(exc)
-    return isinstance(exc, ConnectionError | TimeoutError)
+    return isinstance(exc, OSError)  # refused, reset, timed out (TimeoutError is one)
 
 
 def make_engine(database_url: str) -> PostgresEngine:
@@ -167,3 +149,50 @@ async def storage_flavor(engine: PostgresEngine) -> str:
         "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'messages'"
     )
     return "timescaledb" if rows else "postgres"
+
+
+#: Transaction rollbacks the server asks us to retry (class 40: serialization failure,
+#: deadlock, ...) and a lock wait cut short: the same work can succeed on a second try.
+_RETRYABLE_CLASS = "40"
+_RETRYABLE_STATES = frozenset({"55P03"})  # lock_not_available
+#: Attempts of one unit of work before its error is raised (then answered 5xx).
+RETRY_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 0.02
+
+log = logging.getLogger("guiche.db")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A database error after which the whole transaction may simply be run again."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and (
+        state.startswith(_RETRYABLE_CLASS) or state in _RETRYABLE_STATES
+    )
+
+
+async def retrying(
+    work: Callable[[], Awaitable[T]], *, what: str, attempts: int = RETRY_ATTEMPTS
+) -> T:
+    """Run `work` (one whole transaction, redone from its start) until it does not fail
+    for a retryable reason, at most `attempts` times, with a short jittered pause.
+
+    `work` must be safe to run again after a rollback: everything it wrote is gone,
+    and state it keeps outside the database must be reset by itself.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except asyncpg.PostgresError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            log.warning(
+                "%s: retrying after %s (%s), attempt %d of %d",
+                what,
+                type(exc).__name__,
+                exc.sqlstate,
+                attempt + 1,
+                attempts,
+                extra={"sqlstate": exc.sqlstate, "attempt": attempt + 1},
+            )
+            await asyncio.sleep(random.uniform(0, RETRY_BASE_SECONDS * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover

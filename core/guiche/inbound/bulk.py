@@ -14,7 +14,9 @@ Batches overlap: up to `WRITES_IN_FLIGHT` of them COPY at once on their own conn
 (one COPY keeps one Postgres backend busy) while the next one builds its rows, resolves
 its senders and claims its keys. Claims run one at a time, in batch order: a batch may
 wait for an earlier one to commit (a provider id in both), never the other way round,
-so they cannot deadlock.
+so they cannot deadlock. Every transaction here that fails for a retryable reason
+(deadlock, serialization failure) is run again (`guiche.db.retrying`); a batch whose
+COPY failed claims its keys again first.
 
 Where imported messages land: in the contact's most recent conversation on the
 channel, open or closed, so the history sits in the thread agents already work in and a
@@ -40,12 +42,14 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from guiche.channels import DeliveryStatus, InboundMessage
+from guiche.db import retrying
 from guiche.inbound.identity import sender_keys
 from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
@@ -223,7 +227,7 @@ async def import_history(
         for chunk in _chunks(messages, batch_size):
             rows = _rows(chunk)
             targets = await importer.resolve(chunk, rows)
-            claim = await importer.claim(rows)
+            claim = await retrying(partial(importer.claim, rows), what="history import claim")
             writing.append(asyncio.create_task(importer.write(claim, rows, targets)))
             if len(writing) >= WRITES_IN_FLIGHT:
                 await writing.pop(0)
@@ -290,6 +294,7 @@ class _Claim:
         self._release = release
         self.fresh: list[int] = []  # indexes of the batch's rows whose key was claimed
         self.ids: list[uuid.UUID] = []  # their new message ids
+        self.duplicates = 0  # rows whose key was already taken
 
     async def commit(self) -> None:
         try:
@@ -319,6 +324,7 @@ class _Importer:
         self.created: set[uuid.UUID] = set()  # conversations this import created
         # conversation → [first message at, last message at, last inbound at]
         self.touches: dict[uuid.UUID, list[Any]] = {}
+        self.attempt_created: list[uuid.UUID] = []  # by the resolve transaction running now
 
     async def _connection(self) -> tuple[Any, Any]:
         """A connection of the engine's pool (or a new one) and how to give it back."""
@@ -353,7 +359,8 @@ class _Importer:
         except BaseException:
             await claim.abandon()
             raise
-        self.result.duplicates += len(rows) - len(claimed)
+        claim.duplicates = len(rows) - len(claimed)
+        self.result.duplicates += claim.duplicates
         for i, row in enumerate(rows):  # a key claimed once: its first message only
             message_id = claimed.pop(row.provider_message_id, None)
             if message_id is not None:
@@ -368,25 +375,56 @@ class _Importer:
         the batch's messages are written: batches write concurrently, and a message row
         can only reference what is committed."""
         if len(self.targets) > CACHE_LIMIT:
-            # new objects, not .clear(): batches still being written hold the old targets
-            self.contacts, self.nameless, self.conversations, self.targets = {}, set(), {}, {}
-        async with self.services.db.transaction() as transaction:
-            conn = transaction.connection
-            await self._resolve_contacts(conn, chunk, rows)
-            return await self._resolve_conversations(conn, rows)
+            self._forget_resolved()
+
+        async def attempt() -> dict[Identity, tuple[uuid.UUID, uuid.UUID]]:
+            self.attempt_created = []
+            try:
+                async with self.services.db.transaction() as transaction:
+                    conn = transaction.connection
+                    await self._resolve_contacts(conn, chunk, rows)
+                    return await self._resolve_conversations(conn, rows)
+            except BaseException:
+                # What this transaction resolved was rolled back: look it up again.
+                self.created.difference_update(self.attempt_created)
+                self.result.conversations_created -= len(self.attempt_created)
+                self._forget_resolved()
+                raise
+
+        return await retrying(attempt, what="history import senders")
+
+    def _forget_resolved(self) -> None:
+        # new objects, not .clear(): batches still being written hold the old targets
+        self.contacts, self.nameless, self.conversations, self.targets = {}, set(), {}, {}
+        self.linked = set()
 
     async def write(
         self, claim: _Claim, rows: list[_Row], targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]]
     ) -> None:
-        """COPY the claimed messages and commit them with their keys."""
-        fresh_rows = [rows[i] for i in claim.fresh]
-        try:
-            if fresh_rows:
-                await self._copy(claim, fresh_rows, targets)
-        except BaseException:
-            await claim.abandon()
-            raise
-        await claim.commit()
+        """COPY the claimed messages and commit them with their keys.
+
+        A COPY that fails for a retryable reason rolled its keys back with it: the batch
+        claims them again (a later batch may have taken some meanwhile: duplicates now)
+        and copies what it got."""
+        current: _Claim | None = claim
+
+        async def attempt() -> list[_Row]:
+            nonlocal current
+            if current is None:
+                current = await self.claim(rows)
+            fresh_rows = [rows[i] for i in current.fresh]
+            try:
+                if fresh_rows:
+                    await self._copy(current, fresh_rows, targets)
+            except BaseException:
+                await current.abandon()
+                self.result.duplicates -= current.duplicates  # a new claim counts again
+                current = None
+                raise
+            await current.commit()
+            return fresh_rows
+
+        fresh_rows = await retrying(attempt, what="history import batch")
         self.result.inserted += len(fresh_rows)
         self._owe_touches(fresh_rows, targets)
 
@@ -596,6 +634,7 @@ class _Importer:
                 )
                 self.conversations.update(new)
                 self.created.update(new.values())
+                self.attempt_created.extend(new.values())
                 self.result.conversations_created += len(new)
         for identity in spans:
             contact = self.contacts[identity]
@@ -635,16 +674,20 @@ class _Importer:
             return
         touches, self.touches = self.touches, {}
         ids = sorted(touches)  # a stable lock order against concurrent writers
-        async with self.services.db.transaction() as transaction:
-            await transaction.connection.execute(
-                _TOUCH_CONVERSATIONS,
-                self.channel.tenant_id,
-                ids,
-                [touches[i][0] for i in ids],
-                [touches[i][1] for i in ids],
-                [touches[i][2] for i in ids],
-                [i in self.created for i in ids],
-            )
+
+        async def attempt() -> None:
+            async with self.services.db.transaction() as transaction:
+                await transaction.connection.execute(
+                    _TOUCH_CONVERSATIONS,
+                    self.channel.tenant_id,
+                    ids,
+                    [touches[i][0] for i in ids],
+                    [touches[i][1] for i in ids],
+                    [touches[i][2] for i in ids],
+                    [i in self.created for i in ids],
+                )
+
+        await retrying(attempt, what="history import conversation times")
 
     async def _reply_targets(self, conn: Any, rows: list[_Row]) -> dict[str, uuid.UUID]:
         """Provider id → stored message id for the replies' targets (this batch's included:
@@ -668,6 +711,9 @@ async def _announce(services: Services, channel: ChannelRow, result: BulkResult)
             "conversations_created": result.conversations_created,
         },
     )
-    async with services.db.transaction() as transaction:
-        recorded = await record_events(transaction.connection, [event])
-    await services.bus.publish(recorded)
+
+    async def attempt() -> list[Any]:
+        async with services.db.transaction() as transaction:
+            return await record_events(transaction.connection, [event])
+
+    await services.bus.publish(await retrying(attempt, what="history import event"))

@@ -9,6 +9,8 @@ else: its own transaction, one round trip. Status updates (forward-only; one nam
 message we cannot match yet is parked for our sender, `early_statuses`), connection
 states and phone-less senders add statements around it in one explicit transaction.
 
+A transaction that fails for a retryable reason (deadlock, serialization failure) is
+run again from the start (`guiche.db.retrying`) before the webhook is answered 5xx.
 The webhook is acknowledged only after the commit; routing (on the same connection, in
 its own transactions) and plugin hooks follow.
 
@@ -27,7 +29,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from guiche.channels import StatusUpdate, WebhookBatch
-from guiche.db import connection
+from guiche.db import connection, retrying
 from guiche.inbound import early_statuses
 from guiche.inbound.followups import after_ingest
 from guiche.inbound.storable import STORE_ERRORS, report_failure, storable_batch
@@ -251,14 +253,21 @@ async def _ingest_apart(
 
 
 async def _ingest(services: Services, channel: ChannelRow, batch: WebhookBatch) -> IngestResult:
-    result = IngestResult()
-    rows, result.duplicates = incoming(batch.messages)
-    async with connection(services.db) as conn:
+    rows, repeated = incoming(batch.messages)
+
+    async def store() -> IngestResult:
+        result = IngestResult(duplicates=repeated)  # a fresh one per attempt
         if batch.statuses or batch.connection or needs_identities(rows):
             async with conn.transaction():
                 await _ingest_in_transaction(conn, channel, batch, rows, result)
         elif rows:
             _count(await store_messages(conn, channel, rows), rows, result)
+        return result
+
+    async with connection(services.db) as conn:
+        # A deadlock or serialization failure rolled everything back: store it again
+        # rather than answer 500 (the provider would redeliver anyway, later).
+        result = await retrying(store, what="webhook ingest")
         await after_ingest(services, channel, result, conn)
     return result
 

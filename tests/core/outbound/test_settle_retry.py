@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from guiche.channels import OutboundMessage
-from guiche.db import is_disconnect
+from guiche.db import database_unavailable
 from guiche.inbound.early_statuses import lock_name
 from guiche.outbound import outbox, sender
 from guiche.outbound.sender import send_message
@@ -128,12 +128,12 @@ async def test_settle_failing_past_the_lease_is_not_sent_again(
 
 
 def test_disconnects_are_told_from_statement_errors() -> None:
-    assert is_disconnect(asyncpg.ConnectionDoesNotExistError("closed mid-operation"))
-    assert is_disconnect(asyncpg.CannotConnectNowError("the database system is starting up"))
-    assert is_disconnect(asyncpg.AdminShutdownError("terminating connection"))
-    assert is_disconnect(asyncpg.TooManyConnectionsError("too many clients"))
-    assert is_disconnect(ConnectionRefusedError(111, "refused"))
-    assert is_disconnect(asyncpg.InterfaceError("connection is closed"))
-    assert not is_disconnect(asyncpg.UniqueViolationError("duplicate key"))
-    assert not is_disconnect(asyncpg.InterfaceError("another operation is in progress"))
-    assert not is_disconnect(ValueError("bad"))
+    assert database_unavailable(asyncpg.ConnectionDoesNotExistError("closed mid-operation"))
+    assert database_unavailable(asyncpg.CannotConnectNowError("the database system is starting up"))
+    assert database_unavailable(asyncpg.AdminShutdownError("terminating connection"))
+    assert database_unavailable(asyncpg.TooManyConnectionsError("too many clients"))
+    assert database_unavailable(ConnectionRefusedError(111, "refused"))
+    assert database_unavailable(asyncpg.InterfaceError("connection is closed"))
+    assert not database_unavailable(asyncpg.UniqueViolationError("duplicate key"))
+    assert not database_unavailable(asyncpg.InterfaceError("another operation is in progress"))
+    assert not database_unavailable(ValueError("bad"))
