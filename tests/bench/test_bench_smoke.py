@@ -1,7 +1,9 @@
 """Keep the benchmarks from rotting: each runs its whole code path with tiny sizes.
 
-Only the report's shape is checked (well-formed JSON with the expected keys); figures
-from a smoke run mean nothing and timings are never asserted. Each benchmark starts
+The report's shape is checked (well-formed JSON with the expected keys), and so is
+that the run was clean: a benchmark whose server answered errors, or that stored a
+duplicate, fails here (`assert_clean`). Timings from a smoke run mean nothing and are
+never asserted. Each benchmark starts
 real processes (`guiche web`, workers, fakes) against the session's Postgres server and
 Redis, like `make bench` does.
 """
@@ -40,6 +42,26 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "limited_error_percent",
     },
 }
+#: Figures (and ceiling figures) that count errors, failures or duplicates: any but 0
+#: means the run was broken, whatever its timings.
+MUST_BE_ZERO: dict[str, dict[str, set[str]]] = {
+    "ingest": {
+        "figures": {
+            "errors_1",
+            "errors_20",
+            "errors_open",
+            "duplicate_errors",
+            "duplicate_rows_added",
+        },
+        "ceiling": {"errors_1", "errors_20"},
+    },
+    "send": {
+        "figures": {"unlimited_failed", "limited_failed"},
+        "ceiling": {"errors", "bare_httpx_errors"},
+    },
+    "history": {"figures": {"import_duplicates"}, "ceiling": set()},
+    "ws": {"figures": {"ingest_errors", "ingest_abandoned"}, "ceiling": set()},
+}
 ENVIRONMENT_KEYS = {"python", "postgres", "redis", "cpu_count"}
 TARGET_KEYS = {"name", "figure", "op", "threshold", "value", "met"}
 
@@ -58,6 +80,19 @@ def run_smoke(name: str, server_url: str, redis_url: str) -> dict[str, Any]:
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one JSON document on stdout, got {len(lines)} lines"
     return json.loads(lines[0])
+
+
+def assert_clean(report: dict[str, Any]) -> None:
+    """The run reported no errors, failures or duplicates (each such figure is 0)."""
+    zero = MUST_BE_ZERO[report["benchmark"]]
+    found = {
+        f"{part}.{key}": report[part].get(key)
+        for part in ("figures", "ceiling")
+        for key in zero[part]
+    }
+    assert None not in found.values(), f"figures missing from the report: {found}"
+    broken = {key: value for key, value in found.items() if value != 0}
+    assert not broken, f"the {report['benchmark']} run was not clean: {broken}"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +120,31 @@ def test_benchmark_smoke_run_reports_every_key(
     for target in report["targets"]:
         assert TARGET_KEYS <= set(target)
         assert target["met"] in (True, False, None)
+    assert_clean(report)
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "figures", "ceiling", "clean"),
+    [
+        ("ingest", {"errors_20": 3}, {}, False),
+        ("ingest", {"duplicate_rows_added": 1}, {}, False),
+        ("ingest", {}, {"errors_1": 2}, False),
+        ("send", {"limited_failed": 1}, {}, False),
+        ("ws", {"ingest_errors": 4}, {}, False),
+        ("ingest", {}, {}, True),
+    ],
+)
+def test_a_run_that_reports_errors_or_duplicates_is_not_clean(
+    benchmark: str, figures: dict[str, int], ceiling: dict[str, int], clean: bool
+) -> None:
+    zero = MUST_BE_ZERO[benchmark]
+    report = {
+        "benchmark": benchmark,
+        "figures": dict.fromkeys(zero["figures"], 0) | figures,
+        "ceiling": dict.fromkeys(zero["ceiling"], 0) | ceiling,
+    }
+    if clean:
+        assert_clean(report)
+    else:
+        with pytest.raises(AssertionError, match="not clean"):
+            assert_clean(report)

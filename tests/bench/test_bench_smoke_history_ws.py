@@ -1,5 +1,6 @@
 """Smoke runs of the history and ws benchmarks: tiny sizes, real processes, and a report
-that is well-formed and accounts for the work it says it did. Timings are never asserted."""
+that is well-formed, accounts for the work it says it did and reports no errors.
+Timings are never asserted."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from bench.common import REPORT_KEYS
 
-from .test_bench_smoke import run_smoke
+from .test_bench_smoke import assert_clean, run_smoke
 
 HISTORY_FIGURES = {
     "import_rows_per_second",
@@ -67,6 +68,7 @@ def test_history_smoke_imports_every_message_and_times_each_page(
     assert figures["import_duplicates"] == 0
     assert figures["conversations_created"] == parameters["contacts"]
     assert {"copy_rows_per_second", "latest50_sql_p99_ms"} <= set(report["ceiling"])
+    assert_clean(report)
 
 
 def test_ws_smoke_holds_every_socket_and_receives_the_fan_out(
@@ -79,3 +81,4 @@ def test_ws_smoke_holds_every_socket_and_receives_the_fan_out(
     assert figures["sockets_connected"] == report["parameters"]["sockets"]
     assert ceiling["sockets_connected"] == report["parameters"]["sockets"]
     assert figures["frames_received"] > 0 and ceiling["frames_received"] > 0
+    assert_clean(report)
