@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     send_timeout_seconds: float = Field(60.0, gt=0, le=3600)
     outbox_sweep_grace_seconds: float = Field(30.0, ge=0)
     idempotency_key_ttl_hours: int = Field(24, ge=1)
+    # Dedup keys of provider message ids (guiche.inbound.key_retention): days kept after
+    # their claim; 0 keeps them forever, else at least Meta's 7-day redelivery horizon.
+    message_keys_retention_days: int = Field(30, ge=0)
     # Media: upload cap, what is sent inline (base64) to providers, and how long files live.
     max_media_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     media_inline_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
@@ -136,6 +139,13 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("message_keys_retention_days")
+    @classmethod
+    def _past_redelivery(cls, value: int) -> int:
+        if 0 < value < 7:
+            raise ValueError("must be 0 (keep forever) or at least 7 (Meta redelivers for 7 days)")
         return value
 
     @field_validator("log_level")

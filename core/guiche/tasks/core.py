@@ -15,6 +15,7 @@ def core_tasks() -> dict[str, TaskSpec]:
     """Qualified name → spec. Imported lazily: the task modules need most of core."""
     from guiche.conversations.tasks import CONVERSATION_TASKS
     from guiche.inbound.early_statuses import purge_early_statuses
+    from guiche.inbound.key_retention import purge_message_keys
     from guiche.outbound.sender import send_message
     from guiche.outbound.sweeper import media_retention, purge_idempotency_keys, sweep_outbox
 
@@ -26,6 +27,7 @@ def core_tasks() -> dict[str, TaskSpec]:
             "purge_idempotency_keys", purge_idempotency_keys, schedule=({"cron": "47 3 * * *"},)
         ),
         TaskSpec("purge_early_statuses", purge_early_statuses, schedule=({"cron": "23 * * * *"},)),
+        TaskSpec("purge_message_keys", purge_message_keys, schedule=({"cron": "37 4 * * *"},)),
         *CONVERSATION_TASKS,  # auto_close, drain_queues
     ]
     return {f"{PREFIX}.{spec.name}": spec for spec in specs}
