@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("scheduler", cmd_scheduler, "enqueue periodic tasks (scale-out: run exactly one)")
     command("migrate", cmd_migrate, "apply core's and plugins' database migrations")
     command("plugins", cmd_plugins, "list installed plugins and how many companies use them")
+    command("doctor", cmd_doctor, "check the database, storage, Redis, media path and plugins")
 
     tenants = commands.add_parser("tenants", help="create and list companies")
     tenant_commands = tenants.add_subparsers(dest="tenants_command", required=True)
@@ -388,6 +389,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     print(format_plugins_table(run_chore("plugins", describe)))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check, each with its fix; exit 1 when one failed (warnings are fine)."""
+    from guiche.doctor import format_checks, run_checks
+
+    settings = load_settings()
+    configure_logging("WARNING", settings.log_json)
+    quiet_piccolo()
+    checks = asyncio.run(run_checks(settings))
+    print(format_checks(checks))
+    return 1 if any(check.status == "fail" for check in checks) else 0
 
 
 def core_engine(settings: Settings) -> PostgresEngine:

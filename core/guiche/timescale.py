@@ -176,8 +176,9 @@ async def storage_report(conn: Any) -> dict[str, Any]:
         decision = await server_decision(conn)
         return {
             "flavor": "postgres",
-            "reason": decision.reason if not decision.use else "messages was created as a "
-            "plain table before timescaledb was available",
+            "reason": decision.reason
+            if not decision.use
+            else "messages was created as a plain table before timescaledb was available",
             "problems": [],
         }
     row = await conn.fetchrow(_HYPERTABLE)
@@ -191,37 +192,46 @@ async def storage_report(conn: Any) -> dict[str, Any]:
         "policy": None,
         "problems": [],
     }
-    problems: list[str] = report["problems"]
     if row["compression_enabled"]:
         settings = await conn.fetchrow(_SETTINGS)
         if settings is not None:
             report["compression"].update(
                 segmentby=settings["segmentby"], orderby=settings["orderby"]
             )
-    else:
-        problems.append(
-            "compression is off on messages"
-            + (" (an Apache-licensed TimescaleDB has none)" if row["license"] == "apache" else "")
-        )
     policy = await conn.fetchrow(_POLICY)
+    if policy is not None:
+        report["policy"] = {
+            "job_id": policy["job_id"],
+            "compress_after": policy["compress_after"],
+            "schedule_interval": _interval(policy["schedule_interval"]),
+            "last_run_status": policy["last_run_status"],
+            "last_run_started_at": _when(policy["last_run_started_at"]),
+            "last_successful_finish": _when(policy["last_successful_finish"]),
+            "next_start": _when(policy["next_start"]),
+            "total_runs": policy["total_runs"],
+            "total_failures": policy["total_failures"],
+            "last_error": policy["last_error"],
+        }
+    report["problems"] = problems(report)
+    return report
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    """What an operator should look at in a hypertable's report: compression refused or
+    off, no policy, the policy's last run failed (with the server's error)."""
+    found = []
+    if not report["compression"]["enabled"]:
+        apache = report["license"] == "apache"
+        found.append(
+            "compression is off on messages"
+            + (" (an Apache-licensed TimescaleDB has none)" if apache else "")
+        )
+    policy = report["policy"]
     if policy is None:
-        if row["compression_enabled"]:
-            problems.append("no compression policy on messages")
-        return report
-    report["policy"] = {
-        "job_id": policy["job_id"],
-        "compress_after": policy["compress_after"],
-        "schedule_interval": _interval(policy["schedule_interval"]),
-        "last_run_status": policy["last_run_status"],
-        "last_run_started_at": _when(policy["last_run_started_at"]),
-        "last_successful_finish": _when(policy["last_successful_finish"]),
-        "next_start": _when(policy["next_start"]),
-        "total_runs": policy["total_runs"],
-        "total_failures": policy["total_failures"],
-        "last_error": policy["last_error"],
-    }
-    if policy["last_run_status"] == "Failed":
-        problems.append(
+        if report["compression"]["enabled"]:
+            found.append("no compression policy on messages")
+    elif policy["last_run_status"] == "Failed":
+        found.append(
             f"the compression policy's last run failed: {policy['last_error'] or 'see job_errors'}"
         )
-    return report
+    return found

@@ -37,6 +37,8 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 _PROBE_PATHS = ("/health", "/metrics")
 UNMATCHED_ROUTE = "<unmatched>"
 CHECK_TIMEOUT_SECONDS = 2.0
+STORAGE_REPORT_SECONDS = 30.0
+_STORAGE_REPORT_KEY = "storage_report"
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,9 @@ async def _check(name: str, probe: Callable[[], Awaitable[Any]]) -> tuple[str, d
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: the database (and Redis, when configured) answer within a short time."""
+    """Readiness: the database (and Redis, when configured) answer within a short time.
+    The answer also says how `messages` is stored and what is wrong with it
+    (`storage_report`: flavor, chunk interval, compression, its policy's last run)."""
     services = services_of(request)
 
     async def database() -> None:
@@ -184,7 +188,30 @@ async def ready(request: web.Request) -> web.Response:
             code="not_ready",
             details={"failed": failed, "checks": checks, "storage": storage},
         )
-    return json_response({"status": "ok", "checks": checks, "storage": storage})
+    report = await _storage_report(services)
+    return json_response(
+        {"status": "ok", "checks": checks, "storage": storage, "storage_report": report}
+    )
+
+
+async def _storage_report(services: Any) -> dict[str, Any]:
+    """`guiche.timescale.storage_report()`, computed at most every STORAGE_REPORT_SECONDS
+    (probes are frequent; the policy's runs are daily). Its failure never fails readiness."""
+    from guiche.timescale import storage_report
+
+    cached = services.extras.get(_STORAGE_REPORT_KEY)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < STORAGE_REPORT_SECONDS:
+        return cached[1]
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            async with services.db.pool.acquire() as conn:
+                report = await storage_report(conn)
+    except Exception as exc:  # reported, not raised: the app serves whatever this says
+        log.warning("storage report failed: %r", exc)
+        return {"error": "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__}
+    services.extras[_STORAGE_REPORT_KEY] = (now, report)
+    return report
 
 
 async def metrics(request: web.Request) -> web.Response:
