@@ -56,6 +56,52 @@ def _decode(response: httpx.Response) -> Any:
         return response.text[:500]
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from, outermost first (cycles cut)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def transport_error(exc: httpx.HTTPError) -> EvolutionError:
+    """No answer: "could not connect" or "did not answer in time", by the real cause.
+
+    The process client's transport (httpx-aiohttp) reports a refused or failed connect
+    as `httpx.ConnectTimeout`, so the httpx class alone would call a server that is down
+    "slow"; the aiohttp/OS error it was raised from says which it was. Both are retried.
+    """
+    chain = _causes(exc)
+    # A timeout is an asyncio/aiohttp TimeoutError underneath, or httpx's own (no cause).
+    if any(
+        isinstance(item, TimeoutError)
+        or (isinstance(item, httpx.TimeoutException) and item.__cause__ is None)
+        for item in chain
+    ):
+        return EvolutionError(
+            "the Evolution server did not answer in time", code="timeout", retryable=True
+        )
+    os_errors = [item for item in chain if isinstance(item, OSError)]
+    os_errors += [e for item in chain if isinstance(e := getattr(item, "os_error", None), OSError)]
+    if any(isinstance(item, ConnectionRefusedError) for item in os_errors):
+        reason = "connection refused"
+    elif os_errors:
+        reason = os_errors[-1].strerror or str(os_errors[-1]) or type(os_errors[-1]).__name__
+    elif isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        reason = str(exc) or type(exc).__name__
+    else:
+        return EvolutionError(
+            f"the Evolution server is unreachable: {type(exc).__name__}",
+            code="unreachable",
+            retryable=True,
+        )
+    return EvolutionError(
+        f"could not connect to the Evolution server ({reason})", code="unreachable", retryable=True
+    )
+
+
 class EvolutionClient:
     """One channel's view of its Evolution server."""
 
@@ -93,16 +139,8 @@ class EvolutionClient:
                 timeout=seconds,
                 follow_redirects=False,
             )
-        except httpx.TimeoutException:
-            raise EvolutionError(
-                "the Evolution server did not answer in time", code="timeout", retryable=True
-            ) from None
         except httpx.HTTPError as exc:
-            raise EvolutionError(
-                f"the Evolution server is unreachable: {type(exc).__name__}",
-                code="unreachable",
-                retryable=True,
-            ) from None
+            raise transport_error(exc) from None
         body = _decode(response)
         status = response.status_code
         if status < 300:
