@@ -7,7 +7,8 @@ conversations, insert the messages, record their events. A batch of messages onl
 senders with valid phones (the common webhook), is that one statement and nothing
 else: its own transaction, one round trip. Status updates (forward-only; one naming a
 message we cannot match yet is parked for our sender, `early_statuses`), connection
-states and phone-less senders add statements around it in one explicit transaction.
+states (recorded and announced only when they change) and phone-less senders add
+statements around it in one explicit transaction.
 
 A transaction that fails for a retryable reason (deadlock, serialization failure) is
 run again from the start (`guiche.db.retrying`) before the webhook is answered 5xx.
@@ -215,6 +216,13 @@ async def _apply_status(
     pending.append(outcome.event)
 
 
+_SET_STATE = """
+UPDATE channels SET state = $2, state_detail = $3, updated_at = now()
+WHERE id = $1 AND (state, state_detail) IS DISTINCT FROM ($2::varchar, $3::text)
+RETURNING id
+"""
+
+
 async def ingest(services: Services, channel: ChannelRow, batch: WebhookBatch) -> IngestResult:
     """Store a batch in one transaction; then publish its events and run follow-ups.
 
@@ -288,12 +296,11 @@ async def _ingest_in_transaction(
     for update in sorted(batch.statuses, key=lambda s: s.timestamp):
         await _apply_status(conn, channel, update, result, pending)
     for state in batch.connection:
-        await conn.execute(
-            "UPDATE channels SET state = $2, state_detail = $3, updated_at = now() WHERE id = $1",
-            channel.id,
-            state.state.value,
-            state.detail,
-        )
+        # Only a change is news: session providers repeat their state (Evolution posts
+        # `connecting` every few seconds while it cannot reach WhatsApp).
+        changed = await conn.fetchval(_SET_STATE, channel.id, state.state.value, state.detail)
+        if changed is None:
+            continue
         pending.append(
             PendingEvent(
                 tenant_id=channel.tenant_id,

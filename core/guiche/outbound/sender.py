@@ -104,9 +104,11 @@ WHERE id = $1 AND created_at = $2 AND status = 'pending'
 RETURNING id
 """
 
+# Only a change is recorded and announced: a queue of sends failing for one reason
+# makes one channel.state event, not one per message.
 _UNHEALTHY = """
 UPDATE channels SET state = 'unhealthy', state_detail = $3, updated_at = now()
-WHERE id = $1 AND tenant = $2
+WHERE id = $1 AND tenant = $2 AND (state, state_detail) IS DISTINCT FROM ('unhealthy', $3::text)
 RETURNING id
 """
 

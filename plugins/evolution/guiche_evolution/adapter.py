@@ -10,11 +10,12 @@ import base64
 import binascii
 import hmac
 import logging
+import time
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from guiche.channels import (
     CAP_MEDIA,
@@ -92,6 +93,8 @@ class EvolutionAdapter(ChannelAdapter):
     )
     #: Pause between delete attempts while Evolution finishes a logout (tests set 0).
     delete_retry_delay: ClassVar[float] = 1.0
+    #: How long a connection state of `open` is trusted before a send asks again.
+    open_state_ttl: ClassVar[float] = 30.0
 
     @classmethod
     def provider_identity(cls, config: BaseModel) -> str | None:
@@ -112,6 +115,9 @@ class EvolutionAdapter(ChannelAdapter):
             config = EvolutionConfig.model_validate(config.model_dump())
         self.settings: EvolutionConfig = config
         self.client = EvolutionClient(http, config)
+        self._body_key_noted = False
+        #: Until when an `open` connection state is trusted without asking again.
+        self._open_until = 0.0
 
     # --- webhooks ----------------------------------------------------------------------
 
@@ -140,17 +146,23 @@ class EvolutionAdapter(ChannelAdapter):
         if not given or not hmac.compare_digest(given, expected):
             raise WebhookAuthError("missing or wrong webhook secret")
 
-    def _check_body_key(self, payload: dict[str, Any]) -> None:
-        """`apikey` is often null (only sent when Evolution exposes keys), so it is no
-        guard on its own; but a key that is there and is not this instance's is refused."""
+    def _note_body_key(self, payload: dict[str, Any]) -> None:
+        """Evolution puts the instance's token in the body `apikey` (or null, or "Apikey
+        not found"). The secret already proved the sender, so a token we do not know is
+        no reason to refuse: Evolution drops a message for good on a 401. It is logged
+        once, as it means the stored `instance_token` is stale."""
         given = payload.get("apikey")
-        if given is None or given == "":
+        if self._body_key_noted or not isinstance(given, str) or not given:
             return
-        accepted = self.settings.accepted_body_keys()
-        if not isinstance(given, str) or not any(
-            hmac.compare_digest(given.encode(), key.encode()) for key in accepted
+        if not any(
+            hmac.compare_digest(given.encode(), key.encode())
+            for key in self.settings.accepted_body_keys()
         ):
-            raise WebhookAuthError("the body's apikey is not this instance's key")
+            self._body_key_noted = True
+            log.warning(
+                "webhook apikey is not the stored instance token (accepted: the secret matched)",
+                extra={"channel": str(self.channel.id)},
+            )
 
     async def parse_webhook(self, request: WebhookRequest) -> WebhookBatch:
         self._check_secret(request)
@@ -160,7 +172,7 @@ class EvolutionAdapter(ChannelAdapter):
             raise ValueError(f"the webhook body is not JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise ValueError("the webhook body is not a JSON object")
-        self._check_body_key(payload)
+        self._note_body_key(payload)
         instance = payload.get("instance")
         if isinstance(instance, str) and instance and instance != self.settings.instance_name:
             log.warning(
@@ -216,11 +228,44 @@ class EvolutionAdapter(ChannelAdapter):
             body["quoted"] = {"key": {"id": message.reply_to_provider_message_id}}
         return self.client.instance_path(action), body
 
+    async def connection_state(self) -> str:
+        """Evolution's own word for the session: `open`, `connecting`, `close`, or ""
+        when the server has the instance but no session loaded (e.g. after a restart)."""
+        path = self.client.instance_path("instance/connectionState")
+        answer = await self.client.call("GET", path)
+        instance = answer.get("instance") if isinstance(answer, dict) else None
+        state = instance.get("state") if isinstance(instance, dict) else None
+        return str(state or "").lower()
+
+    async def _state_or_none(self) -> str | None:
+        try:
+            return await self.connection_state()
+        except EvolutionError:
+            return None
+
+    async def _require_open(self) -> None:
+        """Send only on a linked phone: anything else fails at once with
+        `channel_not_connected` (Evolution would answer 500s that look transient).
+        An `open` answer is trusted for `open_state_ttl` seconds."""
+        if time.monotonic() < self._open_until:
+            return
+        try:
+            state = await self.connection_state()
+        except EvolutionError as exc:
+            raise _send_error(exc) from None
+        if state != "open":
+            raise _not_connected(state, None)
+        self._open_until = time.monotonic() + self.open_state_ttl
+
     async def send(self, message: OutboundMessage) -> SendResult:
         path, body = self._send_body(message)
+        await self._require_open()
         try:
             answer = await self.client.call("POST", path, json=body, seconds=SEND_TIMEOUT)
         except EvolutionError as exc:
+            if _session_down(exc):
+                self._open_until = 0.0
+                raise _not_connected(await self._state_or_none(), exc) from None
             raise _send_error(exc) from None
         key = answer.get("key") if isinstance(answer, dict) else None
         provider_id = text_or_none(key.get("id")) if isinstance(key, dict) else None
@@ -285,17 +330,17 @@ class EvolutionAdapter(ChannelAdapter):
         }
 
     async def provision(self) -> None:
-        """Create the instance (an existing one is reused, so a retry is safe) and point
-        its webhook at this channel."""
+        """Create the instance, or adopt the one that already has this name (a retry, an
+        earlier channel, one made in Evolution's manager), then point its webhook here."""
         try:
             await self.client.call("POST", "/instance/create", json=self.instance_config())
         except EvolutionError as exc:
+            # Evolution checks the name before the key: 403 "in use" whatever the key,
+            # 401 only for a free name, so a 401 here means "not the global key".
             if exc.status == 403 and "in use" in exc.message:
-                log.info("instance exists, reusing it", extra={"channel": str(self.channel.id)})
+                await self._adopt_instance()
             elif exc.status == 401:
-                # An instance-scoped key cannot create instances, but can set the webhook
-                # of the instance it belongs to: try that before giving up.
-                log.info("key cannot create instances", extra={"channel": str(self.channel.id)})
+                await self._adopt_instance(create_refused=exc)
             else:
                 raise _provisioning_error("create the Evolution instance", exc) from None
         try:
@@ -304,6 +349,39 @@ class EvolutionAdapter(ChannelAdapter):
             )
         except EvolutionError as exc:
             raise _provisioning_error("set the instance's webhook", exc) from None
+
+    async def _adopt_instance(self, create_refused: EvolutionError | None = None) -> None:
+        """Reuse an existing instance: learn its real token from `fetchInstances` (which
+        takes the global key or the instance's own) so the stored config is the truth.
+
+        A refused key is said as such, not as a later "instance does not exist"."""
+        name = self.settings.instance_name
+        try:
+            found = await self.client.call(
+                "GET", f"/instance/fetchInstances?instanceName={quote(name, safe='')}"
+            )
+        except EvolutionError as exc:
+            if exc.status == 401:
+                raise _key_refused(create_refused or exc, name) from None
+            if exc.status == 404 and create_refused is not None:
+                raise _key_refused(create_refused, name) from None
+            raise _provisioning_error("look up the existing instance", exc) from None
+        rows = found if isinstance(found, list) else [found]
+        row = next((r for r in rows if isinstance(r, dict) and r.get("name") == name), None)
+        if row is None:
+            if create_refused is not None:
+                raise _key_refused(create_refused, name)
+            raise ProvisioningError(
+                f"Evolution says instance {name!r} exists but does not list it",
+                code="instance_not_listed",
+            )
+        token = text_or_none(row.get("token"))
+        log.info(
+            "reusing an existing Evolution instance",
+            extra={"channel": str(self.channel.id), "integration": row.get("integration")},
+        )
+        if token and len(token) >= 16 and token != self.settings.instance_token.get_secret_value():
+            self.settings.instance_token = SecretStr(token)
 
     async def qr_code(self) -> ConnectionUpdate:
         """Start (or resume) the WhatsApp session: the QR or pairing code to scan, or
@@ -389,6 +467,32 @@ class EvolutionAdapter(ChannelAdapter):
         return FetchedMedia(data=data, mime_type=mime, filename=filename)
 
 
+#: What Evolution 2.3.6 answers (HTTP 500) when a send finds no live WhatsApp session:
+#: Baileys' "Connection Closed" while connecting, a TypeError when never started.
+_SESSION_DOWN = ("Connection Closed", "(reading 'onWhatsApp')")
+NOT_CONNECTED = "channel_not_connected"
+
+
+def _session_down(exc: EvolutionError) -> bool:
+    return exc.status == 500 and any(sign in exc.message for sign in _SESSION_DOWN)
+
+
+def _not_connected(state: str | None, exc: EvolutionError | None) -> PermanentSendError:
+    """Fail the message now, and mark the channel so agents see why (retrying a send on
+    an unlinked phone only delays the same failure)."""
+    said = f"Evolution reports {state!r}" if state else "no WhatsApp session on Evolution"
+    details: dict[str, Any] = {"evolution_state": state}
+    if exc is not None:
+        details |= {"status": exc.status, "body": exc.body}
+    return PermanentSendError(
+        f"WhatsApp is not connected on this channel ({said}): link the phone with the "
+        "channel's QR code, then send again",
+        code=NOT_CONNECTED,
+        details=details,
+        channel_unhealthy=True,
+    )
+
+
 def _send_error(exc: EvolutionError) -> RetryableSendError | PermanentSendError:
     """Meta-like mapping: transient → retry; 401 (key refused) and 404 (the instance is
     gone) → the channel is unhealthy; any other refusal fails this message with
@@ -411,6 +515,16 @@ _ADVICE = {
     403: "the API key may not do this (use the global API key)",
     404: "the instance does not exist on the Evolution server",
 }
+
+
+def _key_refused(exc: EvolutionError, instance: str) -> ProvisioningError:
+    return ProvisioningError(
+        f"The API key was refused by the Evolution server ({exc.message}). Enter the "
+        "server's global API key (AUTHENTICATION_API_KEY), or "
+        f"the token of instance {instance!r} if it already exists.",
+        code="api_key_refused",
+        details=exc.details,
+    )
 
 
 def _provisioning_error(step: str, exc: EvolutionError) -> ProvisioningError:

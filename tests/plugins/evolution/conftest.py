@@ -21,6 +21,8 @@ from tests.conftest import FIXTURES_DIR
 from .fake_evolution import FakeEvolution
 
 EVOLUTION_DIR = Path(FIXTURES_DIR) / "evolution"
+#: What the real Evolution API 2.3.6 answered and posted (see its README.md).
+REAL_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "evolution" / "real-2.3.6"
 SECRET = "test-webhook-secret-0123456789abcdef"
 INSTANCE_TOKEN = "6A1F3C9E-2B7D-4E8F-9A0B-1C2D3E4F5A6B"  # the fixtures' body `apikey`
 API_KEY = "global-key-0123456789"
@@ -34,6 +36,21 @@ def fixture_path(name: str) -> Path:
 
 def load(name: str) -> dict[str, Any]:
     return orjson.loads(fixture_path(name).read_bytes())
+
+
+def real(name: str, instance: str = INSTANCE) -> Any:
+    """A capture from the real server (`{"status", "body"}` for answers, else a webhook
+    body), its instances (`cap-a`, `cap-e`) renamed to `instance`."""
+    raw = (REAL_DIR / name).read_bytes()
+    for captured in (b"cap-a", b"cap-e"):
+        raw = raw.replace(captured, instance.encode())
+    return orjson.loads(raw)
+
+
+def real_answer(name: str) -> tuple[int, Any]:
+    """(status, body) of a captured answer, for `routes` tables."""
+    captured = real(name)
+    return captured["status"], captured["body"]
 
 
 def webhook_fixtures() -> list[str]:
@@ -79,11 +96,21 @@ def requests_seen() -> list[httpx.Request]:
 def make_adapter(
     requests_seen: list[httpx.Request],
 ) -> Callable[..., EvolutionAdapter]:
-    """An adapter whose HTTP calls go to `handler` (records every request)."""
+    """An adapter whose HTTP calls go to `handler` (records every request).
+
+    `evolution_state`: what `GET /instance/connectionState` answers (the real 2.3.6
+    body), which the adapter asks before sending; those checks are answered here and
+    not recorded. None hands them to `handler` like any other call."""
     clients: list[httpx.AsyncClient] = []
 
-    def make(handler: Handler | None = None, **config: Any) -> EvolutionAdapter:
+    def make(
+        handler: Handler | None = None, *, evolution_state: str | None = "open", **config: Any
+    ) -> EvolutionAdapter:
         def record(request: httpx.Request) -> httpx.Response:
+            if evolution_state is not None and "/instance/connectionState/" in request.url.path:
+                body = real("connection_state_open.json")["body"]
+                body["instance"].update(instanceName=INSTANCE, state=evolution_state)
+                return httpx.Response(200, json=body)
             requests_seen.append(request)
             if handler is None:
                 return httpx.Response(404, json={"status": 404})

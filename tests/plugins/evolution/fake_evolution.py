@@ -19,6 +19,7 @@ QR_PNG = (
     "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 QR_TEXT = "2@fake-qr-code,abc,def"
+NOT_STARTED = "Cannot read properties of undefined (reading 'onWhatsApp')"
 
 
 @dataclass
@@ -73,15 +74,24 @@ class FakeEvolution:
                 return web.json_response(answer, status=status)
         parts = request.path.strip("/").split("/")
         name = parts[2] if len(parts) > 2 else None
+        # Evolution 2.3.6's guard order: the instance exists (404) / the name is free
+        # (403), and only then the key (401).
+        if request.path == "/instance/create":
+            created = (body or {}).get("instanceName")
+            if created in self.instances:
+                return _error(403, "Forbidden", [f'This name "{created}" is already in use.'])
+        elif request.path == "/instance/fetchInstances":
+            return self._fetch(request)
+        elif name is None or name not in self.instances:
+            return _error(404, "Not Found", [f'The "{name}" instance does not exist'])
         if not self._authorised(request, name):
             return _error(401, "Unauthorized", "Unauthorized")
         if request.path == "/instance/create":
             return self._create(body or {})
-        if name is None or name not in self.instances:
-            return _error(404, "Not Found", [f'The "{name}" instance does not exist'])
         handler = {
             ("POST", "webhook", "set"): self._webhook_set,
             ("GET", "instance", "connect"): self._connect,
+            ("GET", "instance", "connectionState"): self._state,
             ("DELETE", "instance", "logout"): self._logout,
             ("DELETE", "instance", "delete"): self._delete,
             ("POST", "message", "sendText"): self._send,
@@ -96,12 +106,45 @@ class FakeEvolution:
             await self.on_send(json.loads(response.body)["key"]["id"], body or {})
         return response
 
+    def _fetch(self, request: web.Request) -> web.Response:
+        """`fetchInstances`: the global key sees every instance, a token only its own."""
+        key, name = request.headers.get("apikey"), request.query.get("instanceName")
+        if key == self.global_key:
+            if name and name not in self.instances:
+                return _error(404, "Not Found", [f'Instance "{name}" not found'])
+            names = [name] if name else list(self.instances)
+        else:
+            names = [n for n, i in self.instances.items() if i["token"] == key and n == (name or n)]
+            if not names:
+                return _error(401, "Unauthorized", "Unauthorized")
+        return web.json_response(
+            [
+                {
+                    "id": self.instances[n]["id"],
+                    "name": n,
+                    "connectionStatus": self.instances[n]["state"],
+                    "integration": self.instances[n]["body"].get("integration"),
+                    "token": self.instances[n]["token"],
+                }
+                for n in names
+            ]
+        )
+
+    def _state(self, name: str, body: dict[str, Any]) -> web.Response:
+        return web.json_response(
+            {"instance": {"instanceName": name, "state": self.instances[name]["state"]}}
+        )
+
     def _create(self, body: dict[str, Any]) -> web.Response:
         name = body["instanceName"]
-        if name in self.instances:
-            return _error(403, "Forbidden", [f'This name "{name}" is already in use.'])
         token = body.get("token") or uuid.uuid4().hex.upper()
-        self.instances[name] = {"token": token, "state": "close", "webhook": None, "body": body}
+        self.instances[name] = {
+            "id": str(uuid.uuid4()),
+            "token": token,
+            "state": "close",
+            "webhook": None,
+            "body": body,
+        }
         return web.json_response(
             {
                 "instance": {"instanceName": name, "instanceId": str(uuid.uuid4())},
@@ -141,6 +184,13 @@ class FakeEvolution:
         return web.json_response({"status": "SUCCESS", "error": False})
 
     def _send(self, name: str, body: dict[str, Any]) -> web.Response:
+        state = self.instances[name]["state"]
+        if state != "open":  # Evolution 2.3.6's answers (tests/fixtures/evolution/real-2.3.6)
+            reason = "Connection Closed" if state == "connecting" else NOT_STARTED
+            return web.json_response(
+                {"status": 500, "error": "Internal Server Error", "response": {"message": reason}},
+                status=500,
+            )
         number = str(body.get("number", ""))
         key_id = "3EB0" + uuid.uuid4().hex[:18].upper()
         self.sent_event.set()

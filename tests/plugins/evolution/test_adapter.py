@@ -29,7 +29,7 @@ from guiche.channels import (
     WebhookAuthError,
 )
 
-from .conftest import API_KEY, INSTANCE, INSTANCE_TOKEN, SECRET, load, webhook
+from .conftest import API_KEY, INSTANCE, INSTANCE_TOKEN, SECRET, load, real, real_answer, webhook
 
 pytestmark = pytest.mark.usefixtures("public_dns")
 
@@ -74,16 +74,18 @@ async def test_the_secret_may_ride_in_the_path_for_servers_without_headers(make_
             await adapter.parse_webhook(webhook(body, secret=None, path=path))
 
 
-async def test_a_body_apikey_must_be_this_instances_when_present(make_adapter):
+async def test_the_body_apikey_never_refuses_a_webhook_the_secret_proved(make_adapter):
+    """Evolution sends the instance's own token as `apikey`: for a reused instance that is
+    not the token Guichê generated, and Evolution treats a 401 as final (the message
+    would be lost). The secret is the guard; the body key is only noted."""
     adapter = make_adapter()
-    body = load(TEXT_FIXTURE)
-    assert body["apikey"] == INSTANCE_TOKEN
-    assert (await adapter.parse_webhook(webhook(body))).messages
-    for accepted in (None, "", API_KEY):
-        assert (await adapter.parse_webhook(webhook({**body, "apikey": accepted}))).messages
-    for refused in ("another-instance-key", 12345, ["x"]):
-        with pytest.raises(WebhookAuthError):
-            await adapter.parse_webhook(webhook({**body, "apikey": refused}))
+    body = real("webhook_messages_upsert_evolution.json")
+    assert body["apikey"] == "CAPTOKENE0123456789ABCDEF" != INSTANCE_TOKEN
+    for key in (body["apikey"], "Apikey not found", None, "", API_KEY, INSTANCE_TOKEN, 12345):
+        batch = await adapter.parse_webhook(webhook({**body, "apikey": key}))
+        assert [m.provider_message_id for m in batch.messages] == ["CAPIN0001"]
+    with pytest.raises(WebhookAuthError):  # without the secret, nothing
+        await adapter.parse_webhook(webhook(body, secret="wrong"))
     null_key = load("webhook_apikey_null.json")
     assert (await adapter.parse_webhook(webhook(null_key))).messages
 
@@ -289,6 +291,83 @@ async def test_a_success_without_a_message_id_is_not_retried(make_adapter):
     assert info.value.code == "unexpected_response"
 
 
+STATE = ("GET", f"/instance/connectionState/{INSTANCE}")
+SEND = ("POST", f"/message/sendText/{INSTANCE}")
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ("connection_state_connecting.json", "'connecting'"),
+        ("connection_state_close.json", "'close'"),
+    ],
+)
+async def test_a_send_on_an_unlinked_phone_fails_at_once(make_adapter, requests_seen, state, said):
+    """The state is asked first: nothing is sent, nothing retried, and the channel is
+    marked (channel_unhealthy) with why."""
+    adapter = make_adapter(routes({STATE: real_answer(state)}), evolution_state=None)
+    with pytest.raises(PermanentSendError) as info:
+        await adapter.send(text())
+    assert info.value.code == "channel_not_connected"
+    assert info.value.channel_unhealthy
+    assert said in info.value.message and "QR code" in info.value.message
+    assert [(r.method, r.url.path) for r in requests_seen] == [STATE]
+
+
+@pytest.mark.parametrize(
+    "failure", ["send_text_500_connection_closed.json", "send_text_500_not_started.json"]
+)
+async def test_evolutions_session_errors_are_not_connected_not_transient(
+    make_adapter, requests_seen, failure
+):
+    """The phone dropped between the check and the send: Evolution's 500 "Connection
+    Closed" / "reading 'onWhatsApp'" fails the message as channel_not_connected."""
+    states = iter(["connection_state_open.json", "connection_state_connecting.json"])
+    table = {SEND: real_answer(failure)}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if (request.method, request.url.path) == STATE:
+            status, body = real_answer(next(states))
+            return httpx.Response(status, json=body)
+        return routes(table)(request)
+
+    adapter = make_adapter(handle, evolution_state=None)
+    with pytest.raises(PermanentSendError) as info:
+        await adapter.send(text())
+    assert info.value.code == "channel_not_connected"
+    assert info.value.channel_unhealthy
+    assert info.value.details["status"] == 500
+    assert [(r.method, r.url.path) for r in requests_seen] == [STATE, SEND, STATE]
+
+
+async def test_an_open_state_is_trusted_for_a_while(make_adapter, requests_seen):
+    adapter = make_adapter(
+        routes(
+            {
+                STATE: real_answer("connection_state_open.json"),
+                SEND: (201, load("send_text_response.json")),
+            }
+        ),
+        evolution_state=None,
+    )
+    for _ in range(3):
+        await adapter.send(text())
+    assert [(r.method, r.url.path) for r in requests_seen] == [STATE, SEND, SEND, SEND]
+    adapter._open_until = 0.0  # the TTL ran out
+    await adapter.send(text())
+    assert [(r.method, r.url.path) for r in requests_seen][-2:] == [STATE, SEND]
+
+
+async def test_a_deleted_instance_is_unhealthy_not_unlinked(make_adapter):
+    adapter = make_adapter(
+        routes({STATE: real_answer("connection_state_404_missing.json")}), evolution_state=None
+    )
+    with pytest.raises(PermanentSendError) as info:
+        await adapter.send(text())
+    assert info.value.code == "http_404" and info.value.channel_unhealthy
+    assert "does not exist" in info.value.message
+
+
 async def test_redirects_are_not_followed(make_adapter, requests_seen):
     adapter = make_adapter(
         lambda request: httpx.Response(302, headers={"Location": "http://169.254.169.254/"})
@@ -362,43 +441,76 @@ async def test_provision_creates_the_instance_then_sets_the_nested_webhook(
     assert set(WEBHOOK_EVENTS) == set(load("webhook_set_request.json")["webhook"]["events"])
 
 
-async def test_provision_retry_reuses_an_existing_instance(make_adapter, requests_seen):
-    in_use = {"status": 403, "error": "Forbidden", "response": {"message": ['"x" is in use.']}}
+FETCH = ("GET", "/instance/fetchInstances")
+CREATE = ("POST", "/instance/create")
+SET = ("POST", f"/webhook/set/{INSTANCE}")
+
+
+async def test_an_existing_instance_is_adopted_with_its_real_token(make_adapter, requests_seen):
+    """403 "in use" (Evolution's answer whatever the key): the instance's own token is
+    learned from fetchInstances, so the stored config says what Evolution will send."""
+    fetched = real_answer("fetch_instances_200.json")
     adapter = make_adapter(
         routes(
             {
-                ("POST", "/instance/create"): (403, in_use),
-                ("POST", f"/webhook/set/{INSTANCE}"): (201, {"id": "1"}),
+                CREATE: real_answer("instance_create_403_in_use.json"),
+                FETCH: fetched,
+                SET: real_answer("webhook_find_200.json"),
             }
         )
     )
     await adapter.provision()
-    assert [r.url.path for r in requests_seen] == ["/instance/create", f"/webhook/set/{INSTANCE}"]
+    assert [(r.method, r.url.path) for r in requests_seen] == [CREATE, FETCH, SET]
+    assert requests_seen[1].url.params["instanceName"] == INSTANCE
+    assert adapter.settings.instance_token.get_secret_value() == fetched[1][0]["token"]
+    assert adapter.config.instance_token.get_secret_value() == "CAPTOKENA0123456789ABCDEF"
 
 
-async def test_an_instance_key_skips_creation_and_still_sets_the_webhook(make_adapter):
+async def test_an_instance_key_adopts_its_own_instance_and_sets_the_webhook(make_adapter):
+    """With the instance's own token as the key, create says 403 (the name is checked
+    first) and fetchInstances lists that one instance."""
     adapter = make_adapter(
         routes(
             {
-                ("POST", "/instance/create"): (401, load("error_401.json")),
-                ("POST", f"/webhook/set/{INSTANCE}"): (201, {"id": "1"}),
+                CREATE: real_answer("instance_create_403_in_use.json"),
+                FETCH: real_answer("fetch_instances_200.json"),
+                SET: (201, {"id": "1"}),
             }
-        )
+        ),
+        api_key="CAPTOKENA0123456789ABCDEF",
     )
     await adapter.provision()
+
+
+@pytest.mark.parametrize(
+    "create", ["instance_create_401_wrong_key.json", "instance_create_403_in_use.json"]
+)
+async def test_a_wrong_key_fails_naming_the_key(make_adapter, requests_seen, create):
+    """A free name answers 401 to create, a taken one 403; either way fetchInstances
+    answers 401, and the channel says the key was refused (not "does not exist")."""
+    adapter = make_adapter(
+        routes(
+            {
+                CREATE: real_answer(create),
+                FETCH: real_answer("fetch_instances_401_wrong_key.json"),
+                SET: real_answer("webhook_set_404_missing_instance.json"),
+            }
+        ),
+        api_key="WRONG-KEY-0123456789",
+    )
+    with pytest.raises(ProvisioningError) as info:
+        await adapter.provision()
+    assert info.value.code == "api_key_refused"
+    assert "The API key was refused" in info.value.message
+    assert "AUTHENTICATION_API_KEY" in info.value.message
+    assert "does not exist" not in info.value.message
+    assert SET not in [(r.method, r.url.path) for r in requests_seen]
 
 
 @pytest.mark.parametrize(
     ("table", "words"),
     [
         ({("POST", "/instance/create"): (500, {"error": "boom"})}, "create the Evolution"),
-        (
-            {
-                ("POST", "/instance/create"): (401, load("error_401.json")),
-                ("POST", f"/webhook/set/{INSTANCE}"): (401, load("error_401.json")),
-            },
-            "refused the API key",
-        ),
         (
             {
                 ("POST", "/instance/create"): (201, {}),

@@ -19,7 +19,7 @@ from guiche.models import Channel
 from guiche.services import SERVICES
 from tests.conftest import Company, login
 
-from .conftest import INSTANCE, INSTANCE_TOKEN, load
+from .conftest import INSTANCE, INSTANCE_TOKEN, load, real
 from .fake_evolution import FakeEvolution
 
 PUBLIC_URL = "https://guiche.example.test"
@@ -230,6 +230,7 @@ async def test_provision_qr_connect_inbound_reply_and_acks(client, setup):
 async def test_an_echo_posted_before_the_send_answers_is_merged_into_the_reply(client, setup):
     """Evolution posts `send.message` while our send call is still open: core stores the
     echo, then the worker's commit merges it into the reply (one outbound message)."""
+    setup.fake.connect(INSTANCE)
     assert (
         await post(client, setup, load("webhook_messages_upsert_conversation.json"))
     ).status == 200
@@ -265,14 +266,12 @@ async def test_an_echo_posted_before_the_send_answers_is_merged_into_the_reply(c
     assert [orjson.loads(e["data"])["merged_into"] for e in merged] == [str(reply_id)]
 
 
-async def test_wrong_secret_or_foreign_apikey_is_401_and_stores_nothing(client, setup):
+async def test_a_wrong_or_missing_secret_is_401_and_stores_nothing(client, setup):
     body = load("webhook_messages_upsert_conversation.json")
     resp = await post(client, setup, body, secret="not-the-secret-at-all")
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "invalid_signature"
     resp = await client.post(setup.url, data=orjson.dumps(body))  # no header at all
-    assert resp.status == 401
-    resp = await post(client, setup, {**body, "apikey": "another-instance-key"})
     assert resp.status == 401
     assert await messages_of(setup.channel_id) == []
     # a null apikey (Evolution's default) with the right secret is fine
@@ -343,6 +342,7 @@ async def test_inline_media_is_saved_in_core_storage(client, setup):
 
 
 async def test_ninth_digit_forms_are_one_contact_and_replies_reach_evolution(client, setup):
+    setup.fake.connect(INSTANCE)
     short = load("webhook_messages_upsert_ninth_digit.json")
     full = with_key(
         "webhook_messages_upsert_ninth_digit.json",
@@ -458,3 +458,95 @@ async def test_loopback_servers_are_refused_without_the_operator_setting(
         assert resp.status == 422, await resp.text()
         details = (await resp.json())["error"]["details"]
         assert details[0]["field"] == "credentials.server_url"
+
+
+async def state_events(tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await fetch(
+        "SELECT data FROM events WHERE tenant = {} AND type = 'channel.state' ORDER BY seq",
+        tenant_id,
+    )
+    return [orjson.loads(row["data"]) for row in rows]
+
+
+async def test_a_flood_of_identical_connection_updates_is_one_state_event(client, setup):
+    """Evolution 2.3.6 posts `connecting` several times a second while it cannot reach
+    WhatsApp (the captured body): only the change is recorded and announced."""
+    body = real("webhook_connection_update_connecting.json")
+    before = len(await state_events(setup.company.tenant_id))
+    for _ in range(100):
+        assert (await post(client, setup, body)).status == 200
+    events = (await state_events(setup.company.tenant_id))[before:]
+    assert [(e["state"], e["detail"]) for e in events] == [("connecting", "")]
+    assert (await channel_row(setup.channel_id))["state"] == "connecting"
+    await post(client, setup, load("webhook_connection_update_open.json"))
+    await post(client, setup, body)
+    events = (await state_events(setup.company.tenant_id))[before:]
+    assert [e["state"] for e in events] == ["connecting", "connected", "connecting"]
+
+
+async def test_a_send_on_an_unlinked_phone_fails_at_once_and_marks_the_channel(client, setup):
+    assert (
+        await post(client, setup, load("webhook_messages_upsert_conversation.json"))
+    ).status == 200
+    [inbound] = await messages_of(setup.channel_id)
+    setup.fake.instances[INSTANCE]["state"] = "connecting"
+    ids = []
+    for text in ("Olá", "Ainda aí?"):
+        resp = await client.post(
+            f"/api/v1/conversations/{inbound['conversation']}/messages",
+            json={"type": "text", "text": text},
+            headers=setup.headers,
+        )
+        assert resp.status == 202
+        ids.append((await resp.json())["id"])
+        await settle(client)
+    rows = await fetch("SELECT status, error FROM messages WHERE id = ANY({})", ids)
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    errors = [orjson.loads(r["error"]) if isinstance(r["error"], str) else r["error"] for r in rows]
+    assert {e["code"] for e in errors} == {"channel_not_connected"}
+    assert setup.fake.calls_to("/message/sendText") == []  # nothing sent, nothing retried
+    assert len(setup.fake.calls_to("/instance/connectionState")) == 2
+    channel = await channel_row(setup.channel_id)
+    assert channel["state"] == "unhealthy"
+    assert "not connected" in channel["state_detail"] and "'connecting'" in channel["state_detail"]
+    unhealthy = [
+        e for e in await state_events(setup.company.tenant_id) if e["state"] == "unhealthy"
+    ]
+    assert len(unhealthy) == 1  # two failed sends, one change of state
+
+
+async def test_a_channel_on_a_pre_existing_instance_receives_its_messages(
+    client, make_company, fake_evolution
+):
+    """The instance was made outside Guichê with its own token; Evolution puts that token
+    in every webhook body. Guichê learns it on provisioning and stores the messages."""
+    fake, server_url = fake_evolution
+    fake.instances[INSTANCE] = {
+        "id": str(uuid.uuid4()),
+        "token": "CAPTOKENE0123456789ABCDEF",
+        "state": "open",
+        "webhook": None,
+        "body": {"integration": "EVOLUTION"},
+    }
+    company = await make_company()
+    headers = await login(client, company.owner)
+    await enable(client, headers)
+    resp = await create_channel(client, headers, server_url)
+    assert resp.status == 201, await resp.text()
+    channel = await resp.json()
+    assert channel["state"] == "provisioned"
+    secret = fake.instances[INSTANCE]["webhook"]["headers"][SECRET_HEADER]
+    body = real("webhook_messages_upsert_evolution.json")
+    resp = await client.post(
+        f"/webhooks/evolution/{channel['id']}",
+        data=orjson.dumps(body),
+        headers={"Content-Type": "application/json", SECRET_HEADER: secret},
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["messages"] == 1
+    [stored] = await messages_of(uuid.UUID(channel["id"]))
+    assert stored["body"] == "Olá, quero ajuda"
+    row = (await Channel.select(Channel.credentials_encrypted).where(Channel.id == channel["id"]))[
+        0
+    ]
+    assert row["credentials_encrypted"]  # the learned token is stored (encrypted)
