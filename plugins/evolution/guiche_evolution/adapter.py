@@ -11,6 +11,7 @@ import binascii
 import hmac
 import logging
 import time
+import uuid
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -61,6 +62,11 @@ INTEGRATION = "WHATSAPP-BAILEYS"
 _MEDIA_TYPES = {"image": "image", "video": "video", "audio": "audio", "document": "document"}
 
 
+QR_PENDING = "the QR code is being generated"
+#: channel id → when this process first got "no QR yet" (monotonic seconds).
+_QR_WAITS: dict[uuid.UUID, float] = {}
+
+
 class ProvisioningError(ChannelError):
     """Creating, linking or removing the Evolution instance failed; `message` says why
     in words an operator can act on. Provisioning is idempotent: retrying is safe."""
@@ -95,6 +101,8 @@ class EvolutionAdapter(ChannelAdapter):
     delete_retry_delay: ClassVar[float] = 1.0
     #: How long a connection state of `open` is trusted before a send asks again.
     open_state_ttl: ClassVar[float] = 30.0
+    #: How long the QR route waits for Evolution's first QR code before saying none comes.
+    qr_deadline: ClassVar[float] = 60.0
 
     @classmethod
     def provider_identity(cls, config: BaseModel) -> str | None:
@@ -401,15 +409,34 @@ class EvolutionAdapter(ChannelAdapter):
         if isinstance(instance, dict):
             state = str(instance.get("state") or instance.get("status") or "").lower()
             if state == "open":
+                _QR_WAITS.pop(self.channel.id, None)
                 return ConnectionUpdate(state=ConnectionState.CONNECTED, raw=answer)
             if isinstance(answer.get("qrcode"), dict):
                 return qr_update(answer["qrcode"])
             return ConnectionUpdate(state=ConnectionState.CONNECTING, raw=answer)
         update = qr_update(answer)
         if update.qr_code or update.pairing_code or update.raw.get("code"):
+            _QR_WAITS.pop(self.channel.id, None)
             return update
+        return self._no_qr_yet(answer)
+
+    def _no_qr_yet(self, answer: dict[str, Any]) -> ConnectionUpdate:
+        """`{"count": 0}`: a QR is on its way, or never comes (the server cannot reach
+        WhatsApp, and loops). Past `qr_deadline` seconds of asking, say so; the next
+        request starts a new wait. The clock is per process (adapters are rebuilt)."""
+        now = time.monotonic()
+        started = _QR_WAITS.setdefault(self.channel.id, now)
+        if now - started < self.qr_deadline:
+            return ConnectionUpdate(state=ConnectionState.CONNECTING, detail=QR_PENDING, raw=answer)
+        del _QR_WAITS[self.channel.id]
         return ConnectionUpdate(
-            state=ConnectionState.CONNECTING, detail="the QR code is being generated", raw=answer
+            state=ConnectionState.UNHEALTHY,
+            detail=(
+                f"no QR code after {self.qr_deadline:g} s: the Evolution server cannot reach "
+                "WhatsApp (check its internet access, proxy and logs), then ask for the QR "
+                "code again"
+            ),
+            raw=answer,
         )
 
     async def connect(self) -> ConnectionUpdate:

@@ -550,3 +550,31 @@ async def test_a_channel_on_a_pre_existing_instance_receives_its_messages(
         0
     ]
     assert row["credentials_encrypted"]  # the learned token is stored (encrypted)
+
+
+async def test_the_qr_route_gives_up_when_evolution_never_makes_a_qr(client, setup, monkeypatch):
+    """Evolution 2.3.6 answers `{"count": 0}` forever when it cannot reach WhatsApp: past
+    the deadline the route (and the channel) say so instead of "connecting" forever."""
+    from guiche_evolution.adapter import EvolutionAdapter
+
+    no_qr = real("instance_connect_200_no_qr.json")
+    url = f"/api/v1/plugins/evolution/channels/{setup.channel_id}/qrcode"
+    monkeypatch.setattr(EvolutionAdapter, "qr_deadline", 3600.0)
+    setup.fake.fail_next("/instance/connect", no_qr["status"], no_qr["body"])
+    waiting = await (await client.get(url, headers=setup.headers)).json()
+    assert (waiting["state"], waiting["detail"]) == ("connecting", "the QR code is being generated")
+    monkeypatch.setattr(EvolutionAdapter, "qr_deadline", 0.0)
+    setup.fake.fail_next("/instance/connect", no_qr["status"], no_qr["body"])
+    resp = await client.get(url, headers=setup.headers)
+    assert resp.status == 200
+    verdict = await resp.json()
+    assert verdict["state"] == "unhealthy" and verdict["qr_code"] is None
+    assert "no QR code after 0 s" in verdict["detail"]
+    assert "cannot reach WhatsApp" in verdict["detail"]
+    channel = await channel_row(setup.channel_id)
+    assert (channel["state"], channel["state_detail"]) == ("unhealthy", verdict["detail"])
+    # the next request starts a new wait; a QR ends it
+    monkeypatch.setattr(EvolutionAdapter, "qr_deadline", 3600.0)
+    setup.fake.fail_next("/instance/connect", no_qr["status"], no_qr["body"])
+    assert (await (await client.get(url, headers=setup.headers)).json())["state"] == "connecting"
+    assert (await (await client.get(url, headers=setup.headers)).json())["qr_code"]
