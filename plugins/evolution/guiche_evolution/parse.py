@@ -191,6 +191,8 @@ def _sender(key: dict[str, Any], data: dict[str, Any], from_me: bool) -> Sender 
         return Sender(provider_user_id=remote)
     if is_phone_jid(remote):
         return Sender(phone=jid_user(remote), name=name)
+    if remote.isdigit():  # EVOLUTION-integration echoes carry the bare number
+        return Sender(phone=remote, name=name)
     if is_lid_jid(remote):
         alt = next(
             (

@@ -20,7 +20,7 @@ from guiche.channels import (
     WebhookBatch,
 )
 
-from .conftest import load, webhook_fixtures
+from .conftest import load, real, webhook_fixtures
 
 NOW = dt.datetime(2025, 3, 14, 13, 30, tzinfo=dt.UTC)
 
@@ -306,6 +306,14 @@ def test_send_message_echoes_are_our_own_from_me_messages():
     assert (echo.sender.phone, echo.sender.name) == ("5511987654321", None)  # not "Você"
     del body["data"]["key"]["fromMe"]  # a send.message is ours whatever its key says
     assert parse(body).messages[0].from_me is True
+
+
+def test_a_bare_number_chat_is_the_phones_contact():
+    """Evolution 2.3.6's `send.message` echo on an EVOLUTION-integration instance names
+    the chat by the bare number, not a JID: it is the same customer."""
+    [echo] = parse(real("webhook_send_message_evolution.json")).messages
+    assert echo.sender.phone == "5511987654321" and echo.sender.provider_user_id is None
+    assert echo.from_me and echo.text == "Oi Maria"
 
 
 def test_unknown_events_types_and_fields_never_break_parsing():

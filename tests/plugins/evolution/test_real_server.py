@@ -32,7 +32,7 @@ pytestmark = pytest.mark.evolution_real
 
 def _server_answers() -> bool:
     try:
-        answer = httpx.get(SERVER + "/", timeout=2.0)
+        answer = httpx.get(SERVER + "/", timeout=5.0, trust_env=False)
         return answer.status_code == 200 and "Evolution" in answer.text
     except httpx.HTTPError:
         return False
@@ -49,7 +49,9 @@ def real_server() -> str:
 async def evo(real_server: str) -> AsyncIterator[Any]:
     """Direct calls to the real server with the global key; deletes what it was told to."""
     created: list[str] = []
-    async with httpx.AsyncClient(base_url=real_server, headers={"apikey": GLOBAL_KEY}) as http:
+    async with httpx.AsyncClient(
+        base_url=real_server, headers={"apikey": GLOBAL_KEY}, trust_env=False
+    ) as http:
         http.created = created  # type: ignore[attr-defined]
         yield http
         for name in created:
