@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, StringConstraints, model_validator
 
 from guiche.api.common import path_id
 from guiche.auth.principal import Principal, current_principal
