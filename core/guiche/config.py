@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     ws_send_queue_size: int = Field(1000, ge=1)
     ws_heartbeat_seconds: float = Field(30.0, gt=0)
     ws_auth_timeout_seconds: float = Field(10.0, gt=0)
+    # Presence (guiche.realtime.presence): an agent whose last socket closed is set offline
+    # after this grace (a page reload is not leaving); a crashed process's agents after
+    # at most one lease.
+    presence_grace_seconds: float = Field(10.0, ge=0)
+    presence_lease_seconds: float = Field(60.0, ge=3)
     # Garbage collector of `guiche web` (guiche.gc_tuning): keep start-up objects out of
     # full collections; collect the youngest generation every this many allocations
     # (0: Python's default).

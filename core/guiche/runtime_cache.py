@@ -1,8 +1,8 @@
-"""Per-process cache of what every webhook and send re-reads: loaded channels and tenants'
-enabled plugin settings.
+"""Per-process cache of what every webhook, send and request re-reads: loaded channels,
+tenants' enabled plugin settings and users' access (`guiche.auth.access`).
 
-Both change only through admin actions, yet were read (a query, a decrypt, a pydantic
-validation each) on every webhook, send and hook call. Entries are dropped:
+They change only through admin actions, yet were read (a query, a decrypt, a pydantic
+validation each) on every webhook, send, hook call or request. Entries are dropped:
 
 - at once in the process making a change (`invalidate`, called after its commit);
 - in every other `guiche web` / `guiche worker` process through a bus notice (Redis

@@ -21,9 +21,11 @@ from pydantic import BaseModel
 
 from guiche.api.common import Email, path_id
 from guiche.audit import record_audit
+from guiche.auth.access import access_changed
 from guiche.auth.principal import Principal, current_principal, signed_in_user
 from guiche.invitations import account_for, respond, revoke
 from guiche.models import Invitation, User
+from guiche.services import services_of
 from guiche.tenancy import owned
 from guiche.web.endpoint import AUTHENTICATED, endpoint
 from guiche.web.errors import NotFound
@@ -171,6 +173,7 @@ async def my_invitations(request: web.Request) -> MyInvitations:
 
 
 async def _answer(
+    request: web.Request,
     principal: Principal,
     invitation_id: uuid.UUID,
     user_id: uuid.UUID,
@@ -188,6 +191,8 @@ async def _answer(
             invitation_id,
             {"role": row["role"], "on_behalf": email is None},
         )
+    if accept:  # a new seat: their tokens for that company must be honoured at once
+        await access_changed(services_of(request), user_id)
     return row
 
 
@@ -195,7 +200,7 @@ async def _answer_as_person(request: web.Request, *, accept: bool) -> MyInvitati
     principal, user_id = signed_in_user(request)
     invitation_id = path_id(request, "invitation")
     email = await _my_email(user_id)
-    await _answer(principal, invitation_id, user_id, email, accept=accept)
+    await _answer(request, principal, invitation_id, user_id, email, accept=accept)
     (answered,) = await _mine(email, invitation_id)
     return answered
 
@@ -248,6 +253,6 @@ async def accept_for_person(request: web.Request) -> InvitationOut:
     principal = current_principal(request)
     invitation_id = path_id(request, "invitation")
     user_id = await account_for(invitation_id)
-    await _answer(principal, invitation_id, user_id, None, accept=True)
+    await _answer(request, principal, invitation_id, user_id, None, accept=True)
     row = await Invitation.select(*_COLUMNS).where(Invitation.id == invitation_id).first()
     return InvitationOut(**row)

@@ -12,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from guiche.accounts import create_tenant
 from guiche.audit import record_audit
+from guiche.auth.access import access_changed
 from guiche.auth.principal import current_principal
 from guiche.models import Tenant
+from guiche.services import services_of
 from guiche.tenant_settings import TenantSettings, merge_settings, read_settings
 from guiche.web.endpoint import endpoint
 from guiche.web.errors import NotFound, ValidationFailed, pydantic_details
@@ -93,6 +95,7 @@ async def create_company(request: web.Request, *, body: TenantCreate) -> TenantC
             created.tenant_id,
             {"name": body.name, "owner_email": created.owner_email},
         )
+    await access_changed(services_of(request), created.owner_id)  # maybe an existing account
     return TenantCreated(
         id=created.tenant_id,
         name=body.name,

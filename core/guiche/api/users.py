@@ -21,13 +21,14 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from guiche.api.common import Email, changes, like_pattern, path_id
 from guiche.audit import record_audit
+from guiche.auth.access import access_changed, end_sessions
 from guiche.auth.principal import Principal, current_principal
 from guiche.invitations import Offer, invite
-from guiche.models import Membership, RefreshToken
+from guiche.models import Membership
 from guiche.rbac import ROLES
 from guiche.realtime import events as ev
 from guiche.realtime.events import PendingEvent, record_events
-from guiche.routing.service import drain_queue
+from guiche.realtime.presence import set_presence
 from guiche.services import services_of
 from guiche.tenancy import owned
 from guiche.web.endpoint import AUTHENTICATED, RequestBody, endpoint
@@ -274,6 +275,8 @@ async def update_user(request: web.Request, *, body: UserPatch) -> UserOut:
             await Membership.update(seat_values).where(_seat_filter(principal.tenant_id, user_id))
         if values:
             await record_audit(principal, "user.update", "user", user_id, values)
+    if role is not None and role != seat["role"]:  # their tokens act with the new role now
+        await access_changed(services_of(request), user_id)
     return _out(await _seat(principal.tenant_id, user_id))
 
 
@@ -288,7 +291,8 @@ async def update_user(request: web.Request, *, body: UserPatch) -> UserOut:
 async def deactivate_user(request: web.Request) -> UserOut:
     principal = current_principal(request)
     user_id = path_id(request, "user")
-    async with Membership._meta.db.transaction():
+    services = services_of(request)
+    async with Membership._meta.db.transaction() as transaction:
         seat = await _seat(principal.tenant_id, user_id)
         _check_can_manage(principal, seat)
         if seat["role"] == "owner" and seat["is_active"]:
@@ -301,12 +305,18 @@ async def deactivate_user(request: web.Request) -> UserOut:
                 Membership.status_changed_at: now,
             }
         ).where(_seat_filter(principal.tenant_id, user_id))
-        await RefreshToken.update({RefreshToken.revoked_at: now}).where(
-            (RefreshToken.user == user_id)
-            & (RefreshToken.tenant == principal.tenant_id)
-            & RefreshToken.revoked_at.is_null()
-        )
+        # Every access token of theirs dies now (the other companies' clients refresh),
+        # and this company's refresh tokens are revoked.
+        await end_sessions(transaction.connection, user_id, principal.tenant_id)
         await record_audit(principal, "user.deactivate", "user", user_id)
+        published = []
+        if seat["is_active"] and seat["status"] != "offline":
+            published = await record_events(
+                transaction.connection,
+                [_status_event(principal.tenant_id, user_id, "offline", seat["status"], now)],
+            )
+    await services.bus.publish(published)
+    await access_changed(services, user_id)  # closes their sockets, in every process
     return _out(await _seat(principal.tenant_id, user_id))
 
 
@@ -322,6 +332,7 @@ async def activate_user(request: web.Request) -> UserOut:
             _seat_filter(principal.tenant_id, user_id)
         )
         await record_audit(principal, "user.activate", "user", user_id)
+    await access_changed(services_of(request), user_id)
     return _out(await _seat(principal.tenant_id, user_id))
 
 
@@ -347,33 +358,24 @@ async def set_status(request: web.Request, *, body: StatusIn) -> UserOut:
     seat = await _seat(principal.tenant_id, user_id)
     if not seat["is_active"]:
         raise Conflict("This person's seat is deactivated", code="inactive_user")
-    if seat["status"] != body.status:
-        services = services_of(request)
-        now = dt.datetime.now(dt.UTC)
-        async with Membership._meta.db.transaction() as transaction:
-            await Membership.update(
-                {Membership.status: body.status, Membership.status_changed_at: now}
-            ).where(_seat_filter(principal.tenant_id, user_id))
-            if not is_self:
-                await record_audit(
-                    principal, "user.status", "user", user_id, {"status": body.status}
-                )
-            published = await record_events(
-                transaction.connection,
-                [
-                    PendingEvent(
-                        tenant_id=principal.tenant_id,
-                        type=ev.OPERATOR_STATUS,
-                        data={
-                            "user_id": user_id,
-                            "status": body.status,
-                            "previous_status": seat["status"],
-                            "changed_at": now,
-                        },
-                    )
-                ],
-            )
-        await services.bus.publish(published)
-        if body.status == "online":  # a free agent arrived: the queue may move
-            await drain_queue(services, principal.tenant_id)
+
+    async def audit() -> None:
+        if not is_self:
+            await record_audit(principal, "user.status", "user", user_id, {"status": body.status})
+
+    change = await set_presence(
+        services_of(request), principal.tenant_id, user_id, body.status, in_transaction=audit
+    )
+    if change is None:  # deactivated meanwhile
+        raise Conflict("This person's seat is deactivated", code="inactive_user")
     return _out(await _seat(principal.tenant_id, user_id))
+
+
+def _status_event(
+    tenant_id: uuid.UUID, user_id: uuid.UUID, status: str, previous: str, at: dt.datetime
+) -> PendingEvent:
+    return PendingEvent(
+        tenant_id=tenant_id,
+        type=ev.OPERATOR_STATUS,
+        data={"user_id": user_id, "status": status, "previous_status": previous, "changed_at": at},
+    )

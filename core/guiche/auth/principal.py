@@ -21,6 +21,7 @@ class Principal:
     api_key_id: uuid.UUID | None = None
     is_platform_admin: bool = False
     scopes: frozenset[str] = field(default_factory=frozenset)
+    token_version: int = 0  # a user's session version when their token was checked
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

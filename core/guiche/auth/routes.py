@@ -1,13 +1,18 @@
-"""HTTP face of authentication: login, refresh, logout, who-am-I, companies, switch."""
+"""HTTP face of authentication: login, refresh, logout (here or everywhere), password
+change, who-am-I, companies, switch."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from guiche.auth.access import access_changed, end_sessions
+from guiche.auth.passwords import hash_password
 from guiche.auth.principal import Principal, current_principal, signed_in_user
 from guiche.auth.refresh import RefreshRejected, revoke_family, revoke_family_of
 from guiche.auth.refresh import rotate_refresh_token as rotate
@@ -25,7 +30,7 @@ from guiche.auth.throttle import login_throttle
 from guiche.models import Tenant, User
 from guiche.services import services_of
 from guiche.web.endpoint import AUTHENTICATED, PUBLIC, endpoint
-from guiche.web.errors import NotFound, Unauthorized
+from guiche.web.errors import Forbidden, NotFound, Unauthorized
 from guiche.web.ratelimit import client_bucket
 
 routes = web.RouteTableDef()
@@ -56,6 +61,13 @@ class MePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
 
 
 class MeUser(BaseModel):
@@ -124,6 +136,57 @@ async def refresh(request: web.Request, *, body: RefreshBody) -> TokenPair:
 @endpoint(PUBLIC, body=RefreshBody, status=204, summary="Revoke a session", tags=TAGS)
 async def logout(request: web.Request, *, body: RefreshBody) -> None:
     await revoke_family_of(body.refresh_token)
+
+
+@routes.post("/api/v1/auth/logout-all")
+@endpoint(
+    AUTHENTICATED,
+    status=204,
+    summary="Log out everywhere: every access and refresh token of mine stops working now, "
+    "and my open WebSockets close",
+    tags=TAGS,
+    errors=(403,),
+)
+async def logout_everywhere(request: web.Request) -> None:
+    _, user_id = signed_in_user(request)
+    async with User._meta.db.transaction() as transaction:
+        await end_sessions(transaction.connection, user_id)
+    await access_changed(services_of(request), user_id)
+
+
+@routes.post("/api/v1/auth/password")
+@endpoint(
+    AUTHENTICATED,
+    body=PasswordChange,
+    response=TokenPair,
+    summary="Change my password: every session of mine ends, this one continues with the "
+    "new token pair answered",
+    tags=TAGS,
+    errors=(403, 429),
+)
+async def change_password(request: web.Request, *, body: PasswordChange) -> TokenPair:
+    services = services_of(request)
+    principal, user_id = signed_in_user(request)
+    account = await User.select(User.email).where(User.id == user_id).first()
+    email = account["email"] if account else ""
+    throttle = login_throttle(services)  # guessing the current password is a login attempt
+    client = client_bucket(request)
+    await throttle.before_attempt(client, email)
+    user = await check_password(email, body.current_password)
+    if user is None or user.id != user_id:
+        raise Forbidden("The current password is wrong", code="wrong_password")
+    await throttle.succeeded(client, email)
+    new_hash = await asyncio.to_thread(hash_password, body.new_password)
+    async with User._meta.db.transaction() as transaction:
+        await User.update({User.password_hash: new_hash}).where(User.id == user_id)
+        version = await end_sessions(transaction.connection, user_id)
+    await access_changed(services, user_id)
+    seat = await membership(user_id, principal.tenant_id)
+    if seat is None:  # the seat went away meanwhile: sign in again
+        raise Unauthorized("No active seat in this company any more", code="invalid_token")
+    return await issue_tokens(
+        services.settings, dataclasses.replace(user, token_version=version), seat
+    )
 
 
 async def _me(principal: Principal) -> Me:

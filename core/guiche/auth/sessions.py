@@ -33,6 +33,7 @@ class SessionUser:
     email: str
     name: str
     is_platform_admin: bool
+    token_version: int = 0
 
 
 class TenantRef(BaseModel):
@@ -57,7 +58,7 @@ async def check_password(email: str, password: str) -> SessionUser | None:
     Hashes made with older parameters are upgraded while we hold the plain password.
     """
     rows = await User.raw(
-        "SELECT id, email, name, password_hash, is_active, is_platform_admin "
+        "SELECT id, email, name, password_hash, is_active, is_platform_admin, token_version "
         "FROM users WHERE lower(email) = {}",
         email.strip().lower(),
     )
@@ -72,19 +73,25 @@ async def check_password(email: str, password: str) -> SessionUser | None:
     if needs_rehash(stored):
         new_hash = await asyncio.to_thread(hash_password, password)
         await User.update({User.password_hash: new_hash}).where(User.id == row["id"])
-    return SessionUser(row["id"], row["email"], row["name"], row["is_platform_admin"])
+    return SessionUser(
+        row["id"], row["email"], row["name"], row["is_platform_admin"], row["token_version"]
+    )
 
 
 async def load_user(user_id: uuid.UUID) -> SessionUser | None:
     """An active user by id (refresh and switch re-check that the account still works)."""
     row = (
-        await User.select(User.id, User.email, User.name, User.is_platform_admin)
+        await User.select(
+            User.id, User.email, User.name, User.is_platform_admin, User.token_version
+        )
         .where((User.id == user_id) & (User.is_active == True))  # noqa: E712
         .first()
     )
     if row is None:
         return None
-    return SessionUser(row["id"], row["email"], row["name"], row["is_platform_admin"])
+    return SessionUser(
+        row["id"], row["email"], row["name"], row["is_platform_admin"], row["token_version"]
+    )
 
 
 async def memberships(user_id: uuid.UUID) -> list[TenantRef]:
@@ -121,6 +128,7 @@ async def issue_tokens(
         tenant_id=seat.id,
         role=seat.role,
         platform_admin=user.is_platform_admin,
+        token_version=user.token_version,
     )
     if refresh_token is None:
         refresh_token = await issue_refresh_token(user.id, seat.id, settings.refresh_token_ttl_days)

@@ -1,7 +1,8 @@
 """Access tokens: short-lived HS256 JWTs naming the user, the active company and the role.
 
-They are checked without touching the database, which is why they live only minutes;
-the refresh token (see `guiche.auth.refresh`) is what a session keeps.
+They carry the user's session version (`ver`); whether it, the seat and the role still
+hold is checked against a per-process cache (`guiche.auth.access`), so ending a session
+takes effect at once. The refresh token (`guiche.auth.refresh`) is what a session keeps.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class AccessClaims:
     role: str
     platform_admin: bool
     expires_at: dt.datetime
+    token_version: int = 0  # tokens from before versions existed carry none: 0
 
 
 def signing_key(settings: Settings) -> str:
@@ -54,6 +56,7 @@ def issue_access_token(
     tenant_id: uuid.UUID,
     role: str,
     platform_admin: bool,
+    token_version: int = 0,
     ttl_seconds: int | None = None,
     now: dt.datetime | None = None,
 ) -> str:
@@ -68,6 +71,7 @@ def issue_access_token(
         "iat": int(issued.timestamp()),
         "exp": int(issued.timestamp()) + ttl,
         "typ": "access",
+        "ver": token_version,
     }
     return jwt.encode(claims, signing_key(settings), algorithm=ALGORITHM)
 
@@ -85,7 +89,12 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         raise InvalidToken("Access token expired") from None
     except jwt.PyJWTError:
         raise InvalidToken("Invalid access token") from None
-    if claims.get("typ") != "access" or not isinstance(claims.get("role"), str):
+    version = claims.get("ver", 0)
+    if (
+        claims.get("typ") != "access"
+        or not isinstance(claims.get("role"), str)
+        or type(version) is not int
+    ):
         raise InvalidToken("Invalid access token")
     try:
         user_id, tenant_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["tid"])
@@ -97,4 +106,5 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         role=claims["role"],
         platform_admin=claims.get("pa") is True,
         expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+        token_version=version,
     )

@@ -24,6 +24,8 @@ class User(Table, tablename="users"):
     password_hash = Text()
     is_active = Boolean(default=True)
     is_platform_admin = Boolean(default=False)
+    # Bumped to end every session at once (guiche.auth.access); tokens carry it as `ver`.
+    token_version = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow())
 
 

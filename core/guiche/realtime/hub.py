@@ -283,7 +283,7 @@ class Hub:
         self, code: int = CLOSE_GOING_AWAY, reason: str = "server stopping"
     ) -> None:
         """Close every socket (shutdown), so the server does not wait on open connections."""
-        open_now = [conn for sockets in self._tenants.values() for conn in sockets]
+        open_now = self.connections()
         for conn in open_now:
             conn.close(code, reason)
         await asyncio.gather(*(conn.finish() for conn in open_now))
@@ -332,6 +332,14 @@ class Hub:
     @property
     def total(self) -> int:
         return sum(len(sockets) for sockets in self._tenants.values())
+
+    def connections(self) -> list[Connection]:
+        """Every open socket of this process."""
+        return [conn for sockets in self._tenants.values() for conn in sockets]
+
+    def connections_of(self, user_id: uuid.UUID) -> list[Connection]:
+        """A user's sockets here, in any company (a scan: session changes are rare)."""
+        return [conn for conn in self.connections() if conn.user_id == user_id]
 
     def user_connections(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> frozenset[Connection]:
         """A user's sockets here (a scan of the company's: no per-user index to keep)."""

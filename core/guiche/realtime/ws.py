@@ -29,6 +29,7 @@ Commands are JSON frames `{"type", "id"?, ...}`, each answered by
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -42,17 +43,22 @@ from aiohttp import WSMsgType, web
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from guiche.auth.middleware import principal_from_access_token
+from guiche.auth.access import USER_ACCESS, UserAccess, user_access
+from guiche.auth.middleware import principal_for, verified_claims
 from guiche.auth.principal import PRINCIPAL_KEY, Principal
 from guiche.auth.tokens import InvalidToken, decode_access_token
 from guiche.conversations.visibility import Viewer, viewer_for
 from guiche.models import Conversation, Event
 from guiche.outbound.schemas import SendRequest, TextSend
 from guiche.outbound.service import create_outbound
-from guiche.realtime import events as ev
-from guiche.realtime.events import PendingEvent, record_events
+from guiche.realtime.bus import Notice, bus_channel
 from guiche.realtime.hub import HUB, Connection, Hub
-from guiche.routing.service import drain_queue
+from guiche.realtime.presence import (
+    MemoryLeases,
+    PresenceTracker,
+    RedisLeases,
+    set_presence,
+)
 from guiche.services import SERVICES, Services, services_of
 from guiche.web.errors import (
     ApiError,
@@ -75,6 +81,8 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 
+PRESENCE = web.AppKey("guiche.presence", PresenceTracker)
+
 
 # --- authentication ---------------------------------------------------------------------
 
@@ -85,18 +93,18 @@ class SocketAuth:
     expires_at: dt.datetime | None  # the access token's expiry; None for API keys
 
 
-def _token_auth(services: Services, token: str) -> SocketAuth:
+async def _token_auth(services: Services, token: str) -> SocketAuth:
     """Verify an access token (raises InvalidToken) the same way the REST API does."""
-    claims = decode_access_token(services.settings, token)
-    return SocketAuth(principal_from_access_token(services, token), claims.expires_at)
+    verified = await verified_claims(services, token)
+    return SocketAuth(principal_for(services, verified), verified.claims.expires_at)
 
 
-def _handshake_auth(request: web.Request, services: Services) -> SocketAuth | None:
+async def _handshake_auth(request: web.Request, services: Services) -> SocketAuth | None:
     """Credentials sent with the upgrade request; None leaves it to the first frame."""
     token = _query_token(request)
     if token is not None:
         try:
-            return _token_auth(services, token.strip())
+            return await _token_auth(services, token.strip())
         except InvalidToken as exc:
             raise Unauthorized(str(exc), code="invalid_token") from None
     principal: Principal | None = request.get(PRINCIPAL_KEY)  # header, checked by the middleware
@@ -134,7 +142,7 @@ async def _first_frame_auth(
         return None
     command_id = frame.get("id") if isinstance(frame.get("id"), str | int) else None
     try:
-        return _token_auth(services, token.strip()), command_id
+        return await _token_auth(services, token.strip()), command_id
     except InvalidToken as exc:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc).encode())
         return None
@@ -154,7 +162,7 @@ def _json_object(data: Any) -> dict[str, Any] | None:
 async def websocket(request: web.Request) -> web.StreamResponse:
     services = services_of(request)
     hub = request.app[HUB]
-    auth = _handshake_auth(request, services)
+    auth = await _handshake_auth(request, services)
     if auth is not None and not auth.principal.can(READ_PERMISSION):
         raise Forbidden(f"Missing permission {READ_PERMISSION!r}", code="permission_denied")
     ws = web.WebSocketResponse(
@@ -179,7 +187,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await ws.close(code=CLOSE_TOO_MANY, message=b"too many connections for this company")
         return ws
     session = Session(services, hub, conn)
+    tracker = request.app[PRESENCE]
+    user_id = auth.principal.user_id
     try:
+        if user_id is not None:
+            await tracker.opened(auth.principal.tenant_id, user_id)
         conn.expire_at(auth.expires_at)
         conn.start(await session.ready_frame(ready_id, auth.expires_at))
         async for msg in ws:
@@ -189,6 +201,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 conn.send(_error(None, BadRequest("Send JSON text frames", code="invalid_frame")))
     finally:
         await conn.finish()
+        if user_id is not None:
+            tracker.closed(auth.principal.tenant_id, user_id)
     return ws
 
 
@@ -245,21 +259,6 @@ class Presence(_Command):
     type: Literal["presence"]
     status: Literal["online", "away", "offline"]
 
-
-_PRESENCE = """
-WITH before AS (
-    SELECT id, status FROM memberships
-    WHERE tenant = $1 AND "user" = $2 AND is_active
-    FOR UPDATE
-)
-UPDATE memberships m
-SET status = $3::varchar,
-    status_changed_at = CASE WHEN before.status <> $3::varchar THEN now()
-                             ELSE m.status_changed_at END
-FROM before
-WHERE m.id = before.id
-RETURNING before.status AS previous, m.status_changed_at
-"""
 
 Result = dict[str, Any] | None
 
@@ -343,7 +342,7 @@ class Session:
 
     async def reauth(self, command: Auth) -> Result:
         try:
-            auth = _token_auth(self.services, command.token.strip())
+            auth = await _token_auth(self.services, command.token.strip())
         except InvalidToken as exc:
             raise Unauthorized(str(exc), code="invalid_token") from None
         current = self.conn.principal
@@ -399,32 +398,12 @@ class Session:
         principal = self.conn.principal
         if principal.user_id is None:
             raise Forbidden("Presence belongs to users, not API keys", code="not_a_user")
-        published = []
-        async with self.services.db.transaction() as transaction:
-            conn = transaction.connection
-            row = await conn.fetchrow(
-                _PRESENCE, principal.tenant_id, principal.user_id, command.status
-            )
-            if row is None:
-                raise Forbidden("Not an active member of this company", code="not_a_member")
-            changed = row["previous"] != command.status
-            if changed:
-                event = PendingEvent(
-                    tenant_id=principal.tenant_id,
-                    type=ev.OPERATOR_STATUS,
-                    data={
-                        "user_id": principal.user_id,
-                        "status": command.status,
-                        "previous_status": row["previous"],
-                        "changed_at": row["status_changed_at"],
-                    },
-                )
-                published = await record_events(conn, [event])
-        await self.services.bus.publish(published)
-        assigned = 0
-        if command.status == "online":
-            assigned = await drain_queue(self.services, principal.tenant_id)
-        return {"status": command.status, "changed": changed, "assigned": assigned}
+        change = await set_presence(
+            self.services, principal.tenant_id, principal.user_id, command.status
+        )
+        if change is None:
+            raise Forbidden("Not an active member of this company", code="not_a_member")
+        return {"status": command.status, "changed": change.changed, "assigned": change.assigned}
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -491,15 +470,81 @@ def setup_realtime(app: web.Application) -> Hub:
 
     async def realtime(app: web.Application) -> AsyncIterator[None]:
         hub.attach(services.bus)
+        tracker = app[PRESENCE] = _presence_tracker(services)
+        tracker.start()
+        stop_watching = services.bus.on_notice(_SessionWatch(services, hub).on_notice)
         yield
+        stop_watching()
         hub.detach()
+        await tracker.stop()
 
     async def close_sockets(app: web.Application) -> None:
+        app[PRESENCE].stopping()  # closing for a restart is not the agents leaving
         await hub.close_all()
 
     app.cleanup_ctx.append(realtime)
     app.on_shutdown.append(close_sockets)
     return hub
+
+
+def _presence_tracker(services: Services) -> PresenceTracker:
+    """Leases in Redis when configured (many web processes), else in this process."""
+    settings = services.settings
+    store: MemoryLeases | RedisLeases = MemoryLeases()
+    if services.redis is not None:
+        prefix = bus_channel(settings.database_url).replace("guiche:events", "guiche:presence")
+        store = RedisLeases(services.redis, prefix)
+    return PresenceTracker(
+        services,
+        store,
+        grace=settings.presence_grace_seconds,
+        lease=settings.presence_lease_seconds,
+    )
+
+
+class _SessionWatch:
+    """Closes sockets whose session ended: a user's access changed (deactivated seat,
+    password change, "log out everywhere", new role) in this process or another, or the
+    bus reconnected (a notice may have been lost)."""
+
+    def __init__(self, services: Services, hub: Hub) -> None:
+        self._services = services
+        self._hub = hub
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_notice(self, notice: Notice) -> None:
+        if notice.get("cache") == USER_ACCESS:
+            try:
+                users = {uuid.UUID(notice.get("id", ""))}
+            except ValueError:
+                return
+        elif notice.get("bus") == "reconnected":
+            users = {conn.user_id for conn in self._hub.connections() if conn.user_id}
+        else:
+            return
+        task = asyncio.create_task(self._check(users), name="guiche-ws-session-check")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _check(self, users: set[uuid.UUID]) -> None:
+        for user_id in users:
+            try:
+                access = await user_access(self._services, user_id)
+            except Exception:
+                log.warning("session check failed", exc_info=True, extra={"user": str(user_id)})
+                continue
+            for conn in self._hub.connections_of(user_id):
+                if not _still_valid(conn.principal, access):
+                    conn.close(CLOSE_UNAUTHORIZED, "session ended")
+
+
+def _still_valid(principal: Principal, access: UserAccess) -> bool:
+    """The socket's session stands: same version, same seat, same role and platform flag."""
+    return (
+        access.token_version == principal.token_version
+        and access.seats.get(principal.tenant_id) == principal.role
+        and access.platform_admin == principal.is_platform_admin
+    )
 
 
 def _register_metrics(app: web.Application, hub: Hub) -> None:
