@@ -16,6 +16,7 @@ import secrets
 import shlex
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -508,6 +509,25 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+async def notify_user_access_changed(settings: Settings, user_id: uuid.UUID) -> None:
+    """Tell the running web processes (over Redis) that a user's access changed; without
+    Redis they see it within `GUICHE_CHANNEL_CACHE_TTL_SECONDS` or at the user's next login."""
+    from redis.asyncio import Redis
+
+    from guiche.auth.access import USER_ACCESS
+    from guiche.realtime.bus import RedisBus, bus_channel
+
+    redis = Redis.from_url(str(settings.redis_url))
+    try:
+        await RedisBus(redis, bus_channel(settings.database_url)).notify(
+            {"cache": USER_ACCESS, "id": str(user_id)}
+        )
+    except Exception as exc:  # the grant is committed; the cache TTL bounds the delay
+        print(f"warning: running processes not notified ({exc})", file=sys.stderr)
+    finally:
+        await redis.aclose()
+
+
 def cmd_platform_admin(args: argparse.Namespace) -> int:
     """The only way to change `users.is_platform_admin`: no API grants platform rights."""
 
@@ -515,11 +535,15 @@ def cmd_platform_admin(args: argparse.Namespace) -> int:
         from guiche.models import User
 
         async with pooled(core_engine(settings)):
-            return await User.raw(
-                "UPDATE users SET is_platform_admin = {} WHERE lower(email) = {} RETURNING email",
+            rows = await User.raw(
+                "UPDATE users SET is_platform_admin = {} WHERE lower(email) = {} "
+                "RETURNING id, email",
                 args.platform_admin,
                 args.email.strip().lower(),
             )
+        if rows and settings.redis_url:  # running processes drop their cached access now
+            await notify_user_access_changed(settings, rows[0]["id"])
+        return rows
 
     if not run_chore(f"users {args.users_command}", update):
         raise CommandError(f"no user with email {args.email!r}")

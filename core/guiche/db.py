@@ -165,8 +165,10 @@ log = logging.getLogger("guiche.db")
 def is_retryable(exc: BaseException) -> bool:
     """A database error after which the whole transaction may simply be run again."""
     state = getattr(exc, "sqlstate", None)
-    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and (
-        state.startswith(_RETRYABLE_CLASS) or state in _RETRYABLE_STATES
+    return (
+        isinstance(exc, asyncpg.PostgresError)
+        and isinstance(state, str)
+        and (state.startswith(_RETRYABLE_CLASS) or state in _RETRYABLE_STATES)
     )
 
 

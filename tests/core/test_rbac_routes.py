@@ -111,6 +111,10 @@ async def test_no_credential_means_401_on_every_protected_route(client):
     assert not problems, "\n".join(problems)
 
 
+#: Routes that, when they succeed, end the caller's sessions (the walk signs in again).
+SESSION_ENDING = {"/api/v1/auth/logout-all", "/api/v1/auth/password"}
+
+
 async def test_each_role_gets_403_exactly_where_it_lacks_the_permission(
     client, make_company, auth_headers
 ):
@@ -143,6 +147,8 @@ async def test_each_role_gets_403_exactly_where_it_lacks_the_permission(
                 denied = role not in registry.roles_for(permission)
             status, body = await _call(client, route, headers)
             calls += 1
+            if route.path in SESSION_ENDING and status < 300:
+                headers = await auth_headers(member)  # it ended every session of theirs
             if denied and (status != 403 or _code(body) != "permission_denied"):
                 problems.append(f"{role} {route} ({permission}): expected 403, got {status} {body}")
             if not denied and status == 403:

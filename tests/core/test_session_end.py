@@ -195,3 +195,25 @@ async def test_another_process_drops_its_cached_access_at_once(make_client, requ
             break
         await asyncio.sleep(0.05)
     assert (await _me(second, tokens)).status == 401
+
+
+async def test_the_cli_platform_grant_reaches_running_processes(
+    make_client, make_settings, require_redis, company
+):
+    """`guiche users grant-platform-admin` writes the row and, with Redis, tells the
+    running processes: a signed-in person's next request has the platform rights."""
+    from guiche.cli import notify_user_access_changed
+    from guiche.models import User
+
+    web = await make_client(redis_url=require_redis, channel_cache_ttl_seconds=3600)
+    tokens = await _tokens(web, company.owner)
+    assert (await web.get("/api/v1/tenants", headers=_bearer(tokens))).status == 403
+
+    await User.update({User.is_platform_admin: True}).where(User.id == company.owner.user_id)
+    await notify_user_access_changed(make_settings(redis_url=require_redis), company.owner.user_id)
+
+    for _ in range(50):
+        if (await web.get("/api/v1/tenants", headers=_bearer(tokens))).status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert (await web.get("/api/v1/tenants", headers=_bearer(tokens))).status == 200

@@ -92,6 +92,12 @@ def current_role(access: UserAccess, claims: AccessClaims) -> str:
     return role
 
 
+def forget_locally(services: Services, user_id: uuid.UUID) -> None:
+    """Drop this process's copy: a sign-in reads the account afresh, so a change made
+    outside the app (the CLI's platform grant, SQL) holds from the next login here."""
+    runtime_cache(services).drop(USER_ACCESS, user_id)
+
+
 async def access_changed(services: Services, user_id: uuid.UUID) -> None:
     """Drop the user's cached access here and in every process (closing ended sessions'
     sockets); call it after the change commits."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from guiche.auth.access import access_changed, end_sessions
+from guiche.auth.access import access_changed, end_sessions, forget_locally
 from guiche.auth.passwords import hash_password
 from guiche.auth.principal import Principal, current_principal, signed_in_user
 from guiche.auth.refresh import RefreshRejected, revoke_family, revoke_family_of
@@ -111,6 +111,7 @@ async def login(request: web.Request, *, body: LoginBody) -> TokenPair:
     if user is None or seat is None:
         raise bad_credentials()  # the reserved attempt stays counted: a failure
     await throttle.succeeded(client, body.email)
+    forget_locally(services, user.id)
     return await issue_tokens(services.settings, user, seat)
 
 
