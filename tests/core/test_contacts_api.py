@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from guiche.models import AuditLog, Contact, Tenant
-from guiche.phones import InvalidPhone, normalize_phone, phone_digits
+from guiche.phones import InvalidPhone, normalize_phone, phone_digits, whatsapp_phone
 from tests.conftest import login
 
 # --- phone numbers (pure) ----------------------------------------------------------------
@@ -19,6 +19,28 @@ from tests.conftest import login
 )
 def test_brazilian_numbers_normalise_to_e164(raw):
     assert normalize_phone(raw, "BR") == "+5531988887777"
+
+
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [
+        ("+55 31 8888-7777", "BR"),
+        ("+55 31 8888-7777", "US"),
+        ("(31) 8888-7777", "BR"),
+        ("031 8888-7777", "BR"),
+        ("553188887777", "BR"),
+    ],
+)
+def test_old_form_brazilian_mobiles_get_their_ninth_digit(raw, region):
+    """Spreadsheets still carry 8-digit mobiles: the same line as the 9-digit one, the
+    rule webhooks apply (`whatsapp_phone`)."""
+    assert normalize_phone(raw, region) == "+5531988887777"
+    assert whatsapp_phone("553188887777") == "+5531988887777"
+
+
+def test_brazilian_landlines_keep_eight_digits():
+    assert normalize_phone("(31) 3333-4444", "BR") == "+553133334444"
+    assert normalize_phone("+55 31 3333-4444", "BR") == "+553133334444"
 
 
 def test_region_and_international_numbers():

@@ -169,6 +169,17 @@ async def test_import_raw_csv_body_with_bom_and_semicolons(client, company):
     assert ana["email"] == "ana@x.io"
 
 
+async def test_import_restores_the_ninth_digit_of_old_form_mobiles(client, company):
+    headers = await login(client, company.owner)
+    body = b"name,phone\nAna,31 8888-7777\n"
+    resp = await client.post(
+        "/api/v1/contacts/import", data=body, headers={**headers, "Content-Type": "text/csv"}
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["created"] == 1
+    assert (await _contact(company.tenant_id, "+5531988887777"))["custom_fields"] == {}
+
+
 async def test_import_is_idempotent(client, company):
     headers = await login(client, company.owner)
     data = b"name,phone\nAna,31988887777\nBia,31977776666\n"

@@ -1,55 +1,23 @@
-"""Who a sender is, per tenant: the E.164 phone where there is one, else (channel type,
-provider user id). Providers are moving to usernames, so a phone is never assumed.
+"""Who a sender is, per tenant: the E.164 phone where there is one (`guiche.phones`, the
+same rule as typed numbers), else (channel type, provider user id). Providers are moving
+to usernames, so a phone is never assumed.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from typing import Any
 
 import orjson
-import phonenumbers
 
 from guiche.channels import Sender
-
-
-def whatsapp_phone(raw: str | None) -> str | None:
-    """A provider's phone/wa_id as E.164, or None when it is not plausibly one.
-
-    WhatsApp ids are digits with the country code and no "+". Brazilian mobiles may come
-    without the ninth digit (`553188887777`, area codes >= 31 on older accounts): that is
-    the same line as `+5531988887777`, so we restore the digit before validating.
-
-    The phone library's ranges lag the world (new ranges, Meta's `+1 555` test numbers),
-    and a wa_id is WhatsApp's own account number, so digits the library calls invalid
-    are still kept as the phone when plausibly E.164: 8 to 15 digits behind a country
-    code that exists. Anything else is no phone (the sender keeps it as a user id).
-    """
-    if not raw:
-        return None
-    digits = "".join(ch for ch in raw.split("@", 1)[0].split(":", 1)[0] if ch.isdigit())
-    if len(digits) < 8:
-        return None
-    if digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
-        digits = digits[:4] + "9" + digits[4:]
-    try:
-        number = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return "+" + digits if len(digits) <= 15 else None  # the country code exists
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-_cached_phone = functools.lru_cache(maxsize=65_536)(whatsapp_phone)
-"""Phone parsing costs tens of microseconds; customers write again and again."""
+from guiche.phones import cached_whatsapp_phone
 
 
 def sender_keys(sender: Sender) -> tuple[str | None, str | None]:
     """(E.164 phone or None, provider user id). A phone that is not a valid number and
     comes without a user id stands in as the user id: still one stable identity."""
-    phone = _cached_phone(sender.phone) if sender.phone else None
+    phone = cached_whatsapp_phone(sender.phone) if sender.phone else None
     return phone, sender.provider_user_id or (sender.phone if phone is None else None)
 
 

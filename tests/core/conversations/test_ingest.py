@@ -11,7 +11,7 @@ from guiche.channels import (
     ProviderError,
     StatusUpdate,
 )
-from guiche.inbound.identity import whatsapp_phone
+from guiche.phones import whatsapp_phone
 from guiche.services import SERVICES
 from tests.conftest import published_events
 
@@ -320,3 +320,28 @@ async def test_new_conversation_is_auto_assigned_to_an_online_department_agent(
         company.tenant_id,
     )
     assert rows == [{"status": "ACTIVE", "assignee": agent.user_id, "department": department_id}]
+
+
+async def test_one_phone_rule_for_the_api_and_webhooks(
+    client, make_company, make_channel, post_webhook
+):
+    """A contact typed in the old 8-digit form and the same person writing through
+    WhatsApp (whose id lacks the ninth digit) are one contact."""
+    from tests.conftest import login
+
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    resp = await client.post(
+        "/api/v1/contacts",
+        json={"name": "Ana", "phone": "+55 31 8888-7777"},
+        headers=await login(client, company.owner),
+    )
+    assert resp.status == 201, await resp.text()
+    created = await resp.json()
+    assert created["phone"] == "+5531988887777"
+
+    resp = await post_webhook(channel, [text_message("oi", phone="553188887777")])
+    assert resp.status == 200
+
+    contacts = await fetch("SELECT id, phone FROM contacts WHERE tenant = {}", company.tenant_id)
+    assert [(str(c["id"]), c["phone"]) for c in contacts] == [(created["id"], "+5531988887777")]
