@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -30,7 +30,7 @@ class Relay:
     """
 
     def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
+        self.target = (host, port)  # a host starting with "/" is a Unix socket directory
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
@@ -47,9 +47,18 @@ class Relay:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.cut()
+        # End the pipes' tasks here: left pending, they are destroyed with the loop and
+        # their "Task was destroyed" log fires in whatever runs the garbage collector.
+        asyncio.run_coroutine_threadsafe(self._cancel_tasks(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -64,7 +73,11 @@ class Relay:
         self.writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        host, port = self.target
+        if host.startswith("/"):  # the embedded server listens on a Unix socket
+            up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        else:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
         self.writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -79,17 +92,27 @@ class Relay:
 
 
 def _through(url: str, port: int) -> str:
+    """`url` reaching the same database through the relay (TCP, no `?host=` socket)."""
     parts = urlsplit(url)
     user = parts.netloc.rpartition("@")[0]
+    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("host="))
     return urlunsplit(
-        parts._replace(netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}")
+        parts._replace(
+            netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}", query=query
+        )
     )
+
+
+def _server_of(url: str) -> tuple[str, int]:
+    """Where the URL's server listens: its host (or `?host=` socket directory) and port."""
+    parts = urlsplit(url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    return socket_dir or parts.hostname or "127.0.0.1", parts.port or 5432
 
 
 @pytest.fixture
 def relay(database_url: str) -> Iterator[Relay]:
-    parts = urlsplit(database_url)
-    relay = Relay(parts.hostname or "127.0.0.1", parts.port or 5432)
+    relay = Relay(*_server_of(database_url))
     relay.start()
     yield relay
     relay.close()

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from guiche import timescale
+from tests.conftest import with_database
 
 LOCK_WAIT_TIMEOUT = 10.0
 
@@ -395,7 +396,7 @@ def test_doctor_fails_naming_each_problem_with_its_fix(database_url, tmp_path, m
     code, out = _doctor(
         monkeypatch,
         capsys,
-        DATABASE_URL=database_url.rsplit("/", 1)[0] + "/no_such_database_here",
+        DATABASE_URL=with_database(database_url, "no_such_database_here"),
         REDIS_URL="redis://127.0.0.1:1/0",
         GUICHE_STORAGE_PATH=str(blocked),
     )
@@ -418,7 +419,7 @@ async def test_doctor_names_pending_migrations(database_url, db, monkeypatch, ca
     name = f"guiche_doctor_{uuid.uuid4().hex[:8]}"
     await db.execute(f'CREATE DATABASE "{name}"')
     try:
-        url = database_url.rsplit("/", 1)[0] + f"/{name}"
+        url = with_database(database_url, name)
         code, out = await asyncio.to_thread(_doctor, monkeypatch, capsys, DATABASE_URL=url)
     finally:
         await db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
