@@ -29,6 +29,7 @@ from guiche.web.errors import (
     ValidationFailed,
 )
 from guiche.web.jsonio import json_response
+from guiche.web.webhook_receiver import WebhookAck, provider_errors, read_webhook
 
 if TYPE_CHECKING:
     from guiche.services import Services
@@ -157,6 +158,16 @@ async def ingest_batch(services: Services, channel: Any, batch: Any) -> Any:
     from guiche.inbound.ingest import ingest
 
     return await ingest(services, channel.row, batch)
+
+
+async def receive_channel_webhook(request: Any, channel: Any) -> dict[str, Any]:
+    """In a plugin's own webhook route for one channel (another path, a secret in the URL):
+    the same receiver as core's `/webhooks/<type>/<channel_id>` — the adapter's
+    `webhook_media_types` (415), `parse_webhook` (401 / 400 on refusal), ingest, and the
+    JSON answer after the commit. `channel` is a loaded channel (`load_channel`)."""
+    from guiche.inbound.webhooks import receive_for_channel
+
+    return await receive_for_channel(request, channel)
 
 
 async def import_history(
@@ -311,6 +322,7 @@ __all__ = [
     "TaskSpec",
     "TooManyRequests",
     "ValidationFailed",
+    "WebhookAck",
     "WebhookRouteSpec",
     "active_channels",
     "channels_by_identity",
@@ -324,6 +336,9 @@ __all__ = [
     "outbound_client",
     "plugin_context",
     "plugin_name_of",
+    "provider_errors",
+    "read_webhook",
+    "receive_channel_webhook",
     "require_json",
     "services_of",
     "upsert_templates",

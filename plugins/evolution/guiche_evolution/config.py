@@ -20,7 +20,6 @@ PUBLIC_URL_ENV = "GUICHE_PUBLIC_URL"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
-
 class OperatorSettings(BaseSettings):
     """The operator's environment for this plugin (declared in `PluginInfo`, listed in
     .env.example); read where used, at call time, so tests and reloads see changes."""

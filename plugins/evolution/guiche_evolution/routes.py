@@ -7,19 +7,18 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from guiche.channels import ChannelError, WebhookAuthError, WebhookBatch, WebhookRequest
+from guiche.channels import WebhookBatch
 from guiche.plugin import (
     PUBLIC,
     ApiError,
-    BadRequest,
     NotFound,
     endpoint,
     ingest_batch,
     load_channel,
     plugin_context,
-    require_json,
+    receive_channel_webhook,
     services_of,
 )
 from guiche_evolution.adapter import CHANNEL_TYPE, EvolutionAdapter, ProvisioningError
@@ -34,10 +33,6 @@ class EvolutionUnavailable(ApiError):
     """The company's Evolution server failed or refused; the message says how."""
 
     status, code = 502, "evolution_error"
-
-
-class WebhookUnauthorized(ApiError):
-    status, code = 401, "invalid_signature"
 
 
 class QrCodeOut(BaseModel):
@@ -90,37 +85,8 @@ async def channel_qrcode(request: web.Request) -> QrCodeOut:
 
 @endpoint(PUBLIC, summary="Evolution webhook with the channel's secret in the path")
 async def path_webhook(request: web.Request) -> dict[str, Any]:
-    services = services_of(request)
     channel_id = _channel_id(request.match_info["channel_id"])
-    loaded = await load_channel(services, channel_id)
+    loaded = await load_channel(services_of(request), channel_id)
     if loaded is None or loaded.row.type != CHANNEL_TYPE:
         raise NotFound("channel not found", code="channel_not_found")
-    require_json(request)  # Evolution posts application/json
-    body = await request.read()
-    webhook = WebhookRequest(
-        method=request.method,
-        path=request.path,
-        headers=dict(request.headers),
-        query=dict(request.query),
-        body=body,
-        public_url=str(request.url),
-    )
-    try:
-        batch = await loaded.adapter.parse_webhook(webhook)
-    except WebhookAuthError as exc:
-        raise WebhookUnauthorized(exc.message) from None
-    except (ValidationError, ValueError, ChannelError) as exc:
-        raise BadRequest(
-            "webhook payload could not be parsed",
-            code="unparseable_webhook",
-            details=str(exc)[:500],
-        ) from None
-    result = await ingest_batch(services, loaded, batch)
-    return {
-        "status": "ok",
-        "messages": len(result.created),
-        "duplicates": result.duplicates,
-        "statuses": result.statuses_applied,
-        "ignored": batch.ignored + result.statuses_ignored,
-        "failed": len(result.failed),
-    }
+    return await receive_channel_webhook(request, loaded)  # the adapter checks the secret

@@ -18,13 +18,13 @@ from aiohttp import web
 
 from guiche.channels import WebhookAuthError
 from guiche.plugin import (
-    ApiError,
-    BadRequest,
     Forbidden,
     NotFound,
+    WebhookAck,
     channels_by_identity,
     ingest_batch,
-    require_json,
+    provider_errors,
+    read_webhook,
     services_of,
 )
 from guiche_meta_cloud.config import AppWebhookSettings
@@ -35,10 +35,6 @@ log = logging.getLogger("guiche.plugin.meta_cloud")
 
 CHANNEL_TYPE = "meta_cloud"
 APP_PATH = "app"  # not a UUID, so never confused with core's /webhooks/meta_cloud/{channel_id}
-
-
-class InvalidSignature(ApiError):
-    status, code = 401, "invalid_signature"
 
 
 async def verify(request: web.Request) -> web.StreamResponse:
@@ -60,40 +56,23 @@ async def receive(request: web.Request) -> dict[str, Any]:
             "the app-level Meta webhook is not configured (set GUICHE_META_APP_SECRET)",
             code="meta_app_webhook_disabled",
         )
-    require_json(request)  # Meta posts application/json
-    body = await request.read()
-    try:
-        check_signature(
-            body, request.headers.get(SIGNATURE_HEADER), settings.app_secret.get_secret_value()
-        )
-    except WebhookAuthError as exc:
-        raise InvalidSignature(exc.message) from None
-    try:
-        parsed = parse_webhook_payload(load_body(body))
-    except ValueError as exc:
-        raise BadRequest(
-            "webhook payload could not be parsed",
-            code="unparseable_webhook",
-            details=str(exc)[:300],
-        ) from None
+    webhook = await read_webhook(request)  # Meta posts application/json
+    with provider_errors(body=webhook.body):
+        secret = settings.app_secret.get_secret_value()
+        check_signature(webhook.body, request.headers.get(SIGNATURE_HEADER), secret)
+        parsed = parse_webhook_payload(load_body(webhook.body))
     services = services_of(request)
     changes = parsed.by_phone()
     routes = await channels_by_identity(
         services, CHANNEL_TYPE, set(changes), ttl=settings.directory_ttl_seconds
     )
-    totals = {
-        "messages": 0,
-        "duplicates": 0,
-        "statuses": 0,
-        "ignored": parsed.ignored,
-        "failed": 0,
-    }
+    ack = WebhookAck(ignored=parsed.ignored)
     unknown: list[str] = []
     for phone_number_id, change in changes.items():
         channel = routes.get(phone_number_id)
         if channel is None:
             unknown.append(phone_number_id)
-            totals["ignored"] += len(change.messages) + len(change.statuses)
+            ack.ignored += len(change.messages) + len(change.statuses)
             log.warning(
                 "Meta webhook for a number no routable channel holds: acknowledged, dropped",
                 extra={
@@ -102,10 +81,5 @@ async def receive(request: web.Request) -> dict[str, Any]:
                 },
             )
             continue
-        result = await ingest_batch(services, channel, channel.adapter.batch_for(change))
-        totals["messages"] += len(result.created)
-        totals["duplicates"] += result.duplicates
-        totals["statuses"] += result.statuses_applied
-        totals["ignored"] += result.statuses_ignored
-        totals["failed"] += len(result.failed)
-    return {"status": "ok", **totals, "unknown_phone_number_ids": unknown}
+        ack.add(await ingest_batch(services, channel, channel.adapter.batch_for(change)))
+    return ack.body(unknown_phone_number_ids=unknown)

@@ -284,13 +284,20 @@ async def test_the_path_secret_variant(client, setup):
     base = f"/webhooks/evolution/channel/{setup.channel_id}"
     resp = await client.post(f"{base}/wrong-secret", data=orjson.dumps(body))
     assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "invalid_signature"
     resp = await client.post(f"/webhooks/evolution/channel/{uuid.uuid4()}/x", data=b"{}")
     assert resp.status == 404
     resp = await client.post(f"{base}/{setup.secret}", data=orjson.dumps(body))
     assert resp.status == 200, await resp.text()
-    assert (await resp.json())["messages"] == 1
+    answer = await resp.json()
+    assert answer["messages"] == 1
     resp = await client.post(f"{base}/{setup.secret}", data=b"not json")
     assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "unparseable_webhook"
+    # core's receiver answers both routes: the same fields, the replay a duplicate
+    resp = await post(client, setup, body)
+    assert set(await resp.json()) == set(answer)
+    assert (await resp.json())["duplicates"] == 1
 
 
 async def test_groups_are_ignored_until_the_channel_accepts_them(client, setup):
