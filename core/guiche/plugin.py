@@ -39,6 +39,9 @@ API_VERSION = 1
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: What `message_media` tells a plugin about a stored file.
+MEDIA_FIELDS = ("id", "mime_type", "size", "filename", "sha256", "created_at")
+
 
 @dataclass(frozen=True)
 class PluginInfo:
@@ -288,9 +291,10 @@ async def upsert_templates(
 async def message_media(
     services: Services, tenant_id: uuid.UUID, message_id: uuid.UUID, *, request: Any = None
 ) -> dict[str, Any]:
-    """The stored file (a `media_files` row: id, mime_type, size, filename, sha256) of an
-    inbound message's attachment, fetched once through its channel's `fetch_media` and
-    kept in core storage (then served by `GET /api/v1/media/{id}`).
+    """The stored file (`MEDIA_FIELDS`: id, mime_type, size, filename, sha256,
+    created_at) of an inbound message's attachment, fetched once through its channel's
+    `fetch_media` and kept in core storage (served by `GET /api/v1/media/{id}`; core's
+    `GET /api/v1/messages/{id}/media` already offers it to every channel's messages).
 
     With `request` (inside a route), the message must also be in a conversation the
     caller may see. Raises `NotFound` / `ServiceUnavailable`-shaped API errors.
@@ -299,12 +303,14 @@ async def message_media(
     from guiche.inbound.media import message_media as _message_media
 
     principal = current_principal(request) if request is not None else None
-    return await _message_media(services, tenant_id, message_id, principal=principal)
+    row = await _message_media(services, tenant_id, message_id, principal=principal)
+    return {key: row[key] for key in MEDIA_FIELDS}  # never where core stores it
 
 
 __all__ = [
     "API_VERSION",
     "AUTHENTICATED",
+    "MEDIA_FIELDS",
     "PUBLIC",
     "ROLES",
     "ApiError",

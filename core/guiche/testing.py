@@ -30,7 +30,9 @@ from guiche.channels import (
     CAP_TEMPLATES,
     ChannelAdapter,
     ChannelInfo,
+    FetchedMedia,
     InboundMessage,
+    Media,
     OutboundMessage,
     PermanentSendError,
     ReadReceipt,
@@ -87,6 +89,9 @@ class FakeProvider:
 
     sent: list[OutboundMessage] = field(default_factory=list)
     read: list[ReadReceipt] = field(default_factory=list)
+    #: Attachments the provider holds, by `Media.provider_media_id`: (bytes, mime type).
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    fetches: int = 0
     accepted: dict[uuid.UUID, SendResult] = field(default_factory=dict)
     lookups: int = 0
     failures: list[Exception] = field(default_factory=list)
@@ -169,6 +174,13 @@ class FakeAdapter(ChannelAdapter):
         if request.query.get("token") != getattr(self.config, "webhook_secret", None):
             raise WebhookAuthError("wrong verify token")
         return request.query.get("challenge", "")
+
+    async def fetch_media(self, media: Media) -> FetchedMedia:
+        self.provider.fetches += 1
+        held = self.provider.media.get(media.provider_media_id or "")
+        if held is None:
+            raise PermanentSendError("the provider no longer has this file", code="media_gone")
+        return FetchedMedia(data=held[0], mime_type=held[1], filename=media.filename)
 
     async def mark_read(self, receipt: ReadReceipt) -> None:
         if self.provider.failures:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from guiche.api.common import path_id
 from guiche.auth.principal import current_principal
+from guiche.inbound.media import message_media
 from guiche.models import Message
 from guiche.outbound.media import media_row, save_upload, storage_of
 from guiche.outbound.schemas import MessageOut, SendMessageRequest
@@ -90,6 +91,12 @@ class MediaOut(BaseModel):
     filename: str | None
     sha256: str | None
     created_at: dt.datetime
+
+
+class AttachmentOut(MediaOut):
+    """An inbound message's attachment, kept in core's storage once fetched."""
+
+    download_url: str
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
@@ -165,4 +172,32 @@ async def download_media(request: web.Request) -> web.StreamResponse:
             "X-Content-Type-Options": "nosniff",
             hdrs.CACHE_CONTROL: "private, max-age=3600",
         },
+    )
+
+
+@routes.get("/api/v1/messages/{id}/media")
+@endpoint(
+    "conversations.read",
+    response=AttachmentOut,
+    summary="An inbound message's attachment, fetched once through its channel (any channel "
+    "plugin's fetch_media) and kept; download it at download_url",
+    tags=TAGS,
+    errors=(503,),
+)
+async def message_attachment(request: web.Request) -> AttachmentOut:
+    """One route for every channel: a plugin only implements `fetch_media`. The caller
+    must see the conversation; the bytes are checked against the allowed media types."""
+    principal = current_principal(request)
+    message_id = path_id(request, "message")
+    row = await message_media(
+        services_of(request), principal.tenant_id, message_id, principal=principal
+    )
+    return AttachmentOut(
+        id=row["id"],
+        mime_type=row["mime_type"],
+        size=row["size"],
+        filename=row["filename"],
+        sha256=row["sha256"],
+        created_at=row["created_at"],
+        download_url=f"/api/v1/media/{row['id']}",
     )
