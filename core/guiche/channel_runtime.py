@@ -118,12 +118,15 @@ async def _build(services: Services, channel_id: uuid.UUID) -> LoadedChannel | N
     config = spec.credentials_model.model_validate(
         cipher_of(services).decrypt(row["credentials_encrypted"])
     )
+    base = services.settings.base_url
     info = ChannelInfo(
         id=row["id"],
         tenant_id=row["tenant"],
         type=row["type"],
         name=row["name"],
         phone=row["phone"],
+        public_url=base,
+        webhook_url=f"{base}/webhooks/{row['type']}/{row['id']}",
     )
     adapter = make_adapter(services, spec, info, config)
     channel = ChannelRow(row["id"], row["tenant"], row["type"], row["default_department"])

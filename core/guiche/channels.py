@@ -466,6 +466,10 @@ class ChannelInfo(_Model):
     type: str
     name: str
     phone: str | None = None
+    #: Guichê's public base URL (`GUICHE_PUBLIC_URL`), for providers that are told where
+    #: to post (e.g. in `provision()`), and core's webhook route for this very channel.
+    public_url: str = ""
+    webhook_url: str = ""
 
 
 class WebhookRequest(_Model):

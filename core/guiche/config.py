@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     task_queue: str = Field("guiche:tasks", min_length=1, max_length=200)
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # Where providers (webhooks) and people reach this Guichê: scheme://host[:port][/prefix].
+    # Channel adapters get their webhook URL from it. Unset: http://<host>:<port>.
+    public_url: str | None = None
     data_dir: Path = Path(".guiche")
     storage_path: Path | None = Field(
         None, validation_alias=AliasChoices("STORAGE_PATH", "GUICHE_STORAGE_PATH")
@@ -127,7 +130,18 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"not an IP address or CIDR network ({exc})") from None
 
-    @field_validator("database_url", "redis_url", "log_json", mode="before")
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://chat.example.com")
+        return url
+
+    @field_validator("database_url", "redis_url", "log_json", "public_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -165,6 +179,11 @@ class Settings(BaseSettings):
     @classmethod
     def _region_upper(cls, value: str) -> str:
         return value.upper()
+
+    @property
+    def base_url(self) -> str:
+        """This Guichê's public address (`public_url`, else where it listens)."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def media_root(self) -> Path:

@@ -35,6 +35,7 @@ BAD_VALUES = {
     "GUICHE_ACCESS_TOKEN_TTL_SECONDS": "5",
     "GUICHE_LOG_JSON": "maybe",
     "GUICHE_DEFAULT_REGION": "BRA",
+    "GUICHE_PUBLIC_URL": "chat.example.com",
 }
 
 
@@ -95,6 +96,12 @@ def plugin_env_names() -> list[str]:
         if info.operator_settings is not None:
             names.extend(env_names(info.operator_settings))
     return names
+
+
+def test_public_url_defaults_to_where_guiche_listens(clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings().base_url == "http://127.0.0.1:8080"
+    clean_env.setenv("GUICHE_PUBLIC_URL", "https://chat.example.com/guiche/")
+    assert load_settings().base_url == "https://chat.example.com/guiche"
 
 
 def test_env_example_lists_every_setting_once() -> None:

@@ -130,13 +130,15 @@ class EvolutionAdapter(ChannelAdapter):
     # --- webhooks ----------------------------------------------------------------------
 
     def webhook_url(self) -> str:
-        return f"{self.settings.webhook_base()}/webhooks/{CHANNEL_TYPE}/{self.channel.id}"
+        base = self.settings.webhook_base(self.channel.public_url)
+        return f"{base}/webhooks/{CHANNEL_TYPE}/{self.channel.id}"
 
     def path_webhook_url(self) -> str:
         """For servers that drop webhook headers: the secret rides in the path instead
         (it then shows in access logs, which is why the header is preferred)."""
         secret = self.settings.webhook_secret.get_secret_value()
-        return f"{self.settings.webhook_base()}{self._path_prefix()}{secret}"
+        base = self.settings.webhook_base(self.channel.public_url)
+        return f"{base}{self._path_prefix()}{secret}"
 
     def _path_prefix(self) -> str:
         return f"/webhooks/{CHANNEL_TYPE}/channel/{self.channel.id}/"

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guiche_evolution.netpolicy import ALLOW_PRIVATE_ENV, TargetNotAllowed, check_url_syntax
 
-PUBLIC_URL_ENV = "GUICHE_PUBLIC_URL"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
@@ -26,7 +25,6 @@ class OperatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    public_url: str = Field(DEFAULT_PUBLIC_URL, validation_alias=PUBLIC_URL_ENV)
     # "1", "true", "yes" or "on" (anything else: off); netpolicy reads it per call.
     allow_private: str = Field("", validation_alias=ALLOW_PRIVATE_ENV)
 
@@ -109,9 +107,10 @@ class EvolutionConfig(BaseModel):
             raise ValueError("must be at least 16 characters")
         return value
 
-    def webhook_base(self) -> str:
-        """Where Evolution posts: the channel's override, else the operator's public URL."""
-        base = self.public_base_url or OperatorSettings().public_url or DEFAULT_PUBLIC_URL
+    def webhook_base(self, guiche_url: str) -> str:
+        """Where Evolution posts: the channel's override, else Guichê's public URL (core's
+        `GUICHE_PUBLIC_URL`, given to the adapter as `ChannelInfo.public_url`)."""
+        base = self.public_base_url or guiche_url or DEFAULT_PUBLIC_URL
         return base.strip().rstrip("/")
 
     def accepted_body_keys(self) -> tuple[str, ...]:

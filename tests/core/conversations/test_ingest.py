@@ -345,3 +345,24 @@ async def test_one_phone_rule_for_the_api_and_webhooks(
 
     contacts = await fetch("SELECT id, phone FROM contacts WHERE tenant = {}", company.tenant_id)
     assert [(str(c["id"]), c["phone"]) for c in contacts] == [(created["id"], "+5531988887777")]
+
+
+async def test_adapters_know_their_public_webhook_url(
+    make_client, fake_plugin, make_company, make_channel
+):
+    """A provider that must be told where to post (Telegram's setWebhook, Evolution's
+    webhook/set) learns it from `ChannelInfo`, not from its operator."""
+    from guiche.plugin import load_channel
+
+    http = await make_client(
+        extra_plugins=((fake_plugin.name, fake_plugin),), public_url="https://chat.example.com/"
+    )
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+
+    loaded = await load_channel(http.server.app[SERVICES], channel.id)
+
+    assert loaded.adapter.channel.public_url == "https://chat.example.com"
+    assert loaded.adapter.channel.webhook_url == (
+        f"https://chat.example.com/webhooks/fake/{channel.id}"
+    )

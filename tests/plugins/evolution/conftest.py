@@ -16,6 +16,7 @@ from guiche_evolution.config import EvolutionConfig
 from guiche_evolution.netpolicy import ALLOW_PRIVATE_ENV
 
 from guiche.channels import ChannelInfo, WebhookRequest
+from guiche.config import Settings
 from tests.conftest import FIXTURES_DIR
 
 from .fake_evolution import FakeEvolution
@@ -119,7 +120,11 @@ def make_adapter(
         http = httpx.AsyncClient(transport=httpx.MockTransport(record))
         clients.append(http)
         info = ChannelInfo(
-            id=uuid.uuid4(), tenant_id=uuid.uuid4(), type="evolution", name="Loja Centro"
+            id=uuid.uuid4(),
+            tenant_id=uuid.uuid4(),
+            type="evolution",
+            name="Loja Centro",
+            public_url=Settings().base_url,  # as core builds it: GUICHE_PUBLIC_URL or host
         )
         return EvolutionAdapter(info, make_config(**config), http=http)
 

@@ -86,15 +86,14 @@ def test_short_secrets_and_bad_instance_names_are_refused(no_private):
         )
 
 
-def test_webhook_base_prefers_the_channel_then_the_operator(no_private, monkeypatch):
-    monkeypatch.delenv("GUICHE_PUBLIC_URL", raising=False)
-    assert config("https://e.example.com").webhook_base() == "http://127.0.0.1:8080"
-    monkeypatch.setenv("GUICHE_PUBLIC_URL", "https://guiche.example.com/")
-    assert config("https://e.example.com").webhook_base() == "https://guiche.example.com"
+def test_webhook_base_prefers_the_channel_then_guiche_s_public_url(no_private):
+    assert config("https://e.example.com").webhook_base("") == "http://127.0.0.1:8080"
+    guiche = "https://guiche.example.com"
+    assert config("https://e.example.com").webhook_base(guiche) == guiche
     own = EvolutionConfig.model_validate(
         {**BASE, "server_url": "https://e.example.com", "public_base_url": "http://guiche:8080/"}
     )
-    assert own.webhook_base() == "http://guiche:8080"
+    assert own.webhook_base(guiche) == "http://guiche:8080"
 
 
 async def test_names_are_resolved_before_calling(public_dns):

@@ -67,7 +67,8 @@ async def guiche(make_client: Any, tmp_path: Any, allow_private: None, monkeypat
         send_retry_base_seconds=0.0,
         send_retry_max_seconds=0.0,
     )
-    monkeypatch.setenv("GUICHE_PUBLIC_URL", str(client.server.make_url("")).rstrip("/"))
+    # Its address is known once it listens: tell the settings adapters are built from.
+    client.server.app[SERVICES].settings.public_url = str(client.server.make_url("")).rstrip("/")
     return client
 
 
