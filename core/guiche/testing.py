@@ -36,7 +36,6 @@ from guiche.channels import (
     OutboundMessage,
     PermanentSendError,
     ReadReceipt,
-    RetryableSendError,
     SendResult,
     StatusUpdate,
     WebhookAuthError,
@@ -211,59 +210,7 @@ class FakeAdapter(ChannelAdapter):
         return self.provider.accepted.get(message.message_id)
 
 
-class ChannelContract:
-    """Subclass in a plugin's tests and provide the fixtures below; the tests come free.
-
-    Fixtures to define (pytest):
-      - `adapter`: a configured adapter instance (its HTTP client faked).
-      - `valid_webhooks`: a list of `WebhookRequest` that must parse (signed correctly).
-      - `forged_webhook`: a `WebhookRequest` with a missing or wrong signature.
-      - `outbound_text`: an `OutboundMessage` the faked provider accepts.
-    """
-
-    async def test_valid_webhooks_normalise(
-        self, adapter: ChannelAdapter, valid_webhooks: list[WebhookRequest]
-    ) -> None:
-        assert valid_webhooks, "provide at least one valid webhook"
-        for request in valid_webhooks:
-            batch = await adapter.parse_webhook(request)
-            assert isinstance(batch, WebhookBatch)
-            for message in batch.messages:
-                assert message.provider_message_id
-                assert message.sender.phone or message.sender.provider_user_id
-                assert message.raw, "keep the provider's raw payload"
-            for status in batch.statuses:
-                assert status.provider_message_id
-
-    async def test_forged_webhook_is_refused(
-        self, adapter: ChannelAdapter, forged_webhook: WebhookRequest
-    ) -> None:
-        try:
-            await adapter.parse_webhook(forged_webhook)
-        except WebhookAuthError:
-            return
-        raise AssertionError("a forged webhook must raise WebhookAuthError")
-
-    async def test_send_returns_result_or_typed_error(
-        self, adapter: ChannelAdapter, outbound_text: OutboundMessage
-    ) -> None:
-        try:
-            result = await adapter.send(outbound_text)
-        except (RetryableSendError, PermanentSendError):
-            return
-        assert isinstance(result, SendResult)
-        assert result.provider_message_id
-
-    def test_declares_config_model(self, adapter: ChannelAdapter) -> None:
-        assert issubclass(type(adapter).config_model, BaseModel)
-        assert isinstance(type(adapter).capabilities, frozenset)
-
-    def test_send_lookup_is_implemented_when_declared(self, adapter: ChannelAdapter) -> None:
-        """`CAP_SEND_LOOKUP` promises core an answer about crashed sends: the default
-        `lookup_sent` only raises, so declaring it without an override is a bug."""
-        if CAP_SEND_LOOKUP in type(adapter).capabilities:
-            assert type(adapter).lookup_sent is not ChannelAdapter.lookup_sent
-
+from guiche.contract import ChannelContract  # noqa: E402  (public here since the start)
 
 __all__ = [
     "FAKE_SIGNATURE_HEADER",

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from guiche_meta_cloud.adapter import MetaCloudAdapter
 from guiche_meta_cloud.config import MetaCloudConfig
@@ -106,6 +107,45 @@ class TestMetaCloudContract(ChannelContract):
     @pytest.fixture
     def outbound_text(self) -> OutboundMessage:
         return text()
+
+    @pytest.fixture
+    def webhook_secrets(self) -> list[tuple[str, str]]:
+        return [("header", "X-Hub-Signature-256")]
+
+    @pytest.fixture
+    def provider_fails(self, graph: FakeGraph) -> Any:
+        forbidden = orjson.dumps(
+            {"error": {"message": "(#10) Application does not have permission", "code": 10}}
+        )
+
+        def fail(scenario: str) -> float | None:
+            if scenario == "rate_limited":
+                graph.fail_next(429, fixture_bytes("error_130429.json"), {"Retry-After": "17"})
+                return 17.0
+            if scenario == "server_error":
+                graph.fail_next(500, fixture_bytes("error_500.json"))
+            elif scenario == "unauthorized":
+                graph.fail_next(401, fixture_bytes("error_190.json"))
+            else:
+                graph.fail_next(403, forbidden)
+            return None
+
+        return fail
+
+    @pytest.fixture
+    def status_progression(self) -> list[WebhookRequest]:
+        names = ["webhook_status_sent.json", "webhook_status_delivered.json"]
+        names.append("webhook_status_read.json")
+        return [
+            WebhookRequest(
+                method="POST",
+                path="/",
+                headers={"X-Hub-Signature-256": sign(fixture_bytes(n))},
+                query={},
+                body=fixture_bytes(n),
+            )
+            for n in names
+        ]
 
 
 async def test_text_body_matches_metas_shape(graph: FakeGraph) -> None:
