@@ -173,6 +173,8 @@ class InboundMessage(_Model):
             return self.reaction.emoji
         if self.location:
             return self.location.name or f"{self.location.latitude},{self.location.longitude}"
+        if self.contacts:  # a shared contact card: who it is, as the customer's app shows it
+            return "👤 " + ", ".join(contact.name for contact in self.contacts)
         return f"[{self.type.value}]"
 
 

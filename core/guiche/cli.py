@@ -379,8 +379,13 @@ async def _applied_migrations(database_url: str) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    """What is installed; with a database (configured or `guiche run`'s embedded one) also
+    how many companies enabled each, else the list alone (TENANTS shows "-")."""
     from guiche.app import build_services
+    from guiche.embedded import EmbeddedPostgres
     from guiche.plugins.listing import describe_plugins, format_plugins_table
+    from guiche.plugins.manager import build_plugin_manager
+    from guiche.plugins.registry import PluginRegistry
 
     async def describe(settings: Settings) -> list[dict[str, Any]]:
         quiet_piccolo()
@@ -388,7 +393,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         async with pooled(services.db):
             return await describe_plugins(services.plugins)
 
-    print(format_plugins_table(run_chore("plugins", describe)))
+    settings = load_settings()
+    if settings.database_url or EmbeddedPostgres(settings.data_dir).initialized:
+        rows = run_chore("plugins", describe)
+    else:
+        configure_logging("WARNING", settings.log_json)
+        manager = build_plugin_manager(blocked=settings.plugins_blocked)
+        registry = PluginRegistry.from_manager(manager)
+        rows = asyncio.run(describe_plugins(registry, with_counts=False))
+    print(format_plugins_table(rows))
     return 0
 
 

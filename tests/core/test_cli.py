@@ -211,6 +211,19 @@ def test_plugins_lists_installed(db_env: Callable[..., dict[str, str]]) -> None:
     assert first == "No plugins installed." or first.split()[:2] == ["NAME", "VERSION"]
 
 
+def test_plugins_lists_installed_without_any_database(tmp_path: Path) -> None:
+    """No DATABASE_URL and no embedded database yet: the list, without company counts."""
+    result = guiche(
+        "plugins", env=cli_env(DATABASE_URL=None, GUICHE_DATA_DIR=str(tmp_path / "nothing"))
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:3] == ["NAME", "VERSION", "TENANTS"]
+    meta = next(row.split() for row in rows if row.startswith("meta_cloud"))
+    assert meta[2] == "-"
+    assert not (tmp_path / "nothing").exists()  # nothing was started or created
+
+
 async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
     name = f"guiche_cli_{uuid.uuid4().hex[:8]}"
     fresh = with_database(database_url, name)

@@ -54,7 +54,13 @@ from guiche.plugins.enablement import enabled_settings
 from guiche.services import services_of
 from guiche.tenancy import get_owned, owned
 from guiche.web.endpoint import RequestBody, endpoint
-from guiche.web.errors import Conflict, ServiceUnavailable, ValidationFailed, pydantic_details
+from guiche.web.errors import (
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+    pydantic_details,
+)
 from guiche.web.jsonio import validate_strict
 from guiche.web.pagination import Page, PageQuery, paginate
 
@@ -137,7 +143,12 @@ async def _spec_for(request: web.Request, tenant_id: uuid.UUID, type_name: str) 
         raise _invalid("type", f"unknown channel type {type_name!r}")
     plugin_name, spec = found
     if plugin_name not in await enabled_settings(services_of(request), tenant_id):
-        raise _invalid("type", f"plugin {plugin_name!r} is not enabled for this company")
+        # The same answer as the plugin's own routes give a company that has not enabled it.
+        raise NotFound(
+            f"Plugin {plugin_name!r} is not enabled for this company",
+            code="plugin_not_enabled",
+            details={"plugin": plugin_name, "field": "type"},
+        )
     return spec
 
 
@@ -219,6 +230,7 @@ async def list_channels(request: web.Request, *, query: ChannelListQuery) -> Pag
     status=201,
     summary="Configure a channel of a type provided by an enabled plugin",
     tags=TAGS,
+    errors=(404, 409),
 )
 async def create_channel(request: web.Request, *, body: ChannelIn) -> ChannelOut:
     principal = current_principal(request)

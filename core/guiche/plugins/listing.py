@@ -14,9 +14,12 @@ log = logging.getLogger("guiche.plugins")
 _COUNT_TIMEOUT_SECONDS = 5.0
 
 
-async def describe_plugins(registry: PluginRegistry) -> list[dict[str, Any]]:
-    """One dict per installed plugin; `tenants_enabled` is None when the database is unreachable."""
-    counts = await _enabled_counts()
+async def describe_plugins(
+    registry: PluginRegistry, *, with_counts: bool = True
+) -> list[dict[str, Any]]:
+    """One dict per installed plugin; `tenants_enabled` is None when the database is
+    unreachable or not asked (`with_counts=False`: no database configured)."""
+    counts = await _enabled_counts() if with_counts else None
     rows = []
     for name, info in registry.infos.items():
         rows.append(

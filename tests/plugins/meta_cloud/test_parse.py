@@ -149,6 +149,7 @@ async def test_contacts() -> None:
     assert card.emails == ["ricardo.gomes@exemplo.com.br"]
     assert card.organization == "Gomes Materiais de Construção"
     assert card.raw["urls"][0]["url"].startswith("https://gomesmateriais")
+    assert message.preview() == "👤 Ricardo Gomes"  # what lists and notifications show
 
 
 async def test_interactive_button_reply() -> None:
