@@ -3,7 +3,8 @@
 Proves what an operator gets from `pip install guiche`: core's migrations ship inside the
 wheel (in the source tree `core/guiche/piccolo_migrations` is a symlink to the top-level
 `piccolo_migrations/`), the `guiche` command works without the source tree, a second
-`guiche migrate` is a no-op, and the first-party plugins load from the wheel.
+`guiche migrate` is a no-op, the first-party plugins load from the wheel, and `guiche
+new channel` finds its templates.
 Needs DATABASE_URL (any database on the server to use: a fresh one is created beside it
 and dropped). Run by `make wheel-check` and the test suite.
 """
@@ -44,6 +45,7 @@ def main() -> int:
         print(f"wheel check: {wheel.name} ships {len(migrations)} core migration(s)")
         guiche = install_in_fresh_venv(wheel, work / "venv")
         check_migrate(guiche, database_url, work, wheel_plugins(wheel))
+        check_scaffold(guiche, work)
     except CheckFailed as exc:
         print(f"wheel check FAILED: {exc}", file=sys.stderr)
         return 1
@@ -90,6 +92,15 @@ def check_wheel_contents(wheel: Path) -> list[str]:
     if not migrations:
         raise CheckFailed("wheel has no guiche/piccolo_migrations/guiche_*.py")
     return migrations
+
+
+def check_scaffold(guiche: Path, work: Path) -> None:
+    """`guiche new channel` works from the wheel: its templates ship as package data."""
+    run([str(guiche), "new", "channel", "probe", "--dir", str(work)])
+    expected = ("pyproject.toml", "README.md", "guiche_probe/adapter.py", "tests/test_contract.py")
+    missing = [name for name in expected if not (work / "guiche-probe" / name).is_file()]
+    if missing:
+        raise CheckFailed(f"guiche new channel from the wheel lacks {missing}")
 
 
 def install_in_fresh_venv(wheel: Path, venv: Path) -> Path:

@@ -19,6 +19,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from guiche.config import ConfigError, Settings, load_settings
@@ -94,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", cmd_migrate, "apply core's and plugins' database migrations")
     command("plugins", cmd_plugins, "list installed plugins and how many companies use them")
     command("doctor", cmd_doctor, "check the database, storage, Redis, media path and plugins")
+
+    new = commands.add_parser("new", help="start a plugin from a working template")
+    new_kinds = new.add_subparsers(dest="new_kind", required=True, metavar="KIND")
+    new_channel = new_kinds.add_parser(
+        "channel", help="a channel plugin that passes the contract suite as generated"
+    )
+    new_channel.add_argument("name", help="the channel type, e.g. acme_chat")
+    new_channel.add_argument("--dir", default=".", help="where to create guiche-<name>/")
+    new_channel.set_defaults(handler=cmd_new_channel)
 
     tenants = commands.add_parser("tenants", help="create and list companies")
     tenant_commands = tenants.add_subparsers(dest="tenants_command", required=True)
@@ -402,6 +412,19 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         registry = PluginRegistry.from_manager(manager)
         rows = asyncio.run(describe_plugins(registry, with_counts=False))
     print(format_plugins_table(rows))
+    return 0
+
+
+def cmd_new_channel(args: argparse.Namespace) -> int:
+    from guiche.scaffold import ScaffoldError, new_channel_plugin
+
+    try:
+        target = new_channel_plugin(args.name, Path(args.dir))
+    except ScaffoldError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Created {target}. Next:")
+    print(f"  cd {target} && pip install -e '.[test]' && pytest")
+    print("then make the adapter speak your provider's API (see its README).")
     return 0
 
 
