@@ -4,7 +4,10 @@ an inbound file through the channel's `fetch_media` once, keeps it, and checks a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import pytest
 
 from guiche.channels import InboundMessage, Media, MessageType, Sender
 from guiche.models import Department
@@ -33,14 +36,27 @@ async def _message_id(tenant_id: uuid.UUID) -> str:
     return str(rows[0]["id"])
 
 
+@pytest.fixture
+def photo_received(
+    make_company: Any, make_channel: Any, post_webhook: Any, fake_plugin: Any
+) -> Callable[[], Awaitable[tuple[Any, str]]]:
+    """A company whose customer sent a photo the provider holds: (company, message id)."""
+
+    async def receive() -> tuple[Any, str]:
+        company = await make_company()
+        channel = await make_channel(company.tenant_id)
+        media_id = f"photo-{uuid.uuid4().hex[:8]}"
+        fake_plugin.provider.media[media_id] = (PNG, "image/png")
+        await post_webhook(channel, [image_message(media_id)])
+        return company, await _message_id(company.tenant_id)
+
+    return receive
+
+
 async def test_an_inbound_photo_is_fetched_once_and_downloadable(
-    client: Any, make_company: Any, make_channel: Any, post_webhook: Any, fake_plugin: Any
+    client: Any, photo_received: Any, fake_plugin: Any
 ) -> None:
-    company = await make_company()
-    channel = await make_channel(company.tenant_id)
-    fake_plugin.provider.media["photo-1"] = (PNG, "image/png")
-    await post_webhook(channel, [image_message("photo-1")])
-    message_id = await _message_id(company.tenant_id)
+    company, message_id = await photo_received()
     headers = await login(client, company.owner)
 
     first = await client.get(f"/api/v1/messages/{message_id}/media", headers=headers)
@@ -105,17 +121,10 @@ async def test_a_file_the_provider_no_longer_has_is_a_404(
     assert resp.status == 404
 
 
-async def test_plugins_get_the_documented_fields_only(
-    client: Any, make_company: Any, make_channel: Any, post_webhook: Any, fake_plugin: Any
-) -> None:
-    company = await make_company()
-    channel = await make_channel(company.tenant_id)
-    fake_plugin.provider.media["photo-3"] = (PNG, "image/png")
-    await post_webhook(channel, [image_message("photo-3")])
+async def test_plugins_get_the_documented_fields_only(client: Any, photo_received: Any) -> None:
+    company, message_id = await photo_received()
     services = client.server.app[SERVICES]
 
-    row = await message_media(
-        services, company.tenant_id, uuid.UUID(await _message_id(company.tenant_id))
-    )
+    row = await message_media(services, company.tenant_id, uuid.UUID(message_id))
 
     assert tuple(row) == MEDIA_FIELDS

@@ -64,6 +64,13 @@ def without_trace(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "biz_opaque_callback_data"}
 
 
+def signed_webhook(name: str) -> WebhookRequest:
+    """A fixture body as Meta posts it, signed with the app secret."""
+    body = fixture_bytes(name)
+    headers = {"X-Hub-Signature-256": sign(body)}
+    return WebhookRequest(method="POST", path="/", headers=headers, query={}, body=body)
+
+
 class TestMetaCloudContract(ChannelContract):
     """guiche.testing's shared channel contract, run against this adapter."""
 
@@ -82,16 +89,7 @@ class TestMetaCloudContract(ChannelContract):
             "webhook_status_failed.json",
             "webhook_batch_many.json",
         ]
-        return [
-            WebhookRequest(
-                method="POST",
-                path="/",
-                headers={"X-Hub-Signature-256": sign(fixture_bytes(n))},
-                query={},
-                body=fixture_bytes(n),
-            )
-            for n in names
-        ]
+        return [signed_webhook(name) for name in names]
 
     @pytest.fixture
     def forged_webhook(self) -> WebhookRequest:
@@ -136,16 +134,7 @@ class TestMetaCloudContract(ChannelContract):
     def status_progression(self) -> list[WebhookRequest]:
         names = ["webhook_status_sent.json", "webhook_status_delivered.json"]
         names.append("webhook_status_read.json")
-        return [
-            WebhookRequest(
-                method="POST",
-                path="/",
-                headers={"X-Hub-Signature-256": sign(fixture_bytes(n))},
-                query={},
-                body=fixture_bytes(n),
-            )
-            for n in names
-        ]
+        return [signed_webhook(name) for name in names]
 
 
 async def test_text_body_matches_metas_shape(graph: FakeGraph) -> None:
