@@ -8,9 +8,23 @@ boundary. Types live in `guiche.plugin`.
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not annotations
+    from guiche.channels import ConversationEvent, StoredMessage, StoredStatus
+    from guiche.plugin import (
+        ChannelSpec,
+        PermissionGrant,
+        PluginContext,
+        PluginInfo,
+        RouteSpec,
+        RoutingDecision,
+        TaskSpec,
+        WebhookRouteSpec,
+    )
 
 hookspec = pluggy.HookspecMarker("guiche")
 
@@ -18,37 +32,37 @@ hookspec = pluggy.HookspecMarker("guiche")
 
 
 @hookspec
-def guiche_plugin_info() -> Any:
+def guiche_plugin_info() -> PluginInfo:
     """Return a `PluginInfo`: name (= entry-point name), version, settings model, requirements."""
 
 
 @hookspec
-def guiche_channel_types() -> Any:
+def guiche_channel_types() -> list[ChannelSpec]:
     """Return a list of `ChannelSpec`: the channel types this plugin provides."""
 
 
 @hookspec
-def guiche_routes() -> Any:
+def guiche_routes() -> list[RouteSpec]:
     """Return a list of `RouteSpec`, mounted under /api/v1/plugins/<name>/ and tenant-gated."""
 
 
 @hookspec
-def guiche_webhook_routes() -> Any:
+def guiche_webhook_routes() -> list[WebhookRouteSpec]:
     """Return a list of `WebhookRouteSpec`, mounted under /webhooks/<name>/ (provider-facing)."""
 
 
 @hookspec
-def guiche_tasks() -> Any:
+def guiche_tasks() -> list[TaskSpec]:
     """Return a list of `TaskSpec`; registered on the broker as <plugin>.<name>."""
 
 
 @hookspec
-def guiche_permissions() -> Any:
+def guiche_permissions() -> list[PermissionGrant]:
     """Return a list of `PermissionGrant`: permissions this plugin defines and default roles."""
 
 
 @hookspec
-def guiche_piccolo_app() -> Any:
+def guiche_piccolo_app() -> str | None:
     """Return the module path of this plugin's Piccolo app (tables + migrations), or None."""
 
 
@@ -56,28 +70,31 @@ def guiche_piccolo_app() -> Any:
 
 
 @hookspec
-async def guiche_on_message(ctx: Any, message: Any) -> None:
+async def guiche_on_message(ctx: PluginContext, message: StoredMessage) -> None:
     """Called after a message (inbound or outbound) is stored."""
 
 
 @hookspec
-async def guiche_on_message_status(ctx: Any, update: Any) -> None:
+async def guiche_on_message_status(ctx: PluginContext, update: StoredStatus) -> None:
     """Called after a message's delivery status moves forward."""
 
 
 @hookspec
-async def guiche_on_conversation_event(ctx: Any, event: Any) -> None:
+async def guiche_on_conversation_event(ctx: PluginContext, event: ConversationEvent) -> None:
     """Called when a conversation is opened, assigned, transferred, closed or expired."""
 
 
 @hookspec
-async def guiche_on_channel_state(ctx: Any, channel: Any, state: Any) -> None:
+async def guiche_on_channel_state(ctx: PluginContext, channel: uuid.UUID, state: str) -> None:
     """Called when a channel connects, disconnects or turns unhealthy."""
 
 
 @hookspec
-async def guiche_route_inbound(ctx: Any, message: Any) -> Any:
-    """Decide which department or bot takes a new conversation; first non-None answer wins."""
+async def guiche_route_inbound(
+    ctx: PluginContext, message: StoredMessage | None
+) -> RoutingDecision | None:
+    """Decide which department or bot takes a new conversation; first non-None answer wins.
+    `message` is None where core opens conversations in bulk (webhook ingest today)."""
 
 
 REGISTRATION_HOOKS = (
