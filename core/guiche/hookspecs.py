@@ -94,7 +94,7 @@ async def guiche_route_inbound(
     ctx: PluginContext, message: StoredMessage | None
 ) -> RoutingDecision | None:
     """Decide which department or bot takes a new conversation; first non-None answer wins.
-    `message` is None where core opens conversations in bulk (webhook ingest today)."""
+    `message` is the message that opened it (None only where core has none to show)."""
 
 
 REGISTRATION_HOOKS = (

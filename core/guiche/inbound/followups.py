@@ -8,6 +8,7 @@ provider's ack.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from guiche.channels import ConversationEvent, StoredMessage, StoredStatus
@@ -26,11 +27,44 @@ async def after_ingest(
     """`conn`: the ingest's connection (its transaction committed), reused for routing."""
     await services.bus.publish(result.events)
     if result.opened:
-        await route_opened(services, channel.tenant_id, result.opened, conn=conn)
+        await route_opened(
+            services, channel.tenant_id, result.opened, opening_messages(result), conn=conn
+        )
     if result.events:
         services.spawn(
             emit_hooks(services, channel.tenant_id, result.events), name="guiche-ingest-hooks"
         )
+
+
+def stored_message(event: BusEvent) -> StoredMessage:
+    """A `message.new` event as plugins see the message."""
+    data = event.data
+    return StoredMessage(
+        id=data["id"],
+        tenant_id=event.tenant_id,
+        conversation_id=data.get("conversation_id"),
+        contact_id=data.get("contact_id"),
+        channel_id=data.get("channel_id"),
+        direction=data["direction"],
+        type=data["type"],
+        body=data.get("body") or "",
+        status=data["status"],
+        provider_message_id=data.get("provider_message_id"),
+        created_at=data["created_at"],
+    )
+
+
+def opening_messages(result: IngestResult) -> dict[uuid.UUID, StoredMessage]:
+    """The first message of each conversation the batch opened: what a routing plugin
+    (`guiche_route_inbound`) decides on."""
+    opened = {uuid.UUID(str(conversation)) for conversation in result.opened}
+    first: dict[uuid.UUID, StoredMessage] = {}
+    for event in result.events:
+        if event.type == ev.MESSAGE_NEW and event.data.get("conversation_id") is not None:
+            conversation = uuid.UUID(str(event.data["conversation_id"]))
+            if conversation in opened and conversation not in first:
+                first[conversation] = stored_message(event)
+    return first
 
 
 async def emit_hooks(services: Services, tenant_id: object, events: list[BusEvent]) -> None:
@@ -38,19 +72,7 @@ async def emit_hooks(services: Services, tenant_id: object, events: list[BusEven
     for event in events:
         data = event.data
         if event.type == ev.MESSAGE_NEW:
-            message = StoredMessage(
-                id=data["id"],
-                tenant_id=event.tenant_id,
-                conversation_id=data.get("conversation_id"),
-                contact_id=data.get("contact_id"),
-                channel_id=data.get("channel_id"),
-                direction=data["direction"],
-                type=data["type"],
-                body=data.get("body") or "",
-                status=data["status"],
-                provider_message_id=data.get("provider_message_id"),
-                created_at=data["created_at"],
-            )
+            message = stored_message(event)
             await services.events.emit(event.tenant_id, "guiche_on_message", message=message)
         elif event.type == ev.MESSAGE_STATUS:
             update = StoredStatus(

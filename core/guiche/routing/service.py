@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from guiche.realtime.events import BusEvent, PendingEvent, record_events
 from guiche.routing.assign import Assignment, queued_conversations, try_assign
 
 if TYPE_CHECKING:
+    from guiche.channels import StoredMessage
     from guiche.services import Services
 
 log = logging.getLogger("guiche.routing")
@@ -138,19 +139,20 @@ async def route_opened(
     services: Services,
     tenant_id: uuid.UUID,
     opened: Sequence[uuid.UUID],
-    message: Any = None,
+    messages: Mapping[uuid.UUID, StoredMessage] | None = None,
     *,
     conn: Any = None,
 ) -> None:
-    """New conversations: let a routing plugin decide, then auto-assign those someone
-    could take (one read for all of them: with nobody online that is all it costs)."""
+    """New conversations: let a routing plugin decide (shown each one's first message,
+    from `messages`), then auto-assign those someone could take (one read for all of
+    them: with nobody online that is all it costs)."""
     if conn is None:
         async with connection(services.db) as conn:
-            await route_opened(services, tenant_id, opened, message, conn=conn)
+            await route_opened(services, tenant_id, opened, messages, conn=conn)
         return
     for conversation_id in opened:
         decision = await services.events.first_result(
-            tenant_id, "guiche_route_inbound", message=message
+            tenant_id, "guiche_route_inbound", message=(messages or {}).get(conversation_id)
         )
         if decision is not None:
             await apply_decision(services, conversation_id, tenant_id, decision, conn=conn)
