@@ -908,6 +908,7 @@ async def guiche_stack(
     throughput_per_second: float = 80.0,
     worker: bool = False,
     web_env: Mapping[str, str] | None = None,
+    graph_args: Sequence[str] = (),
 ) -> AsyncIterator[Stack]:
     """Everything a benchmark of the real server needs, torn down (database dropped) on exit."""
     task_queue = f"guiche:bench:{secrets.token_hex(4)}"
@@ -923,7 +924,7 @@ async def guiche_stack(
             graph = await stack.enter_async_context(
                 running(
                     "fake-graph",
-                    python_module("bench.fake_graph", "--port", str(graph_port)),
+                    python_module("bench.fake_graph", "--port", str(graph_port), *graph_args),
                     ready_url=f"{graph_url}/_stats",
                 )
             )
