@@ -83,6 +83,7 @@ class Tally:
     retried: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     rejected: dict[int, str] = field(default_factory=dict)
+    server_errors: list[str] = field(default_factory=list)
     gave_up: list[int] = field(default_factory=list)
 
     def as_dict(self, total: int, seconds: float) -> dict[str, Any]:
@@ -95,6 +96,7 @@ class Tally:
             "errors_by_kind": dict(self.errors),
             "rejected": len(self.rejected),
             "rejected_examples": list(self.rejected.values())[:5],
+            "server_error_examples": self.server_errors[:5],
             "gave_up": len(self.gave_up),
         }
 
@@ -156,6 +158,10 @@ async def post_once(
         return None
     if response.status >= 500 or response.status == 429:
         tally.errors[f"http_{response.status}"] += 1
+        if response.status != 503:
+            tally.server_errors.append(
+                f"{response.status}: {payload[:300].decode(errors='replace')}"
+            )
     elif response.status >= 300:
         tally.errors[f"http_{response.status}"] += 1
         tally.rejected[index] = f"{response.status}: {payload[:300].decode(errors='replace')}"

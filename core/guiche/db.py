@@ -101,6 +101,10 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         # "connection is closed", "pool is closing": the connection went away under us.
         return "closed" in str(exc) or "closing" in str(exc)
+    if isinstance(exc, asyncpg.InternalClientError):
+        # "cannot switch to state N; another operation (2) is in progress": a pooled
+        # connection read the server's FATAL (a restart) but not yet its end of stream.
+        return "cannot switch to state" in str(exc)
     return isinstance(exc, OSError)  # refused, reset, timed out (TimeoutError is one)
 
 

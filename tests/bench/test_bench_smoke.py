@@ -23,8 +23,8 @@ from bench.common import REPORT_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The benchmarks smoked here and the figures each must report (history and ws have
-#: their own smoke tests, which reuse `run_smoke`).
+#: The benchmarks smoked here and the figures each must report (history, ws and faults
+#: have their own smoke tests, which reuse `run_smoke`).
 EXPECTED_FIGURES: dict[str, set[str]] = {
     "ingest": {
         "messages_per_second_1",
@@ -61,6 +61,10 @@ MUST_BE_ZERO: dict[str, dict[str, set[str]]] = {
     },
     "history": {"figures": {"import_duplicates"}, "ceiling": set()},
     "ws": {"figures": {"ingest_errors", "ingest_abandoned"}, "ceiling": set()},
+    "faults": {
+        "figures": {"inbound_lost", "inbound_duplicates", "outbound_lost", "outbound_duplicates"},
+        "ceiling": set(),
+    },
 }
 ENVIRONMENT_KEYS = {"python", "postgres", "redis", "cpu_count"}
 TARGET_KEYS = {"name", "figure", "op", "threshold", "value", "met"}
@@ -131,6 +135,8 @@ def test_benchmark_smoke_run_reports_every_key(
         ("ingest", {}, {"errors_1": 2}, False),
         ("send", {"limited_failed": 1}, {}, False),
         ("ws", {"ingest_errors": 4}, {}, False),
+        ("faults", {"outbound_duplicates": 1}, {}, False),
+        ("faults", {"inbound_lost": 2}, {}, False),
         ("ingest", {}, {}, True),
     ],
 )

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from guiche.db import database_unavailable
+from guiche.db import PooledConnection, database_unavailable
 from guiche.web.middleware import UNAVAILABLE_RETRY_AFTER
 from tests.conftest import login
 
@@ -29,8 +29,12 @@ class Relay:
     synchronously (Piccolo reads the server version while the test's loop waits).
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, hold_open: bool = False) -> None:
         self.target = (host, port)  # a host starting with "/" is a Unix socket directory
+        # Keep the client's side open after the server ended its side: the client reads
+        # the server's last words (a FATAL error) but no end of stream, as under load a
+        # client may act on the first before it has read the second.
+        self.hold_open = hold_open
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
@@ -85,7 +89,8 @@ class Relay:
                 while data := await src.read(65536):
                     dst.write(data)
                     await dst.drain()
-            dst.transport.abort()
+            if not (self.hold_open and dst is writer):
+                dst.transport.abort()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self.writers -= {writer, up_writer}
@@ -140,6 +145,37 @@ async def test_database_away_answers_503_with_retry_after_then_recovers(
     assert resp.status == 200, await resp.text()
 
 
+async def test_a_pooled_connection_the_server_ended_counts_as_unavailable(
+    database_url: str,
+) -> None:
+    """A restart's FATAL reaches an idle pooled connection before its end of stream: the
+    next query fails with asyncpg's InternalClientError ("cannot switch to state ...;
+    another operation (2) is in progress"), which is the database going away (503, a
+    settle retried), not a bug (500). Found by the fault run (bench/faults.py)."""
+    relay = Relay(*_server_of(database_url), hold_open=True)
+    relay.start()
+    admin = await asyncpg.connect(database_url)
+    pool = await asyncpg.create_pool(
+        _through(database_url, relay.port),
+        min_size=1,
+        max_size=1,
+        connection_class=PooledConnection,
+    )
+    try:
+        async with pool.acquire() as conn:
+            backend = conn.get_server_pid()
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", backend)
+        await asyncio.sleep(0.2)  # the FATAL is read; the end of stream never comes
+        with pytest.raises(asyncpg.InternalClientError) as raised:
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        assert database_unavailable(raised.value)
+    finally:
+        pool.terminate()
+        await admin.close()
+        relay.close()
+
+
 def test_only_connection_failures_count_as_unavailable() -> None:
     assert database_unavailable(ConnectionRefusedError())
     assert database_unavailable(asyncpg.exceptions.CannotConnectNowError("starting up"))
@@ -150,4 +186,5 @@ def test_only_connection_failures_count_as_unavailable() -> None:
     assert not database_unavailable(asyncpg.exceptions.UniqueViolationError("duplicate"))
     assert not database_unavailable(asyncpg.exceptions.UndefinedColumnError("typo"))
     assert not database_unavailable(asyncpg.InterfaceError("another operation is in progress"))
+    assert not database_unavailable(asyncpg.InternalClientError("called on a free holder"))
     assert not database_unavailable(ValueError("bug"))
