@@ -18,6 +18,7 @@ import orjson
 
 from guiche.channel_runtime import load_channel_adapter
 from guiche.channels import Media, PermanentSendError, RetryableSendError
+from guiche.message_ids import created_at_filter
 from guiche.models import MediaFile, Message
 from guiche.outbound.media import media_row, save_upload, storage_of
 from guiche.web.errors import NotFound, ServiceUnavailable
@@ -28,8 +29,7 @@ if TYPE_CHECKING:
 
 _MESSAGE = """
 SELECT id, created_at, channel, conversation, direction, payload
-FROM messages WHERE tenant = {} AND id = {}
-"""
+FROM messages WHERE tenant = {} AND id = {}"""
 
 # Concatenation rather than jsonb_set: no literal braces for Piccolo's `{}` placeholders.
 _LINK = """
@@ -68,7 +68,8 @@ async def message_media(
     the provider no longer has; `ServiceUnavailable` when the provider failed for now.
     Returns the `media_files` row (id, mime_type, size, filename, sha256, ...).
     """
-    rows = await Message.raw(_MESSAGE, tenant_id, message_id)
+    at, window = created_at_filter(message_id)  # one chunk, not all (guiche.message_ids)
+    rows = await Message.raw(_MESSAGE + at, tenant_id, message_id, *window)
     if not rows:
         raise NotFound("message not found")
     message = rows[0]

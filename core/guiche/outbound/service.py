@@ -30,6 +30,7 @@ from guiche.channels import (
 )
 from guiche.conversations.visibility import viewer_for
 from guiche.inbound.followups import emit_hooks
+from guiche.message_ids import created_at_filter, new_message_id
 from guiche.models import Conversation
 from guiche.outbound import outbox
 from guiche.outbound.media import kind_for, media_row, too_large_to_send
@@ -105,8 +106,7 @@ WHERE id = $1
 
 _REPLY_TARGET = """
 SELECT id, provider_message_id FROM messages
-WHERE tenant = {} AND conversation = {} AND id = {}
-"""
+WHERE tenant = {} AND conversation = {} AND id = {}"""
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,9 @@ async def _reply_target(
 ) -> tuple[uuid.UUID | None, str | None]:
     if message_id is None:
         return None, None
+    at, window = created_at_filter(message_id)
     rows = await Conversation.raw(
-        _REPLY_TARGET, conversation["tenant"], conversation["id"], message_id
+        _REPLY_TARGET + at, conversation["tenant"], conversation["id"], message_id, *window
     )
     if not rows:
         raise _invalid("reply_to_message_id", "no such message in this conversation")
@@ -355,7 +356,8 @@ async def prepare_outbound(
     """
     capabilities = await _channel_capabilities(services, conversation)
     check_window(capabilities, request.type, conversation["last_inbound_at"], now)
-    return await _prepare(services, conversation, request, uuid.uuid4(), capabilities)
+    message_id = new_message_id(now)  # stored with created_at = now: lookups find its chunk
+    return await _prepare(services, conversation, request, message_id, capabilities)
 
 
 async def insert_outbound(
