@@ -43,6 +43,9 @@ from bench.common import (
     wants_profile,
 )
 
+WEEK = 7 * 24 * 3600
+ACROSS_WEEK_SPAN = 600
+
 TARGETS = (
     Target("ingest 1 msg/request: persisted messages/s", "messages_per_second_1", ">=", 2000, "/s"),
     Target("ingest 1 msg/request: ack p99", "ack_p99_ms_1", "<=", 50, "ms"),
@@ -79,9 +82,13 @@ async def post(
     concurrency: int,
     timestamp: int,
     customers: int | None = None,
+    span: int = 0,
 ) -> dict[str, Any]:
-    """One load-generator process against `sink`; its JSON result."""
+    """One load-generator process against `sink`; its JSON result. With `span`, the
+    requests' timestamps run evenly over `span` seconds from `timestamp`."""
     extra = ["--customers", str(customers)] if customers else []
+    if span:
+        extra += ["--timestamp-step", str(span / requests)]
     return await run_json(
         python_module(
             "bench.loadgen",
@@ -129,12 +136,24 @@ async def profile_under_load(
     return profile.as_dict() | {"table": profile_table(profile)}
 
 
+def across_week(now: int, weeks_ago: int) -> dict[str, int]:
+    """Timestamps over the 10 minutes around a 7-day boundary (TimescaleDB's chunks
+    start on multiples of 7 days from the Unix epoch): a fresh database has no chunk for
+    either week, so the run creates two under load, one in its middle."""
+    boundary = (now // WEEK - weeks_ago) * WEEK
+    return {"timestamp": boundary - ACROSS_WEEK_SPAN // 2, "span": ACROSS_WEEK_SPAN}
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     tag = secrets.token_hex(3)
     timestamp = int(time.time())
     common = {"concurrency": args.concurrency, "timestamp": timestamp}
-    one = {"requests": args.requests, "batch": 1, **common}
-    many = {"requests": args.batch_requests, "batch": args.batch, **common}
+
+    def dated(weeks_ago: int) -> dict[str, int]:
+        return across_week(timestamp, weeks_ago) if args.across_week else {}
+
+    one = {"requests": args.requests, "batch": 1, **common, **dated(2)}
+    many = {"requests": args.batch_requests, "batch": args.batch, **common, **dated(4)}
     warmup = {"requests": args.warmup, "batch": 1, **common}
     runs: dict[str, Any] = {}
     async with guiche_stack(args.server_url, args.redis_url, log_level=args.log_level) as stack:
@@ -152,7 +171,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         # Returning customers: the phones of the first run's first messages, whose
         # conversations that run opened (the common case in production; not a target).
         runs["guiche_open"] = await measured(
-            guiche, run=f"open{tag}", customers=min(args.customers, args.requests), **one
+            guiche,
+            run=f"open{tag}",
+            customers=min(args.customers, args.requests),
+            **(one | dated(6)),
         )
         before = await guiche.count(f"one{tag}")
         runs["duplicates"] = await post(guiche, run=f"one{tag}", **one)
@@ -216,6 +238,7 @@ def build_report(
         figures["messages_per_second_open"], ceiling["messages_per_second_1"]
     )
     parameters = {
+        "across_week": args.across_week,
         "returning_customers": min(args.customers, args.requests),
         "requests_1_per_request": args.requests,
         "requests_batched": args.batch_requests,
@@ -295,6 +318,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--warmup", type=int, help="unmeasured webhooks first (default 300)")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--across-week",
+        action="store_true",
+        help="date each measured run's messages across a week boundary (new chunks under load)",
+    )
     parser.add_argument(
         "--customers", type=int, default=1000, help="returning customers (open-conversation run)"
     )

@@ -34,7 +34,8 @@ def build_requests(args: argparse.Namespace) -> list[tuple[bytes, dict[str, str]
     built = []
     for i in range(args.requests):
         chunk = texts[i * args.batch : (i + 1) * args.batch]
-        body = meta_text_webhook(args.phone_number_id, chunk, timestamp=args.timestamp)
+        at = args.timestamp + int(i * args.timestamp_step)
+        body = meta_text_webhook(args.phone_number_id, chunk, timestamp=at)
         headers = {
             "Content-Type": "application/json",
             "X-Hub-Signature-256": meta_signature(body, args.app_secret),
@@ -111,6 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--customers", type=int, help="phones the messages come from in turn (default: one each)"
     )
     parser.add_argument("--timestamp", type=int, default=int(time.time()))
+    parser.add_argument(
+        "--timestamp-step", type=float, default=0.0, help="seconds added per request's messages"
+    )
     return parser.parse_args(argv)
 
 

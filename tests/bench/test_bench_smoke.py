@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bench.common import REPORT_KEYS
+from bench.ingest import WEEK, across_week
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,10 +71,19 @@ ENVIRONMENT_KEYS = {"python", "postgres", "redis", "cpu_count"}
 TARGET_KEYS = {"name", "figure", "op", "threshold", "value", "met"}
 
 
-def run_smoke(name: str, server_url: str, redis_url: str) -> dict[str, Any]:
+def run_smoke(name: str, server_url: str, redis_url: str, *extra: str) -> dict[str, Any]:
     env = {**os.environ, "DATABASE_URL": server_url, "REDIS_URL": redis_url}
     done = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", "--smoke", "--no-lock", "--profile", "never"],
+        [
+            sys.executable,
+            "-m",
+            f"bench.{name}",
+            "--smoke",
+            "--no-lock",
+            "--profile",
+            "never",
+            *extra,
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -154,3 +164,18 @@ def test_a_run_that_reports_errors_or_duplicates_is_not_clean(
     else:
         with pytest.raises(AssertionError, match="not clean"):
             assert_clean(report)
+
+
+def test_across_week_dates_a_run_over_a_chunk_boundary() -> None:
+    dated = across_week(1_764_936_000, weeks_ago=2)
+    first, last = dated["timestamp"], dated["timestamp"] + dated["span"]
+    assert first // WEEK + 1 == last // WEEK  # one boundary inside the run
+    assert last < 1_764_936_000 - WEEK  # weeks no other run of the benchmark writes
+
+
+def test_ingest_across_a_week_boundary_is_clean(server_url: str, require_redis: str) -> None:
+    """New chunks created under concurrent ingest (TimescaleDB) answer no 5xx."""
+    report = run_smoke("ingest", server_url, require_redis, "--across-week")
+
+    assert report["parameters"]["across_week"] is True
+    assert_clean(report)
