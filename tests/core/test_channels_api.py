@@ -23,17 +23,21 @@ from guiche.models import AuditLog, Channel, TenantPlugin
 from guiche.plugin import ChannelSpec, PluginInfo, hookimpl
 from tests.conftest import login
 
+SECRET = "EAAG-access-token-0b7e1d"
+
+
 # --- the cipher and masking (pure) ----------------------------------------------------------
 
 
 def test_cipher_round_trip_and_rotation():
+    # Long enough that random base64 never contains it ("abc" did, 1 run in ~2,500).
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    token = CredentialCipher([old]).encrypt({"token": "abc", "n": 1})
-    assert "abc" not in token
+    token = CredentialCipher([old]).encrypt({"token": SECRET, "n": 1})
+    assert SECRET not in token
     rotated_cipher = CredentialCipher([new, old])
-    assert rotated_cipher.decrypt(token) == {"token": "abc", "n": 1}
+    assert rotated_cipher.decrypt(token) == {"token": SECRET, "n": 1}
     rotated = rotated_cipher.rotate(token)
-    assert CredentialCipher([new]).decrypt(rotated) == {"token": "abc", "n": 1}
+    assert CredentialCipher([new]).decrypt(rotated) == {"token": SECRET, "n": 1}
     with pytest.raises(CredentialsUnreadable):
         CredentialCipher([new]).decrypt(token)
     assert CredentialCipher([new]).decrypt("") == {}
