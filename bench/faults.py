@@ -604,6 +604,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.outbound = args.outbound or (30 if small else 1500)
     args.duration = args.duration or (8.0 if small else 60.0)
     args.conversations = args.conversations or (3 if small else 50)
+    if small:
+        args.max_wait = min(args.max_wait, 150.0)
     return args
 
 

@@ -71,7 +71,9 @@ ENVIRONMENT_KEYS = {"python", "postgres", "redis", "cpu_count"}
 TARGET_KEYS = {"name", "figure", "op", "threshold", "value", "met"}
 
 
-def run_smoke(name: str, server_url: str, redis_url: str, *extra: str) -> dict[str, Any]:
+def run_smoke(
+    name: str, server_url: str, redis_url: str, *extra: str, timeout: float = 240
+) -> dict[str, Any]:
     env = {**os.environ, "DATABASE_URL": server_url, "REDIS_URL": redis_url}
     done = subprocess.run(
         [
@@ -88,7 +90,7 @@ def run_smoke(name: str, server_url: str, redis_url: str, *extra: str) -> dict[s
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]

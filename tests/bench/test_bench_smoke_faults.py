@@ -39,7 +39,12 @@ def servers_available() -> None:
 def test_fault_smoke_loses_and_duplicates_nothing(servers_available: None) -> None:
     # Its own servers: the session's DATABASE_URL / REDIS_URL are passed on, never used.
     report = run_smoke(
-        "faults", os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+        "faults",
+        os.environ.get("DATABASE_URL", ""),
+        os.environ.get("REDIS_URL", ""),
+        # ~40 s alone; a killed in-flight send waits out its 35 s lease and a 30 s sweep,
+        # and a loaded machine starts the five processes slowly
+        timeout=480,
     )
 
     assert set(REPORT_KEYS) <= set(report)
