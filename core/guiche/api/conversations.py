@@ -24,7 +24,7 @@ from guiche.outbound.service import load_visible_conversation
 from guiche.services import Services, services_of
 from guiche.web.endpoint import RequestBody, endpoint
 from guiche.web.errors import Conflict, Forbidden, NotFound
-from guiche.web.pagination import Page, PageQuery, decode_cursor, encode_cursor
+from guiche.web.pagination import Page, PageQuery, decode_cursor, split_page
 
 routes = web.RouteTableDef()
 TAGS = ("conversations",)
@@ -285,11 +285,9 @@ async def list_conversations(
         f"{_SELECT} WHERE {where.sql()}"
         f" ORDER BY activity_at DESC, c.id DESC LIMIT {where.param(query.limit + 1)}"
     )
-    rows = await fetch_rows(services_of(request), sql, where.params)
-    cursor = None
-    if len(rows) > query.limit:
-        rows = rows[: query.limit]
-        cursor = encode_cursor(rows[-1]["activity_at"], rows[-1]["id"])
+    rows, cursor = split_page(
+        await fetch_rows(services_of(request), sql, where.params), query.limit, "activity_at"
+    )
     items = await _with_unread(services_of(request), principal, [_out(row) for row in rows])
     return Page[ConversationOut](items=items, next_cursor=cursor)
 

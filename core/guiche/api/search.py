@@ -22,7 +22,7 @@ from guiche.conversations.visibility import viewer_for
 from guiche.outbound.schemas import MessageOut
 from guiche.services import services_of
 from guiche.web.endpoint import endpoint
-from guiche.web.pagination import Page, PageQuery, decode_cursor, encode_cursor
+from guiche.web.pagination import Page, PageQuery, decode_cursor, split_page
 
 routes = web.RouteTableDef()
 
@@ -89,11 +89,9 @@ async def search_messages(request: web.Request, *, query: SearchQuery) -> Page[M
         f"{_SELECT} WHERE {where.sql()}"
         f" ORDER BY m.created_at DESC, m.id DESC LIMIT {where.param(query.limit + 1)}"
     )
-    rows = await fetch_rows(services_of(request), sql, where.params)
-    cursor = None
-    if len(rows) > query.limit:
-        rows = rows[: query.limit]
-        cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+    rows, cursor = split_page(
+        await fetch_rows(services_of(request), sql, where.params), query.limit
+    )
     items = [
         MessageHit(
             **MessageOut.from_row(dict(row)).model_dump(),

@@ -26,9 +26,8 @@ from guiche.auth.principal import Principal, current_principal
 from guiche.invitations import Offer, invite
 from guiche.models import Membership
 from guiche.rbac import ROLES
-from guiche.realtime import events as ev
-from guiche.realtime.events import PendingEvent, record_events
-from guiche.realtime.presence import set_presence
+from guiche.realtime.events import record_events
+from guiche.realtime.presence import presence_event, set_presence
 from guiche.services import services_of
 from guiche.tenancy import owned
 from guiche.web.endpoint import AUTHENTICATED, RequestBody, endpoint
@@ -313,7 +312,7 @@ async def deactivate_user(request: web.Request) -> UserOut:
         if seat["is_active"] and seat["status"] != "offline":
             published = await record_events(
                 transaction.connection,
-                [_status_event(principal.tenant_id, user_id, "offline", seat["status"], now)],
+                [presence_event(principal.tenant_id, user_id, "offline", seat["status"], now)],
             )
     await services.bus.publish(published)
     await access_changed(services, user_id)  # closes their sockets, in every process
@@ -369,13 +368,3 @@ async def set_status(request: web.Request, *, body: StatusIn) -> UserOut:
     if change is None:  # deactivated meanwhile
         raise Conflict("This person's seat is deactivated", code="inactive_user")
     return _out(await _seat(principal.tenant_id, user_id))
-
-
-def _status_event(
-    tenant_id: uuid.UUID, user_id: uuid.UUID, status: str, previous: str, at: dt.datetime
-) -> PendingEvent:
-    return PendingEvent(
-        tenant_id=tenant_id,
-        type=ev.OPERATOR_STATUS,
-        data={"user_id": user_id, "status": status, "previous_status": previous, "changed_at": at},
-    )

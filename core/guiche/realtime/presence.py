@@ -72,6 +72,17 @@ class PresenceChange:
         return self.previous != self.status
 
 
+def presence_event(
+    tenant_id: uuid.UUID, user_id: uuid.UUID, status: str, previous: str, at: dt.datetime
+) -> PendingEvent:
+    """The `operator.status` event of one presence change (the one shape for every writer)."""
+    return PendingEvent(
+        tenant_id=tenant_id,
+        type=ev.OPERATOR_STATUS,
+        data={"user_id": user_id, "status": status, "previous_status": previous, "changed_at": at},
+    )
+
+
 async def set_presence(
     services: Services,
     tenant_id: uuid.UUID,
@@ -95,15 +106,8 @@ async def set_presence(
         if row["previous"] != status:
             if in_transaction is not None:
                 await in_transaction()
-            event = PendingEvent(
-                tenant_id=tenant_id,
-                type=ev.OPERATOR_STATUS,
-                data={
-                    "user_id": user_id,
-                    "status": status,
-                    "previous_status": row["previous"],
-                    "changed_at": row["status_changed_at"],
-                },
+            event = presence_event(
+                tenant_id, user_id, status, row["previous"], row["status_changed_at"]
             )
             published = await record_events(conn, [event])
     await services.bus.publish(published)

@@ -13,7 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -69,9 +69,15 @@ async def paginate(
             WhereRaw(f'("{name}"."created_at", "{name}"."id") < ({{}}, {{}})', created, row_id)
         )
     rows = await query.order_by(created_col, id_col, ascending=False).limit(page.limit + 1)
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(last["created_at"], last["id"])
-    return rows, next_cursor
+    return split_page(rows, page.limit)
+
+
+def split_page(
+    rows: Sequence[Any], limit: int, key: str = "created_at"
+) -> tuple[list[Any], str | None]:
+    """Rows fetched with `LIMIT limit + 1`: the page, and the cursor after its last row
+    (by `key`, then `id`) when the extra row shows there is more."""
+    if len(rows) <= limit:
+        return list(rows), None
+    page = list(rows[:limit])
+    return page, encode_cursor(page[-1][key], page[-1]["id"])
