@@ -1,7 +1,7 @@
 """The send ceiling: a bare client loop posting Meta message bodies to the fake Graph API.
 
 The same number of sends in flight as a worker runs tasks
-(`guiche.tasks.runners.MAX_CONCURRENT_TASKS`), in its own process like the worker. No
+(`guiche.worker.MAX_CONCURRENT_TASKS`), in its own process like the worker. No
 database, no queue, no limiter: what one Python process can push through the client here.
 
 `--client`:
@@ -96,7 +96,7 @@ async def send_all(url: str, sends: int, concurrency: int, client: str) -> dict[
 
 
 def main() -> None:
-    from guiche.tasks.runners import MAX_CONCURRENT_TASKS
+    from guiche.worker import MAX_CONCURRENT_TASKS
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)

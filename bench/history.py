@@ -80,7 +80,7 @@ TARGETS = (
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 """The imported history starts here, one message every 3 seconds."""
 
-#: The page query `GET .../messages` runs, as Piccolo sends it (`guiche.web.pagination`):
+#: The page query `GET .../messages` runs, as Piccolo sends it (`guiche.http.pagination`):
 #: every column, tenant-scoped, newest first, LIMIT written in (one extra row says whether
 #: more follow), the keyset as a row comparison, on a connection with the pool's
 #: `server_settings` (custom plans only, `guiche.db.POOL_SERVER_SETTINGS`).
@@ -287,7 +287,7 @@ async def find_pages(
 ) -> Pages:
     """The hot conversation, a sample of others, and the cursor `depth` pages deep (walked
     through the API, so it is the cursor a client really holds)."""
-    from guiche.web.pagination import decode_cursor
+    from guiche.http.pagination import decode_cursor
 
     tenant_id = stack.company.tenant_id
     hot = await conversation_of(conn, tenant_id, plan.phone(0))
@@ -484,7 +484,7 @@ async def profile_import(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from guiche.inbound.ingest import ChannelRow
+    from guiche.channel_runtime import ChannelRow
 
     plan = plan_of(args)
     async with guiche_stack(args.server_url, args.redis_url, log_level=args.log_level) as stack:

@@ -10,26 +10,28 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from guiche.api import CORE_ROUTE_TABLES
-from guiche.auth.middleware import auth_middleware, check_auth_settings
+from guiche.api.webhooks import routes as webhook_routes
+from guiche.call_log import CallRecorder
 from guiche.config import ConfigError, Settings, load_settings
 from guiche.db import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
 from guiche.http_client import outbound_client
-from guiche.inbound.webhooks import routes as webhook_routes
 from guiche.models import CORE_TABLES
 from guiche.plugins.manager import build_plugin_manager
 from guiche.plugins.mount import mount_plugin_routes, plugin_gate_middleware
 from guiche.plugins.registry import PluginRegistry
+from guiche.plugins.runner import EventRunner
 from guiche.ratelimit import build_limiter
 from guiche.rbac import PermissionRegistry
 from guiche.realtime.bus import RedisBus, bus_channel
-from guiche.realtime.ws import setup_realtime
 from guiche.services import SERVICES, Services
 from guiche.tasks.queue import tasks_context
+from guiche.web.authentication import auth_middleware, check_auth_settings
 from guiche.web.middleware import error_middleware
 from guiche.web.observability import request_context_middleware, setup_observability
 from guiche.web.openapi import setup_openapi
 from guiche.web.ratelimit import rate_limit_middleware
 from guiche.web.security import cors_middleware, security_headers_middleware
+from guiche.websocket.ws import setup_realtime
 
 log = logging.getLogger("guiche")
 
@@ -47,7 +49,9 @@ def build_services(
     permissions = PermissionRegistry(registry.permission_grants())
     engine = make_engine(settings.database_url)
     bind_tables(engine, [*CORE_TABLES, *registry.tables()])
-    return Services(settings=settings, db=engine, plugins=registry, permissions=permissions)
+    services = Services(settings=settings, db=engine, plugins=registry, permissions=permissions)
+    services.events = EventRunner(services)
+    return services
 
 
 async def open_resources(services: Services) -> None:
@@ -63,7 +67,10 @@ async def open_resources(services: Services) -> None:
     if services.redis is not None:
         services.bus = RedisBus(services.redis, bus_channel(settings.database_url))
     await services.bus.start()
-    services.http = outbound_client()  # httpx API, aiohttp transport: see its module
+    services.call_log = CallRecorder(services.db)
+    services.call_log.start()
+    # httpx API, aiohttp transport: see its module; every call offered to the call log
+    services.http = outbound_client(recorder=services.call_log)
 
 
 async def close_resources(services: Services) -> None:
@@ -71,6 +78,8 @@ async def close_resources(services: Services) -> None:
     await services.bus.stop()
     if services.http is not None:
         await services.http.aclose()
+    if services.call_log is not None:
+        await services.call_log.stop()  # writes what is still buffered
     if services.redis is not None:
         await services.redis.aclose()
     await services.db.close_connection_pool()

@@ -35,10 +35,10 @@ from pydantic import BaseModel
 
 from guiche.channel_runtime import LoadedChannel, load_channel_adapter
 from guiche.db import connection
+from guiche.errors import Conflict
 from guiche.pgtext import clean_text
-from guiche.plugin import ChannelSpec
 from guiche.runtime_cache import runtime_cache
-from guiche.web.errors import Conflict
+from guiche.specs import ChannelSpec
 
 if TYPE_CHECKING:
     from guiche.services import Services

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import BaseModel
 
+from guiche.call_log import provider_call
 from guiche.channel_claims import (
     PROVISIONING_FAILED,
     TAKEN_OVER,
@@ -34,10 +35,10 @@ from guiche.channel_runtime import (
 )
 from guiche.channels import ChannelAdapter, ChannelError, ChannelInfo, ConnectionState
 from guiche.crypto import credentials_to_store
-from guiche.inbound.followups import emit_hooks
-from guiche.plugin import ChannelSpec
+from guiche.event_hooks import emit_hooks
 from guiche.realtime import events as ev
 from guiche.realtime.events import PendingEvent, record_events
+from guiche.specs import ChannelSpec
 
 if TYPE_CHECKING:
     from guiche.services import Services
@@ -115,8 +116,9 @@ async def provision_channel(services: Services, channel_id: uuid.UUID) -> str:
 async def run_provisioning(adapter: ChannelAdapter) -> str | None:
     """The adapter's `setup()` + `provision()`; None when they succeeded, else why not."""
     try:
-        await adapter.setup()
-        await adapter.provision()
+        with provider_call(adapter.channel.tenant_id, adapter.channel.id, "provision"):
+            await adapter.setup()
+            await adapter.provision()
     except (ChannelError, httpx.HTTPError, OSError, ValueError) as exc:
         detail = getattr(exc, "message", "") or str(exc) or type(exc).__name__
         log.warning(
@@ -177,8 +179,9 @@ async def _current_state(services: Services, channel_id: uuid.UUID) -> str:
 async def release_channel(services: Services, loaded: LoadedChannel) -> None:
     """Before deactivation: log out provider sessions and let the adapter clean up."""
     try:
-        await loaded.adapter.disconnect()
-        await loaded.adapter.unload()
+        with provider_call(loaded.row.tenant_id, loaded.row.id, "disconnect"):
+            await loaded.adapter.disconnect()
+            await loaded.adapter.unload()
     except (ChannelError, httpx.HTTPError, OSError, ValueError) as exc:
         log.warning(
             "channel release failed; deactivating anyway",

@@ -15,15 +15,36 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from guiche.channels import ChannelAdapter, ChannelInfo
-from guiche.crypto import CredentialCipher
-from guiche.inbound.ingest import ChannelRow
+from guiche.crypto import CredentialCipher, webhook_secret
+from guiche.enablement import enabled_settings
 from guiche.models import Channel
-from guiche.plugin import ChannelSpec
-from guiche.plugins.enablement import enabled_settings
 from guiche.runtime_cache import CHANNEL, invalidate, runtime_cache
+from guiche.specs import ChannelSpec
 
 if TYPE_CHECKING:
     from guiche.services import Services
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """The parts of a `channels` row ingestion needs."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    type: str
+    default_department: uuid.UUID | None = None
+
+
+async def channel_row(channel_id: uuid.UUID) -> ChannelRow | None:
+    """The active channel's row as ingestion needs it (no adapter, no enablement check)."""
+    row = (
+        await Channel.select(Channel.id, Channel.tenant, Channel.type, Channel.default_department)
+        .where((Channel.id == channel_id) & (Channel.is_active == True))  # noqa: E712
+        .first()
+    )
+    if row is None:
+        return None
+    return ChannelRow(row["id"], row["tenant"], row["type"], row["default_department"])
 
 
 @dataclass(frozen=True)
@@ -118,19 +139,42 @@ async def _build(services: Services, channel_id: uuid.UUID) -> LoadedChannel | N
     config = spec.credentials_model.model_validate(
         cipher_of(services).decrypt(row["credentials_encrypted"])
     )
-    base = services.settings.base_url
-    info = ChannelInfo(
+    info = channel_info(
+        services,
         id=row["id"],
         tenant_id=row["tenant"],
         type=row["type"],
         name=row["name"],
         phone=row["phone"],
-        public_url=base,
-        webhook_url=f"{base}/webhooks/{row['type']}/{row['id']}",
     )
     adapter = make_adapter(services, spec, info, config)
     channel = ChannelRow(row["id"], row["tenant"], row["type"], row["default_department"])
     return LoadedChannel(channel, info, plugin, spec, adapter)
+
+
+def channel_info(
+    services: Services,
+    *,
+    id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    type: str,
+    name: str,
+    phone: str | None,
+) -> ChannelInfo:
+    """What an adapter is told about its channel, with what core derives for it: the
+    public URLs and the core-generated webhook secret."""
+    settings = services.settings
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return ChannelInfo(
+        id=id,
+        tenant_id=tenant_id,
+        type=type,
+        name=name,
+        phone=phone,
+        public_url=settings.base_url,
+        webhook_url=f"{settings.base_url}/webhooks/{type}/{id}",
+        webhook_secret=webhook_secret(key, id),
+    )
 
 
 def make_adapter(

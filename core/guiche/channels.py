@@ -11,8 +11,9 @@ import datetime as dt
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -84,6 +85,30 @@ class Sender(_Model):
         return self
 
 
+class ChatKind(StrEnum):
+    """What a conversation is with: one person, a group of people, or a broadcast
+    channel (e.g. a Telegram channel's posts)."""
+
+    DIRECT = "direct"
+    GROUP = "group"
+    CHANNEL = "channel"
+
+
+class Chat(_Model):
+    """The chat a message was written in, when it is not the sender's own direct chat.
+
+    Core keeps one conversation per chat: for a `group` or `channel` chat its contact is
+    the chat itself (identified by `id` as a provider user id, named by `title`), and
+    each message keeps its author (`InboundMessage.sender`). `id` must never equal a
+    person's provider user id on the same channel type (WhatsApp's `…@g.us`, Telegram's
+    negative chat ids already differ). Replies go to the chat (`Recipient.chat_kind`).
+    """
+
+    id: str = Field(min_length=1)
+    kind: ChatKind = ChatKind.GROUP
+    title: str | None = None
+
+
 class Media(_Model):
     """A media attachment as the provider describes it; bytes are fetched or stored by core."""
 
@@ -147,7 +172,20 @@ class InboundMessage(_Model):
     from_me: bool = False
     #: Provider-side routing key (e.g. Meta's phone_number_id) for app-level webhooks.
     channel_ref: str | None = None
+    #: The group or channel it was written in; None for the sender's direct chat.
+    chat: Chat | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def party(self) -> Sender:
+        """Who the conversation is with: the sender in a direct chat, else the chat."""
+        if self.chat is None or self.chat.kind is ChatKind.DIRECT:
+            return self.sender
+        return Sender(provider_user_id=self.chat.id, name=self.chat.title)
+
+    @property
+    def chat_kind(self) -> ChatKind:
+        return self.chat.kind if self.chat is not None else ChatKind.DIRECT
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> InboundMessage:
@@ -286,12 +324,55 @@ class WebhookBatch(_Model):
         return not (self.messages or self.statuses or self.connection)
 
 
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What storing one `WebhookBatch` did (`guiche.plugin.ingest_batch`), once committed."""
+
+    #: Ids of the messages stored now (a redelivery stores nothing and counts a duplicate).
+    stored: tuple[uuid.UUID, ...] = ()
+    duplicates: int = 0
+    statuses_applied: int = 0
+    #: Statuses that changed nothing (older than what is stored, or for unknown messages).
+    statuses_ignored: int = 0
+    #: Conversations the batch opened (new, or a closed one reopened).
+    opened: tuple[uuid.UUID, ...] = ()
+    #: Provider ids of messages the database refused even alone (reported, not stored).
+    failed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    """What `guiche.plugin.import_history` did: messages written, messages skipped as
+    already stored (from any source, or repeated within the import), conversations it
+    had to create."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    conversations_created: int = 0
+
+
+class LoadedChannel(Protocol):
+    """A configured, active channel as core hands it to a plugin (`load_channel`,
+    `active_channels`, `channels_by_identity`): what it is and its ready adapter."""
+
+    @property
+    def info(self) -> ChannelInfo: ...
+
+    @property
+    def adapter(self) -> ChannelAdapter: ...
+
+
 # --- outbound --------------------------------------------------------------------------
 
 
 class Recipient(_Model):
+    """Whom a send goes to: the conversation's contact, a person (its phone, else its
+    provider user id) or, for a group or channel chat, the chat (`provider_user_id` is
+    the chat's id, `chat_kind` says which)."""
+
     phone: str | None = None
     provider_user_id: str | None = None
+    chat_kind: ChatKind = ChatKind.DIRECT
 
     @model_validator(mode="after")
     def _has_address(self) -> Recipient:
@@ -472,6 +553,10 @@ class ChannelInfo(_Model):
     #: to post (e.g. in `provision()`), and core's webhook route for this very channel.
     public_url: str = ""
     webhook_url: str = ""
+    #: A secret core generates for this channel (stable, never stored; empty where core
+    #: has no secret key): give it to providers that echo a secret on every webhook
+    #: (e.g. Telegram's `secret_token`) and compare it in `parse_webhook`.
+    webhook_secret: str = Field(default="", repr=False)
 
 
 class WebhookRequest(_Model):
@@ -615,13 +700,18 @@ __all__ = [
     "ChannelAdapter",
     "ChannelError",
     "ChannelInfo",
+    "Chat",
+    "ChatKind",
     "ConnectionState",
     "ConnectionUpdate",
     "ConversationEvent",
     "DeliveryStatus",
     "FetchedMedia",
+    "ImportOutcome",
     "InboundMessage",
+    "IngestOutcome",
     "InteractiveReply",
+    "LoadedChannel",
     "Location",
     "Media",
     "MessageType",

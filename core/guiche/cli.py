@@ -41,9 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, return the process exit code."""
     import asyncpg
 
+    from guiche.errors import ApiError
     from guiche.migrate import MigrationError
     from guiche.plugins.manager import PluginError
-    from guiche.web.errors import ApiError
 
     args = build_parser().parse_args(argv)
     try:
@@ -219,7 +219,7 @@ async def _run_all(settings: Settings) -> int:
     from guiche.app import create_app
     from guiche.demo import seed_demo
     from guiche.services import SERVICES
-    from guiche.tasks.runners import consume, schedule
+    from guiche.worker import consume, schedule
 
     assert settings.database_url
     stop = stop_on_signals()
@@ -277,14 +277,14 @@ async def _serve_web(settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from guiche.tasks.runners import run_worker
+    from guiche.worker import run_worker
 
     settings = settings_for("worker", keys=True, redis=True)
     return asyncio.run(_until_signal(lambda stop: run_worker(settings, stop)))
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from guiche.tasks.runners import run_scheduler
+    from guiche.worker import run_scheduler
 
     settings = settings_for("scheduler", redis=True)
     return asyncio.run(_until_signal(lambda stop: run_scheduler(settings, stop)))

@@ -82,12 +82,14 @@ class Settings(BaseSettings):
     max_media_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     media_inline_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     media_retention_days: int = Field(90, ge=0)
+    # The per-channel provider call log (guiche.call_log): days kept.
+    provider_call_retention_days: int = Field(7, ge=1, le=365)
     # WebSocket hub (per web process): connection cap, per-socket send queue, keepalive.
     ws_max_connections_per_tenant: int = Field(2000, ge=1)
     ws_send_queue_size: int = Field(1000, ge=1)
     ws_heartbeat_seconds: float = Field(30.0, gt=0)
     ws_auth_timeout_seconds: float = Field(10.0, gt=0)
-    # Presence (guiche.realtime.presence): an agent whose last socket closed is set offline
+    # Presence (guiche.routing.presence): an agent whose last socket closed is set offline
     # after this grace (a page reload is not leaving); a crashed process's agents after
     # at most one lease.
     presence_grace_seconds: float = Field(10.0, ge=0)

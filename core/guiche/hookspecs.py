@@ -3,22 +3,27 @@
 Registration hooks are synchronous and return typed specs; core wires them once at
 start-up. Event hooks are `async def`; core's runner awaits them (pluggy does not)
 only for tenants that enabled the plugin, each with a timeout and its own exception
-boundary. Types live in `guiche.plugin`.
+boundary. The event hooks' context type is beside them (`PluginContext`); the other
+types live in `guiche.specs` and `guiche.channels`, and plugins import all of them from
+`guiche.plugin`.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+from pydantic import BaseModel
 
 if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not annotations
     from guiche.channels import ConversationEvent, StoredMessage, StoredStatus
-    from guiche.plugin import (
+    from guiche.rbac import PermissionGrant
+    from guiche.services import Services
+    from guiche.specs import (
         ChannelSpec,
-        PermissionGrant,
-        PluginContext,
         PluginInfo,
         RouteSpec,
         RoutingDecision,
@@ -27,6 +32,18 @@ if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not ann
     )
 
 hookspec = pluggy.HookspecMarker("guiche")
+
+
+@dataclass
+class PluginContext:
+    """Passed to event hooks: whose event it is, the plugin's settings for that tenant, services."""
+
+    tenant_id: uuid.UUID
+    plugin: str
+    settings: BaseModel | dict[str, Any]
+    services: Services
+    logger: logging.Logger
+
 
 # --- registration hooks (sync, return data) ---------------------------------------
 

@@ -18,17 +18,59 @@ Known difference: httpx-aiohttp 0.2 maps every aiohttp connection error (refused
 reset) to `httpx.ConnectTimeout`, not `ConnectError`. Both are `TransportError`s and
 adapters retry both; only the error code a plugin derives (e.g. "timeout" rather than
 "network") is less precise.
+
+Every request goes through `send()`, where the per-channel provider call log
+(`guiche.call_log`) observes it: status, latency, or the exception raised.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from typing import Any
+
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
+
+from guiche.call_log import CallRecorder
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 """Per operation; a hung provider is cut after 15 s without data, a dead host after 5 s."""
 
 
-def outbound_client(*, timeout: httpx.Timeout = TIMEOUT) -> httpx.AsyncClient:
-    """A pooled client; create it inside the running event loop, `aclose()` it at shutdown."""
-    return HttpxAiohttpClient(timeout=timeout)
+class RecordingClient(HttpxAiohttpClient):
+    """httpx's client whose every request is offered to the provider call log."""
+
+    def __init__(self, *, recorder: CallRecorder | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.recorder = recorder
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        recorder = self.recorder
+        if recorder is None:
+            return await super().send(request, **kwargs)
+        started = dt.datetime.now(dt.UTC)
+        clock = time.perf_counter()
+        try:
+            response = await super().send(request, **kwargs)
+        except BaseException as exc:
+            recorder.observe(
+                request, started=started, elapsed=time.perf_counter() - clock, error=exc
+            )
+            raise
+        recorder.observe(
+            request, started=started, elapsed=time.perf_counter() - clock, response=response
+        )
+        return response
+
+
+def outbound_client(
+    *,
+    timeout: httpx.Timeout = TIMEOUT,
+    recorder: CallRecorder | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """A pooled client; create it inside the running event loop, `aclose()` it at shutdown.
+    `recorder` logs the calls made inside a `provider_call` scope; `transport` replaces
+    aiohttp's (tests)."""
+    return RecordingClient(recorder=recorder, timeout=timeout, transport=transport)

@@ -25,8 +25,8 @@ import asyncpg
 
 from guiche.accounts import add_member
 from guiche.auth.passwords import hash_password
+from guiche.errors import Conflict, NotFound
 from guiche.models import Invitation, Membership, User
-from guiche.web.errors import Conflict, NotFound
 
 PENDING, ACCEPTED, DECLINED, REVOKED = "pending", "accepted", "declined", "revoked"
 

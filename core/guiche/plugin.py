@@ -5,21 +5,21 @@ A plugin imports from here (and `guiche.channels`), never from core internals.
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-from pydantic import BaseModel
-from pydantic_settings import BaseSettings
-
-from guiche.channels import ChannelAdapter
-from guiche.http_client import outbound_client
-from guiche.rbac import ROLES, PermissionGrant
-from guiche.web.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint
-from guiche.web.errors import (
+from guiche import call_log
+from guiche.channels import (
+    ChannelInfo,
+    ImportOutcome,
+    InboundMessage,
+    IngestOutcome,
+    LoadedChannel,
+    WebhookBatch,
+)
+from guiche.errors import (
     ApiError,
     BadRequest,
     Conflict,
@@ -28,102 +28,26 @@ from guiche.web.errors import (
     TooManyRequests,
     ValidationFailed,
 )
-from guiche.web.jsonio import json_response
-from guiche.web.webhook_receiver import WebhookAck, provider_errors, read_webhook
+from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint
+from guiche.http.webhook_receiver import WebhookAck, provider_errors, read_webhook
+from guiche.http_client import outbound_client
+from guiche.jsonio import json_response
+from guiche.plugins.context import PluginContext
+from guiche.rbac import ROLES, PermissionGrant
+from guiche.specs import (
+    API_VERSION,
+    MEDIA_FIELDS,
+    ChannelSpec,
+    PluginInfo,
+    RouteSpec,
+    RoutingDecision,
+    TaskSpec,
+    WebhookRouteSpec,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
     from guiche.services import Services
-
-PROJECT = "guiche"
-API_VERSION = 1
-
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
-#: What `message_media` tells a plugin about a stored file.
-MEDIA_FIELDS = ("id", "mime_type", "size", "filename", "sha256", "created_at")
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """What a plugin says about itself. `name` must equal its entry-point name."""
-
-    name: str
-    version: str
-    description: str = ""
-    api_version: int = API_VERSION
-    settings_model: type[BaseModel] | None = None
-    requires: tuple[str, ...] = ()
-    operator_settings: type[BaseSettings] | None = None
-    """The deployment-wide environment variables the plugin reads, as one pydantic-settings
-    model (`guiche.config.env_names` lists them; `.env.example` must name each)."""
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """A plugin route, mounted under `/api/v1/plugins/<plugin>/<path>` and tenant-gated.
-
-    Decorate `handler` with `guiche.plugin.endpoint(...)` to declare its permission.
-    """
-
-    method: str
-    path: str
-    handler: Callable[..., Awaitable[Any]]
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class WebhookRouteSpec:
-    """A provider-facing route under `/webhooks/<plugin>/<path>`: no user auth, no gating."""
-
-    method: str
-    path: str
-    handler: Callable[..., Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A background task registered on the broker as `<plugin>.<name>`.
-
-    `func` is `async def`; it gets the kicked (JSON) arguments, plus `services=` (the
-    process's `Services`) when it declares a parameter by that name. Delivery is
-    at-least-once: make it idempotent. `schedule`: e.g. `({"interval": 5},)` or
-    `({"cron": "*/10 * * * *"},)`, run by the one scheduler.
-    """
-
-    name: str
-    func: Callable[..., Awaitable[Any]]
-    schedule: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class ChannelSpec:
-    """A channel type a plugin provides: its `guiche.channels.ChannelAdapter` subclass, the
-    pydantic model of its credentials, and capabilities (e.g. CAP_CUSTOMER_CARE_WINDOW)."""
-
-    type: str
-    adapter: type[ChannelAdapter]
-    credentials_model: type[BaseModel]
-    capabilities: frozenset[str] = field(default_factory=frozenset)
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class RoutingDecision:
-    """What `guiche_route_inbound` returns: the department to queue in, or a bot taking it."""
-
-    department_id: uuid.UUID | None = None
-    bot: bool = False
-
-
-@dataclass
-class PluginContext:
-    """Passed to event hooks: whose event it is, the plugin's settings for that tenant, services."""
-
-    tenant_id: uuid.UUID
-    plugin: str
-    settings: BaseModel | dict[str, Any]
-    services: Services
-    logger: logging.Logger
 
 
 def plugin_name_of(request: Any) -> str | None:
@@ -133,18 +57,17 @@ def plugin_name_of(request: Any) -> str | None:
     return request.get(PLUGIN_KEY)
 
 
-async def active_channels(services: Services, channel_type: str) -> list[Any]:
-    """Active channels of `channel_type` (with their adapters) whose tenants enabled the plugin.
-
-    Each item has `.row` (id, tenant_id, type), `.info`, `.adapter` (config decrypted)."""
+async def active_channels(services: Services, channel_type: str) -> list[LoadedChannel]:
+    """Active channels of `channel_type` (with their adapters) whose tenants enabled the
+    plugin: each has `.info` (id, tenant_id, type, ...) and `.adapter` (config decrypted)."""
     from guiche.channel_runtime import active_channels as _active
 
-    return await _active(services, channel_type)
+    return list(await _active(services, channel_type))
 
 
 async def channels_by_identity(
     services: Services, channel_type: str, identities: set[str], *, ttl: float = 30.0
-) -> dict[str, Any]:
+) -> dict[str, LoadedChannel]:
     """For app-level webhooks that route by a provider key (Meta's phone_number_id): the
     one channel holding each identity (`ChannelAdapter.provider_identity`), loaded like
     `load_channel`'s, for identities that have a routable holder — active, plugin
@@ -155,36 +78,58 @@ async def channels_by_identity(
     return dict(await _by_identity(services, channel_type, identities, ttl=ttl))
 
 
-async def ingest_batch(services: Services, channel: Any, batch: Any) -> Any:
+async def ingest_batch(
+    services: Services, channel: LoadedChannel, batch: WebhookBatch
+) -> IngestOutcome:
     """Store a `WebhookBatch` for one loaded channel exactly as core's webhook route does
-    (dedup, contacts, conversations, statuses, events, routing, hooks)."""
+    (dedup, contacts, conversations, statuses, events, routing, hooks); returns once it
+    is committed."""
     from guiche.inbound.ingest import ingest
 
-    return await ingest(services, channel.row, batch)
+    return (await ingest(services, _row_of(channel), batch)).outcome()
 
 
-async def receive_channel_webhook(request: Any, channel: Any) -> dict[str, Any]:
+def _row_of(channel: LoadedChannel) -> Any:
+    """Core's row for a loaded channel (core's own `LoadedChannel` carries it)."""
+    from guiche.channel_runtime import ChannelRow
+
+    if isinstance(channel, ChannelRow):  # core's own callers and older plugins
+        return channel
+    row = getattr(channel, "row", None)
+    if isinstance(row, ChannelRow):
+        return row
+    raise TypeError("pass a channel from load_channel, active_channels or channels_by_identity")
+
+
+async def receive_channel_webhook(request: Any, channel: LoadedChannel) -> dict[str, Any]:
     """In a plugin's own webhook route for one channel (another path, a secret in the URL):
     the same receiver as core's `/webhooks/<type>/<channel_id>` — the adapter's
     `webhook_media_types` (415), `parse_webhook` (401 / 400 on refusal), ingest, and the
     JSON answer after the commit. `channel` is a loaded channel (`load_channel`)."""
-    from guiche.inbound.webhooks import receive_for_channel
+    from guiche.http.webhook_receiver import receive_for_channel
 
     return await receive_for_channel(request, channel)
 
 
 async def import_history(
-    services: Services, channel: Any, messages: Any, *, batch_size: int = 5000
-) -> Any:
+    services: Services,
+    channel: LoadedChannel,
+    messages: Iterable[InboundMessage],
+    *,
+    batch_size: int = 5000,
+) -> ImportOutcome:
     """Store past `InboundMessage`s of one channel in bulk (COPY), skipping every provider
     id already stored (earlier imports, live webhooks); safe to run again. `channel` is a
-    loaded channel (`load_channel`, `active_channels`) or its `.row`. No per-message
-    events or hooks; returns `BulkResult(inserted, duplicates, conversations_created)`.
+    loaded channel (`load_channel`, `active_channels`). No per-message events or hooks.
     Where messages land: see `guiche.inbound.bulk`."""
     from guiche.inbound.bulk import import_history as _import_history
 
-    row = getattr(channel, "row", channel)
-    return await _import_history(services, row, messages, batch_size=batch_size)
+    done = await _import_history(services, _row_of(channel), messages, batch_size=batch_size)
+    return ImportOutcome(
+        inserted=done.inserted,
+        duplicates=done.duplicates,
+        conversations_created=done.conversations_created,
+    )
 
 
 async def plugin_context(request: Any) -> PluginContext:
@@ -198,7 +143,7 @@ async def plugin_context(request: Any) -> PluginContext:
 def require_json(request: Any) -> None:
     """In a provider-facing route: answer 415 (error shape) unless the body is declared
     JSON (`application/json`, with or without `; charset=...`, or a `+json` type)."""
-    from guiche.web.endpoint import require_media_type
+    from guiche.http.endpoint import require_media_type
 
     require_media_type(request, ("application/json",))
 
@@ -213,7 +158,7 @@ def services_of(request: Any) -> Services:
 
 async def load_channel(
     services: Services, channel_id: uuid.UUID, *, tenant_id: uuid.UUID | None = None
-) -> Any | None:
+) -> LoadedChannel | None:
     """One active channel with its adapter (same shape as `active_channels` items), or None
     when it is inactive, its plugin is not installed or enabled, or — with `tenant_id` —
     it belongs to another tenant (so a plugin route can answer 404 for it)."""
@@ -223,24 +168,6 @@ async def load_channel(
     if loaded is None or (tenant_id is not None and loaded.row.tenant_id != tenant_id):
         return None
     return loaded
-
-
-_UPSERT_TEMPLATE = """
-INSERT INTO templates (tenant, channel, name, language, category, body, components, status,
-                       external_id)
-VALUES ({}, {}, {}, {}, {}, {}, {}::jsonb, {}, {})
-ON CONFLICT (tenant, coalesce(channel, '00000000-0000-0000-0000-000000000000'), name, language)
-DO UPDATE SET category = EXCLUDED.category, body = EXCLUDED.body,
-              components = EXCLUDED.components, status = EXCLUDED.status,
-              external_id = EXCLUDED.external_id, updated_at = now()
-"""
-
-_RETIRE_TEMPLATES = """
-UPDATE templates SET status = 'DELETED', updated_at = now()
-WHERE tenant = {} AND channel = {} AND status <> 'DELETED'
-  AND NOT ((name || '/' || language) = ANY({}::text[]))
-RETURNING id
-"""
 
 
 async def upsert_templates(
@@ -260,32 +187,11 @@ async def upsert_templates(
     Returns `{"upserted": n, "retired": m}`. One transaction; the channel must be the
     tenant's (else `NotFound`).
     """
-    import orjson
+    from guiche.provider_templates import store_provider_templates
 
-    from guiche.models import Channel, Template
-
-    owned = await Channel.exists().where((Channel.tenant == tenant_id) & (Channel.id == channel_id))
-    if not owned:
-        raise NotFound("channel not found")
-    retired: list[Any] = []
-    async with Template._meta.db.transaction():
-        for item in templates:
-            await Template.raw(
-                _UPSERT_TEMPLATE,
-                tenant_id,
-                channel_id,
-                str(item["name"])[:200],
-                str(item.get("language") or "pt_BR")[:20],
-                str(item.get("category") or "UTILITY").upper()[:40],
-                str(item.get("body") or ""),
-                orjson.dumps(item.get("components") or []).decode(),
-                str(item.get("status") or "APPROVED").upper()[:30],
-                (str(item["external_id"])[:200] if item.get("external_id") else None),
-            )
-        if retire_missing:
-            keep = [f"{item['name']}/{item.get('language') or 'pt_BR'}" for item in templates]
-            retired = await Template.raw(_RETIRE_TEMPLATES, tenant_id, channel_id, keep)
-    return {"upserted": len(templates), "retired": len(retired)}
+    return await store_provider_templates(
+        tenant_id, channel_id, templates, retire_missing=retire_missing
+    )
 
 
 async def message_media(
@@ -300,11 +206,21 @@ async def message_media(
     caller may see. Raises `NotFound` / `ServiceUnavailable`-shaped API errors.
     """
     from guiche.auth.principal import current_principal
-    from guiche.inbound.media import message_media as _message_media
+    from guiche.media.attachments import message_media as _message_media
 
     principal = current_principal(request) if request is not None else None
     row = await _message_media(services, tenant_id, message_id, principal=principal)
     return {key: row[key] for key in MEDIA_FIELDS}  # never where core stores it
+
+
+@contextmanager
+def provider_call(channel: ChannelInfo, operation: str) -> Iterator[None]:
+    """Log the provider calls made inside the block (through the adapter's `http`) in
+    the channel's call log as `operation`. Core already does this around every adapter
+    method it calls; use it in a plugin's own routes and tasks that call the provider
+    for one channel (e.g. fetching a QR code)."""
+    with call_log.provider_call(channel.tenant_id, channel.id, operation):
+        yield
 
 
 __all__ = [
@@ -342,6 +258,7 @@ __all__ = [
     "outbound_client",
     "plugin_context",
     "plugin_name_of",
+    "provider_call",
     "provider_errors",
     "read_webhook",
     "receive_channel_webhook",

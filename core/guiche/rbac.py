@@ -42,7 +42,7 @@ CORE_PERMISSIONS: dict[str, set[str]] = {
     "api_keys.manage": _ADMINS,
     "audit.read": _ADMINS,
     "provider_usage.read": _ADMINS,
-    # conversations: what a role may see is scoped further by guiche.conversations.visibility
+    # conversations: what a role may see is scoped further by guiche.auth.visibility
     "conversations.read": _ALL,
     "conversations.read_departments": _LEADS,
     "conversations.read_all": {"owner", "admin", "viewer"},

@@ -2,54 +2,94 @@
 
 Web and worker processes build the same container, so a task and a route see the
 same database engine, Redis client, HTTP client and plugin runtime.
+
+It sits below the domain, so what the layers above provide — the plugin registry, the
+hook runner, the task queue — is typed here by the few methods the domain calls on
+them (`PluginCatalog`, `HookRunner`, `TaskKicker`); `guiche.app.build_services` puts
+the real ones in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from aiohttp import web
 from piccolo.engine.postgres import PostgresEngine
 from redis.asyncio import Redis
 
+from guiche.call_log import CallRecorder
 from guiche.config import Settings
 from guiche.ratelimit import MemoryRateLimiter, RateLimiter
 from guiche.rbac import PermissionRegistry
 from guiche.realtime.bus import EventBus, MemoryBus
 
 if TYPE_CHECKING:
-    from guiche.plugins.registry import PluginRegistry
-    from guiche.plugins.runner import EventRunner
-    from guiche.tasks.queue import TaskQueue
+    from pydantic import BaseModel
+
+    from guiche.specs import ChannelSpec, TaskSpec
+
+
+class PluginCatalog(Protocol):
+    """What the domain asks of the plugin registry (`guiche.plugins.registry`)."""
+
+    def channel_type(self, name: str) -> tuple[str, ChannelSpec] | None: ...
+
+    def validate_settings(
+        self, plugin: str, data: dict[str, Any]
+    ) -> BaseModel | dict[str, Any]: ...
+
+    tasks: dict[str, TaskSpec]
+
+
+class HookRunner(Protocol):
+    """Runs the tenant's plugins' event hooks (`guiche.plugins.runner.EventRunner`)."""
+
+    async def emit(self, tenant_id: uuid.UUID, hook_name: str, **kwargs: Any) -> list[Any]: ...
+
+    async def first_result(self, tenant_id: uuid.UUID, hook_name: str, **kwargs: Any) -> Any: ...
+
+
+class TaskKicker(Protocol):
+    """Enqueues background tasks by name (`guiche.tasks.queue.TaskQueue`)."""
+
+    async def kick(self, name: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def fire(self, name: str, *args: Any, **kwargs: Any) -> None: ...
+
+
+class NoHooks:
+    """The hook runner until the plugin host installs its own: no plugin, no hook."""
+
+    async def emit(self, tenant_id: uuid.UUID, hook_name: str, **kwargs: Any) -> list[Any]:
+        return []
+
+    async def first_result(self, tenant_id: uuid.UUID, hook_name: str, **kwargs: Any) -> Any:
+        return None
 
 
 @dataclass
 class Services:
     settings: Settings
     db: PostgresEngine
-    plugins: PluginRegistry
+    plugins: PluginCatalog
     permissions: PermissionRegistry
     redis: Redis | None = None
     http: httpx.AsyncClient | None = None
+    call_log: CallRecorder | None = None  # writes `provider_calls` for `http` while open
     extras: dict[str, Any] = field(default_factory=dict)
     # Redis-backed once open_resources runs with Redis configured (see guiche.ratelimit).
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
-    tasks: TaskQueue | None = None  # set while the app or worker runs: `await tasks.kick(...)`
-    events: EventRunner = field(init=False, repr=False)
+    tasks: TaskKicker | None = None  # set while the app or worker runs: `await tasks.kick(...)`
+    events: HookRunner = field(default_factory=NoHooks, repr=False)  # the host's runner
     # In-process by default; a RedisBus once open_resources runs with Redis configured.
     bus: EventBus = field(default_factory=MemoryBus)
     background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
-
-    def __post_init__(self) -> None:
-        # Imported here: the runner builds contexts that carry this container.
-        from guiche.plugins.runner import EventRunner
-
-        self.events = EventRunner(self)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run follow-up work (plugin hooks) after a response, keeping a reference until done."""

@@ -17,8 +17,8 @@ import orjson
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from guiche.jsonio import validate_strict
 from guiche.models import Tenant
-from guiche.web.jsonio import validate_strict
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 

@@ -42,7 +42,7 @@ from guiche.channels import (
     WebhookBatch,
     WebhookRequest,
 )
-from guiche.plugin import ChannelSpec, PluginInfo, hookimpl
+from guiche.specs import ChannelSpec, PluginInfo, hookimpl
 
 FAKE_SIGNATURE_HEADER = "X-Fake-Signature"
 

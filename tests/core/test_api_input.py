@@ -1,6 +1,6 @@
 """Bad API input is a 4xx with the error shape, never a 500, and types are strict.
 
-Covers the request-parsing layer (`guiche.web.endpoint`): text Postgres cannot store
+Covers the request-parsing layer (`guiche.http.endpoint`): text Postgres cannot store
 (U+0000, lone surrogates) in bodies and queries, strict JSON types, unknown fields,
 malformed multipart uploads, and the database-bounded values found by fuzzing.
 """

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from guiche.channel_runtime import channel_changed, load_channel_adapter
+from guiche.enablement import enabled_settings, plugins_changed
 from guiche.models import Channel, Department, TenantPlugin
-from guiche.plugins.enablement import enabled_settings, plugins_changed
 from guiche.realtime.bus import RECONNECTED
 from guiche.runtime_cache import CHANNEL, RuntimeCache
 from guiche.services import SERVICES, Services

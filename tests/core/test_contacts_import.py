@@ -5,15 +5,15 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from guiche.contacts_import import (
+from guiche.api.contacts_import import (
     ContactRow,
     decode_csv,
     detect_delimiter,
     merge_duplicates,
     parse_csv,
 )
+from guiche.errors import ValidationFailed
 from guiche.models import AuditLog, Contact
-from guiche.web.errors import ValidationFailed
 from tests.conftest import login
 
 # --- parsing (pure) ------------------------------------------------------------------------

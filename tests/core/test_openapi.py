@@ -13,6 +13,8 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel, Field
 
 from guiche.app import create_app
+from guiche.http.endpoint import endpoint_of
+from guiche.http.pagination import Page, PageQuery
 from guiche.plugin import (
     PUBLIC,
     PluginInfo,
@@ -21,9 +23,7 @@ from guiche.plugin import (
     endpoint,
     hookimpl,
 )
-from guiche.web.endpoint import endpoint_of
 from guiche.web.openapi import DOCS_PATH, OPENAPI_PATH
-from guiche.web.pagination import Page, PageQuery
 
 
 class Status(enum.StrEnum):

@@ -223,7 +223,6 @@ def test_log_output_goes_to_stderr_stream(capsys: pytest.CaptureFixture[str]) ->
     assert entry["msg"] == "hello" and entry["n"] == 1 and entry["logger"] == "guiche.test"
 
 
-
 @pytest.mark.parametrize(
     ("setting", "terminal", "json_expected"),
     [

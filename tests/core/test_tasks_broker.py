@@ -19,9 +19,10 @@ from guiche.app import build_services
 from guiche.config import ConfigError, Settings
 from guiche.plugin import PluginInfo, TaskSpec, hookimpl
 from guiche.services import SERVICES, Services
-from guiche.tasks import TaskQueue, UnknownTask, make_broker, schedule_labels
 from guiche.tasks import broker as broker_module
-from guiche.tasks.runners import run_scheduler, run_worker, schedule
+from guiche.tasks.broker import make_broker, schedule_labels
+from guiche.tasks.queue import TaskQueue, UnknownTask
+from guiche.worker import run_scheduler, run_worker, schedule
 from tests.conftest import drop_task_queue
 
 WAIT = 20.0

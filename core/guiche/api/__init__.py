@@ -5,6 +5,7 @@ from aiohttp import web
 from guiche.api import (
     api_keys,
     audit,
+    auth,
     channels,
     contacts,
     conversations,
@@ -14,16 +15,16 @@ from guiche.api import (
     messages,
     notes,
     plugins,
+    provider_calls,
     search,
     tabulations,
     templates,
     tenants,
     users,
 )
-from guiche.auth import routes as auth_routes
 
 CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
-    auth_routes.routes,
+    auth.routes,
     tenants.routes,
     users.routes,
     invitations.routes,
@@ -39,5 +40,6 @@ CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
     plugins.routes,
     events.routes,
     audit.routes,
+    provider_calls.routes,
     search.routes,
 ]

@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from guiche.audit import record_audit
 from guiche.auth.api_keys import generate_api_key, key_permissions
 from guiche.auth.principal import Principal, current_principal
+from guiche.errors import Forbidden, NotFound, ValidationFailed
+from guiche.http.endpoint import endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import ApiKey
 from guiche.rbac import PLATFORM_PERMISSIONS, ROLES
 from guiche.services import services_of
 from guiche.tenancy import owned, parse_uuid
-from guiche.web.endpoint import endpoint
-from guiche.web.errors import Forbidden, NotFound, ValidationFailed
-from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
 PERMISSION = "api_keys.manage"

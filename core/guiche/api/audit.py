@@ -18,10 +18,10 @@ from piccolo.table import Table
 from pydantic import AwareDatetime, BaseModel, StringConstraints, model_validator
 
 from guiche.auth.principal import current_principal
+from guiche.http.endpoint import endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import AuditLog, ProviderUsage
 from guiche.tenancy import owned
-from guiche.web.endpoint import endpoint
-from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
 
@@ -37,7 +37,7 @@ class PeriodQuery(PageQuery):
         return self
 
 
-def _in_period(select: Select, table: type[Table], query: PeriodQuery) -> Select:
+def in_period(select: Select, table: type[Table], query: PeriodQuery) -> Select:
     created = table.created_at  # type: ignore[attr-defined]
     if query.since is not None:
         select = select.where(created >= query.since)
@@ -91,7 +91,7 @@ async def list_audit(request: web.Request, *, query: AuditQuery) -> Page[AuditEn
         select = select.where(AuditLog.action == query.action)
     if query.target_id is not None:
         select = select.where(AuditLog.target_id == query.target_id)
-    rows, cursor = await paginate(_in_period(select, AuditLog, query), AuditLog, query, int)
+    rows, cursor = await paginate(in_period(select, AuditLog, query), AuditLog, query, int)
     return Page[AuditEntryOut](
         items=[AuditEntryOut.model_validate(row) for row in rows], next_cursor=cursor
     )
@@ -142,7 +142,7 @@ async def list_provider_usage(request: web.Request, *, query: UsageQuery) -> Pag
     ).output(load_json=True)
     if query.channel_id is not None:
         select = select.where(ProviderUsage.channel == query.channel_id)
-    rows, cursor = await paginate(_in_period(select, ProviderUsage, query), ProviderUsage, query)
+    rows, cursor = await paginate(in_period(select, ProviderUsage, query), ProviderUsage, query)
     return Page[ProviderUsageOut](
         items=[ProviderUsageOut.model_validate(row) for row in rows], next_cursor=cursor
     )

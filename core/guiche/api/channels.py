@@ -36,8 +36,7 @@ from guiche.channel_lifecycle import (
     release_channel,
     set_channel_state,
 )
-from guiche.channel_runtime import channel_changed, load_channel_adapter
-from guiche.channels import ChannelInfo
+from guiche.channel_runtime import channel_changed, channel_info, load_channel_adapter
 from guiche.config import ConfigError
 from guiche.crypto import (
     CredentialCipher,
@@ -47,22 +46,22 @@ from guiche.crypto import (
     mask_value,
 )
 from guiche.db import connection
-from guiche.models import Channel, Department
-from guiche.phones import InvalidPhone, normalize_phone, tenant_region
-from guiche.plugin import ChannelSpec
-from guiche.plugins.enablement import enabled_settings
-from guiche.services import services_of
-from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import RequestBody, endpoint
-from guiche.web.errors import (
+from guiche.enablement import enabled_settings
+from guiche.errors import (
     Conflict,
     NotFound,
     ServiceUnavailable,
     ValidationFailed,
     pydantic_details,
 )
-from guiche.web.jsonio import validate_strict
-from guiche.web.pagination import Page, PageQuery, paginate
+from guiche.http.endpoint import RequestBody, endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
+from guiche.jsonio import validate_strict
+from guiche.models import Channel, Department
+from guiche.phones import InvalidPhone, normalize_phone, tenant_region
+from guiche.plugin import ChannelSpec
+from guiche.services import services_of
+from guiche.tenancy import get_owned, owned
 
 routes = web.RouteTableDef()
 TAGS = ("channels",)
@@ -246,7 +245,8 @@ async def create_channel(request: web.Request, *, body: ChannelIn) -> ChannelOut
     if identity is not None and await _held_by_other(body.type, identity, channel_id):
         # Another channel holds this provider account: provisioning with these
         # credentials, before anything is stored, is the only way to take it.
-        info = ChannelInfo(
+        info = channel_info(
+            services,
             id=channel_id,
             tenant_id=principal.tenant_id,
             type=body.type,
@@ -435,14 +435,16 @@ async def _claim_for(
         return None
     if not await _held_by_other(row["type"], identity, row["id"]):
         return _Claim(identity, proven=False)
-    info = ChannelInfo(
+    services = services_of(request)
+    info = channel_info(
+        services,
         id=row["id"],
         tenant_id=row["tenant"],
         type=row["type"],
         name=values.get("name", row["name"]),
         phone=values.get("phone", row["phone"]),
     )
-    proved, detail = await prove_control(services_of(request), spec, info, config)
+    proved, detail = await prove_control(services, spec, info, config)
     if proved is None:
         raise refused(detail)
     values["credentials_encrypted"] = cipher.encrypt(proved)

@@ -15,16 +15,17 @@ from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 
 from guiche.api.common import Email, changes, like_pattern, path_id
+from guiche.api.contacts_import import ImportReport, import_csv, read_upload
 from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
-from guiche.contacts_import import ImportReport, import_csv, read_upload
+from guiche.channels import ChatKind
+from guiche.errors import Conflict, ValidationFailed
+from guiche.http.endpoint import RequestBody, endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Contact
 from guiche.phones import InvalidPhone, normalize_phone, phone_digits, tenant_region
 from guiche.services import services_of
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import RequestBody, endpoint
-from guiche.web.errors import Conflict, ValidationFailed
-from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
 TAGS = ("contacts",)
@@ -67,6 +68,7 @@ class ContactOut(BaseModel):
     custom_fields: dict[str, Any]
     opted_out: bool
     opted_out_at: dt.datetime | None
+    chat_kind: ChatKind = ChatKind.DIRECT  # a person, or a group / channel chat
     created_at: dt.datetime
     updated_at: dt.datetime
 

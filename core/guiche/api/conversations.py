@@ -1,6 +1,6 @@
 """Conversations: the lists agents work from, and the moves they make on one.
 
-Lists are filtered by the one visibility rule (guiche.conversations.visibility) and
+Lists are filtered by the one visibility rule (guiche.auth.visibility) and
 ordered by latest activity; `scope` only narrows what the caller may already see.
 The moves themselves live in guiche.conversations.transitions.
 """
@@ -16,15 +16,15 @@ from pydantic import BaseModel, StringConstraints, model_validator
 
 from guiche.api.common import path_id
 from guiche.auth.principal import Principal, current_principal
+from guiche.auth.visibility import Viewer, viewer_for
 from guiche.conversations import reads, transitions
 from guiche.conversations.start import ConversationAlreadyOpen, StartRequest, start_conversation
-from guiche.conversations.visibility import Viewer, viewer_for
+from guiche.errors import Conflict, Forbidden, NotFound
+from guiche.http.endpoint import RequestBody, endpoint
+from guiche.http.pagination import Page, PageQuery, decode_cursor, split_page
 from guiche.outbound.schemas import MessageOut, SendRequest
 from guiche.outbound.service import load_visible_conversation
 from guiche.services import Services, services_of
-from guiche.web.endpoint import RequestBody, endpoint
-from guiche.web.errors import Conflict, Forbidden, NotFound
-from guiche.web.pagination import Page, PageQuery, decode_cursor, split_page
 
 routes = web.RouteTableDef()
 TAGS = ("conversations",)

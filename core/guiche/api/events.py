@@ -16,11 +16,11 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from guiche.auth.principal import current_principal
-from guiche.conversations.visibility import viewer_for
+from guiche.auth.visibility import viewer_for
+from guiche.http.endpoint import endpoint
 from guiche.models import Event
 from guiche.realtime.events import BusEvent
-from guiche.realtime.hub import event_visible
-from guiche.web.endpoint import endpoint
+from guiche.websocket.hub import event_visible
 
 routes = web.RouteTableDef()
 

@@ -23,13 +23,13 @@ from guiche.api.common import Email, path_id
 from guiche.audit import record_audit
 from guiche.auth.access import access_changed
 from guiche.auth.principal import Principal, current_principal, signed_in_user
+from guiche.errors import NotFound
+from guiche.http.endpoint import AUTHENTICATED, endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.invitations import account_for, respond, revoke
 from guiche.models import Invitation, User
 from guiche.services import services_of
 from guiche.tenancy import owned
-from guiche.web.endpoint import AUTHENTICATED, endpoint
-from guiche.web.errors import NotFound
-from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
 

@@ -13,11 +13,11 @@ from guiche.accounts import display_names
 from guiche.api.common import path_id
 from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
+from guiche.errors import Forbidden, ValidationFailed
+from guiche.http.endpoint import RequestBody, endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Contact, Conversation, Note
 from guiche.tenancy import get_owned, owned
-from guiche.web.endpoint import RequestBody, endpoint
-from guiche.web.errors import Forbidden, ValidationFailed
-from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
 TAGS = ("notes",)

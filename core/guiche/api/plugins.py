@@ -15,15 +15,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
+from guiche.enablement import plugins_changed
+from guiche.errors import NotFound, ValidationFailed, pydantic_details
+from guiche.http.endpoint import endpoint
+from guiche.jsonio import validate_strict
 from guiche.models import TenantPlugin
 from guiche.plugin import PluginInfo
 from guiche.plugins.context import TenantPluginState
-from guiche.plugins.enablement import plugins_changed
 from guiche.plugins.registry import PluginRegistry
 from guiche.services import services_of
-from guiche.web.endpoint import endpoint
-from guiche.web.errors import NotFound, ValidationFailed, pydantic_details
-from guiche.web.jsonio import validate_strict
 
 routes = web.RouteTableDef()
 

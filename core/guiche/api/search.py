@@ -3,7 +3,7 @@
 A case-insensitive substring match on the message text (`body ILIKE '%q%'`, LIKE's
 wildcards escaped), answered by the trigram index `messages_body_trgm_idx`, which needs
 at least 3 characters to narrow anything: shorter queries are refused. Only messages of
-conversations the caller may see (guiche.conversations.visibility, then `scope`), newest
+conversations the caller may see (guiche.auth.visibility, then `scope`), newest
 first with the usual `(created_at, id)` cursor. Cost: docs/architecture.md, section 5.
 """
 
@@ -18,11 +18,11 @@ from pydantic import AwareDatetime, StringConstraints
 from guiche.api.common import like_pattern
 from guiche.api.conversations import Scope, SqlWhere, apply_scope, fetch_rows
 from guiche.auth.principal import current_principal
-from guiche.conversations.visibility import viewer_for
+from guiche.auth.visibility import viewer_for
+from guiche.http.endpoint import endpoint
+from guiche.http.pagination import Page, PageQuery, decode_cursor, split_page
 from guiche.outbound.schemas import MessageOut
 from guiche.services import services_of
-from guiche.web.endpoint import endpoint
-from guiche.web.pagination import Page, PageQuery, decode_cursor, split_page
 
 routes = web.RouteTableDef()
 

@@ -14,12 +14,12 @@ from guiche.accounts import create_tenant
 from guiche.audit import record_audit
 from guiche.auth.access import access_changed
 from guiche.auth.principal import current_principal
+from guiche.errors import NotFound, ValidationFailed, pydantic_details
+from guiche.http.endpoint import endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Tenant
 from guiche.services import services_of
 from guiche.tenant_settings import TenantSettings, merge_settings, read_settings
-from guiche.web.endpoint import endpoint
-from guiche.web.errors import NotFound, ValidationFailed, pydantic_details
-from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
 

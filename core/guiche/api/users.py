@@ -23,16 +23,16 @@ from guiche.api.common import Email, changes, like_pattern, path_id
 from guiche.audit import record_audit
 from guiche.auth.access import access_changed, end_sessions
 from guiche.auth.principal import Principal, current_principal
+from guiche.errors import Conflict, Forbidden, NotFound
+from guiche.http.endpoint import AUTHENTICATED, RequestBody, endpoint
+from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.invitations import Offer, invite
 from guiche.models import Membership
 from guiche.rbac import ROLES
 from guiche.realtime.events import record_events
-from guiche.realtime.presence import presence_event, set_presence
+from guiche.routing.presence import presence_event, set_presence
 from guiche.services import services_of
 from guiche.tenancy import owned
-from guiche.web.endpoint import AUTHENTICATED, RequestBody, endpoint
-from guiche.web.errors import Conflict, Forbidden, NotFound
-from guiche.web.pagination import Page, PageQuery, paginate
 
 routes = web.RouteTableDef()
 TAGS = ("users",)

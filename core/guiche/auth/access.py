@@ -14,7 +14,7 @@ compares the token with the user's current `UserAccess`:
 `UserAccess` is cached per process (`guiche.runtime_cache`, kind `user_access`) and
 dropped everywhere through a bus notice when it changes (`access_changed`); the cache's
 TTL is the safety net for a lost notice. The WebSocket layer listens to the same notices
-and closes the sockets whose session ended (`guiche.realtime.ws`).
+and closes the sockets whose session ended (`guiche.websocket.ws`).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from guiche.auth.passwords import dummy_hash, hash_password, needs_rehash, verif
 from guiche.auth.refresh import issue_refresh_token
 from guiche.auth.tokens import issue_access_token
 from guiche.config import Settings
+from guiche.errors import Unauthorized
 from guiche.models import Membership, User
-from guiche.web.errors import Unauthorized
 
 BAD_CREDENTIALS = "Invalid email or password"
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from guiche.call_log import provider_call
 from guiche.channel_runtime import load_channel_adapter
 from guiche.channels import CAP_READ_RECEIPTS, ChannelError, ReadReceipt, Recipient
 
@@ -109,7 +110,8 @@ async def _receipt(
         provider_message_id=provider_id, sender=Recipient(phone=phone, provider_user_id=user)
     )
     try:
-        await loaded.adapter.mark_read(receipt)
+        with provider_call(loaded.row.tenant_id, loaded.row.id, "mark_read"):
+            await loaded.adapter.mark_read(receipt)
     except ChannelError as exc:
         log.warning("read receipt refused: %s", exc.message, extra={"code": exc.code})
         return "failed"

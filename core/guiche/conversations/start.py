@@ -27,10 +27,10 @@ import asyncpg
 from guiche.audit import record_audit
 from guiche.auth.principal import Principal
 from guiche.conversations.transitions import Followups, after_commit, conversation_event
+from guiche.errors import Conflict, Forbidden, ValidationFailed
 from guiche.outbound.schemas import MediaSend, MessageOut, TemplateSend, TextSend
 from guiche.outbound.service import insert_outbound, kick_send, prepare_outbound
 from guiche.realtime.events import record_events
-from guiche.web.errors import Conflict, Forbidden, ValidationFailed
 
 if TYPE_CHECKING:
     from guiche.services import Services

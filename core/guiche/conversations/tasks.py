@@ -12,8 +12,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from guiche.conversations.transitions import expire_idle
-from guiche.plugin import TaskSpec
 from guiche.routing.service import drain_queue
+from guiche.specs import TaskSpec
 from guiche.tenant_settings import read_settings
 
 if TYPE_CHECKING:

@@ -22,12 +22,12 @@ import asyncpg
 
 from guiche.audit import record_audit
 from guiche.auth.principal import Principal
-from guiche.conversations.visibility import Viewer
-from guiche.inbound.followups import emit_hooks
+from guiche.auth.visibility import Viewer
+from guiche.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from guiche.event_hooks import emit_hooks
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
 from guiche.routing.service import assign_one, drain_queue
-from guiche.web.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     from guiche.services import Services

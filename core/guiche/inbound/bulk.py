@@ -48,14 +48,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from guiche.channels import DeliveryStatus, InboundMessage
+from guiche.channels import ChatKind, DeliveryStatus, InboundMessage
 from guiche.db import retrying
-from guiche.inbound.identity import sender_keys
+from guiche.inbound.identity import mark_chat_kinds, sender_keys
 from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
 
 if TYPE_CHECKING:
-    from guiche.inbound.ingest import ChannelRow
+    from guiche.channel_runtime import ChannelRow
     from guiche.services import Services
 
 HISTORY_IMPORTED = "history.imported"
@@ -259,7 +259,7 @@ def _chunks(messages: Iterable[InboundMessage], size: int) -> Iterator[list[Inbo
 
 def _identity(message: InboundMessage) -> Identity:
     """The sender's identity key, by the rules of `guiche.inbound.identity.resolve_contact`."""
-    phone, user_id = sender_keys(message.sender)
+    phone, user_id = sender_keys(message.party)
     if phone is not None:
         return ("phone", phone)
     assert user_id is not None  # Sender guarantees a phone or a provider user id
@@ -474,14 +474,17 @@ class _Importer:
         named_at: dict[Identity, dt.datetime] = {}
         usernames: dict[str, str] = {}
         links: dict[str, str] = {}  # provider user id → E.164 it was seen with
+        chat_kinds: dict[Identity, ChatKind] = {}  # contacts that are group/channel chats
         for message, row in zip(messages, rows, strict=True):
-            sender, key = message.sender, row.identity
+            sender, key = message.party, row.identity
             kind, value = key
             user_id = sender.provider_user_id
             if kind == "phone" and user_id and user_id not in self.linked:
                 links[user_id] = value
             if key not in todo:
                 continue
+            if message.chat_kind is not ChatKind.DIRECT:
+                chat_kinds[key] = message.chat_kind
             if sender.name and (key not in named_at or row.created_at >= named_at[key]):
                 names[key], named_at[key] = sender.name, row.created_at
             elif key not in names:
@@ -518,6 +521,8 @@ class _Importer:
                 list(links),
             )
             self.linked.update(links)
+        if chat_kinds:
+            await mark_chat_kinds(conn, {self.contacts[k]: v for k, v in chat_kinds.items()})
 
     def _remember(self, key: Identity, contact_id: uuid.UUID, name: str) -> None:
         self.contacts[key] = contact_id

@@ -39,13 +39,13 @@ from guiche.channels import (
     ProviderError,
     StatusUpdate,
 )
+from guiche.jsonio import dumps_text
 from guiche.models import Message
 from guiche.realtime import events as ev
 from guiche.realtime.events import PendingEvent
-from guiche.web.jsonio import dumps_text
 
 if TYPE_CHECKING:
-    from guiche.inbound.ingest import ChannelRow
+    from guiche.channel_runtime import ChannelRow
     from guiche.services import Services
 
 log = logging.getLogger("guiche.inbound")

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from guiche.channels import Sender
+from guiche.channels import ChatKind, Sender
 from guiche.phones import cached_whatsapp_phone
 
 
@@ -44,10 +44,32 @@ RETURNING contact
 """
 
 
+_MARK_CHAT_KIND = """
+UPDATE contacts SET chat_kind = $2 WHERE id = ANY($1::uuid[]) AND chat_kind <> $2
+"""
+
+
+async def mark_chat_kinds(conn: Any, kinds: dict[uuid.UUID, ChatKind]) -> None:
+    """Mark the contacts that are group or channel chats (people stay `direct`)."""
+    by_kind: dict[ChatKind, list[uuid.UUID]] = {}
+    for contact_id, kind in kinds.items():
+        if kind is not ChatKind.DIRECT:
+            by_kind.setdefault(kind, []).append(contact_id)
+    for kind, contact_ids in sorted(by_kind.items()):
+        await conn.execute(_MARK_CHAT_KIND, sorted(contact_ids), kind.value)
+
+
 async def resolve_contact(
-    conn: Any, tenant_id: uuid.UUID, channel_type: str, sender: Sender
+    conn: Any,
+    tenant_id: uuid.UUID,
+    channel_type: str,
+    sender: Sender,
+    *,
+    chat_kind: ChatKind = ChatKind.DIRECT,
 ) -> uuid.UUID:
-    """Find or create the sender's contact, race-safe under concurrent webhooks."""
+    """Find or create the sender's contact, race-safe under concurrent webhooks. For a
+    group or channel chat, `sender` is the chat (`InboundMessage.party`) and `chat_kind`
+    marks its contact."""
     name = sender.name or ""
     phone, user_id = sender_keys(sender)
     if phone is not None:
@@ -57,6 +79,8 @@ async def resolve_contact(
         return contact_id
     assert user_id is not None  # Sender guarantees a phone or a provider user id
     existing = await conn.fetchval(_FIND_IDENTITY, tenant_id, channel_type, user_id)
+    if existing is not None and chat_kind is not ChatKind.DIRECT:
+        await conn.execute(_MARK_CHAT_KIND, [existing], chat_kind.value)
     if existing is not None:
         if name:
             await conn.execute(
@@ -73,6 +97,8 @@ async def resolve_contact(
         name,
         orjson.dumps(custom).decode(),
     )
+    if chat_kind is not ChatKind.DIRECT:
+        await conn.execute(_MARK_CHAT_KIND, [created], chat_kind.value)
     linked = await conn.fetchval(_LINK_IDENTITY, tenant_id, created, channel_type, user_id)
     if linked is None:  # another transaction linked this user first: use theirs
         await conn.execute("DELETE FROM contacts WHERE id = $1", created)

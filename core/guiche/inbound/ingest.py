@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from guiche.channels import StatusUpdate, WebhookBatch
+from guiche.channels import IngestOutcome, StatusUpdate, WebhookBatch
 from guiche.db import connection, retrying
 from guiche.inbound import early_statuses
 from guiche.inbound.followups import after_ingest
@@ -42,24 +42,15 @@ from guiche.inbound.store import (
     resolve_identities,
     store_messages,
 )
+from guiche.jsonio import dumps_text
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
-from guiche.web.jsonio import dumps_text
 
 if TYPE_CHECKING:
+    from guiche.channel_runtime import ChannelRow
     from guiche.services import Services
 
 log = logging.getLogger("guiche.inbound")
-
-
-@dataclass(frozen=True)
-class ChannelRow:
-    """The parts of a `channels` row ingestion needs."""
-
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    type: str
-    default_department: uuid.UUID | None = None
 
 
 @dataclass
@@ -74,6 +65,17 @@ class IngestResult:
     #: Provider ids of messages the database refused even alone (reported, not stored).
     failed: list[str] = field(default_factory=list)
 
+    def outcome(self) -> IngestOutcome:
+        """The public summary a plugin gets (`guiche.plugin.ingest_batch`)."""
+        return IngestOutcome(
+            stored=tuple(self.created),
+            duplicates=self.duplicates,
+            statuses_applied=self.statuses_applied,
+            statuses_ignored=self.statuses_ignored,
+            opened=tuple(self.opened),
+            failed=tuple(self.failed),
+        )
+
     def add(self, other: IngestResult) -> None:
         """Fold in the result of a part of the same batch."""
         self.created += other.created
@@ -84,19 +86,6 @@ class IngestResult:
         self.opened += other.opened
         self.events += other.events
         self.failed += other.failed
-
-
-async def load_channel(channel_id: uuid.UUID) -> ChannelRow | None:
-    from guiche.models import Channel
-
-    row = (
-        await Channel.select(Channel.id, Channel.tenant, Channel.type, Channel.default_department)
-        .where((Channel.id == channel_id) & (Channel.is_active == True))  # noqa: E712
-        .first()
-    )
-    if row is None:
-        return None
-    return ChannelRow(row["id"], row["tenant"], row["type"], row["default_department"])
 
 
 _STATUS_TARGET = """

@@ -26,7 +26,7 @@ from guiche.channels import InboundMessage, WebhookBatch
 from guiche.pgtext import clean_json, json_has_unstorable
 
 if TYPE_CHECKING:
-    from guiche.inbound.ingest import ChannelRow
+    from guiche.channel_runtime import ChannelRow
 
 log = logging.getLogger("guiche.inbound")
 

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guiche.channels import DeliveryStatus, InboundMessage
 from guiche.inbound.identity import resolve_contact, sender_keys
+from guiche.jsonio import dumps, dumps_text
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent
-from guiche.web.jsonio import dumps, dumps_text
 
 if TYPE_CHECKING:
-    from guiche.inbound.ingest import ChannelRow
+    from guiche.channel_runtime import ChannelRow
 
 _INGEST = (
     "SELECT * FROM guiche_ingest_messages("
@@ -67,7 +67,7 @@ def incoming(messages: Iterable[InboundMessage]) -> tuple[list[Incoming], int]:
             repeats += 1
             continue
         seen.add(message.provider_message_id)
-        rows.append(Incoming(message, *sender_keys(message.sender)))
+        rows.append(Incoming(message, *sender_keys(message.party)))
     return rows, repeats
 
 
@@ -132,9 +132,11 @@ async def resolve_identities(
             found.phones[user] = phone
             continue
         # The first message creates the contact; a later one fills an empty name.
-        name = next((m.sender.name for m in fresh if m.sender.name), None)
-        sender = fresh[0].sender.model_copy(update={"name": name, "provider_user_id": user})
-        found.contacts[user] = await resolve_contact(conn, channel.tenant_id, channel.type, sender)
+        name = next((m.party.name for m in fresh if m.party.name), None)
+        party = fresh[0].party.model_copy(update={"name": name, "provider_user_id": user})
+        found.contacts[user] = await resolve_contact(
+            conn, channel.tenant_id, channel.type, party, chat_kind=fresh[0].chat_kind
+        )
     return found
 
 
@@ -170,7 +172,7 @@ async def store_messages(
             contact = identities.contacts.get(user) if phone is None else None
         if phone is None and contact is None:
             continue
-        sender = message.sender
+        sender, party = message.sender, message.party
         body = message.preview()
         direction, status = (
             ("out", DeliveryStatus.SENT.value) if message.from_me else ("in", "received")
@@ -179,7 +181,7 @@ async def store_messages(
         ats.append(message.timestamp)
         phones.append(phone)
         contact_ids.append(contact)
-        names.append(sender.name or "")
+        names.append(party.name or "")
         links.append(user if phone is not None else None)
         inbound.append(not message.from_me)
         types.append(message.type.value)

@@ -12,7 +12,7 @@ from guiche.models.messages import Message, MessageKey
 from guiche.models.plugins import TenantPlugin
 from guiche.models.templates import Template
 from guiche.models.tenants import Invitation, Membership, Tenant, User
-from guiche.models.usage import ProviderUsage
+from guiche.models.usage import ProviderCall, ProviderUsage
 
 CORE_TABLES = [
     Tenant,
@@ -35,6 +35,7 @@ CORE_TABLES = [
     ApiKey,
     AuditLog,
     ProviderUsage,
+    ProviderCall,
     Event,
     IdempotencyKey,
     MediaFile,

@@ -17,6 +17,7 @@ class Contact(Table, tablename="contacts"):
     custom_fields = JSONB(default={})
     opted_out = Boolean(default=False)
     opted_out_at = Timestamptz(null=True, default=None)
+    chat_kind = Varchar(length=10, default="direct")  # channels.ChatKind: person/group/channel
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 

@@ -1,6 +1,19 @@
-"""What providers bill us for, per message or conversation, for cost dashboards."""
+"""What providers bill us for (cost dashboards), and every call we made to them (the
+per-channel call log an operator reads when a channel misbehaves)."""
 
-from piccolo.columns import JSONB, UUID, Boolean, ForeignKey, Numeric, Timestamptz, Varchar
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    BigSerial,
+    Boolean,
+    DoublePrecision,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -21,3 +34,18 @@ class ProviderUsage(Table, tablename="provider_usage"):
     currency = Varchar(length=3, default="USD")
     details = JSONB(default={})
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ProviderCall(Table, tablename="provider_calls"):
+    """One HTTP call to a provider on a channel's behalf (guiche.call_log)."""
+
+    id = BigSerial(primary_key=True)
+    tenant = ForeignKey(Tenant)
+    channel = ForeignKey(Channel)
+    created_at = Timestamptz(default=TimestamptzNow())
+    operation = Varchar(length=60)
+    method = Varchar(length=10)
+    target = Text()
+    status = Integer(null=True, default=None)
+    latency_ms = DoublePrecision()
+    error = Text(null=True, default=None)

@@ -6,22 +6,3 @@ The API (REST or WebSocket) calls `create_outbound`, which stores the message as
 lease, calls the channel adapter and settles the row (`sent` or `failed`) or schedules
 a retry; `core.sweep_outbox` re-enqueues whatever a lost kick or a dead worker left.
 """
-
-from guiche.outbound.schemas import (
-    MediaSend,
-    MessageOut,
-    SendMessageRequest,
-    TemplateSend,
-    TextSend,
-)
-from guiche.outbound.service import OutboundCreated, create_outbound
-
-__all__ = [
-    "MediaSend",
-    "MessageOut",
-    "OutboundCreated",
-    "SendMessageRequest",
-    "TemplateSend",
-    "TextSend",
-    "create_outbound",
-]

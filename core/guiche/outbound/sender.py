@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import orjson
 from pydantic import ValidationError
 
-from guiche.channel_runtime import LoadedChannel, load_channel_adapter
+from guiche.call_log import provider_call
+from guiche.channel_runtime import ChannelRow, LoadedChannel, load_channel_adapter
 from guiche.channels import (
     CAP_IDEMPOTENT_SEND,
     CAP_SEND_LOOKUP,
@@ -43,18 +44,17 @@ from guiche.channels import (
     SendResult,
 )
 from guiche.db import connection, retry_disconnects
+from guiche.event_hooks import emit_hooks
 from guiche.inbound.early_statuses import lock_name, record_sent_key
-from guiche.inbound.followups import emit_hooks
-from guiche.inbound.ingest import ChannelRow
+from guiche.jsonio import dumps_text
+from guiche.media.files import MediaUnavailable, inline_data
 from guiche.models import Message
 from guiche.outbound import outbox
-from guiche.outbound.media import MediaUnavailable, inline_data
 from guiche.outbound.outbox import Claim
 from guiche.outbound.retry import backoff_delay
 from guiche.outbound.service import kick_send
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
-from guiche.web.jsonio import dumps_text
 
 if TYPE_CHECKING:
     from guiche.services import Services
@@ -176,7 +176,8 @@ async def send_message(message_id: str, *, services: Services) -> Outcome:
     resolvable = bool(capabilities & {CAP_SEND_LOOKUP, CAP_IDEMPOTENT_SEND})
     try:
         async with asyncio.timeout(settings.send_timeout_seconds):
-            result = await loaded.adapter.send(outbound)
+            with provider_call(loaded.row.tenant_id, loaded.row.id, "send"):
+                result = await loaded.adapter.send(outbound)
     except PermanentSendError as exc:
         error = {"code": exc.code or "send_failed", "message": exc.message, "details": exc.details}
         reason = exc.message if exc.channel_unhealthy else None
@@ -213,7 +214,8 @@ async def _lookup(
     """Ask the provider about an earlier holder's send; None when it certainly has none."""
     try:
         async with asyncio.timeout(services.settings.send_timeout_seconds):
-            found = await loaded.adapter.lookup_sent(outbound)
+            with provider_call(loaded.row.tenant_id, loaded.row.id, "lookup_sent"):
+                found = await loaded.adapter.lookup_sent(outbound)
     except RetryableSendError as exc:
         error = {"code": exc.code or "lookup_failed", "message": exc.message}
         return await _retry(services, claim, message, error, exc.retry_after, in_doubt=True)

@@ -20,20 +20,23 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from guiche.auth.principal import Principal
+from guiche.auth.visibility import viewer_for
 from guiche.channels import (
     CAP_MEDIA,
     CAP_TEMPLATES,
+    ChatKind,
     OutboundMedia,
     OutboundMessage,
     Recipient,
     TemplateRef,
 )
-from guiche.conversations.visibility import viewer_for
-from guiche.inbound.followups import emit_hooks
+from guiche.enablement import enabled_settings
+from guiche.errors import Conflict, NotFound, ValidationFailed
+from guiche.event_hooks import emit_hooks
+from guiche.media.files import kind_for, media_row, too_large_to_send
 from guiche.message_ids import created_at_filter, new_message_id
 from guiche.models import Conversation
 from guiche.outbound import outbox
-from guiche.outbound.media import kind_for, media_row, too_large_to_send
 from guiche.outbound.schemas import (
     MediaSend,
     MessageOut,
@@ -45,10 +48,8 @@ from guiche.outbound.schemas import (
     request_of,
 )
 from guiche.outbound.window import check_window
-from guiche.plugins.enablement import enabled_settings
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
-from guiche.web.errors import Conflict, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     from guiche.services import Services
@@ -62,7 +63,7 @@ IDEMPOTENCY_KEY_MAX = 200
 _CONVERSATION = """
 SELECT c.id, c.tenant, c.status, c.department, c.assignee, c.channel, c.contact,
        c.last_inbound_at, ch.type AS channel_type, ch.is_active AS channel_active,
-       ct.phone AS contact_phone,
+       ct.phone AS contact_phone, ct.chat_kind AS contact_chat_kind,
        (SELECT i.provider_user_id FROM contact_identities i
          WHERE i.tenant = c.tenant AND i.contact = c.contact AND i.channel_type = ch.type
          ORDER BY i.created_at DESC LIMIT 1) AS provider_user_id
@@ -231,6 +232,9 @@ def _recipient(conversation: Mapping[str, Any]) -> Recipient:
         raise Conflict(
             "The contact has no phone or provider id on this channel", code="contact_unreachable"
         )
+    kind = ChatKind(conversation.get("contact_chat_kind") or ChatKind.DIRECT)
+    if kind is not ChatKind.DIRECT:  # a group or channel chat: addressed by its id only
+        return Recipient(provider_user_id=user_id, chat_kind=kind)
     return Recipient(phone=phone, provider_user_id=user_id)
 
 
@@ -336,7 +340,7 @@ async def _prepare(
         kind = "template"
     payload: dict[str, Any] = {"normalised": message.model_dump(mode="json", exclude_none=True)}
     if media_id is not None:
-        # The bytes are attached when sending (see guiche.outbound.media), never stored here.
+        # The bytes are attached when sending (see guiche.media.files), never stored here.
         payload["normalised"]["media"].pop("data_base64")
         payload["media_id"] = str(media_id)
     return PreparedOutbound(message_id, kind, body, payload, reply_to)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from guiche.db import connection
+from guiche.media.files import purge_expired_media
 from guiche.models import IdempotencyKey
 from guiche.outbound import outbox
-from guiche.outbound.media import purge_expired_media
 from guiche.outbound.service import kick_send
 
 if TYPE_CHECKING:
@@ -50,3 +51,16 @@ async def purge_idempotency_keys(*, services: Services) -> int:
         services.settings.idempotency_key_ttl_hours,
     )
     return len(rows)
+
+
+async def purge_provider_calls(*, services: Services) -> int:
+    """The `core.purge_provider_calls` task: forget calls older than the retention."""
+    async with connection(services.db) as conn:
+        status = await conn.execute(
+            "DELETE FROM provider_calls WHERE created_at < now() - make_interval(days => $1)",
+            services.settings.provider_call_retention_days,
+        )
+    gone = int(status.split()[-1])
+    if gone:
+        log.info("old provider calls purged", extra={"count": gone})
+    return gone

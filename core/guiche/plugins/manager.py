@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 
 from guiche import hookspecs
-from guiche.plugin import PROJECT
+from guiche.specs import PROJECT
 
 ENTRY_POINT_GROUP = "guiche.plugins"
 

@@ -14,11 +14,11 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from guiche.auth.principal import PRINCIPAL_KEY
+from guiche.enablement import enabled_settings
+from guiche.errors import NotFound
 from guiche.plugins.context import PLUGIN_KEY, STATE_KEY, TenantPluginState
-from guiche.plugins.enablement import enabled_settings
 from guiche.plugins.registry import PluginRegistry
 from guiche.services import services_of
-from guiche.web.errors import NotFound
 
 API_PREFIX = "/api/v1/plugins"
 WEBHOOK_PREFIX = "/webhooks"

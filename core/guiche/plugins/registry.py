@@ -19,18 +19,17 @@ from pydantic import BaseModel
 
 from guiche.channels import ChannelAdapter
 from guiche.hookspecs import EVENT_HOOKS, REGISTRATION_HOOKS
-from guiche.plugin import (
+from guiche.http.endpoint import AUTHENTICATED, PUBLIC, endpoint, endpoint_of
+from guiche.plugins.manager import PluginError
+from guiche.rbac import CORE_PERMISSIONS, PLATFORM_PERMISSIONS, ROLES, PermissionGrant
+from guiche.specs import (
     API_VERSION,
-    PUBLIC,
     ChannelSpec,
     PluginInfo,
     RouteSpec,
     TaskSpec,
     WebhookRouteSpec,
 )
-from guiche.plugins.manager import PluginError
-from guiche.rbac import CORE_PERMISSIONS, PLATFORM_PERMISSIONS, ROLES, PermissionGrant
-from guiche.web.endpoint import AUTHENTICATED, endpoint, endpoint_of
 
 SUPPORTED_API_VERSIONS = frozenset({API_VERSION})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

@@ -16,10 +16,9 @@ import pluggy
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from guiche.enablement import enabled_settings
 from guiche.hookspecs import EVENT_HOOKS
-from guiche.plugin import PluginContext
-from guiche.plugins.context import make_context
-from guiche.plugins.enablement import enabled_settings
+from guiche.plugins.context import PluginContext, make_context
 from guiche.services import Services
 
 log = logging.getLogger("guiche.plugins")

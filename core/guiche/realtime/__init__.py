@@ -1,1 +1,1 @@
-"""Real-time: the durable event log, the event bus (memory or Redis) and the WebSocket hub."""
+"""Real-time: the durable event log (`events`) and the event bus (memory or Redis)."""

@@ -25,8 +25,8 @@ from typing import Protocol
 import orjson
 from redis.asyncio import Redis
 
+from guiche.jsonio import dumps
 from guiche.realtime.events import BusEvent
-from guiche.web.jsonio import dumps
 
 log = logging.getLogger("guiche.bus")
 

@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from guiche.db import connection
-from guiche.plugin import RoutingDecision
+from guiche.event_hooks import emit_hooks
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
 from guiche.routing.assign import Assignment, queued_conversations, try_assign
+from guiche.specs import RoutingDecision
 
 if TYPE_CHECKING:
     from guiche.channels import StoredMessage
@@ -95,9 +96,6 @@ async def assign_one(
         )
         published = await record_events(tx, [assignment_event(assignment)])
     await services.bus.publish(published)
-    # Imported here: inbound.followups imports this module.
-    from guiche.inbound.followups import emit_hooks
-
     services.spawn(
         emit_hooks(services, assignment.tenant_id, published), name="guiche-assignment-hooks"
     )

@@ -1,10 +1,4 @@
-"""Background tasks: the broker factory, the per-process queue, and the worker/scheduler loops.
+"""Background tasks: the broker factory, the per-process queue and core's own tasks.
 
-`guiche.tasks.runners` (the process entry points) is imported on demand: it needs the
-app module, which itself imports this package's queue.
+The worker and scheduler processes that consume them are an edge: `guiche.worker`.
 """
-
-from guiche.tasks.broker import make_broker, register_tasks, schedule_labels
-from guiche.tasks.queue import TaskQueue, UnknownTask
-
-__all__ = ["TaskQueue", "UnknownTask", "make_broker", "register_tasks", "schedule_labels"]

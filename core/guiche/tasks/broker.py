@@ -28,8 +28,8 @@ from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from guiche.config import Settings
-from guiche.plugin import TaskSpec
 from guiche.services import Services
+from guiche.specs import TaskSpec
 
 CONSUMER_GROUP = "guiche"
 IDLE_TIMEOUT_MS = 5 * 60 * 1000

@@ -6,7 +6,7 @@ scheduler) so a web process can kick them and the scheduler can time them.
 
 from __future__ import annotations
 
-from guiche.plugin import TaskSpec
+from guiche.specs import TaskSpec
 
 PREFIX = "core"
 
@@ -17,7 +17,12 @@ def core_tasks() -> dict[str, TaskSpec]:
     from guiche.inbound.early_statuses import purge_early_statuses
     from guiche.inbound.key_retention import purge_message_keys
     from guiche.outbound.sender import send_message
-    from guiche.outbound.sweeper import media_retention, purge_idempotency_keys, sweep_outbox
+    from guiche.outbound.sweeper import (
+        media_retention,
+        purge_idempotency_keys,
+        purge_provider_calls,
+        sweep_outbox,
+    )
 
     specs = [
         TaskSpec("send_message", send_message),
@@ -28,6 +33,7 @@ def core_tasks() -> dict[str, TaskSpec]:
         ),
         TaskSpec("purge_early_statuses", purge_early_statuses, schedule=({"cron": "23 * * * *"},)),
         TaskSpec("purge_message_keys", purge_message_keys, schedule=({"cron": "37 4 * * *"},)),
+        TaskSpec("purge_provider_calls", purge_provider_calls, schedule=({"cron": "53 * * * *"},)),
         *CONVERSATION_TASKS,  # auto_close, drain_queues
     ]
     return {f"{PREFIX}.{spec.name}": spec for spec in specs}

@@ -10,8 +10,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guiche.db import database_unavailable
-from guiche.web.errors import ApiError
-from guiche.web.jsonio import json_response
+from guiche.errors import ApiError
+from guiche.jsonio import json_response
 
 log = logging.getLogger("guiche.web")
 

@@ -23,10 +23,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from guiche.auth.principal import PRINCIPAL_KEY
+from guiche.errors import ServiceUnavailable
+from guiche.jsonio import json_response
 from guiche.logs import bound_context
 from guiche.services import services_of
-from guiche.web.errors import ServiceUnavailable
-from guiche.web.jsonio import json_response
 
 access_log = logging.getLogger("guiche.access")
 log = logging.getLogger("guiche.web")

@@ -39,7 +39,7 @@ async def store_media(tenant_id: str, channel_id: str, message_id: str, services
     """Save one message's attachment (a no-op when already saved or not ours)."""
     tenant, channel = uuid.UUID(tenant_id), uuid.UUID(channel_id)
     loaded = await load_channel(services, channel, tenant_id=tenant)
-    if loaded is None or loaded.row.type != "evolution":
+    if loaded is None or loaded.info.type != "evolution":
         return
     try:
         await message_media(services, tenant, uuid.UUID(message_id))

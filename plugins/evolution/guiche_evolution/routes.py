@@ -18,6 +18,7 @@ from guiche.plugin import (
     ingest_batch,
     load_channel,
     plugin_context,
+    provider_call,
     receive_channel_webhook,
     services_of,
 )
@@ -62,11 +63,12 @@ async def channel_qrcode(request: web.Request) -> QrCodeOut:
     ctx = await plugin_context(request)
     channel_id = _channel_id(request.match_info["id"])
     loaded = await load_channel(ctx.services, channel_id, tenant_id=ctx.tenant_id)
-    if loaded is None or loaded.row.type != CHANNEL_TYPE:
+    if loaded is None or loaded.info.type != CHANNEL_TYPE:
         raise NotFound("channel not found", code="channel_not_found")
     adapter: EvolutionAdapter = loaded.adapter
     try:
-        update = await adapter.qr_code()
+        with provider_call(loaded.info, "qr_code"):
+            update = await adapter.qr_code()
     except ProvisioningError as exc:
         raise EvolutionUnavailable(exc.message, code=exc.code or None) from None
     # The channel shows its state (and operators get a channel.state event) at once,
@@ -87,6 +89,6 @@ async def channel_qrcode(request: web.Request) -> QrCodeOut:
 async def path_webhook(request: web.Request) -> dict[str, Any]:
     channel_id = _channel_id(request.match_info["channel_id"])
     loaded = await load_channel(services_of(request), channel_id)
-    if loaded is None or loaded.row.type != CHANNEL_TYPE:
+    if loaded is None or loaded.info.type != CHANNEL_TYPE:
         raise NotFound("channel not found", code="channel_not_found")
     return await receive_channel_webhook(request, loaded)  # the adapter checks the secret

@@ -80,7 +80,7 @@ async def on_message(ctx: PluginContext, message: StoredMessage) -> None:
     if message.channel_id is None:
         return
     channel = await load_channel(ctx.services, message.channel_id, tenant_id=ctx.tenant_id)
-    if channel is None or channel.row.type != CHANNEL_TYPE:
+    if channel is None or channel.info.type != CHANNEL_TYPE:
         return
     if channel.adapter.config.media_download != "eager":
         return

@@ -95,7 +95,7 @@ async def sync_channel(services: Any, channel: Any) -> SyncResult:
         if t.get("name")
     ]
     written = await upsert_templates(
-        services, channel.row.tenant_id, channel.row.id, templates, retire_missing=True
+        services, channel.info.tenant_id, channel.info.id, templates, retire_missing=True
     )
     approved = sum(1 for t in templates if str(t["status"]).upper() == "APPROVED")
     return SyncResult(fetched=len(templates), approved=approved, **written)
@@ -115,7 +115,7 @@ async def sync_route(request: web.Request) -> SyncResult:
     except ValueError:
         raise NotFound("channel not found") from None
     channel = await load_channel(ctx.services, channel_id, tenant_id=ctx.tenant_id)
-    if channel is None or channel.row.type != CHANNEL_TYPE:
+    if channel is None or channel.info.type != CHANNEL_TYPE:
         raise NotFound("channel not found")
     try:
         return await sync_channel(ctx.services, channel)
@@ -137,6 +137,6 @@ async def sync_all(*, services: Any) -> dict[str, int]:
             failed += 1
             log.warning(
                 "template sync failed",
-                extra={"channel": str(channel.row.id), "error": str(exc)},
+                extra={"channel": str(channel.info.id), "error": str(exc)},
             )
     return {"synced": synced, "failed": failed}

@@ -135,7 +135,7 @@ def orjson_safe(data: dict[str, Any]) -> dict[str, Any]:
     """An event's data as stored (JSON), to compare with the recorded row."""
     import orjson
 
-    from guiche.web.jsonio import dumps
+    from guiche.jsonio import dumps
 
     return orjson.loads(dumps(data))
 

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from guiche import plugin
+from guiche.channel_runtime import channel_row as load_channel
 from guiche.db import is_retryable, retrying
-from guiche.inbound.ingest import load_channel
 from guiche.services import SERVICES
 
 from .conftest import fetch, text_message

@@ -31,8 +31,8 @@ from guiche.app import create_app
 from guiche.channels import OutboundMessage, RetryableSendError, SendResult
 from guiche.config import Settings, load_settings
 from guiche.logs import configure_logging
-from guiche.tasks.runners import run_worker
 from guiche.testing import FakeAdapter, FakeChannelPlugin
+from guiche.worker import run_worker
 
 PROVIDER_ENV = "E2E_PROVIDER_URL"
 PID_HEADER = "X-Sender-Pid"

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from guiche.channels import OutboundMessage, SendResult
 from guiche.config import load_settings
-from guiche.tasks.runners import run_worker
 from guiche.testing import FakeAdapter, FakeChannelPlugin
+from guiche.worker import run_worker
 
 
 class HangingPlugin(FakeChannelPlugin):

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from guiche import timescale
-from guiche.inbound import media
+from guiche.media import attachments as media
 from guiche.message_ids import created_at_filter, new_message_id, time_window
 from guiche.models import Message
 

@@ -16,11 +16,11 @@ from guiche.channels import (
     RetryableSendError,
     StatusUpdate,
 )
+from guiche.enablement import plugins_changed
 from guiche.models import Department, DepartmentMember
 from guiche.outbound import outbox
 from guiche.outbound.retry import backoff_delay
 from guiche.outbound.sweeper import sweep_outbox
-from guiche.plugins.enablement import plugins_changed
 from guiche.services import SERVICES
 from tests.conftest import login
 

@@ -19,9 +19,9 @@ from guiche.app import build_services
 from guiche.config import Settings
 from guiche.outbound.service import SEND_TASK
 from guiche.plugin import PluginInfo, TaskSpec, hookimpl
-from guiche.tasks import TaskQueue
 from guiche.tasks import broker as broker_module
-from guiche.tasks.runners import run_worker
+from guiche.tasks.queue import TaskQueue
+from guiche.worker import run_worker
 from tests.conftest import drop_task_queue
 
 from .conftest import send_text, sent_ids, services_of_client, settle

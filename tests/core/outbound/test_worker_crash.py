@@ -24,7 +24,7 @@ from guiche.outbound import outbox
 from guiche.outbound.service import SEND_TASK
 from guiche.realtime.events import BusEvent
 from guiche.tasks import broker as broker_module
-from guiche.tasks.runners import run_worker
+from guiche.worker import run_worker
 from tests.conftest import drop_task_queue
 
 from .conftest import fetch, message_row, send_text, sent_ids, services_of_client

@@ -7,9 +7,9 @@ import asyncio
 import uuid
 from typing import Any
 
+from guiche.channel_runtime import ChannelRow
 from guiche.channels import DeliveryStatus, OutboundMessage, ProviderError
 from guiche.inbound.early_statuses import lock_key, park, purge_early_statuses, record_sent_key
-from guiche.inbound.ingest import ChannelRow
 from guiche.realtime import events as ev
 from guiche.tasks.core import core_tasks
 from tests.conftest import published_events

@@ -8,8 +8,8 @@ import socket as stdsocket
 import uuid
 
 from guiche.realtime.events import CHANNEL_STATE, BusEvent
-from guiche.realtime.hub import CLOSE_TOO_SLOW, HUB
 from guiche.services import SERVICES
+from guiche.websocket.hub import CLOSE_TOO_SLOW, HUB
 
 from ..conversations.conftest import fetch, text_message
 from .conftest import connect, make_department, open_socket, post_to, set_online, token_of
@@ -99,7 +99,7 @@ async def test_slow_socket_is_dropped_and_others_get_every_event(
 ):
     """A client that stops reading fills its TCP buffers, then its queue: it is dropped
     (4408) while a reading socket of the same company receives every event in order."""
-    monkeypatch.setattr("guiche.realtime.hub.CLOSE_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr("guiche.websocket.hub.CLOSE_TIMEOUT_SECONDS", 0.5)
     client = await make_client(
         extra_plugins=((fake_plugin.name, fake_plugin),), ws_send_queue_size=4
     )

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 
 from guiche.auth.principal import Principal
-from guiche.conversations.visibility import Viewer
-from guiche.realtime.hub import CLOSE_TOO_SLOW, HUB, Connection, Hub
-from guiche.realtime.ws import Session
+from guiche.auth.visibility import Viewer
+from guiche.websocket.hub import CLOSE_TOO_SLOW, HUB, Connection, Hub
+from guiche.websocket.ws import Session
 
 from .conftest import connect
 

@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from guiche.models import Membership
-from guiche.realtime.presence import MemoryLeases, RedisLeases
-from guiche.realtime.ws import PRESENCE
+from guiche.routing.presence import MemoryLeases, RedisLeases
+from guiche.websocket.ws import PRESENCE
 from tests.conftest import login
 
 from .conftest import connect, set_online

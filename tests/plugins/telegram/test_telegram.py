@@ -15,6 +15,7 @@ import pytest
 from guiche_telegram import SECRET_HEADER, TelegramAdapter, TelegramConfig
 
 from guiche.channels import ChannelInfo, OutboundMessage, Recipient, WebhookRequest
+from guiche.crypto import webhook_secret
 from guiche.models import TenantPlugin
 from guiche.services import SERVICES
 from guiche.testing import ChannelContract
@@ -107,8 +108,14 @@ class TestTelegramContract(ChannelContract):
 
     @pytest.fixture
     def adapter(self, fake: FakeTelegram) -> TelegramAdapter:
-        info = ChannelInfo(id=uuid.uuid4(), tenant_id=uuid.uuid4(), type="telegram", name="Bot")
-        config = TelegramConfig.model_validate({"bot_token": TOKEN, "webhook_secret": SECRET})
+        info = ChannelInfo(
+            id=uuid.uuid4(),
+            tenant_id=uuid.uuid4(),
+            type="telegram",
+            name="Bot",
+            webhook_secret=SECRET,
+        )
+        config = TelegramConfig.model_validate({"bot_token": TOKEN})
         return TelegramAdapter(info, config, http=fake.client())
 
     @pytest.fixture
@@ -178,6 +185,12 @@ async def client(make_client: Any, fake: FakeTelegram, tmp_path: Any) -> Any:
     return app
 
 
+def channel_secret(client: Any, channel_id: str) -> str:
+    """The webhook secret core generated for the channel (what Telegram was told)."""
+    settings = client.server.app[SERVICES].settings
+    return webhook_secret(settings.secret_key.get_secret_value(), uuid.UUID(channel_id))
+
+
 async def settle(client: Any) -> None:
     services = client.server.app[SERVICES]
     while services.background or services.tasks.broker._running_tasks:
@@ -196,27 +209,28 @@ async def test_a_photo_in_a_reply_out(client: Any, fake: FakeTelegram, make_comp
         json={
             "type": "telegram",
             "name": "Bot",
-            "credentials": {"bot_token": TOKEN, "webhook_secret": SECRET},
+            "credentials": {"bot_token": TOKEN},
         },
         headers=headers,
     )
     assert resp.status == 201, await resp.text()
     channel_id = (await resp.json())["id"]
+    secret = channel_secret(client, channel_id)
     registered = [body for method, body in fake.calls if method == "setWebhook"]
     assert registered == [
-        {"url": f"https://chat.example.com/webhooks/telegram/{channel_id}", "secret_token": SECRET}
+        {"url": f"https://chat.example.com/webhooks/telegram/{channel_id}", "secret_token": secret}
     ]
 
     photo = {**text(), "text": None, "caption": "meu pedido", "photo": [{"file_id": "f1"}]}
     url = f"/webhooks/telegram/{channel_id}"
     forged = await client.post(
-        url, data=orjson.dumps(update(photo)), headers={SECRET_HEADER: SECRET[:-1]}
+        url, data=orjson.dumps(update(photo)), headers={SECRET_HEADER: secret[:-1]}
     )
     assert forged.status == 401
     resp = await client.post(
         url,
         data=orjson.dumps(update(photo)),
-        headers={SECRET_HEADER: SECRET, "Content-Type": "application/json"},
+        headers={SECRET_HEADER: secret, "Content-Type": "application/json"},
     )
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["messages"] == 1

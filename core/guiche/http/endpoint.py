@@ -26,8 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from guiche.auth.principal import PRINCIPAL_KEY
-from guiche.pgtext import has_unstorable
-from guiche.web.errors import (
+from guiche.errors import (
     BadRequest,
     Forbidden,
     Unauthorized,
@@ -35,7 +34,8 @@ from guiche.web.errors import (
     ValidationFailed,
     pydantic_details,
 )
-from guiche.web.jsonio import json_response, validate_strict
+from guiche.jsonio import json_response, validate_strict
+from guiche.pgtext import has_unstorable
 
 PUBLIC = "public"  # no authentication
 AUTHENTICATED = "authenticated"  # any authenticated caller, no specific permission

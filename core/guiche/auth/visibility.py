@@ -12,7 +12,8 @@ import uuid
 from dataclasses import dataclass
 
 from guiche.auth.principal import Principal
-from guiche.models import DepartmentMember
+from guiche.errors import NotFound
+from guiche.models import Conversation, DepartmentMember
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +73,23 @@ async def viewer_for(principal: Principal) -> Viewer:
         departments_in_full=principal.can("conversations.read_departments"),
         departments=departments,
     )
+
+
+async def require_visible(principal: Principal, conversation_id: uuid.UUID) -> None:
+    """404 unless the caller may see the conversation (another tenant's looks the same)."""
+    row = (
+        await Conversation.select(
+            Conversation.department, Conversation.assignee, Conversation.status
+        )
+        .where((Conversation.id == conversation_id) & (Conversation.tenant == principal.tenant_id))
+        .first()
+    )
+    viewer = await viewer_for(principal) if row is not None else None
+    if (
+        row is None
+        or viewer is None
+        or not viewer.can_see(
+            department_id=row["department"], assignee_id=row["assignee"], status=row["status"]
+        )
+    ):
+        raise NotFound("conversation not found")

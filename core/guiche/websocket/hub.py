@@ -23,7 +23,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from guiche.auth.principal import Principal
-from guiche.conversations.visibility import Viewer
+from guiche.auth.visibility import Viewer
 from guiche.realtime.bus import EventBus
 from guiche.realtime.events import (
     CHANNEL_STATE,

@@ -22,7 +22,7 @@ from piccolo.query import Select
 from piccolo.table import Table
 from pydantic import BaseModel, Field
 
-from guiche.web.errors import BadRequest
+from guiche.errors import BadRequest
 
 T = TypeVar("T")
 

@@ -1,4 +1,5 @@
-"""The one webhook receiver, and core's per-channel route `/webhooks/<channel_type>/<channel_id>`.
+"""Core's per-channel webhook route `/webhooks/<channel_type>/<channel_id>`, on the one
+receiver (`guiche.http.webhook_receiver`).
 
 Core owns the receiver (`read_webhook` → `provider_errors` around the parse → ingest →
 `WebhookAck`) so every channel, ours or a third party's, and every plugin's own webhook
@@ -17,28 +18,14 @@ from aiohttp import web
 
 from guiche.channel_runtime import LoadedChannel, load_channel_adapter
 from guiche.channels import WebhookAuthError
-from guiche.inbound.ingest import ingest
+from guiche.errors import Forbidden, NotFound
+from guiche.http.endpoint import PUBLIC, endpoint
+from guiche.http.webhook_receiver import receive_for_channel, webhook_request
 from guiche.services import services_of
 from guiche.tenancy import parse_uuid
-from guiche.web.endpoint import PUBLIC, endpoint
-from guiche.web.errors import Forbidden, NotFound
-from guiche.web.webhook_receiver import WebhookAck, provider_errors, read_webhook, webhook_request
 
 routes = web.RouteTableDef()
 PATH = "/webhooks/{channel_type}/{channel_id}"
-
-
-async def receive_for_channel(request: web.Request, loaded: LoadedChannel) -> dict[str, Any]:
-    """The whole receiver for a body addressed to one channel: media type, the adapter's
-    verify-and-parse, ingest, and the answer — sent only after the batch committed, so a
-    provider retrying after a crash finds it deduplicated. Core's route and plugins' own
-    webhook routes (another path, the secret in the URL) share it."""
-    webhook = await read_webhook(request, loaded.adapter.webhook_media_types)
-    with provider_errors(loaded.row.id, webhook.body):
-        batch = await loaded.adapter.parse_webhook(webhook)
-    ack = WebhookAck(ignored=batch.ignored)
-    ack.add(await ingest(services_of(request), loaded.row, batch))
-    return ack.body()
 
 
 async def _load(request: web.Request) -> LoadedChannel:

@@ -1,9 +1,10 @@
-"""The parts of receiving a provider's webhook every receiver shares: the request with its
-raw body, the one mapping of a parser's refusal to an answer, and the acknowledgement.
+"""The one webhook receiver: the request with its raw body, the one mapping of a parser's
+refusal to an answer, the acknowledgement, and `receive_for_channel`, which assembles
+them for one channel (verify and parse → ingest → answer after the commit).
 
-Kept free of the ingest machinery so the public plugin API (`guiche.plugin`) can offer
-them to plugins' own webhook routes (an app-level webhook that fans out to many
-channels); `guiche.inbound.webhooks.receive_for_channel` assembles them for one channel.
+Core's route (`guiche.api.webhooks`) and plugins' own webhook routes (through
+`guiche.plugin`: `receive_channel_webhook`, or the parts for an app-level webhook that
+fans out to many channels) share it, so a channel plugin writes only verify and parse.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import logging
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from guiche.channels import ChannelError, WebhookAuthError, WebhookRequest
-from guiche.web.endpoint import require_media_type
-from guiche.web.errors import BadRequest, Unauthorized
-
-if TYPE_CHECKING:
-    from guiche.inbound.ingest import IngestResult
+from guiche.call_log import provider_call
+from guiche.channel_runtime import LoadedChannel
+from guiche.channels import ChannelError, IngestOutcome, WebhookAuthError, WebhookRequest
+from guiche.errors import BadRequest, Unauthorized
+from guiche.http.endpoint import require_media_type
+from guiche.inbound.ingest import ingest
+from guiche.services import services_of
 
 log = logging.getLogger("guiche.webhooks")
 
@@ -39,9 +41,9 @@ class WebhookAck:
     ignored: int = 0
     failed: int = 0
 
-    def add(self, result: IngestResult) -> None:
+    def add(self, result: IngestOutcome) -> None:
         """Count one channel's stored batch (call after `ingest` committed it)."""
-        self.messages += len(result.created)
+        self.messages += len(result.stored)
         self.duplicates += result.duplicates
         self.statuses += result.statuses_applied
         self.ignored += result.statuses_ignored
@@ -97,3 +99,19 @@ def webhook_request(request: web.Request, body: bytes) -> WebhookRequest:
         body=body,
         public_url=str(request.url),
     )
+
+
+async def receive_for_channel(request: web.Request, loaded: LoadedChannel) -> dict[str, Any]:
+    """The whole receiver for a body addressed to one channel: media type, the adapter's
+    verify-and-parse, ingest, and the answer — sent only after the batch committed, so a
+    provider retrying after a crash finds it deduplicated. Core's route and plugins' own
+    webhook routes (another path, the secret in the URL) share it."""
+    webhook = await read_webhook(request, loaded.adapter.webhook_media_types)
+    with (
+        provider_errors(loaded.row.id, webhook.body),
+        provider_call(loaded.row.tenant_id, loaded.row.id, "parse_webhook"),
+    ):
+        batch = await loaded.adapter.parse_webhook(webhook)
+    ack = WebhookAck(ignored=batch.ignored)
+    ack.add((await ingest(services_of(request), loaded.row, batch)).outcome())
+    return ack.body()

@@ -17,9 +17,9 @@ from guiche.auth.api_keys import InvalidApiKey, authenticate_api_key
 from guiche.auth.principal import PRINCIPAL_KEY, Principal
 from guiche.auth.tokens import AccessClaims, InvalidToken, decode_access_token, signing_key
 from guiche.config import Settings
+from guiche.errors import Unauthorized
 from guiche.rbac import PLATFORM_PERMISSIONS
 from guiche.services import Services, services_of
-from guiche.web.errors import Unauthorized
 
 API_KEY_HEADER = "x-api-key"
 _UNAUTHENTICATED_PREFIXES = ("/webhooks/",)  # providers sign their own requests

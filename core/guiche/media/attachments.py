@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from guiche.auth.visibility import require_visible
+from guiche.call_log import provider_call
 from guiche.channel_runtime import load_channel_adapter
 from guiche.channels import Media, PermanentSendError, RetryableSendError
+from guiche.errors import NotFound, ServiceUnavailable
+from guiche.media.files import media_row, save_upload, storage_of
 from guiche.message_ids import created_at_filter
 from guiche.models import MediaFile, Message
-from guiche.outbound.media import media_row, save_upload, storage_of
-from guiche.web.errors import NotFound, ServiceUnavailable
 
 if TYPE_CHECKING:
     from guiche.auth.principal import Principal
@@ -74,9 +76,7 @@ async def message_media(
         raise NotFound("message not found")
     message = rows[0]
     if principal is not None and message["conversation"] is not None:
-        from guiche.outbound.service import load_visible_conversation
-
-        await load_visible_conversation(principal, message["conversation"])
+        await require_visible(principal, message["conversation"])
     payload = _payload(message)
     if payload.get("media_id"):
         stored = await media_row(tenant_id, uuid.UUID(str(payload["media_id"])))
@@ -93,7 +93,8 @@ async def message_media(
         raise NotFound("the message's channel is not available", code="channel_unavailable")
     media = Media.model_validate(described)
     try:
-        fetched = await loaded.adapter.fetch_media(media)
+        with provider_call(loaded.row.tenant_id, loaded.row.id, "fetch_media"):
+            fetched = await loaded.adapter.fetch_media(media)
     except PermanentSendError as exc:
         raise NotFound(
             f"the provider cannot deliver this media: {exc.message}",

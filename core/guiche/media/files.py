@@ -22,9 +22,9 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from guiche.errors import PayloadTooLarge, UnsupportedMediaType
+from guiche.media.storage import MediaStorage, StorageError
 from guiche.models import MediaFile
-from guiche.outbound.storage import MediaStorage, StorageError
-from guiche.web.errors import PayloadTooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from guiche.config import Settings

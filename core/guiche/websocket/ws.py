@@ -44,23 +44,10 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from guiche.auth.access import USER_ACCESS, UserAccess, user_access
-from guiche.auth.middleware import principal_for, verified_claims
 from guiche.auth.principal import PRINCIPAL_KEY, Principal
 from guiche.auth.tokens import InvalidToken, decode_access_token
-from guiche.conversations.visibility import Viewer, viewer_for
-from guiche.models import Conversation, Event
-from guiche.outbound.schemas import SendRequest, TextSend
-from guiche.outbound.service import create_outbound
-from guiche.realtime.bus import Notice, bus_channel
-from guiche.realtime.hub import HUB, Connection, Hub
-from guiche.realtime.presence import (
-    MemoryLeases,
-    PresenceTracker,
-    RedisLeases,
-    set_presence,
-)
-from guiche.services import SERVICES, Services, services_of
-from guiche.web.errors import (
+from guiche.auth.visibility import Viewer, viewer_for
+from guiche.errors import (
     ApiError,
     BadRequest,
     Forbidden,
@@ -69,7 +56,20 @@ from guiche.web.errors import (
     ValidationFailed,
     pydantic_details,
 )
+from guiche.models import Conversation, Event
+from guiche.outbound.schemas import SendRequest, TextSend
+from guiche.outbound.service import create_outbound
+from guiche.realtime.bus import Notice, bus_channel
+from guiche.routing.presence import (
+    MemoryLeases,
+    PresenceTracker,
+    RedisLeases,
+    set_presence,
+)
+from guiche.services import SERVICES, Services, services_of
+from guiche.web.authentication import principal_for, verified_claims
 from guiche.web.observability import METRICS
+from guiche.websocket.hub import HUB, Connection, Hub
 
 log = logging.getLogger("guiche.realtime")
 

@@ -1,0 +1,97 @@
+"""The specs plugins hand to core (and core's hook marker): plain data, at the bottom of
+the layers so that core's domain (channel runtime, routing, tasks) reads them without
+importing the plugin host. Plugins import them from `guiche.plugin`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings
+
+from guiche.channels import ChannelAdapter
+
+PROJECT = "guiche"
+API_VERSION = 1
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: What `message_media` tells a plugin about a stored file.
+MEDIA_FIELDS = ("id", "mime_type", "size", "filename", "sha256", "created_at")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What a plugin says about itself. `name` must equal its entry-point name."""
+
+    name: str
+    version: str
+    description: str = ""
+    api_version: int = API_VERSION
+    settings_model: type[BaseModel] | None = None
+    requires: tuple[str, ...] = ()
+    operator_settings: type[BaseSettings] | None = None
+    """The deployment-wide environment variables the plugin reads, as one pydantic-settings
+    model (`guiche.config.env_names` lists them; `.env.example` must name each)."""
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A plugin route, mounted under `/api/v1/plugins/<plugin>/<path>` and tenant-gated.
+
+    Decorate `handler` with `guiche.plugin.endpoint(...)` to declare its permission.
+    """
+
+    method: str
+    path: str
+    handler: Callable[..., Awaitable[Any]]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRouteSpec:
+    """A provider-facing route under `/webhooks/<plugin>/<path>`: no user auth, no gating."""
+
+    method: str
+    path: str
+    handler: Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A background task registered on the broker as `<plugin>.<name>`.
+
+    `func` is `async def`; it gets the kicked (JSON) arguments, plus `services=` (the
+    process's `Services`) when it declares a parameter by that name. Delivery is
+    at-least-once: make it idempotent. `schedule`: e.g. `({"interval": 5},)` or
+    `({"cron": "*/10 * * * *"},)`, run by the one scheduler.
+    """
+
+    name: str
+    func: Callable[..., Awaitable[Any]]
+    schedule: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """A channel type a plugin provides: its `guiche.channels.ChannelAdapter` subclass, the
+    pydantic model of its credentials, and capabilities (e.g. CAP_CUSTOMER_CARE_WINDOW)."""
+
+    type: str
+    adapter: type[ChannelAdapter]
+    credentials_model: type[BaseModel]
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """What `guiche_route_inbound` returns: the department to queue in, or a bot taking it."""
+
+    department_id: uuid.UUID | None = None
+    bot: bool = False
