@@ -18,7 +18,7 @@ from guiche.plugin import (
     WebhookRouteSpec,
     hookimpl,
 )
-from guiche_meta_cloud import app_webhook, media, templates
+from guiche_meta_cloud import media, routes, templates
 from guiche_meta_cloud.adapter import CAPABILITIES, MetaCloudAdapter
 from guiche_meta_cloud.config import AppWebhookSettings, MetaCloudConfig
 
@@ -64,18 +64,16 @@ def guiche_permissions() -> list[PermissionGrant]:
 @hookimpl
 def guiche_routes() -> list[RouteSpec]:
     return [
-        RouteSpec(
-            "POST", "channels/{id}/templates/sync", templates.sync_route, name="templates_sync"
-        ),
-        RouteSpec("GET", "media/{message_id}", media.media_route, name="media"),
+        RouteSpec("POST", "channels/{id}/templates/sync", routes.sync_route, name="templates_sync"),
+        RouteSpec("GET", "media/{message_id}", routes.media_route, name="media"),
     ]
 
 
 @hookimpl
 def guiche_webhook_routes() -> list[WebhookRouteSpec]:
     return [
-        WebhookRouteSpec("GET", app_webhook.APP_PATH, app_webhook.verify),
-        WebhookRouteSpec("POST", app_webhook.APP_PATH, app_webhook.receive),
+        WebhookRouteSpec("GET", routes.APP_PATH, routes.verify),
+        WebhookRouteSpec("POST", routes.APP_PATH, routes.receive),
     ]
 
 

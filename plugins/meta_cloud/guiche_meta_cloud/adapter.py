@@ -34,8 +34,8 @@ from guiche.channels import (
     WebhookBatch,
     WebhookRequest,
 )
+from guiche_meta_cloud.client import GraphClient
 from guiche_meta_cloud.config import MetaCloudConfig
-from guiche_meta_cloud.graph import GraphClient
 from guiche_meta_cloud.outbound import message_body
 from guiche_meta_cloud.parse import ChangeBatch, load_body, parse_webhook_payload
 from guiche_meta_cloud.pricing import estimate

@@ -2,8 +2,8 @@
 
 Meta's webhook only names a media id, whose download URL expires within minutes and
 whose media Meta deletes after about 30 days. Core's `message_media` fetches through
-this adapter's `fetch_media`, stores the file once and links it to the message; this
-module exposes that as a route and, for channels set to `eager`, as a task kicked by
+this adapter's `fetch_media`, stores the file once and links it to the message; `routes`
+exposes that as a route and this module, for channels set to `eager`, as a task kicked by
 the `guiche_on_message` hook.
 """
 
@@ -14,18 +14,14 @@ import logging
 import uuid
 from typing import Any
 
-from aiohttp import web
 from pydantic import BaseModel
 
 from guiche.channels import MEDIA_TYPES, StoredMessage
 from guiche.plugin import (
     ApiError,
-    NotFound,
     PluginContext,
-    endpoint,
     load_channel,
     message_media,
-    plugin_context,
 )
 
 log = logging.getLogger("guiche.plugin.meta_cloud")
@@ -45,7 +41,7 @@ class StoredMedia(BaseModel):
     download_url: str
 
 
-def _out(row: dict[str, Any]) -> StoredMedia:
+def stored_media(row: dict[str, Any]) -> StoredMedia:
     return StoredMedia(
         media_id=row["id"],
         mime_type=row["mime_type"],
@@ -55,22 +51,6 @@ def _out(row: dict[str, Any]) -> StoredMedia:
         created_at=row["created_at"],
         download_url=f"/api/v1/media/{row['id']}",
     )
-
-
-@endpoint(
-    "conversations.read",
-    response=StoredMedia,
-    summary="Fetch (once) and describe an inbound message's attachment; download at download_url",
-    tags=("meta_cloud",),
-)
-async def media_route(request: web.Request) -> StoredMedia:
-    ctx = await plugin_context(request)
-    try:
-        message_id = uuid.UUID(request.match_info["message_id"])
-    except ValueError:
-        raise NotFound("message not found") from None
-    row = await message_media(ctx.services, ctx.tenant_id, message_id, request=request)
-    return _out(row)
 
 
 async def on_message(ctx: PluginContext, message: StoredMessage) -> None:

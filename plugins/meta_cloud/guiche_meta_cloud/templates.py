@@ -10,24 +10,18 @@ channel's templates Meta no longer lists become DELETED.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
-from aiohttp import web
 from pydantic import BaseModel
 
 from guiche.channels import ChannelError
 from guiche.plugin import (
     ApiError,
-    NotFound,
     active_channels,
-    endpoint,
-    load_channel,
-    plugin_context,
     upsert_templates,
 )
 from guiche_meta_cloud.adapter import MetaCloudAdapter
-from guiche_meta_cloud.graph import GraphClient
+from guiche_meta_cloud.client import GraphClient
 
 log = logging.getLogger("guiche.plugin.meta_cloud")
 
@@ -99,31 +93,6 @@ async def sync_channel(services: Any, channel: Any) -> SyncResult:
     )
     approved = sum(1 for t in templates if str(t["status"]).upper() == "APPROVED")
     return SyncResult(fetched=len(templates), approved=approved, **written)
-
-
-@endpoint(
-    SYNC_PERMISSION,
-    response=SyncResult,
-    summary="Sync a WhatsApp Cloud channel's message templates from Meta",
-    tags=("meta_cloud",),
-    errors=(502,),
-)
-async def sync_route(request: web.Request) -> SyncResult:
-    ctx = await plugin_context(request)
-    try:
-        channel_id = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise NotFound("channel not found") from None
-    channel = await load_channel(ctx.services, channel_id, tenant_id=ctx.tenant_id)
-    if channel is None or channel.info.type != CHANNEL_TYPE:
-        raise NotFound("channel not found")
-    try:
-        return await sync_channel(ctx.services, channel)
-    except ChannelError as exc:
-        raise GraphUnavailable(
-            f"Meta's Graph API refused the template sync: {exc.message}",
-            details={"error_code": exc.code, **exc.details},
-        ) from None
 
 
 async def sync_all(*, services: Any) -> dict[str, int]:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import ClientSession, ClientTimeout, web
-from guiche_meta_cloud import graph as graph_module
+from guiche_meta_cloud import client as graph_module
+from guiche_meta_cloud.client import GraphClient
 from guiche_meta_cloud.config import MetaCloudConfig
-from guiche_meta_cloud.graph import GraphClient
 from httpx_aiohttp import AiohttpTransport
 
 from guiche.channels import PermanentSendError, RetryableSendError

@@ -1,4 +1,6 @@
-"""`/webhooks/meta_cloud/app`: one Meta app serving many tenants' numbers (Tech Provider).
+"""Every HTTP handler of the plugin; the logic they call lives in its own module.
+
+`/webhooks/meta_cloud/app`: one Meta app serving many tenants' numbers (Tech Provider).
 
 The app secret and verify token are the operator's (`GUICHE_META_APP_SECRET`,
 `GUICHE_META_VERIFY_TOKEN`). Each change is routed by `metadata.phone_number_id`, the
@@ -12,24 +14,36 @@ Only a failure to store answers 5xx, so Meta redelivers and dedup keeps it exact
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from aiohttp import web
 
-from guiche.channels import WebhookAuthError
+from guiche.channels import ChannelError, WebhookAuthError
 from guiche.plugin import (
     Forbidden,
     NotFound,
     WebhookAck,
     channels_by_identity,
+    endpoint,
     ingest_batch,
+    load_channel,
+    message_media,
+    plugin_context,
     provider_errors,
     read_webhook,
     services_of,
 )
 from guiche_meta_cloud.config import AppWebhookSettings
+from guiche_meta_cloud.media import StoredMedia, stored_media
 from guiche_meta_cloud.parse import load_body, parse_webhook_payload
 from guiche_meta_cloud.signature import SIGNATURE_HEADER, check_signature, subscription_challenge
+from guiche_meta_cloud.templates import (
+    SYNC_PERMISSION,
+    GraphUnavailable,
+    SyncResult,
+    sync_channel,
+)
 
 log = logging.getLogger("guiche.plugin.meta_cloud")
 
@@ -83,3 +97,44 @@ async def receive(request: web.Request) -> dict[str, Any]:
             continue
         ack.add(await ingest_batch(services, channel, channel.adapter.batch_for(change)))
     return ack.body(unknown_phone_number_ids=unknown)
+
+
+@endpoint(
+    SYNC_PERMISSION,
+    response=SyncResult,
+    summary="Sync a WhatsApp Cloud channel's message templates from Meta",
+    tags=("meta_cloud",),
+    errors=(502,),
+)
+async def sync_route(request: web.Request) -> SyncResult:
+    ctx = await plugin_context(request)
+    try:
+        channel_id = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise NotFound("channel not found") from None
+    channel = await load_channel(ctx.services, channel_id, tenant_id=ctx.tenant_id)
+    if channel is None or channel.info.type != CHANNEL_TYPE:
+        raise NotFound("channel not found")
+    try:
+        return await sync_channel(ctx.services, channel)
+    except ChannelError as exc:
+        raise GraphUnavailable(
+            f"Meta's Graph API refused the template sync: {exc.message}",
+            details={"error_code": exc.code, **exc.details},
+        ) from None
+
+
+@endpoint(
+    "conversations.read",
+    response=StoredMedia,
+    summary="Fetch (once) and describe an inbound message's attachment; download at download_url",
+    tags=("meta_cloud",),
+)
+async def media_route(request: web.Request) -> StoredMedia:
+    ctx = await plugin_context(request)
+    try:
+        message_id = uuid.UUID(request.match_info["message_id"])
+    except ValueError:
+        raise NotFound("message not found") from None
+    row = await message_media(ctx.services, ctx.tenant_id, message_id, request=request)
+    return stored_media(row)
