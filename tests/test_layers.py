@@ -87,7 +87,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "guiche.hookspecs",
                 "guiche.plugin",
-                "guiche.plugins",
+                "guiche.plugin_host",
                 "guiche.tasks",
                 "guiche.testing",
             }

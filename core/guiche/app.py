@@ -16,10 +16,10 @@ from guiche.config import ConfigError, Settings, load_settings
 from guiche.db import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
 from guiche.http_client import outbound_client
 from guiche.models import CORE_TABLES
-from guiche.plugins.manager import build_plugin_manager
-from guiche.plugins.mount import mount_plugin_routes, plugin_gate_middleware
-from guiche.plugins.registry import PluginRegistry
-from guiche.plugins.runner import EventRunner
+from guiche.plugin_host.manager import build_plugin_manager
+from guiche.plugin_host.mount import mount_plugin_routes, plugin_gate_middleware
+from guiche.plugin_host.registry import PluginRegistry
+from guiche.plugin_host.runner import EventRunner
 from guiche.ratelimit import build_limiter
 from guiche.rbac import PermissionRegistry
 from guiche.realtime.bus import RedisBus, bus_channel

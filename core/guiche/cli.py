@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from guiche.errors import ApiError
     from guiche.migrate import MigrationError
-    from guiche.plugins.manager import PluginError
+    from guiche.plugin_host.manager import PluginError
 
     args = build_parser().parse_args(argv)
     try:
@@ -393,9 +393,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     how many companies enabled each, else the list alone (TENANTS shows "-")."""
     from guiche.app import build_services
     from guiche.embedded import EmbeddedPostgres
-    from guiche.plugins.listing import describe_plugins, format_plugins_table
-    from guiche.plugins.manager import build_plugin_manager
-    from guiche.plugins.registry import PluginRegistry
+    from guiche.plugin_host.listing import describe_plugins, format_plugins_table
+    from guiche.plugin_host.manager import build_plugin_manager
+    from guiche.plugin_host.registry import PluginRegistry
 
     async def describe(settings: Settings) -> list[dict[str, Any]]:
         quiet_piccolo()

@@ -253,8 +253,8 @@ def _storage_path(settings: Settings) -> Check:
 
 
 def _plugins(settings: Settings) -> Check:
-    from guiche.plugins.manager import PluginError, build_plugin_manager
-    from guiche.plugins.registry import PluginRegistry
+    from guiche.plugin_host.manager import PluginError, build_plugin_manager
+    from guiche.plugin_host.registry import PluginRegistry
 
     try:
         registry = PluginRegistry.from_manager(

@@ -10,7 +10,7 @@ import os
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.postgres import PostgresEngine
 
-from guiche.plugins.apps import plugin_piccolo_apps
+from guiche.plugin_host.apps import plugin_piccolo_apps
 
 DB = PostgresEngine(
     config={"dsn": os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/guiche")},

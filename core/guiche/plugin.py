@@ -32,7 +32,7 @@ from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint
 from guiche.http.webhook_receiver import WebhookAck, provider_errors, read_webhook
 from guiche.http_client import outbound_client
 from guiche.jsonio import json_response
-from guiche.plugins.context import PluginContext
+from guiche.plugin_host.context import PluginContext
 from guiche.rbac import ROLES, PermissionGrant
 from guiche.specs import (
     API_VERSION,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 def plugin_name_of(request: Any) -> str | None:
     """The plugin that owns the route serving this request (set by core's router)."""
-    from guiche.plugins.context import PLUGIN_KEY
+    from guiche.plugin_host.context import PLUGIN_KEY
 
     return request.get(PLUGIN_KEY)
 
@@ -135,7 +135,7 @@ async def import_history(
 async def plugin_context(request: Any) -> PluginContext:
     """Inside a plugin's own route: the caller's tenant, this plugin's validated settings
     for that tenant, services and logger (the same context event hooks receive)."""
-    from guiche.plugins.context import context_for_request
+    from guiche.plugin_host.context import context_for_request
 
     return await context_for_request(request)
 

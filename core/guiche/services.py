@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 
 class PluginCatalog(Protocol):
-    """What the domain asks of the plugin registry (`guiche.plugins.registry`)."""
+    """What the domain asks of the plugin registry (`guiche.plugin_host.registry`)."""
 
     def channel_type(self, name: str) -> tuple[str, ChannelSpec] | None: ...
 
@@ -48,7 +48,7 @@ class PluginCatalog(Protocol):
 
 
 class HookRunner(Protocol):
-    """Runs the tenant's plugins' event hooks (`guiche.plugins.runner.EventRunner`)."""
+    """Runs the tenant's plugins' event hooks (`guiche.plugin_host.runner.EventRunner`)."""
 
     async def emit(self, tenant_id: uuid.UUID, hook_name: str, **kwargs: Any) -> list[Any]: ...
 

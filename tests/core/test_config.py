@@ -89,7 +89,7 @@ def test_defaults_and_blank_urls(clean_env: pytest.MonkeyPatch) -> None:
 
 def plugin_env_names() -> list[str]:
     """The operator settings every installed plugin declares (`PluginInfo.operator_settings`)."""
-    from guiche.plugins.manager import build_plugin_manager
+    from guiche.plugin_host.manager import build_plugin_manager
 
     names = []
     for info in build_plugin_manager(blocked=[]).hook.guiche_plugin_info():

@@ -21,8 +21,8 @@ from guiche.http.endpoint import endpoint
 from guiche.jsonio import validate_strict
 from guiche.models import TenantPlugin
 from guiche.plugin import PluginInfo
-from guiche.plugins.context import TenantPluginState
-from guiche.plugins.registry import PluginRegistry
+from guiche.plugin_host.context import TenantPluginState
+from guiche.plugin_host.registry import PluginRegistry
 from guiche.services import services_of
 
 routes = web.RouteTableDef()

@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 from guiche.models import TenantPlugin
-from guiche.plugins.registry import PluginRegistry
+from guiche.plugin_host.registry import PluginRegistry
 
-log = logging.getLogger("guiche.plugins")
+log = logging.getLogger("guiche.plugin_host")
 
 _COUNT_TIMEOUT_SECONDS = 5.0
 

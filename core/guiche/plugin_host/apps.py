@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def plugin_piccolo_apps() -> list[str]:
     """Module paths of installed plugins' Piccolo apps (via the `guiche_piccolo_app` hook)."""
-    from guiche.plugins.manager import build_plugin_manager
+    from guiche.plugin_host.manager import build_plugin_manager
 
     pm = build_plugin_manager(blocked=_blocked_from_env())
     apps: list[str] = []

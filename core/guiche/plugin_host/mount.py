@@ -16,8 +16,8 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from guiche.auth.principal import PRINCIPAL_KEY
 from guiche.enablement import enabled_settings
 from guiche.errors import NotFound
-from guiche.plugins.context import PLUGIN_KEY, STATE_KEY, TenantPluginState
-from guiche.plugins.registry import PluginRegistry
+from guiche.plugin_host.context import PLUGIN_KEY, STATE_KEY, TenantPluginState
+from guiche.plugin_host.registry import PluginRegistry
 from guiche.services import services_of
 
 API_PREFIX = "/api/v1/plugins"

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from guiche.channels import ChannelAdapter
 from guiche.hookspecs import EVENT_HOOKS, REGISTRATION_HOOKS
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, endpoint, endpoint_of
-from guiche.plugins.manager import PluginError
+from guiche.plugin_host.manager import PluginError
 from guiche.rbac import CORE_PERMISSIONS, PLATFORM_PERMISSIONS, ROLES, PermissionGrant
 from guiche.specs import (
     API_VERSION,

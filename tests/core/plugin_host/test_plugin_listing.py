@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from guiche.plugins.listing import describe_plugins, format_plugins_table
+from guiche.plugin_host.listing import describe_plugins, format_plugins_table
 from guiche.services import SERVICES
 
 

@@ -27,9 +27,9 @@ from guiche.plugin import (
     endpoint,
     hookimpl,
 )
-from guiche.plugins import manager
-from guiche.plugins.manager import PluginError, build_plugin_manager
-from guiche.plugins.registry import PluginRegistry
+from guiche.plugin_host import manager
+from guiche.plugin_host.manager import PluginError, build_plugin_manager
+from guiche.plugin_host.registry import PluginRegistry
 
 
 class Creds(BaseModel):

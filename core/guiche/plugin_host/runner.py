@@ -18,10 +18,10 @@ from pydantic import ValidationError
 
 from guiche.enablement import enabled_settings
 from guiche.hookspecs import EVENT_HOOKS
-from guiche.plugins.context import PluginContext, make_context
+from guiche.plugin_host.context import PluginContext, make_context
 from guiche.services import Services
 
-log = logging.getLogger("guiche.plugins")
+log = logging.getLogger("guiche.plugin_host")
 
 HOOK_FAILURES = Counter(
     "guiche_plugin_hook_failures_total",
