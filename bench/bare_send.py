@@ -5,7 +5,7 @@ The same number of sends in flight as a worker runs tasks
 database, no queue, no limiter: what one Python process can push through the client here.
 
 `--client`:
-- `guiche` (default): Guichê's own client, `guiche.http_client.outbound_client()`
+- `guiche` (default): Guichê's own client, `guiche.provider_http.client.outbound_client()`
   (httpx's API over aiohttp's transport, 15 s timeout): the send benchmark's ceiling.
 - `httpx`: a plain `httpx.AsyncClient` (httpcore transport), the client the issue's
   "bare httpx loop" named; reported beside it so the two ratios can be compared.
@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from bench.common import per_second
-from guiche.http_client import TIMEOUT, outbound_client
+from guiche.provider_http.client import TIMEOUT, outbound_client
 
 
 def message_body(index: int) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from bench.common import (
     unmet,
     wants_profile,
 )
-from guiche.db import POOL_SERVER_SETTINGS
+from guiche.database.engine import POOL_SERVER_SETTINGS
 
 TARGETS = (
     Target("history: bulk import share of raw COPY rows/s", "import_share_of_copy", ">=", 0.80),
@@ -83,7 +83,7 @@ T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 #: The page query `GET .../messages` runs, as Piccolo sends it (`guiche.http.pagination`):
 #: every column, tenant-scoped, newest first, LIMIT written in (one extra row says whether
 #: more follow), the keyset as a row comparison, on a connection with the pool's
-#: `server_settings` (custom plans only, `guiche.db.POOL_SERVER_SETTINGS`).
+#: `server_settings` (custom plans only, `guiche.database.engine.POOL_SERVER_SETTINGS`).
 _SELECT = "SELECT ALL " + ", ".join(
     f'"messages"."{c}" AS "{c}"'
     for c in (
@@ -159,7 +159,7 @@ class Plan:
 async def importer_services(database_url: str) -> AsyncIterator[Any]:
     """Services as a plugin task gets them (engine, pool), in this process."""
     from guiche.app import build_services, close_resources, open_resources
-    from guiche.config import Settings
+    from guiche.foundation.config import Settings
 
     settings = Settings(
         database_url=database_url,
@@ -484,7 +484,7 @@ async def profile_import(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from guiche.channel_runtime import ChannelRow
+    from guiche.channel_host.runtime import ChannelRow
 
     plan = plan_of(args)
     async with guiche_stack(args.server_url, args.redis_url, log_level=args.log_level) as stack:

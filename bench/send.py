@@ -11,7 +11,7 @@ Runs: the limiter "off" — the channel's `throughput_per_second` at its maximum
 (the meta_cloud plugin has no bypass; each send still takes a token from the Redis
 bucket) — and limited at 80/s, reported as the achieved steady rate and its error.
 Ceiling: `bench.bare_send`, a bare loop with the worker's concurrency on the client
-Guichê sends with (`guiche.http_client`: httpx's API over aiohttp's transport). Also
+Guichê sends with (`guiche.provider_http.client`: httpx's API over aiohttp's transport). Also
 reported: the same loop on a default `httpx.AsyncClient` (the issue's "bare httpx loop")
 and on a bare aiohttp session, with Guichê's share of each.
 
@@ -342,7 +342,7 @@ def build_report(
         "graph_api": "bench.fake_graph (aiohttp, own process)",
         "ceiling": (
             "bench.bare_send --client guiche: a loop on Guichê's own client (httpx API over "
-            "aiohttp's transport, guiche.http_client), concurrency 100, own process"
+            "aiohttp's transport, guiche.provider_http.client), concurrency 100, own process"
         ),
         "bare_httpx": "the same loop on a default httpx.AsyncClient (httpcore transport)",
         "reference": "the same loop on an aiohttp ClientSession (not a ceiling)",

@@ -604,8 +604,8 @@ async def populate(stack: Stack, plan: Plan) -> World:
     import asyncpg
 
     from guiche.auth.tokens import issue_access_token
-    from guiche.config import Settings
-    from guiche.crypto import CredentialCipher
+    from guiche.foundation.config import Settings
+    from guiche.foundation.crypto import CredentialCipher
 
     secret_key, fernet_key = run_keys()
     settings = Settings(database_url=stack.database_url, secret_key=secret_key)

@@ -8,7 +8,7 @@ indexes, the optional TimescaleDB hypertable and the optional pg_trgm index.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-from guiche import timescale
+from guiche.database import timescale
 
 ID = "2026-11-23T18:00:00:000000"
 VERSION = "1.38.0"
@@ -317,7 +317,7 @@ async def forwards() -> MigrationManager:
                 "CREATE INDEX contacts_name_lower_idx ON contacts (tenant, lower(name))"
             )
         # Decided from what the server says before trying: with the package installed
-        # but not preloaded, CREATE EXTENSION is FATAL (guiche.timescale).
+        # but not preloaded, CREATE EXTENSION is FATAL (guiche.database.timescale).
         if (await timescale.enable(transaction.connection)).use:
             # No default (created_at DESC) index: the planner walked it for long
             # conversations instead of messages_conversation_idx (10x slower pages).

@@ -4,7 +4,7 @@
 (at-most-once) resyncs with `GET /api/v1/events?after=<seq>`.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-11-23T19:00:00:000000"
 VERSION = "1.38.0"

@@ -7,7 +7,7 @@ is written in the transaction that stores the message and deleted in the one tha
 records `sent`/`failed`, so "in the outbox" means exactly "not settled yet".
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-11-23T20:30:00:000000"
 VERSION = "1.38.0"

@@ -6,7 +6,7 @@ with `ON CONFLICT DO NOTHING` on this key; without it every redelivery would be 
 again in the cost dashboards.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-11-23T21:40:00:000000"
 VERSION = "1.38.0"

@@ -5,7 +5,7 @@ descending within a tenant and pages with a keyset on the same pair; this index 
 both, so a page costs the same at the top of the list and deep inside it.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-11-23T22:10:00:000000"
 VERSION = "1.38.0"

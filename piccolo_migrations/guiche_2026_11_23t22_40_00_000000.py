@@ -6,7 +6,7 @@ here; the sender applies them when it records the key, and the rest (ids that we
 never ours) are purged after a day by `core.purge_early_statuses`.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-11-23T22:40:00:000000"
 VERSION = "1.38.0"

@@ -31,7 +31,7 @@ Rows in every table are written in a global order (provider id, phone, user id,
 contact), so two batches sharing senders wait for each other instead of deadlocking.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-11-24T09:00:00:000000"
 VERSION = "1.38.0"

@@ -26,7 +26,7 @@ statement in it sees what other transactions committed before it started (the pa
 statuses committed while we waited for the lock).
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-11-24T10:00:00:000000"
 VERSION = "1.38.0"

@@ -4,7 +4,7 @@
 tenant, filtered by period; these indexes start each page at its cursor.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T09:00:00:000000"
 VERSION = "1.38.0"

@@ -7,7 +7,7 @@ their seat (`memberships.display_name`, falling back to the person's own `users.
 so one company renaming a person changes nothing anywhere else.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T09:20:00:000000"
 VERSION = "1.38.0"

@@ -11,7 +11,7 @@ no GIN index, so searching them scans their tenant's segments (docs/architecture
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from guiche.sql_migration import execute_in_migration, try_in_migration
+from guiche.database.sql_migration import execute_in_migration, try_in_migration
 
 ID = "2026-12-05T09:30:00:000000"
 VERSION = "1.38.0"

@@ -12,7 +12,7 @@ rewrite) and every writer's INSERT with its transaction's; a BRIN index serves t
 purge's range scan at almost no cost to those inserts (keys arrive in time order).
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T09:40:00:000000"
 VERSION = "1.38.0"

@@ -14,7 +14,7 @@ claim can bump `attempts` and still compare it with the untouched `released_atte
 in the same statement, so the send path keeps its two statements.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T09:41:17:000000"
 VERSION = "1.38.0"

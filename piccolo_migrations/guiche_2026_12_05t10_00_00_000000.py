@@ -7,7 +7,7 @@ the per-conversation count looks at that conversation's inbound messages after t
 marker, capped, through `messages_conversation_idx`.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T10:00:00:000000"
 VERSION = "1.38.0"

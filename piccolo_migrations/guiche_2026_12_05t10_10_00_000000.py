@@ -6,10 +6,10 @@ phone_number_id, an Evolution server's instance, whatever a plugin declares thro
 per identity and channel type" a database rule, so two concurrent claims cannot both
 win. A deactivated channel keeps the value (it knows what to re-claim) but holds
 nothing. Rows created before this migration get theirs when app-level routing first
-meets them (`guiche.channel_claims`), since credentials are encrypted.
+meets them (`guiche.channel_host.claims`), since credentials are encrypted.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T10:10:00:000000"
 VERSION = "1.38.0"

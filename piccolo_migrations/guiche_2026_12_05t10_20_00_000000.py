@@ -24,7 +24,7 @@ Only where `messages` is a hypertable; on plain PostgreSQL this changes nothing.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-from guiche import timescale
+from guiche.database import timescale
 
 ID = "2026-12-05T10:20:00:000000"
 VERSION = "1.38.0"

@@ -6,7 +6,7 @@ bumps the version; tokens carrying an older one are refused at once (`guiche.aut
 Tokens issued before this migration carry no `ver` and count as version 0.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T10:40:00:000000"
 VERSION = "1.38.0"

@@ -2,15 +2,15 @@
 
 On a hypertable a lookup by message id alone probes every chunk (and decompresses the
 compressed ones), so new message ids are UUIDv7 stamped with the message's `created_at`
-(`guiche.message_ids`); lookups add the millisecond the id names and touch one chunk.
+(`guiche.foundation.message_ids`); lookups add the millisecond the id names and touch one chunk.
 `guiche_ingest_messages` is the 2026-11-24T09:00 function with its message ids from
 `guiche_message_id(i.at)` instead of `gen_random_uuid()`; nothing else in it changes.
 Existing ids stay as they are (they carry no time and are looked up by id alone).
 """
 
-from guiche.message_ids import SQL_FUNCTION
+from guiche.database.sql_migration import sql_migration
+from guiche.foundation.message_ids import SQL_FUNCTION
 from guiche.piccolo_migrations import guiche_2026_11_24t09_00_00_000000 as ingest
-from guiche.sql_migration import sql_migration
 
 ID = "2026-12-05T11:00:00:000000"
 VERSION = "1.38.0"

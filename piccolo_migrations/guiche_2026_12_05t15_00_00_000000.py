@@ -4,7 +4,7 @@ Written in batches by each process, read newest first per channel by admins, and
 trimmed by `core.purge_provider_calls` after `provider_call_retention_days`.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T15:00:00:000000"
 VERSION = "1.38.0"

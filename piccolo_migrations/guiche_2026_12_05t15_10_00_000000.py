@@ -5,7 +5,7 @@ Replies address the chat by its kind (`Recipient.chat_kind`); every existing con
 a person.
 """
 
-from guiche.sql_migration import sql_migration
+from guiche.database.sql_migration import sql_migration
 
 ID = "2026-12-05T15:10:00:000000"
 VERSION = "1.38.0"

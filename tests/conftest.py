@@ -21,7 +21,7 @@ from argon2 import PasswordHasher
 from cryptography.fernet import Fernet
 
 from guiche.auth.passwords import use_hasher
-from guiche.config import Settings
+from guiche.foundation.config import Settings
 
 # Cheap argon2id parameters: the suite logs in hundreds of times (production keeps defaults).
 use_hasher(PasswordHasher(time_cost=1, memory_cost=2048, parallelism=1))
@@ -56,7 +56,7 @@ def with_database(url: str, name: str) -> str:
 def database_url() -> Iterator[str]:
     import asyncio
 
-    from guiche.migrate import migrate
+    from guiche.database.migrate import migrate
 
     server_url, server = _server_url()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -90,7 +90,7 @@ def timescale_missing(database_url: str) -> str | None:
     """Why `messages` is not a hypertable on the test database (None when it is)."""
     import asyncio
 
-    from guiche import timescale
+    from guiche.database import timescale
 
     async def check() -> str | None:
         conn = await asyncpg.connect(database_url)
@@ -214,7 +214,7 @@ class Company:
     owner: Member
 
     async def add(self, role: str, *, max_chats: int = 5) -> Member:
-        from guiche.accounts import add_member, find_or_create_user
+        from guiche.companies.accounts import add_member, find_or_create_user
 
         email = f"{role}-{uuid.uuid4().hex[:10]}@example.test"
         password = "pw-" + secrets.token_urlsafe(12)
@@ -226,7 +226,7 @@ class Company:
 @pytest.fixture
 async def make_company(client: Any) -> Callable[..., Any]:
     """Create a company with an owner (the app must be running so tables are bound)."""
-    from guiche.accounts import create_tenant
+    from guiche.companies.accounts import create_tenant
 
     async def make(name: str | None = None) -> Company:
         name = name or f"Loja {uuid.uuid4().hex[:8]}"

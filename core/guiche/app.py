@@ -11,20 +11,20 @@ from redis.asyncio import Redis
 
 from guiche.api import CORE_ROUTE_TABLES
 from guiche.api.webhooks import routes as webhook_routes
-from guiche.call_log import CallRecorder
-from guiche.config import ConfigError, Settings, load_settings
-from guiche.db import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
-from guiche.http_client import outbound_client
+from guiche.database.engine import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
+from guiche.foundation.config import ConfigError, Settings, load_settings
 from guiche.models import CORE_TABLES
 from guiche.plugin_host.manager import build_plugin_manager
 from guiche.plugin_host.mount import mount_plugin_routes, plugin_gate_middleware
 from guiche.plugin_host.registry import PluginRegistry
 from guiche.plugin_host.runner import EventRunner
+from guiche.provider_http.call_log import CallRecorder
+from guiche.provider_http.client import outbound_client
 from guiche.ratelimit import build_limiter
-from guiche.rbac import PermissionRegistry
 from guiche.realtime.bus import RedisBus, bus_channel
-from guiche.services import SERVICES, Services
+from guiche.runtime.services import SERVICES, Services
 from guiche.tasks.queue import tasks_context
+from guiche.tenancy.rbac import PermissionRegistry
 from guiche.web.authentication import auth_middleware, check_auth_settings
 from guiche.web.middleware import error_middleware
 from guiche.web.observability import request_context_middleware, setup_observability

@@ -22,8 +22,8 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guiche.config import ConfigError, Settings, load_settings
-from guiche.logs import configure_logging
+from guiche.foundation.config import ConfigError, Settings, load_settings
+from guiche.foundation.logs import configure_logging
 
 if TYPE_CHECKING:
     from piccolo.engine.postgres import PostgresEngine
@@ -41,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, return the process exit code."""
     import asyncpg
 
-    from guiche.errors import ApiError
-    from guiche.migrate import MigrationError
+    from guiche.database.migrate import MigrationError
+    from guiche.foundation.errors import ApiError
     from guiche.plugin_host.manager import PluginError
 
     args = build_parser().parse_args(argv)
@@ -140,7 +140,7 @@ def settings_for(
     `embedded`: without DATABASE_URL, the embedded database `guiche run` made under
     GUICHE_DATA_DIR will do (see `with_database`).
     """
-    from guiche.embedded import EmbeddedPostgres
+    from guiche.database.embedded import EmbeddedPostgres
 
     settings = load_settings()
     missing = []
@@ -181,7 +181,7 @@ def with_database(settings: Settings) -> Iterator[Settings]:
     if settings.database_url:
         yield settings
         return
-    from guiche.embedded import EmbeddedPostgres
+    from guiche.database.embedded import EmbeddedPostgres
 
     with EmbeddedPostgres(settings.data_dir) as embedded:
         yield settings.model_copy(update={"database_url": embedded.start()})
@@ -198,7 +198,7 @@ def run_chore(command: str, work: Callable[[Settings], Awaitable[T]]) -> T:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Embedded Postgres if needed, local keys, migrations, demo company, web + tasks."""
-    from guiche.embedded import EmbeddedPostgres, local_key_env
+    from guiche.database.embedded import EmbeddedPostgres, local_key_env
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -217,8 +217,8 @@ async def _run_all(settings: Settings) -> int:
     from aiohttp import web
 
     from guiche.app import create_app
-    from guiche.demo import seed_demo
-    from guiche.services import SERVICES
+    from guiche.companies.demo import seed_demo
+    from guiche.runtime.services import SERVICES
     from guiche.worker import consume, schedule
 
     assert settings.database_url
@@ -261,7 +261,7 @@ async def _serve_web(settings: Settings) -> int:
     from aiohttp import web
 
     from guiche.app import create_app
-    from guiche.gc_tuning import tune_after_startup
+    from guiche.foundation.gc_tuning import tune_after_startup
 
     stop = stop_on_signals()
     runner = web.AppRunner(create_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
@@ -365,7 +365,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 async def run_migrations(database_url: str) -> None:
     """Apply pending migrations, printing one line per migration as it is recorded, then
     how many ran (none on a second call) out of how many the database has."""
-    from guiche.migrate import migrate
+    from guiche.database.migrate import migrate
 
     quiet_piccolo()
     applied = await migrate(database_url, on_applied=lambda step: print(step, flush=True))
@@ -392,7 +392,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     """What is installed; with a database (configured or `guiche run`'s embedded one) also
     how many companies enabled each, else the list alone (TENANTS shows "-")."""
     from guiche.app import build_services
-    from guiche.embedded import EmbeddedPostgres
+    from guiche.database.embedded import EmbeddedPostgres
     from guiche.plugin_host.listing import describe_plugins, format_plugins_table
     from guiche.plugin_host.manager import build_plugin_manager
     from guiche.plugin_host.registry import PluginRegistry
@@ -442,7 +442,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def core_engine(settings: Settings) -> PostgresEngine:
     """An engine with core's tables bound to it: chores skip the app factory's imports."""
-    from guiche.db import bind_tables, make_engine
+    from guiche.database.engine import bind_tables, make_engine
     from guiche.models import CORE_TABLES
 
     assert settings.database_url
@@ -472,7 +472,7 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 
 
 async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
-    from guiche.accounts import create_tenant
+    from guiche.companies.accounts import create_tenant
     from guiche.models import User
 
     async with pooled(core_engine(settings)):

@@ -4,7 +4,7 @@ Each check is independent (one failing does not hide the others) and reports `ok
 `warn` (works, but not as intended for production) or `fail` (something will not
 work), with the fix on the next line. Checks: configuration and keys, the database and
 its migrations, the storage of `messages` (TimescaleDB or plain, with the compression
-policy's runs, from `guiche.timescale.storage_report`), pg_trgm, Redis, the media
+policy's runs, from `guiche.database.timescale.storage_report`), pg_trgm, Redis, the media
 storage path and the installed plugins.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from guiche.config import Settings
+from guiche.foundation.config import Settings
 
 Status = Literal["ok", "warn", "fail"]
 TIMEOUT_SECONDS = 5.0
@@ -137,7 +137,7 @@ async def _migrations(conn: Any) -> Check:
 
 
 async def _messages_storage(conn: Any) -> Check:
-    from guiche import timescale
+    from guiche.database import timescale
 
     report = await timescale.storage_report(conn)
     if report["flavor"] == "postgres":

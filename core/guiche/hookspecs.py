@@ -20,8 +20,7 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not annotations
     from guiche.channels import ConversationEvent, StoredMessage, StoredStatus
-    from guiche.rbac import PermissionGrant
-    from guiche.services import Services
+    from guiche.runtime.services import Services
     from guiche.specs import (
         ChannelSpec,
         PluginInfo,
@@ -30,6 +29,7 @@ if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not ann
         TaskSpec,
         WebhookRouteSpec,
     )
+    from guiche.tenancy.rbac import PermissionGrant
 
 hookspec = pluggy.HookspecMarker("guiche")
 

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from guiche import call_log
 from guiche.channels import (
     ChannelInfo,
     ImportOutcome,
@@ -19,7 +18,7 @@ from guiche.channels import (
     LoadedChannel,
     WebhookBatch,
 )
-from guiche.errors import (
+from guiche.foundation.errors import (
     ApiError,
     BadRequest,
     Conflict,
@@ -28,12 +27,12 @@ from guiche.errors import (
     TooManyRequests,
     ValidationFailed,
 )
+from guiche.foundation.jsonio import json_response
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint
 from guiche.http.webhook_receiver import WebhookAck, provider_errors, read_webhook
-from guiche.http_client import outbound_client
-from guiche.jsonio import json_response
 from guiche.plugin_host.context import PluginContext
-from guiche.rbac import ROLES, PermissionGrant
+from guiche.provider_http import call_log
+from guiche.provider_http.client import outbound_client
 from guiche.specs import (
     API_VERSION,
     MEDIA_FIELDS,
@@ -45,9 +44,10 @@ from guiche.specs import (
     WebhookRouteSpec,
     hookimpl,
 )
+from guiche.tenancy.rbac import ROLES, PermissionGrant
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 
 def plugin_name_of(request: Any) -> str | None:
@@ -60,7 +60,7 @@ def plugin_name_of(request: Any) -> str | None:
 async def active_channels(services: Services, channel_type: str) -> list[LoadedChannel]:
     """Active channels of `channel_type` (with their adapters) whose tenants enabled the
     plugin: each has `.info` (id, tenant_id, type, ...) and `.adapter` (config decrypted)."""
-    from guiche.channel_runtime import active_channels as _active
+    from guiche.channel_host.runtime import active_channels as _active
 
     return list(await _active(services, channel_type))
 
@@ -73,7 +73,7 @@ async def channels_by_identity(
     `load_channel`'s, for identities that have a routable holder — active, plugin
     enabled, provisioned (never `provisioning_failed`). Cached per process for `ttl`
     seconds, reloaded at once for an unknown identity or any channel change."""
-    from guiche.channel_claims import channels_by_identity as _by_identity
+    from guiche.channel_host.claims import channels_by_identity as _by_identity
 
     return dict(await _by_identity(services, channel_type, identities, ttl=ttl))
 
@@ -91,7 +91,7 @@ async def ingest_batch(
 
 def _row_of(channel: LoadedChannel) -> Any:
     """Core's row for a loaded channel (core's own `LoadedChannel` carries it)."""
-    from guiche.channel_runtime import ChannelRow
+    from guiche.channel_host.runtime import ChannelRow
 
     if isinstance(channel, ChannelRow):  # core's own callers and older plugins
         return channel
@@ -151,7 +151,7 @@ def require_json(request: Any) -> None:
 def services_of(request: Any) -> Services:
     """The shared services (db, http, limiter, tasks, ...) from inside any plugin route,
     including provider-facing webhook routes, which have no tenant context."""
-    from guiche.services import services_of as _services_of
+    from guiche.runtime.services import services_of as _services_of
 
     return _services_of(request)
 
@@ -162,7 +162,7 @@ async def load_channel(
     """One active channel with its adapter (same shape as `active_channels` items), or None
     when it is inactive, its plugin is not installed or enabled, or — with `tenant_id` —
     it belongs to another tenant (so a plugin route can answer 404 for it)."""
-    from guiche.channel_runtime import load_channel_adapter
+    from guiche.channel_host.runtime import load_channel_adapter
 
     loaded = await load_channel_adapter(services, channel_id)
     if loaded is None or (tenant_id is not None and loaded.row.tenant_id != tenant_id):
@@ -187,7 +187,7 @@ async def upsert_templates(
     Returns `{"upserted": n, "retired": m}`. One transaction; the channel must be the
     tenant's (else `NotFound`).
     """
-    from guiche.provider_templates import store_provider_templates
+    from guiche.channel_host.templates import store_provider_templates
 
     return await store_provider_templates(
         tenant_id, channel_id, templates, retire_missing=retire_missing

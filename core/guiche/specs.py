@@ -37,7 +37,7 @@ class PluginInfo:
     requires: tuple[str, ...] = ()
     operator_settings: type[BaseSettings] | None = None
     """The deployment-wide environment variables the plugin reads, as one pydantic-settings
-    model (`guiche.config.env_names` lists them; `.env.example` must name each)."""
+    model (`guiche.foundation.config.env_names` lists them; `.env.example` must name each)."""
 
 
 @dataclass(frozen=True)

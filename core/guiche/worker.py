@@ -18,7 +18,7 @@ from taskiq.receiver import Receiver
 from taskiq.schedule_sources import LabelScheduleSource
 
 from guiche.app import build_services, close_resources, open_resources
-from guiche.config import ConfigError, Settings
+from guiche.foundation.config import ConfigError, Settings
 from guiche.tasks.queue import DRAIN_TIMEOUT_SECONDS, TaskQueue
 
 log = logging.getLogger("guiche.tasks")

@@ -10,14 +10,14 @@ import pytest
 from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
-from guiche.accounts import find_or_create_user
 from guiche.app import create_app
 from guiche.auth.passwords import needs_rehash
 from guiche.auth.throttle import RedisCounters, login_throttle
 from guiche.auth.tokens import issue_access_token
-from guiche.config import ConfigError
+from guiche.companies.accounts import find_or_create_user
+from guiche.foundation.config import ConfigError
 from guiche.models import Membership, RefreshToken, User
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 
 async def _login(client, email, password, **extra):

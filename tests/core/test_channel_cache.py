@@ -1,5 +1,5 @@
 """The per-process cache of loaded channels and tenants' plugin settings
-(`guiche.runtime_cache`): hits run no query, changes made through the API take effect at
+(`guiche.runtime.cache`): hits run no query, changes made through the API take effect at
 once in the same process and, over Redis, in the others; the TTL is the safety net and 0
 turns the cache off."""
 
@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from guiche.channel_runtime import channel_changed, load_channel_adapter
-from guiche.enablement import enabled_settings, plugins_changed
+from guiche.channel_host.runtime import channel_changed, load_channel_adapter
+from guiche.companies.enablement import enabled_settings, plugins_changed
 from guiche.models import Channel, Department, TenantPlugin
 from guiche.realtime.bus import RECONNECTED
-from guiche.runtime_cache import CHANNEL, RuntimeCache
-from guiche.services import SERVICES, Services
+from guiche.runtime.cache import CHANNEL, RuntimeCache
+from guiche.runtime.services import SERVICES, Services
 from guiche.testing import FAKE_SIGNATURE_HEADER, FakeChannelPlugin, fake_webhook_body, sign_fake
 from tests.conftest import Company, login
 
@@ -255,7 +255,7 @@ async def test_ttl_zero_disables_the_cache(
 
 def test_entries_expire_after_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr("guiche.runtime_cache.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("guiche.runtime.cache.time.monotonic", lambda: now[0])
     cache = RuntimeCache(ttl=60)
     key = uuid.uuid4()
     cache.put(CHANNEL, key, "loaded", cache.generation)

@@ -17,8 +17,8 @@ from guiche.channels import (
     WebhookBatch,
     WebhookRequest,
 )
-from guiche.config import ConfigError
-from guiche.crypto import CredentialCipher, CredentialsUnreadable, mask_credentials
+from guiche.foundation.config import ConfigError
+from guiche.foundation.crypto import CredentialCipher, CredentialsUnreadable, mask_credentials
 from guiche.models import AuditLog, Channel, TenantPlugin
 from guiche.plugin import ChannelSpec, PluginInfo, hookimpl
 from tests.conftest import login

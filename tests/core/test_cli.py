@@ -469,7 +469,7 @@ async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
         terminal.close()
     assert code == 0
     human = [line for line in terminal.text().splitlines() if line.strip()]
-    assert any("guiche.embedded embedded postgres ready pgdata=" in line for line in human)
+    assert any("guiche.database.embedded embedded postgres ready pgdata=" in line for line in human)
     assert human and all(HUMAN_LINE.match(line) for line in human), human
     assert (data_dir / "secret_key").read_text() == secret
     assert postgres_processes(pgdata) == []
@@ -479,7 +479,7 @@ async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
 
 
 async def test_demo_seed_is_idempotent_and_applies_the_password(client: Any) -> None:
-    from guiche.demo import DEMO_EMAIL, seed_demo
+    from guiche.companies.demo import DEMO_EMAIL, seed_demo
 
     first = await seed_demo("demo-password-one")
     second = await seed_demo("demo-password-two")
@@ -498,7 +498,7 @@ async def test_demo_seed_is_idempotent_and_applies_the_password(client: Any) -> 
 
 def test_dead_pgserver_handles_are_forgotten(tmp_path: Path) -> None:
     """A run killed with SIGKILL leaves its pid behind; it must not keep Postgres alive."""
-    from guiche.embedded import _forget_dead_handles
+    from guiche.database.embedded import _forget_dead_handles
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -509,7 +509,7 @@ def test_dead_pgserver_handles_are_forgotten(tmp_path: Path) -> None:
 
 
 def test_local_keys_are_made_once_and_private(tmp_path: Path) -> None:
-    from guiche.embedded import local_key
+    from guiche.database.embedded import local_key
 
     path = tmp_path / "secret_key"
     first = local_key(path, lambda: "first-value")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices
 
-from guiche.config import ConfigError, Settings, env_names, load_settings
+from guiche.foundation.config import ConfigError, Settings, env_names, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from guiche.contacts.phones import InvalidPhone, normalize_phone, phone_digits, whatsapp_phone
 from guiche.models import AuditLog, Contact, Tenant
-from guiche.phones import InvalidPhone, normalize_phone, phone_digits, whatsapp_phone
 from tests.conftest import login
 
 # --- phone numbers (pure) ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from guiche.api.contacts_import import (
     merge_duplicates,
     parse_csv,
 )
-from guiche.errors import ValidationFailed
+from guiche.foundation.errors import ValidationFailed
 from guiche.models import AuditLog, Contact
 from tests.conftest import login
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from guiche.db import PooledConnection, database_unavailable
+from guiche.database.engine import PooledConnection, database_unavailable
 from guiche.web.middleware import UNAVAILABLE_RETRY_AFTER
 from tests.conftest import login
 

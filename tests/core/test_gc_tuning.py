@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from guiche import cli, gc_tuning
-from guiche.config import Settings
+from guiche import cli
+from guiche.foundation import gc_tuning
+from guiche.foundation.config import Settings
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from guiche.accounts import add_member
 from guiche.auth.passwords import hash_password
+from guiche.companies.accounts import add_member
 from guiche.models import AuditLog, Membership, User
 from tests.conftest import Company, Member, login
 

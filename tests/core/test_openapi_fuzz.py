@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from guiche.app import create_app
-from guiche.config import Settings
+from guiche.foundation.config import Settings
 from guiche.web.openapi import OPENAPI_PATH
 
 T = TypeVar("T")
@@ -98,7 +98,7 @@ def live_server(make_settings: Callable[..., Settings]) -> Iterator[ThreadedServ
 @pytest.fixture
 def owner_headers(live_server: ThreadedServer) -> dict[str, str]:
     """A fresh company's owner, logged in through the real endpoint."""
-    from guiche.accounts import create_tenant
+    from guiche.companies.accounts import create_tenant
 
     email = f"owner-{uuid.uuid4().hex[:10]}@example.test"
     password = "pw-" + secrets.token_urlsafe(12)

@@ -23,14 +23,14 @@ from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
 from guiche.app import create_app
-from guiche.logs import (
+from guiche.foundation.logs import (
     HumanFormatter,
     JsonFormatter,
     bound_context,
     configure_logging,
     log_context,
 )
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from tests.conftest import login
 
 CONTACT = "/api/v1/contacts/{id}"

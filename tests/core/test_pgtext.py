@@ -1,6 +1,6 @@
 """The boundary cleaner keeps every string storable by Postgres."""
 
-from guiche.pgtext import clean_json, clean_text, has_unstorable, json_has_unstorable
+from guiche.foundation.pgtext import clean_json, clean_text, has_unstorable, json_has_unstorable
 
 
 def test_clean_text_drops_nul_and_replaces_lone_surrogates() -> None:

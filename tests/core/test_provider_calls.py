@@ -16,15 +16,15 @@ import httpx
 import orjson
 import pytest
 
-from guiche.call_log import (
+from guiche.models import TenantPlugin
+from guiche.outbound.sweeper import purge_provider_calls
+from guiche.provider_http.call_log import (
     CallRecorder,
     provider_call,
     redacted_target,
 )
-from guiche.http_client import outbound_client
-from guiche.models import TenantPlugin
-from guiche.outbound.sweeper import purge_provider_calls
-from guiche.services import SERVICES
+from guiche.provider_http.client import outbound_client
+from guiche.runtime.services import SERVICES
 from tests.conftest import login
 from tests.core.conversations.conftest import fetch
 from tests.plugins.telegram.test_telegram import (
@@ -256,7 +256,7 @@ async def test_a_full_buffer_drops_the_oldest_and_counts_them() -> None:
 
 
 def test_core_generates_a_stable_secret_per_channel() -> None:
-    from guiche.crypto import webhook_secret
+    from guiche.foundation.crypto import webhook_secret
 
     one, two = uuid.uuid4(), uuid.uuid4()
     secret = webhook_secret("k" * 40, one)

@@ -21,7 +21,7 @@ from guiche.ratelimit import (
     Reservation,
     build_limiter,
 )
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 _octets = itertools.count(1)
 

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint_of
 from guiche.models import TenantPlugin, User
-from guiche.rbac import PLATFORM_PERMISSIONS, ROLES
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
+from guiche.tenancy.rbac import PLATFORM_PERMISSIONS, ROLES
 
 # Paths that are not API resources and so need no endpoint declaration.
 UNDECLARED_ALLOWED = re.compile(

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from guiche.accounts import add_member
+from guiche.companies.accounts import add_member
 from tests.conftest import Member, login
 
 

@@ -1,6 +1,6 @@
 """The app starts against a migrated database and answers health checks."""
 
-from guiche.accounts import create_tenant
+from guiche.companies.accounts import create_tenant
 from guiche.models import Membership, Tenant
 
 

@@ -16,9 +16,9 @@ from taskiq import InMemoryBroker
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
 from guiche.app import build_services
-from guiche.config import ConfigError, Settings
+from guiche.foundation.config import ConfigError, Settings
 from guiche.plugin import PluginInfo, TaskSpec, hookimpl
-from guiche.services import SERVICES, Services
+from guiche.runtime.services import SERVICES, Services
 from guiche.tasks import broker as broker_module
 from guiche.tasks.broker import make_broker, schedule_labels
 from guiche.tasks.queue import TaskQueue, UnknownTask

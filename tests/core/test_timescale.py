@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from guiche import timescale
+from guiche.database import timescale
 from tests.conftest import with_database
 
 LOCK_WAIT_TIMEOUT = 10.0

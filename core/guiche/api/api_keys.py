@@ -10,16 +10,16 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from guiche.audit import record_audit
 from guiche.auth.api_keys import generate_api_key, key_permissions
 from guiche.auth.principal import Principal, current_principal
-from guiche.errors import Forbidden, NotFound, ValidationFailed
+from guiche.companies.audit import record_audit
+from guiche.foundation.errors import Forbidden, NotFound, ValidationFailed
 from guiche.http.endpoint import endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import ApiKey
-from guiche.rbac import PLATFORM_PERMISSIONS, ROLES
-from guiche.services import services_of
-from guiche.tenancy import owned, parse_uuid
+from guiche.runtime.services import services_of
+from guiche.tenancy.rbac import PLATFORM_PERMISSIONS, ROLES
+from guiche.tenancy.scope import owned, parse_uuid
 
 routes = web.RouteTableDef()
 PERMISSION = "api_keys.manage"

@@ -21,7 +21,7 @@ from guiche.auth.principal import current_principal
 from guiche.http.endpoint import endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import AuditLog, ProviderUsage
-from guiche.tenancy import owned
+from guiche.tenancy.scope import owned
 
 routes = web.RouteTableDef()
 

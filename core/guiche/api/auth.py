@@ -27,10 +27,10 @@ from guiche.auth.sessions import (
     memberships,
 )
 from guiche.auth.throttle import login_throttle
-from guiche.errors import Forbidden, NotFound, Unauthorized
+from guiche.foundation.errors import Forbidden, NotFound, Unauthorized
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, endpoint
 from guiche.models import Tenant, User
-from guiche.services import services_of
+from guiche.runtime.services import services_of
 from guiche.web.ratelimit import client_bucket
 
 routes = web.RouteTableDef()

@@ -17,9 +17,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from guiche.api.common import changes, path_id
-from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
-from guiche.channel_claims import (
+from guiche.channel_host.claims import (
     Released,
     held_by_other,
     identity_of,
@@ -28,7 +27,7 @@ from guiche.channel_claims import (
     refused,
     take_over,
 )
-from guiche.channel_lifecycle import (
+from guiche.channel_host.lifecycle import (
     PROVISIONED,
     identity_released,
     prove_control,
@@ -36,32 +35,33 @@ from guiche.channel_lifecycle import (
     release_channel,
     set_channel_state,
 )
-from guiche.channel_runtime import channel_changed, channel_info, load_channel_adapter
-from guiche.config import ConfigError
-from guiche.crypto import (
+from guiche.channel_host.runtime import channel_changed, channel_info, load_channel_adapter
+from guiche.companies.audit import record_audit
+from guiche.companies.enablement import enabled_settings
+from guiche.contacts.phones import InvalidPhone, normalize_phone, tenant_region
+from guiche.database.engine import connection
+from guiche.foundation.config import ConfigError
+from guiche.foundation.crypto import (
     CredentialCipher,
     CredentialsUnreadable,
     credentials_to_store,
     mask_credentials,
     mask_value,
 )
-from guiche.db import connection
-from guiche.enablement import enabled_settings
-from guiche.errors import (
+from guiche.foundation.errors import (
     Conflict,
     NotFound,
     ServiceUnavailable,
     ValidationFailed,
     pydantic_details,
 )
+from guiche.foundation.jsonio import validate_strict
 from guiche.http.endpoint import RequestBody, endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
-from guiche.jsonio import validate_strict
 from guiche.models import Channel, Department
-from guiche.phones import InvalidPhone, normalize_phone, tenant_region
 from guiche.plugin import ChannelSpec
-from guiche.services import services_of
-from guiche.tenancy import get_owned, owned
+from guiche.runtime.services import services_of
+from guiche.tenancy.scope import get_owned, owned
 
 routes = web.RouteTableDef()
 TAGS = ("channels",)

@@ -16,16 +16,16 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from guiche.api.common import Email, changes, like_pattern, path_id
 from guiche.api.contacts_import import ImportReport, import_csv, read_upload
-from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
 from guiche.channels import ChatKind
-from guiche.errors import Conflict, ValidationFailed
+from guiche.companies.audit import record_audit
+from guiche.contacts.phones import InvalidPhone, normalize_phone, phone_digits, tenant_region
+from guiche.foundation.errors import Conflict, ValidationFailed
 from guiche.http.endpoint import RequestBody, endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Contact
-from guiche.phones import InvalidPhone, normalize_phone, phone_digits, tenant_region
-from guiche.services import services_of
-from guiche.tenancy import get_owned, owned
+from guiche.runtime.services import services_of
+from guiche.tenancy.scope import get_owned, owned
 
 routes = web.RouteTableDef()
 TAGS = ("contacts",)

@@ -21,11 +21,11 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from guiche.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from guiche.contacts.phones import InvalidPhone, normalize_phone
+from guiche.foundation.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from guiche.foundation.pgtext import has_unstorable
 from guiche.http.multipart import file_part, read_chunk
 from guiche.models import Contact
-from guiche.pgtext import has_unstorable
-from guiche.phones import InvalidPhone, normalize_phone
 
 KNOWN_COLUMNS = ("name", "phone", "email", "document")
 CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})

@@ -19,12 +19,12 @@ from guiche.auth.principal import Principal, current_principal
 from guiche.auth.visibility import Viewer, viewer_for
 from guiche.conversations import reads, transitions
 from guiche.conversations.start import ConversationAlreadyOpen, StartRequest, start_conversation
-from guiche.errors import Conflict, Forbidden, NotFound
+from guiche.foundation.errors import Conflict, Forbidden, NotFound
 from guiche.http.endpoint import RequestBody, endpoint
 from guiche.http.pagination import Page, PageQuery, decode_cursor, split_page
 from guiche.outbound.schemas import MessageOut, SendRequest
 from guiche.outbound.service import load_visible_conversation
-from guiche.services import Services, services_of
+from guiche.runtime.services import Services, services_of
 
 routes = web.RouteTableDef()
 TAGS = ("conversations",)

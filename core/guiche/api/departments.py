@@ -15,13 +15,13 @@ from aiohttp import web
 from pydantic import BaseModel, StringConstraints
 
 from guiche.api.common import changes, like_pattern, path_id
-from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
-from guiche.errors import Conflict, NotFound
+from guiche.companies.audit import record_audit
+from guiche.foundation.errors import Conflict, NotFound
 from guiche.http.endpoint import RequestBody, endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Department, DepartmentMember, Membership
-from guiche.tenancy import get_owned, owned
+from guiche.tenancy.scope import get_owned, owned
 
 routes = web.RouteTableDef()
 TAGS = ("departments",)

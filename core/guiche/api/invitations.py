@@ -1,7 +1,7 @@
 """Invitations over HTTP, from the three sides that touch one.
 
 - The company (`/api/v1/invitations`): lists what it sent and withdraws pending ones.
-  It never sees the invited account's id or name (see `guiche.invitations`).
+  It never sees the invited account's id or name (see `guiche.companies.invitations`).
 - The person (`/api/v1/auth/invitations`): lists the invitations addressed to their
   email and accepts or declines them; accepting gives a seat in that company.
 - Platform admins (`/api/v1/platform/invitations`): find and accept for a person.
@@ -20,16 +20,16 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from guiche.api.common import Email, path_id
-from guiche.audit import record_audit
 from guiche.auth.access import access_changed
 from guiche.auth.principal import Principal, current_principal, signed_in_user
-from guiche.errors import NotFound
+from guiche.companies.audit import record_audit
+from guiche.companies.invitations import account_for, respond, revoke
+from guiche.foundation.errors import NotFound
 from guiche.http.endpoint import AUTHENTICATED, endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
-from guiche.invitations import account_for, respond, revoke
 from guiche.models import Invitation, User
-from guiche.services import services_of
-from guiche.tenancy import owned
+from guiche.runtime.services import services_of
+from guiche.tenancy.scope import owned
 
 routes = web.RouteTableDef()
 

@@ -18,19 +18,24 @@ from pydantic import BaseModel
 
 from guiche.api.common import path_id
 from guiche.auth.principal import current_principal
-from guiche.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from guiche.foundation.errors import (
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from guiche.foundation.jsonio import json_response
 from guiche.http.endpoint import endpoint
 from guiche.http.multipart import file_part, read_chunk
 from guiche.http.pagination import Page, PageQuery, paginate
-from guiche.jsonio import json_response
 from guiche.media.attachments import message_media
 from guiche.media.files import media_row, save_upload, storage_of
 from guiche.media.storage import StorageError
 from guiche.models import Message
 from guiche.outbound.schemas import MessageOut, SendMessageRequest
 from guiche.outbound.service import create_outbound, load_visible_conversation
-from guiche.services import services_of
-from guiche.tenancy import owned
+from guiche.runtime.services import services_of
+from guiche.tenancy.scope import owned
 
 routes = web.RouteTableDef()
 TAGS = ("messages",)

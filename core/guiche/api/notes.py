@@ -9,15 +9,15 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, StringConstraints
 
-from guiche.accounts import display_names
 from guiche.api.common import path_id
-from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
-from guiche.errors import Forbidden, ValidationFailed
+from guiche.companies.accounts import display_names
+from guiche.companies.audit import record_audit
+from guiche.foundation.errors import Forbidden, ValidationFailed
 from guiche.http.endpoint import RequestBody, endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Contact, Conversation, Note
-from guiche.tenancy import get_owned, owned
+from guiche.tenancy.scope import get_owned, owned
 
 routes = web.RouteTableDef()
 TAGS = ("notes",)

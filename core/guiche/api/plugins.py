@@ -13,17 +13,17 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
-from guiche.enablement import plugins_changed
-from guiche.errors import NotFound, ValidationFailed, pydantic_details
+from guiche.companies.audit import record_audit
+from guiche.companies.enablement import plugins_changed
+from guiche.foundation.errors import NotFound, ValidationFailed, pydantic_details
+from guiche.foundation.jsonio import validate_strict
 from guiche.http.endpoint import endpoint
-from guiche.jsonio import validate_strict
 from guiche.models import TenantPlugin
 from guiche.plugin import PluginInfo
 from guiche.plugin_host.context import TenantPluginState
 from guiche.plugin_host.registry import PluginRegistry
-from guiche.services import services_of
+from guiche.runtime.services import services_of
 
 routes = web.RouteTableDef()
 

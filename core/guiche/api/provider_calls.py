@@ -1,4 +1,4 @@
-"""The per-channel provider call log for admins (written by guiche.call_log).
+"""The per-channel provider call log for admins (written by guiche.provider_http.call_log).
 
 Newest first with the usual `(created_at, id)` cursor; filters by operation, by
 failures only (an HTTP status of 400 or more, or no answer at all) and by period.
@@ -19,7 +19,7 @@ from guiche.auth.principal import current_principal
 from guiche.http.endpoint import endpoint
 from guiche.http.pagination import Page, paginate
 from guiche.models import Channel, ProviderCall
-from guiche.tenancy import get_owned, owned
+from guiche.tenancy.scope import get_owned, owned
 
 routes = web.RouteTableDef()
 

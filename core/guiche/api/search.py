@@ -22,7 +22,7 @@ from guiche.auth.visibility import viewer_for
 from guiche.http.endpoint import endpoint
 from guiche.http.pagination import Page, PageQuery, decode_cursor, split_page
 from guiche.outbound.schemas import MessageOut
-from guiche.services import services_of
+from guiche.runtime.services import services_of
 
 routes = web.RouteTableDef()
 

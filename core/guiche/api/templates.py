@@ -15,13 +15,13 @@ from aiohttp import web
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from guiche.api.common import changes, like_pattern, path_id
-from guiche.audit import record_audit
 from guiche.auth.principal import current_principal
-from guiche.errors import Conflict, ValidationFailed
+from guiche.companies.audit import record_audit
+from guiche.foundation.errors import Conflict, ValidationFailed
 from guiche.http.endpoint import RequestBody, endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Channel, Template
-from guiche.tenancy import get_owned, owned
+from guiche.tenancy.scope import get_owned, owned
 
 routes = web.RouteTableDef()
 TAGS = ("templates",)

@@ -10,16 +10,16 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from guiche.accounts import create_tenant
-from guiche.audit import record_audit
 from guiche.auth.access import access_changed
 from guiche.auth.principal import current_principal
-from guiche.errors import NotFound, ValidationFailed, pydantic_details
+from guiche.companies.accounts import create_tenant
+from guiche.companies.audit import record_audit
+from guiche.foundation.errors import NotFound, ValidationFailed, pydantic_details
 from guiche.http.endpoint import endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
 from guiche.models import Tenant
-from guiche.services import services_of
-from guiche.tenant_settings import TenantSettings, merge_settings, read_settings
+from guiche.runtime.services import services_of
+from guiche.tenancy.settings import TenantSettings, merge_settings, read_settings
 
 routes = web.RouteTableDef()
 

@@ -4,7 +4,7 @@ Ids in these paths are user ids, the id every other resource (assignee, author,
 department member) refers to. Role changes follow one rule: nobody grants or touches a
 role above their own, and a company never loses its last active owner.
 
-Adding a person goes through `guiche.invitations` (an existing account is invited, never
+Adding a person goes through `guiche.companies.invitations` (an existing account is invited, never
 attached) and answers alike for every email. The name shown and changed here is the
 company's own display name for the person (their seat's); the account's name is theirs.
 """
@@ -20,19 +20,19 @@ from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 
 from guiche.api.common import Email, changes, like_pattern, path_id
-from guiche.audit import record_audit
 from guiche.auth.access import access_changed, end_sessions
 from guiche.auth.principal import Principal, current_principal
-from guiche.errors import Conflict, Forbidden, NotFound
+from guiche.companies.audit import record_audit
+from guiche.companies.invitations import Offer, invite
+from guiche.foundation.errors import Conflict, Forbidden, NotFound
 from guiche.http.endpoint import AUTHENTICATED, RequestBody, endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
-from guiche.invitations import Offer, invite
 from guiche.models import Membership
-from guiche.rbac import ROLES
 from guiche.realtime.events import record_events
 from guiche.routing.presence import presence_event, set_presence
-from guiche.services import services_of
-from guiche.tenancy import owned
+from guiche.runtime.services import services_of
+from guiche.tenancy.rbac import ROLES
+from guiche.tenancy.scope import owned
 
 routes = web.RouteTableDef()
 TAGS = ("users",)

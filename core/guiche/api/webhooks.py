@@ -16,13 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
-from guiche.channel_runtime import LoadedChannel, load_channel_adapter
+from guiche.channel_host.runtime import LoadedChannel, load_channel_adapter
 from guiche.channels import WebhookAuthError
-from guiche.errors import Forbidden, NotFound
+from guiche.foundation.errors import Forbidden, NotFound
 from guiche.http.endpoint import PUBLIC, endpoint
 from guiche.http.webhook_receiver import receive_for_channel, webhook_request
-from guiche.services import services_of
-from guiche.tenancy import parse_uuid
+from guiche.runtime.services import services_of
+from guiche.tenancy.scope import parse_uuid
 
 routes = web.RouteTableDef()
 PATH = "/webhooks/{channel_type}/{channel_id}"

@@ -11,7 +11,7 @@ compares the token with the user's current `UserAccess`:
 - the role and the platform flag are taken from the database, not from the token, so a
   demotion takes effect on the next request.
 
-`UserAccess` is cached per process (`guiche.runtime_cache`, kind `user_access`) and
+`UserAccess` is cached per process (`guiche.runtime.cache`, kind `user_access`) and
 dropped everywhere through a bus notice when it changes (`access_changed`); the cache's
 TTL is the safety net for a lost notice. The WebSocket layer listens to the same notices
 and closes the sockets whose session ended (`guiche.websocket.ws`).
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from guiche.auth.tokens import AccessClaims, InvalidToken
-from guiche.db import connection
-from guiche.runtime_cache import invalidate, runtime_cache
+from guiche.database.engine import connection
+from guiche.runtime.cache import invalidate, runtime_cache
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
-#: `guiche.runtime_cache` kind of a user's `UserAccess`, keyed by user id.
+#: `guiche.runtime.cache` kind of a user's `UserAccess`, keyed by user id.
 USER_ACCESS = "user_access"
 
 _LOAD = """

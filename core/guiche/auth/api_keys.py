@@ -18,7 +18,7 @@ import orjson
 
 from guiche.auth.principal import Principal
 from guiche.models import ApiKey
-from guiche.rbac import PermissionRegistry
+from guiche.tenancy.rbac import PermissionRegistry
 
 KEY_MARK = "gk_"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from guiche.errors import Forbidden, Unauthorized
+from guiche.foundation.errors import Forbidden, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)

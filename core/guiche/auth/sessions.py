@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from guiche.auth.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from guiche.auth.refresh import issue_refresh_token
 from guiche.auth.tokens import issue_access_token
-from guiche.config import Settings
-from guiche.errors import Unauthorized
+from guiche.foundation.config import Settings
+from guiche.foundation.errors import Unauthorized
 from guiche.models import Membership, User
 
 BAD_CREDENTIALS = "Invalid email or password"

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from guiche.errors import TooManyRequests
-from guiche.services import Services
+from guiche.foundation.errors import TooManyRequests
+from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.auth")
 T = TypeVar("T")

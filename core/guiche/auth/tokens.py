@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from guiche.config import ConfigError, Settings
+from guiche.foundation.config import ConfigError, Settings
 
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from guiche.auth.principal import Principal
-from guiche.errors import NotFound
+from guiche.foundation.errors import NotFound
 from guiche.models import Conversation, DepartmentMember
 
 

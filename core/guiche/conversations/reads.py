@@ -20,12 +20,12 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from guiche.call_log import provider_call
-from guiche.channel_runtime import load_channel_adapter
+from guiche.channel_host.runtime import load_channel_adapter
 from guiche.channels import CAP_READ_RECEIPTS, ChannelError, ReadReceipt, Recipient
+from guiche.provider_http.call_log import provider_call
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.conversations")
 

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from guiche.audit import record_audit
 from guiche.auth.principal import Principal
+from guiche.companies.audit import record_audit
 from guiche.conversations.transitions import Followups, after_commit, conversation_event
-from guiche.errors import Conflict, Forbidden, ValidationFailed
+from guiche.foundation.errors import Conflict, Forbidden, ValidationFailed
 from guiche.outbound.schemas import MediaSend, MessageOut, TemplateSend, TextSend
 from guiche.outbound.service import insert_outbound, kick_send, prepare_outbound
 from guiche.realtime.events import record_events
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 _CONTACT = "SELECT id, phone, opted_out FROM contacts WHERE id = $1 AND tenant = $2"
 

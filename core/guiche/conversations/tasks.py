@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from guiche.conversations.transitions import expire_idle
 from guiche.routing.service import drain_queue
 from guiche.specs import TaskSpec
-from guiche.tenant_settings import read_settings
+from guiche.tenancy.settings import read_settings
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.conversations")
 

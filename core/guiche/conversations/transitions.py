@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from guiche.audit import record_audit
 from guiche.auth.principal import Principal
 from guiche.auth.visibility import Viewer
-from guiche.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from guiche.event_hooks import emit_hooks
+from guiche.companies.audit import record_audit
+from guiche.foundation.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
 from guiche.routing.service import assign_one, drain_queue
+from guiche.runtime.event_hooks import emit_hooks
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.conversations")
 

@@ -11,7 +11,7 @@ Input rules every route gets here, so no handler has to repeat them:
   get this far: a JSON body holding one is not valid UTF-8 (400 `invalid_json`), and
   undecodable bytes in a query string arrive as U+FFFD. Refusing, not cleaning, is the
   contract for API input: the caller learns which field to fix and nothing is stored
-  different from what was sent (`guiche.pgtext` decides what is unstorable).
+  different from what was sent (`guiche.foundation.pgtext` decides what is unstorable).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from guiche.auth.principal import PRINCIPAL_KEY
-from guiche.errors import (
+from guiche.foundation.errors import (
     BadRequest,
     Forbidden,
     Unauthorized,
@@ -34,8 +34,8 @@ from guiche.errors import (
     ValidationFailed,
     pydantic_details,
 )
-from guiche.jsonio import json_response, validate_strict
-from guiche.pgtext import has_unstorable
+from guiche.foundation.jsonio import json_response, validate_strict
+from guiche.foundation.pgtext import has_unstorable
 
 PUBLIC = "public"  # no authentication
 AUTHENTICATED = "authenticated"  # any authenticated caller, no specific permission

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from guiche.errors import BadRequest
-from guiche.pgtext import clean_text
+from guiche.foundation.errors import BadRequest
+from guiche.foundation.pgtext import clean_text
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from piccolo.query import Select
 from piccolo.table import Table
 from pydantic import BaseModel, Field
 
-from guiche.errors import BadRequest
+from guiche.foundation.errors import BadRequest
 
 T = TypeVar("T")
 

@@ -20,13 +20,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from guiche.call_log import provider_call
-from guiche.channel_runtime import LoadedChannel
+from guiche.channel_host.runtime import LoadedChannel
 from guiche.channels import ChannelError, IngestOutcome, WebhookAuthError, WebhookRequest
-from guiche.errors import BadRequest, Unauthorized
+from guiche.foundation.errors import BadRequest, Unauthorized
 from guiche.http.endpoint import require_media_type
 from guiche.inbound.ingest import ingest
-from guiche.services import services_of
+from guiche.provider_http.call_log import provider_call
+from guiche.runtime.services import services_of
 
 log = logging.getLogger("guiche.webhooks")
 

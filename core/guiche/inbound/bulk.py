@@ -15,7 +15,7 @@ Batches overlap: up to `WRITES_IN_FLIGHT` of them COPY at once on their own conn
 its senders and claims its keys. Claims run one at a time, in batch order: a batch may
 wait for an earlier one to commit (a provider id in both), never the other way round,
 so they cannot deadlock. Every transaction here that fails for a retryable reason
-(deadlock, serialization failure) is run again (`guiche.db.retrying`); a batch whose
+(deadlock, serialization failure) is run again (`guiche.database.engine.retrying`); a batch whose
 COPY failed claims its keys again first.
 
 Where imported messages land: in the contact's most recent conversation on the
@@ -49,14 +49,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from guiche.channels import ChatKind, DeliveryStatus, InboundMessage
-from guiche.db import retrying
+from guiche.database.engine import retrying
 from guiche.inbound.identity import mark_chat_kinds, sender_keys
 from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
 
 if TYPE_CHECKING:
-    from guiche.channel_runtime import ChannelRow
-    from guiche.services import Services
+    from guiche.channel_host.runtime import ChannelRow
+    from guiche.runtime.services import Services
 
 HISTORY_IMPORTED = "history.imported"
 DEFAULT_BATCH_SIZE = 5000
@@ -118,7 +118,8 @@ class _Row(NamedTuple):
 
 
 # The new messages' ids come from here: generating them in Postgres is one less
-# per-row Python cost; `guiche_message_id` stamps each with its time (`guiche.message_ids`).
+# per-row Python cost; `guiche_message_id` stamps each with its time
+# (`guiche.foundation.message_ids`).
 _CLAIM_KEYS = """
 INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
 SELECT $1, k.provider_message_id, $2, guiche_message_id(k.created_at), k.created_at

@@ -39,14 +39,14 @@ from guiche.channels import (
     ProviderError,
     StatusUpdate,
 )
-from guiche.jsonio import dumps_text
+from guiche.foundation.jsonio import dumps_text
 from guiche.models import Message
 from guiche.realtime import events as ev
 from guiche.realtime.events import PendingEvent
 
 if TYPE_CHECKING:
-    from guiche.channel_runtime import ChannelRow
-    from guiche.services import Services
+    from guiche.channel_host.runtime import ChannelRow
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.inbound")
 

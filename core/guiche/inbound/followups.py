@@ -12,14 +12,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from guiche.channels import StoredMessage
-from guiche.event_hooks import emit_hooks, stored_message
 from guiche.realtime import events as ev
 from guiche.routing.service import route_opened
+from guiche.runtime.event_hooks import emit_hooks, stored_message
 
 if TYPE_CHECKING:
-    from guiche.channel_runtime import ChannelRow
+    from guiche.channel_host.runtime import ChannelRow
     from guiche.inbound.ingest import IngestResult
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 
 async def after_ingest(

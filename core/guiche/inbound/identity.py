@@ -1,4 +1,4 @@
-"""Who a sender is, per tenant: the E.164 phone where there is one (`guiche.phones`, the
+"""Who a sender is, per tenant: the E.164 phone where there is one (`guiche.contacts.phones`, the
 same rule as typed numbers), else (channel type, provider user id). Providers are moving
 to usernames, so a phone is never assumed.
 """
@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from guiche.channels import ChatKind, Sender
-from guiche.phones import cached_whatsapp_phone
+from guiche.contacts.phones import cached_whatsapp_phone
 
 
 def sender_keys(sender: Sender) -> tuple[str | None, str | None]:

@@ -11,7 +11,7 @@ states (recorded and announced only when they change) and phone-less senders add
 statements around it in one explicit transaction.
 
 A transaction that fails for a retryable reason (deadlock, serialization failure) is
-run again from the start (`guiche.db.retrying`) before the webhook is answered 5xx.
+run again from the start (`guiche.database.engine.retrying`) before the webhook is answered 5xx.
 The webhook is acknowledged only after the commit; routing (on the same connection, in
 its own transactions) and plugin hooks follow.
 
@@ -30,7 +30,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from guiche.channels import IngestOutcome, StatusUpdate, WebhookBatch
-from guiche.db import connection, retrying
+from guiche.database.engine import connection, retrying
+from guiche.foundation.jsonio import dumps_text
 from guiche.inbound import early_statuses
 from guiche.inbound.followups import after_ingest
 from guiche.inbound.storable import STORE_ERRORS, report_failure, storable_batch
@@ -42,13 +43,12 @@ from guiche.inbound.store import (
     resolve_identities,
     store_messages,
 )
-from guiche.jsonio import dumps_text
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
 
 if TYPE_CHECKING:
-    from guiche.channel_runtime import ChannelRow
-    from guiche.services import Services
+    from guiche.channel_host.runtime import ChannelRow
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.inbound")
 

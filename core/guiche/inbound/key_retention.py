@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from guiche.db import connection
+from guiche.database.engine import connection
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.inbound")
 

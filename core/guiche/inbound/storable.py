@@ -4,7 +4,7 @@ Two rules, for every channel plugin (applied in `guiche.inbound.ingest`, the pat
 webhook route and plugins' `ingest_batch` share):
 
 - text Postgres refuses (NUL, lone surrogates) is cleaned out of the whole normalised
-  batch, raw payloads included, with `guiche.pgtext` before anything is stored;
+  batch, raw payloads included, with `guiche.foundation.pgtext` before anything is stored;
 - a message the database still refuses for its own content (`STORE_ERRORS`: a value too
   long, out of range, a constraint) is stored apart from its batch-mates, and when it
   fails alone it is reported (`report_failure`: an error log with its raw payload and
@@ -23,10 +23,10 @@ import asyncpg
 from prometheus_client import Counter
 
 from guiche.channels import InboundMessage, WebhookBatch
-from guiche.pgtext import clean_json, json_has_unstorable
+from guiche.foundation.pgtext import clean_json, json_has_unstorable
 
 if TYPE_CHECKING:
-    from guiche.channel_runtime import ChannelRow
+    from guiche.channel_host.runtime import ChannelRow
 
 log = logging.getLogger("guiche.inbound")
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from guiche.channels import DeliveryStatus, InboundMessage
+from guiche.foundation.jsonio import dumps, dumps_text
 from guiche.inbound.identity import resolve_contact, sender_keys
-from guiche.jsonio import dumps, dumps_text
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent
 
 if TYPE_CHECKING:
-    from guiche.channel_runtime import ChannelRow
+    from guiche.channel_host.runtime import ChannelRow
 
 _INGEST = (
     "SELECT * FROM guiche_ingest_messages("

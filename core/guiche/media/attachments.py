@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from guiche.auth.visibility import require_visible
-from guiche.call_log import provider_call
-from guiche.channel_runtime import load_channel_adapter
+from guiche.channel_host.runtime import load_channel_adapter
 from guiche.channels import Media, PermanentSendError, RetryableSendError
-from guiche.errors import NotFound, ServiceUnavailable
+from guiche.foundation.errors import NotFound, ServiceUnavailable
+from guiche.foundation.message_ids import created_at_filter
 from guiche.media.files import media_row, save_upload, storage_of
-from guiche.message_ids import created_at_filter
 from guiche.models import MediaFile, Message
+from guiche.provider_http.call_log import provider_call
 
 if TYPE_CHECKING:
     from guiche.auth.principal import Principal
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 _MESSAGE = """
 SELECT id, created_at, channel, conversation, direction, payload
@@ -70,7 +70,7 @@ async def message_media(
     the provider no longer has; `ServiceUnavailable` when the provider failed for now.
     Returns the `media_files` row (id, mime_type, size, filename, sha256, ...).
     """
-    at, window = created_at_filter(message_id)  # one chunk, not all (guiche.message_ids)
+    at, window = created_at_filter(message_id)  # one chunk, not all (guiche.foundation.message_ids)
     rows = await Message.raw(_MESSAGE + at, tenant_id, message_id, *window)
     if not rows:
         raise NotFound("message not found")

@@ -22,13 +22,13 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from guiche.errors import PayloadTooLarge, UnsupportedMediaType
+from guiche.foundation.errors import PayloadTooLarge, UnsupportedMediaType
 from guiche.media.storage import MediaStorage, StorageError
 from guiche.models import MediaFile
 
 if TYPE_CHECKING:
-    from guiche.config import Settings
-    from guiche.services import Services
+    from guiche.foundation.config import Settings
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.media")
 

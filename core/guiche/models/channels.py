@@ -18,7 +18,7 @@ class Channel(Table, tablename="channels"):
     is_active = Boolean(default=True)
     state = Varchar(length=30, default="new")
     state_detail = Text(default="")
-    #: The provider account this channel holds while active (`guiche.channel_claims`).
+    #: The provider account this channel holds while active (`guiche.channel_host.claims`).
     provider_identity = Text(null=True, default=None)
     default_department = ForeignKey(Department, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())

@@ -37,7 +37,7 @@ class ProviderUsage(Table, tablename="provider_usage"):
 
 
 class ProviderCall(Table, tablename="provider_calls"):
-    """One HTTP call to a provider on a channel's behalf (guiche.call_log)."""
+    """One HTTP call to a provider on a channel's behalf (guiche.provider_http.call_log)."""
 
     id = BigSerial(primary_key=True)
     tenant = ForeignKey(Tenant)

@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import orjson
 from pydantic import ValidationError
 
-from guiche.call_log import provider_call
-from guiche.channel_runtime import ChannelRow, LoadedChannel, load_channel_adapter
+from guiche.channel_host.runtime import ChannelRow, LoadedChannel, load_channel_adapter
 from guiche.channels import (
     CAP_IDEMPOTENT_SEND,
     CAP_SEND_LOOKUP,
@@ -43,21 +42,22 @@ from guiche.channels import (
     RetryableSendError,
     SendResult,
 )
-from guiche.db import connection, retry_disconnects
-from guiche.event_hooks import emit_hooks
+from guiche.database.engine import connection, retry_disconnects
+from guiche.foundation.jsonio import dumps_text
 from guiche.inbound.early_statuses import lock_name, record_sent_key
-from guiche.jsonio import dumps_text
 from guiche.media.files import MediaUnavailable, inline_data
 from guiche.models import Message
 from guiche.outbound import outbox
 from guiche.outbound.outbox import Claim
 from guiche.outbound.retry import backoff_delay
 from guiche.outbound.service import kick_send
+from guiche.provider_http.call_log import provider_call
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
+from guiche.runtime.event_hooks import emit_hooks
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.outbound")
 

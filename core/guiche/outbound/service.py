@@ -30,11 +30,10 @@ from guiche.channels import (
     Recipient,
     TemplateRef,
 )
-from guiche.enablement import enabled_settings
-from guiche.errors import Conflict, NotFound, ValidationFailed
-from guiche.event_hooks import emit_hooks
+from guiche.companies.enablement import enabled_settings
+from guiche.foundation.errors import Conflict, NotFound, ValidationFailed
+from guiche.foundation.message_ids import created_at_filter, new_message_id
 from guiche.media.files import kind_for, media_row, too_large_to_send
-from guiche.message_ids import created_at_filter, new_message_id
 from guiche.models import Conversation
 from guiche.outbound import outbox
 from guiche.outbound.schemas import (
@@ -50,9 +49,10 @@ from guiche.outbound.schemas import (
 from guiche.outbound.window import check_window
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
+from guiche.runtime.event_hooks import emit_hooks
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.outbound")
 

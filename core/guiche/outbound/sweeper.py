@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from guiche.db import connection
+from guiche.database.engine import connection
 from guiche.media.files import purge_expired_media
 from guiche.models import IdempotencyKey
 from guiche.outbound import outbox
 from guiche.outbound.service import kick_send
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.outbound")
 

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Collection
 
 from guiche.channels import CAP_CUSTOMER_CARE_WINDOW, CUSTOMER_CARE_WINDOW
-from guiche.errors import ValidationFailed
+from guiche.foundation.errors import ValidationFailed
 
 
 def window_open(last_inbound_at: dt.datetime | None, now: dt.datetime) -> bool:

@@ -15,10 +15,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from guiche.auth.principal import current_principal
-from guiche.errors import Conflict, pydantic_details
+from guiche.foundation.errors import Conflict, pydantic_details
 from guiche.hookspecs import PluginContext
 from guiche.models import TenantPlugin
-from guiche.services import Services, services_of
+from guiche.runtime.services import Services, services_of
 
 PLUGIN_KEY = web.RequestKey("guiche.plugin", str)
 CONTEXT_KEY = web.RequestKey("guiche.plugin_context", PluginContext)

@@ -14,11 +14,11 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from guiche.auth.principal import PRINCIPAL_KEY
-from guiche.enablement import enabled_settings
-from guiche.errors import NotFound
+from guiche.companies.enablement import enabled_settings
+from guiche.foundation.errors import NotFound
 from guiche.plugin_host.context import PLUGIN_KEY, STATE_KEY, TenantPluginState
 from guiche.plugin_host.registry import PluginRegistry
-from guiche.services import services_of
+from guiche.runtime.services import services_of
 
 API_PREFIX = "/api/v1/plugins"
 WEBHOOK_PREFIX = "/webhooks"

@@ -21,7 +21,6 @@ from guiche.channels import ChannelAdapter
 from guiche.hookspecs import EVENT_HOOKS, REGISTRATION_HOOKS
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, endpoint, endpoint_of
 from guiche.plugin_host.manager import PluginError
-from guiche.rbac import CORE_PERMISSIONS, PLATFORM_PERMISSIONS, ROLES, PermissionGrant
 from guiche.specs import (
     API_VERSION,
     ChannelSpec,
@@ -30,6 +29,7 @@ from guiche.specs import (
     TaskSpec,
     WebhookRouteSpec,
 )
+from guiche.tenancy.rbac import CORE_PERMISSIONS, PLATFORM_PERMISSIONS, ROLES, PermissionGrant
 
 SUPPORTED_API_VERSIONS = frozenset({API_VERSION})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

@@ -16,10 +16,10 @@ import pluggy
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from guiche.enablement import enabled_settings
+from guiche.companies.enablement import enabled_settings
 from guiche.hookspecs import EVENT_HOOKS
 from guiche.plugin_host.context import PluginContext, make_context
-from guiche.services import Services
+from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.plugin_host")
 

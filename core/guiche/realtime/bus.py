@@ -25,7 +25,7 @@ from typing import Protocol
 import orjson
 from redis.asyncio import Redis
 
-from guiche.jsonio import dumps
+from guiche.foundation.jsonio import dumps
 from guiche.realtime.events import BusEvent
 
 log = logging.getLogger("guiche.bus")

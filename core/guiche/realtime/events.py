@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from guiche.jsonio import dumps_text
+from guiche.foundation.jsonio import dumps_text
 
 MESSAGE_NEW = "message.new"
 MESSAGE_STATUS = "message.status"
@@ -51,7 +51,7 @@ class BusEvent(PendingEvent):
         }
 
     def document(self) -> dict[str, Any]:
-        """Every field, for `guiche.jsonio.dumps` (the bus's encoding; `model_validate`
+        """Every field, for `guiche.foundation.jsonio.dumps` (the bus's encoding; `model_validate`
         reads it back). Cheaper than `model_dump`, which copies `data` deeply first."""
         return {
             "tenant_id": self.tenant_id,

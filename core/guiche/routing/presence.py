@@ -37,7 +37,7 @@ from guiche.realtime.events import PendingEvent, record_events
 from guiche.routing.service import drain_queue
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.presence")
 

@@ -14,16 +14,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from guiche.db import connection
-from guiche.event_hooks import emit_hooks
+from guiche.database.engine import connection
 from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent, PendingEvent, record_events
 from guiche.routing.assign import Assignment, queued_conversations, try_assign
+from guiche.runtime.event_hooks import emit_hooks
 from guiche.specs import RoutingDecision
 
 if TYPE_CHECKING:
     from guiche.channels import StoredMessage
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.routing")
 

@@ -27,8 +27,8 @@ from taskiq import (
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
-from guiche.config import Settings
-from guiche.services import Services
+from guiche.foundation.config import Settings
+from guiche.runtime.services import Services
 from guiche.specs import TaskSpec
 
 CONSUMER_GROUP = "guiche"

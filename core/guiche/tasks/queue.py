@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker
 
-from guiche.services import Services
+from guiche.runtime.services import Services
 from guiche.tasks.broker import NO_RESULT_LABEL, make_broker, register_tasks
 from guiche.tasks.core import core_tasks
 

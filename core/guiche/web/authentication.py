@@ -16,10 +16,10 @@ from guiche.auth.access import UserAccess, current_role, user_access
 from guiche.auth.api_keys import InvalidApiKey, authenticate_api_key
 from guiche.auth.principal import PRINCIPAL_KEY, Principal
 from guiche.auth.tokens import AccessClaims, InvalidToken, decode_access_token, signing_key
-from guiche.config import Settings
-from guiche.errors import Unauthorized
-from guiche.rbac import PLATFORM_PERMISSIONS
-from guiche.services import Services, services_of
+from guiche.foundation.config import Settings
+from guiche.foundation.errors import Unauthorized
+from guiche.runtime.services import Services, services_of
+from guiche.tenancy.rbac import PLATFORM_PERMISSIONS
 
 API_KEY_HEADER = "x-api-key"
 _UNAUTHENTICATED_PREFIXES = ("/webhooks/",)  # providers sign their own requests

@@ -9,9 +9,9 @@ from aiohttp.typedefs import Handler
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from guiche.db import database_unavailable
-from guiche.errors import ApiError
-from guiche.jsonio import json_response
+from guiche.database.engine import database_unavailable
+from guiche.foundation.errors import ApiError
+from guiche.foundation.jsonio import json_response
 
 log = logging.getLogger("guiche.web")
 

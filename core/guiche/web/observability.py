@@ -23,10 +23,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from guiche.auth.principal import PRINCIPAL_KEY
-from guiche.errors import ServiceUnavailable
-from guiche.jsonio import json_response
-from guiche.logs import bound_context
-from guiche.services import services_of
+from guiche.foundation.errors import ServiceUnavailable
+from guiche.foundation.jsonio import json_response
+from guiche.foundation.logs import bound_context
+from guiche.runtime.services import services_of
 
 access_log = logging.getLogger("guiche.access")
 log = logging.getLogger("guiche.web")
@@ -195,9 +195,9 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def _storage_report(services: Any) -> dict[str, Any]:
-    """`guiche.timescale.storage_report()`, computed at most every STORAGE_REPORT_SECONDS
+    """`guiche.database.timescale.storage_report()`, computed at most every STORAGE_REPORT_SECONDS
     (probes are frequent; the policy's runs are daily). Its failure never fails readiness."""
-    from guiche.timescale import storage_report
+    from guiche.database.timescale import storage_report
 
     cached = services.extras.get(_STORAGE_REPORT_KEY)
     now = time.monotonic()

@@ -23,9 +23,9 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from swagger_ui_bundle import swagger_ui_path
 
 from guiche import __version__
-from guiche.errors import NotFound
+from guiche.foundation.errors import NotFound
+from guiche.foundation.jsonio import dumps, json_response
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint, endpoint_of
-from guiche.jsonio import dumps, json_response
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCS_PATH = "/api/docs"

@@ -18,8 +18,8 @@ from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
 from guiche.auth.principal import PRINCIPAL_KEY
-from guiche.errors import TooManyRequests
-from guiche.services import services_of
+from guiche.foundation.errors import TooManyRequests
+from guiche.runtime.services import services_of
 
 log = logging.getLogger("guiche.web")
 

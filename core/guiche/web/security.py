@@ -10,8 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from guiche.errors import Forbidden, PayloadTooLarge
-from guiche.services import services_of
+from guiche.foundation.errors import Forbidden, PayloadTooLarge
+from guiche.runtime.services import services_of
 from guiche.web.middleware import error_middleware
 from guiche.web.openapi import DOCS_PATH
 

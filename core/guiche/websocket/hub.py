@@ -79,7 +79,7 @@ class Connection:
     at 10,000 sockets every object per socket counts, in memory and in the work of each
     full garbage collection). No reference cycle outlives the socket: the writer and the
     expiry timer are dropped when they end, so a closed socket is freed by reference
-    counting alone (see `guiche.gc_tuning`).
+    counting alone (see `guiche.foundation.gc_tuning`).
     """
 
     __slots__ = (

@@ -47,7 +47,7 @@ from guiche.auth.access import USER_ACCESS, UserAccess, user_access
 from guiche.auth.principal import PRINCIPAL_KEY, Principal
 from guiche.auth.tokens import InvalidToken, decode_access_token
 from guiche.auth.visibility import Viewer, viewer_for
-from guiche.errors import (
+from guiche.foundation.errors import (
     ApiError,
     BadRequest,
     Forbidden,
@@ -66,7 +66,7 @@ from guiche.routing.presence import (
     RedisLeases,
     set_presence,
 )
-from guiche.services import SERVICES, Services, services_of
+from guiche.runtime.services import SERVICES, Services, services_of
 from guiche.web.authentication import principal_for, verified_claims
 from guiche.web.observability import METRICS
 from guiche.websocket.hub import HUB, Connection, Hub

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from guiche.channels import InboundMessage, MessageType, Sender, StatusUpdate
-from guiche.crypto import CredentialCipher
+from guiche.foundation.crypto import CredentialCipher
 from guiche.models import Channel, TenantPlugin
 from guiche.testing import FAKE_SIGNATURE_HEADER, FakeChannelPlugin, fake_webhook_body, sign_fake
 

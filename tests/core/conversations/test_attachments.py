@@ -12,7 +12,7 @@ import pytest
 from guiche.channels import InboundMessage, Media, MessageType, Sender
 from guiche.models import Department
 from guiche.plugin import MEDIA_FIELDS, message_media
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from tests.conftest import login
 
 from .conftest import BASE_TIME, fetch, text_message

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 
 from guiche import plugin
-from guiche.channel_runtime import channel_row as load_channel
+from guiche.channel_host.runtime import channel_row as load_channel
 from guiche.channels import InboundMessage, MessageType, Sender
 from guiche.inbound.bulk import HISTORY_IMPORTED
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 from .conftest import BASE_TIME, fetch, text_message
 

@@ -11,8 +11,8 @@ from guiche.channels import (
     ProviderError,
     StatusUpdate,
 )
-from guiche.phones import whatsapp_phone
-from guiche.services import SERVICES
+from guiche.contacts.phones import whatsapp_phone
+from guiche.runtime.services import SERVICES
 from tests.conftest import published_events
 
 from .conftest import BASE_TIME, fetch, text_message

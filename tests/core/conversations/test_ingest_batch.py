@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from guiche.channels import InboundMessage, MessageType, Sender
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from tests.conftest import published_events
 
 from .conftest import BASE_TIME, fetch, text_message
@@ -135,7 +135,7 @@ def orjson_safe(data: dict[str, Any]) -> dict[str, Any]:
     """An event's data as stored (JSON), to compare with the recorded row."""
     import orjson
 
-    from guiche.jsonio import dumps
+    from guiche.foundation.jsonio import dumps
 
     return orjson.loads(dumps(data))
 

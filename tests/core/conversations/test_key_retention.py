@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from guiche.config import ConfigError, load_settings
+from guiche.foundation.config import ConfigError, load_settings
 from guiche.inbound import key_retention
 from guiche.inbound.key_retention import purge_message_keys
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from guiche.tasks.core import core_tasks
 
 from .conftest import fetch, text_message

@@ -17,9 +17,9 @@ import asyncpg
 import pytest
 
 from guiche import plugin
-from guiche.channel_runtime import channel_row as load_channel
-from guiche.db import is_retryable, retrying
-from guiche.services import SERVICES
+from guiche.channel_host.runtime import channel_row as load_channel
+from guiche.database.engine import is_retryable, retrying
+from guiche.runtime.services import SERVICES
 
 from .conftest import fetch, text_message
 
@@ -74,7 +74,7 @@ async def test_a_webhook_deadlocked_with_another_transaction_is_stored_on_retry(
     second = text_message("segunda")
     # The blocker holds the contact the webhook will upsert ...
     await blocker.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact["id"])
-    caplog.set_level(logging.WARNING, logger="guiche.db")
+    caplog.set_level(logging.WARNING, logger="guiche.database.engine")
 
     posting = asyncio.create_task(post_webhook(channel, [second]))
     await wait_for_lock_wait(blocker, "%guiche_ingest_messages%")
@@ -102,7 +102,7 @@ async def test_a_history_claim_deadlocked_with_another_transaction_is_retried(
     history = [text_message(f"m{n}", provider_id=f"claim-{uuid.uuid4().hex}-{n}") for n in (1, 2)]
     first, second = (m.provider_message_id for m in history)
     await claim_key(blocker, channel, second)  # the import claims `first`, then waits here
-    caplog.set_level(logging.WARNING, logger="guiche.db")
+    caplog.set_level(logging.WARNING, logger="guiche.database.engine")
 
     importing = asyncio.create_task(
         plugin.import_history(client.app[SERVICES], row, history, batch_size=10)
@@ -141,7 +141,7 @@ async def test_a_history_copy_deadlocked_with_another_transaction_is_claimed_and
     await blocker.execute(
         "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", conversation["id"]
     )
-    caplog.set_level(logging.WARNING, logger="guiche.db")
+    caplog.set_level(logging.WARNING, logger="guiche.database.engine")
 
     importing = asyncio.create_task(plugin.import_history(services, row, history))
     await wait_for_lock_wait(blocker, "%COPY%messages%")

@@ -12,7 +12,7 @@ import pytest
 from guiche.channels import ConversationEvent
 from guiche.conversations.tasks import auto_close
 from guiche.plugin import PluginInfo, hookimpl
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from guiche.testing import FakeChannelPlugin
 from tests.core.routing.helpers import (
     add_agent,

@@ -29,8 +29,8 @@ from aiohttp import web
 
 from guiche.app import create_app
 from guiche.channels import OutboundMessage, RetryableSendError, SendResult
-from guiche.config import Settings, load_settings
-from guiche.logs import configure_logging
+from guiche.foundation.config import Settings, load_settings
+from guiche.foundation.logs import configure_logging
 from guiche.testing import FakeAdapter, FakeChannelPlugin
 from guiche.worker import run_worker
 

@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from guiche.outbound.service import SEND_TASK
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from tests.conftest import drop_task_queue
 
 from ._app_process import PID_HEADER, PROVIDER_ENV

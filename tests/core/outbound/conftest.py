@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from guiche.services import SERVICES, Services
+from guiche.runtime.services import SERVICES, Services
 from guiche.testing import FakeChannelPlugin
 from tests.conftest import Company, login
 from tests.core.conversations.conftest import (  # noqa: F401 - fixtures, used by name

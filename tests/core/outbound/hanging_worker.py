@@ -16,7 +16,7 @@ import signal
 from redis.asyncio import Redis
 
 from guiche.channels import OutboundMessage, SendResult
-from guiche.config import load_settings
+from guiche.foundation.config import load_settings
 from guiche.testing import FakeAdapter, FakeChannelPlugin
 from guiche.worker import run_worker
 

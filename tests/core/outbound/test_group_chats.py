@@ -12,9 +12,9 @@ import uuid
 from typing import Any
 
 from guiche import plugin
-from guiche.channel_runtime import channel_row as load_channel
+from guiche.channel_host.runtime import channel_row as load_channel
 from guiche.channels import Chat, ChatKind, InboundMessage
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from guiche.testing import FakeChannelPlugin
 from tests.conftest import login
 

@@ -22,8 +22,8 @@ from guiche_meta_cloud.config import MetaCloudConfig
 from httpx_aiohttp import AiohttpTransport
 
 from guiche.channels import PermanentSendError, RetryableSendError
-from guiche.http_client import TIMEOUT, outbound_client
-from guiche.logs import PER_CALL_LOGGERS, configure_logging
+from guiche.foundation.logs import PER_CALL_LOGGERS, configure_logging
+from guiche.provider_http.client import TIMEOUT, outbound_client
 from tests.core.outbound.conftest import services_of_client
 
 CHUNK = b"x" * 4096
@@ -198,7 +198,8 @@ async def test_proxies_from_the_environment_are_used(
     async with outbound_client() as http:
         response = await http.get("http://graph.invalid/v26.0/me")
         # Not proxied: the name does not resolve. (httpx-aiohttp 0.2 reports any aiohttp
-        # connection error as ConnectTimeout, see guiche.http_client: hence the base class.)
+        # connection error as ConnectTimeout, see guiche.provider_http.client: hence the base
+        # class.)
         with pytest.raises(httpx.TransportError):
             await http.get("http://direct.invalid/v26.0/me")
 

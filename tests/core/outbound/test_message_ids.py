@@ -1,4 +1,4 @@
-"""Message ids carry their time (`guiche.message_ids`): every way in stamps them with the
+"""Message ids carry their time (`guiche.foundation.message_ids`): every way in stamps them with the
 message's `created_at`, and a lookup by id alone touches one chunk of the hypertable."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from guiche import timescale
+from guiche.database import timescale
+from guiche.foundation.message_ids import created_at_filter, new_message_id, time_window
 from guiche.media import attachments as media
-from guiche.message_ids import created_at_filter, new_message_id, time_window
 from guiche.models import Message
 
 from .conftest import fetch, send_text, settle

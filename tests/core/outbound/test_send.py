@@ -16,12 +16,12 @@ from guiche.channels import (
     RetryableSendError,
     StatusUpdate,
 )
-from guiche.enablement import plugins_changed
+from guiche.companies.enablement import plugins_changed
 from guiche.models import Department, DepartmentMember
 from guiche.outbound import outbox
 from guiche.outbound.retry import backoff_delay
 from guiche.outbound.sweeper import sweep_outbox
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from tests.conftest import login
 
 from .conftest import (

@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from guiche.app import build_services
-from guiche.config import Settings
+from guiche.foundation.config import Settings
 from guiche.outbound.service import SEND_TASK
 from guiche.plugin import PluginInfo, TaskSpec, hookimpl
 from guiche.tasks import broker as broker_module

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from guiche.channels import OutboundMessage
-from guiche.db import database_unavailable
+from guiche.database.engine import database_unavailable
 from guiche.inbound.early_statuses import lock_name
 from guiche.outbound import outbox, sender
 from guiche.outbound.sender import send_message

@@ -22,7 +22,7 @@ from guiche.channels import (
     WebhookBatch,
     WebhookRequest,
 )
-from guiche.enablement import plugins_changed
+from guiche.companies.enablement import plugins_changed
 from guiche.hookspecs import EVENT_HOOKS, REGISTRATION_HOOKS
 from guiche.http.endpoint import endpoint_of
 from guiche.plugin import (
@@ -38,7 +38,7 @@ from guiche.plugin import (
     plugin_context,
     plugin_name_of,
 )
-from guiche.services import SERVICES, Services
+from guiche.runtime.services import SERVICES, Services
 
 PICCOLO_APP = "guiche_test_full_plugin.piccolo_app"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from guiche.plugin_host.listing import describe_plugins, format_plugins_table
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 
 async def test_describe_counts_enabled_tenants(

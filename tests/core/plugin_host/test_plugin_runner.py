@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from guiche.plugin import PluginContext, PluginInfo, hookimpl
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 
 def failures(plugin: str, hook: str, reason: str) -> float:

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from guiche.channel_runtime import ChannelRow
+from guiche.channel_host.runtime import ChannelRow
 from guiche.channels import DeliveryStatus, OutboundMessage, ProviderError
 from guiche.inbound.early_statuses import lock_key, park, purge_early_statuses, record_sent_key
 from guiche.realtime import events as ev

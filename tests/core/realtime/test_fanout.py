@@ -8,7 +8,7 @@ import socket as stdsocket
 import uuid
 
 from guiche.realtime.events import CHANNEL_STATE, BusEvent
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from guiche.websocket.hub import CLOSE_TOO_SLOW, HUB
 
 from ..conversations.conftest import fetch, text_message

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from guiche.app import create_app
-from guiche.config import Settings
+from guiche.foundation.config import Settings
 from guiche.testing import FakeChannelPlugin
 
 

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from guiche.routing.assign import pick_agent
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 from .helpers import add_agent, add_department, insert_conversation, sql
 

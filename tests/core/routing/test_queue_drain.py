@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from guiche.conversations.tasks import drain_queues
 from guiche.routing.service import drain_queue
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 from ..conversations.conftest import fetch
 from .helpers import add_agent, add_department, conversation_row, insert_conversation, set_presence

@@ -16,7 +16,7 @@ from guiche_evolution.config import EvolutionConfig
 from guiche_evolution.netpolicy import ALLOW_PRIVATE_ENV
 
 from guiche.channels import ChannelInfo, WebhookRequest
-from guiche.config import Settings
+from guiche.foundation.config import Settings
 from tests.conftest import FIXTURES_DIR
 
 from .fake_evolution import FakeEvolution

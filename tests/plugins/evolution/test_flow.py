@@ -16,7 +16,7 @@ import pytest
 from guiche_evolution.adapter import SECRET_HEADER
 
 from guiche.models import Channel
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from tests.conftest import Company, login
 
 from .conftest import INSTANCE, INSTANCE_TOKEN, load, real

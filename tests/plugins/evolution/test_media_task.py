@@ -7,7 +7,7 @@ import uuid
 
 from guiche_evolution.media import store_media
 
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 
 from .test_flow import client, setup  # noqa: F401  (fixtures)
 

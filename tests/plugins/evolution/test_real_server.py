@@ -18,7 +18,7 @@ import orjson
 import pytest
 from guiche_evolution.adapter import SECRET_HEADER
 
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from tests.conftest import login
 
 from .conftest import real

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from guiche.models import Channel, TenantPlugin
-from guiche.services import SERVICES, Services
+from guiche.runtime.services import SERVICES, Services
 from tests.conftest import FIXTURES_DIR, Company, login
 
 META = Path(FIXTURES_DIR) / "meta"

@@ -15,9 +15,9 @@ import pytest
 from guiche_telegram import SECRET_HEADER, TelegramAdapter, TelegramConfig
 
 from guiche.channels import ChannelInfo, OutboundMessage, Recipient, WebhookRequest
-from guiche.crypto import webhook_secret
+from guiche.foundation.crypto import webhook_secret
 from guiche.models import TenantPlugin
-from guiche.services import SERVICES
+from guiche.runtime.services import SERVICES
 from guiche.testing import ChannelContract
 from tests.conftest import login
 from tests.core.conversations.conftest import fetch

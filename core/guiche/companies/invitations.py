@@ -23,9 +23,9 @@ from typing import Any
 
 import asyncpg
 
-from guiche.accounts import add_member
 from guiche.auth.passwords import hash_password
-from guiche.errors import Conflict, NotFound
+from guiche.companies.accounts import add_member
+from guiche.foundation.errors import Conflict, NotFound
 from guiche.models import Invitation, Membership, User
 
 PENDING, ACCEPTED, DECLINED, REVOKED = "pending", "accepted", "declined", "revoked"

@@ -15,8 +15,8 @@ import uuid
 
 import phonenumbers
 
-from guiche.config import Settings
-from guiche.tenant_settings import load_tenant_settings
+from guiche.foundation.config import Settings
+from guiche.tenancy.settings import load_tenant_settings
 
 
 class InvalidPhone(ValueError):

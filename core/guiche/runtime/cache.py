@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 from guiche.realtime.bus import EventBus, Notice
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.cache")
 
 CHANNEL = "channel"
 TENANT_PLUGINS = "tenant_plugins"
-_EXTRAS_KEY = "guiche.runtime_cache"
+_EXTRAS_KEY = "guiche.runtime.cache"
 
 Key = tuple[str, uuid.UUID]
 

@@ -2,7 +2,7 @@
 
 Used by the webhook route and the outbound worker, so both see the same adapter rules:
 an inactive channel, an uninstalled type or a disabled plugin means "no adapter".
-Loaded channels are cached per process (see `guiche.runtime_cache`); whoever changes a
+Loaded channels are cached per process (see `guiche.runtime.cache`); whoever changes a
 channel row calls `channel_changed` after the commit.
 """
 
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from guiche.channels import ChannelAdapter, ChannelInfo
-from guiche.crypto import CredentialCipher, webhook_secret
-from guiche.enablement import enabled_settings
+from guiche.companies.enablement import enabled_settings
+from guiche.foundation.crypto import CredentialCipher, webhook_secret
 from guiche.models import Channel
-from guiche.runtime_cache import CHANNEL, invalidate, runtime_cache
+from guiche.runtime.cache import CHANNEL, invalidate, runtime_cache
 from guiche.specs import ChannelSpec
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ async def load_channel_adapter(
 ) -> LoadedChannel | None:
     """The adapter for an active channel whose plugin is installed and enabled, else None.
 
-    Served from the process's cache (`guiche.runtime_cache`): the same `LoadedChannel`,
+    Served from the process's cache (`guiche.runtime.cache`): the same `LoadedChannel`,
     adapter included, is reused by every webhook and send until `channel_changed` (or the
     TTL) drops it. The enabled check is a cached lookup too, so a steady-state call runs
     no query. Misses (unknown, inactive, uninstalled type, plugin disabled) are not

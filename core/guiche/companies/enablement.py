@@ -6,17 +6,17 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from guiche.models import TenantPlugin
-from guiche.runtime_cache import TENANT_PLUGINS, invalidate, runtime_cache
+from guiche.runtime.cache import TENANT_PLUGINS, invalidate, runtime_cache
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 
 async def enabled_settings(services: Services, tenant_id: uuid.UUID) -> dict[str, dict[str, Any]]:
     """Stored settings of every plugin the tenant has enabled (plugin → settings).
 
     Read on every webhook, send and hook call, so served from the process's cache
-    (`guiche.runtime_cache`); `plugins_changed` drops it. Treat the result as read-only.
+    (`guiche.runtime.cache`); `plugins_changed` drops it. Treat the result as read-only.
     """
     cache = runtime_cache(services)
     found: dict[str, dict[str, Any]] | None = cache.get(TENANT_PLUGINS, tenant_id)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from guiche.config import ConfigError
+from guiche.foundation.config import ConfigError
 
 MASK = "****"
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from guiche.config import Settings
+from guiche.foundation.config import Settings
 
 log = logging.getLogger("guiche.gc")
 

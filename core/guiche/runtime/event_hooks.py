@@ -14,7 +14,7 @@ from guiche.realtime import events as ev
 from guiche.realtime.events import BusEvent
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 
 def stored_message(event: BusEvent) -> StoredMessage:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from guiche.db import connection
+from guiche.database.engine import connection
 
 if TYPE_CHECKING:
     from piccolo.engine.postgres import PostgresEngine

@@ -13,7 +13,7 @@ from piccolo.columns import Column
 from piccolo.query import Select
 from piccolo.table import Table
 
-from guiche.errors import NotFound
+from guiche.foundation.errors import NotFound
 
 
 def owned(table: type[Table], tenant_id: uuid.UUID, *columns: Column) -> Select:

@@ -23,11 +23,11 @@ from aiohttp import web
 from piccolo.engine.postgres import PostgresEngine
 from redis.asyncio import Redis
 
-from guiche.call_log import CallRecorder
-from guiche.config import Settings
+from guiche.foundation.config import Settings
+from guiche.provider_http.call_log import CallRecorder
 from guiche.ratelimit import MemoryRateLimiter, RateLimiter
-from guiche.rbac import PermissionRegistry
 from guiche.realtime.bus import EventBus, MemoryBus
+from guiche.tenancy.rbac import PermissionRegistry
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -111,7 +111,7 @@ class Services:
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
 
-SERVICES = web.AppKey("guiche.services", Services)
+SERVICES = web.AppKey("guiche.runtime.services", Services)
 
 
 def services_of(request: web.Request) -> Services:

@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from pydantic import BaseModel
 
-from guiche.channel_runtime import LoadedChannel, load_channel_adapter
-from guiche.db import connection
-from guiche.errors import Conflict
-from guiche.pgtext import clean_text
-from guiche.runtime_cache import runtime_cache
+from guiche.channel_host.runtime import LoadedChannel, load_channel_adapter
+from guiche.database.engine import connection
+from guiche.foundation.errors import Conflict
+from guiche.foundation.pgtext import clean_text
+from guiche.runtime.cache import runtime_cache
 from guiche.specs import ChannelSpec
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.channels")
 
@@ -53,7 +53,7 @@ TAKEN_OVER = (
     "another channel proved control of this provider account (its provisioning "
     "succeeded) and now holds it; provision this channel again to claim it back"
 )
-_DIRECTORIES_KEY = "guiche.channel_claims.directories"
+_DIRECTORIES_KEY = "guiche.channel_host.claims.directories"
 
 
 class IdentityClaimed(Conflict):

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # JSON lines (true), human lines (false); unset: human on a terminal, JSON otherwise.
     log_json: bool | None = None
     event_hook_timeout_seconds: float = Field(5.0, gt=0, le=300)
-    # Per-process cache of loaded channels and tenants' plugin settings (guiche.runtime_cache):
+    # Per-process cache of loaded channels and tenants' plugin settings (guiche.runtime.cache):
     # changes invalidate it at once (over Redis across processes); this bounds staleness
     # if a notice is lost. 0 disables it.
     channel_cache_ttl_seconds: float = Field(60.0, ge=0)
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     max_media_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     media_inline_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     media_retention_days: int = Field(90, ge=0)
-    # The per-channel provider call log (guiche.call_log): days kept.
+    # The per-channel provider call log (guiche.provider_http.call_log): days kept.
     provider_call_retention_days: int = Field(7, ge=1, le=365)
     # WebSocket hub (per web process): connection cap, per-socket send queue, keepalive.
     ws_max_connections_per_tenant: int = Field(2000, ge=1)
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # at most one lease.
     presence_grace_seconds: float = Field(10.0, ge=0)
     presence_lease_seconds: float = Field(60.0, ge=3)
-    # Garbage collector of `guiche web` (guiche.gc_tuning): keep start-up objects out of
+    # Garbage collector of `guiche web` (guiche.foundation.gc_tuning): keep start-up objects out of
     # full collections; collect the youngest generation every this many allocations
     # (0: Python's default).
     gc_freeze: bool = True

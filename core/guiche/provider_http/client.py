@@ -20,7 +20,7 @@ adapters retry both; only the error code a plugin derives (e.g. "timeout" rather
 "network") is less precise.
 
 Every request goes through `send()`, where the per-channel provider call log
-(`guiche.call_log`) observes it: status, latency, or the exception raised.
+(`guiche.provider_http.call_log`) observes it: status, latency, or the exception raised.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-from guiche.call_log import CallRecorder
+from guiche.provider_http.call_log import CallRecorder
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 """Per operation; a hung provider is cut after 15 s without data, a dead host after 5 s."""

@@ -9,9 +9,9 @@ import uuid
 from dataclasses import dataclass
 
 from guiche.auth.passwords import hash_password
-from guiche.errors import Conflict, ValidationFailed
+from guiche.foundation.errors import Conflict, ValidationFailed
 from guiche.models import Membership, Tenant, User
-from guiche.rbac import ROLES
+from guiche.tenancy.rbac import ROLES
 
 
 @dataclass(frozen=True)

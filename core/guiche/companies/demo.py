@@ -11,8 +11,8 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from guiche.accounts import add_member, create_tenant, find_or_create_user
 from guiche.auth.passwords import hash_password
+from guiche.companies.accounts import add_member, create_tenant, find_or_create_user
 from guiche.models import Membership, Tenant, User
 
 DEMO_NAME = "Demo"

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from guiche.errors import NotFound
+from guiche.foundation.errors import NotFound
 from guiche.models import Channel, Template
 
 _UPSERT_TEMPLATE = """

@@ -17,7 +17,7 @@ import orjson
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from guiche.jsonio import validate_strict
+from guiche.foundation.jsonio import validate_strict
 from guiche.models import Tenant
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -5,7 +5,7 @@ Provisioning talks to the outside world and can fail; the channel row is kept wi
 clear `provisioning_failed` state and detail, and `POST /api/v1/channels/{id}/provision`
 retries. Whatever an adapter changes in its config while provisioning (e.g. a webhook
 secret it generated) is stored back encrypted. A successful provisioning is also the
-proof of control over the channel's provider identity (`guiche.channel_claims`).
+proof of control over the channel's provider identity (`guiche.channel_host.claims`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import BaseModel
 
-from guiche.call_log import provider_call
-from guiche.channel_claims import (
+from guiche.channel_host.claims import (
     PROVISIONING_FAILED,
     TAKEN_OVER,
     Released,
@@ -26,7 +25,7 @@ from guiche.channel_claims import (
     lock_identity,
     take_over,
 )
-from guiche.channel_runtime import (
+from guiche.channel_host.runtime import (
     LoadedChannel,
     channel_changed,
     cipher_of,
@@ -34,14 +33,15 @@ from guiche.channel_runtime import (
     make_adapter,
 )
 from guiche.channels import ChannelAdapter, ChannelError, ChannelInfo, ConnectionState
-from guiche.crypto import credentials_to_store
-from guiche.event_hooks import emit_hooks
+from guiche.foundation.crypto import credentials_to_store
+from guiche.provider_http.call_log import provider_call
 from guiche.realtime import events as ev
 from guiche.realtime.events import PendingEvent, record_events
+from guiche.runtime.event_hooks import emit_hooks
 from guiche.specs import ChannelSpec
 
 if TYPE_CHECKING:
-    from guiche.services import Services
+    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.channels")
 

@@ -13,7 +13,7 @@ import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.table import Table
 
-log = logging.getLogger("guiche.db")
+log = logging.getLogger("guiche.database.engine")
 
 T = TypeVar("T")
 
@@ -163,7 +163,7 @@ _RETRYABLE_STATES = frozenset({"55P03"})  # lock_not_available
 RETRY_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 0.02
 
-log = logging.getLogger("guiche.db")
+log = logging.getLogger("guiche.database.engine")
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -19,9 +19,9 @@ from types import TracebackType
 
 from cryptography.fernet import Fernet
 
-from guiche.config import ConfigError, Settings
+from guiche.foundation.config import ConfigError, Settings
 
-log = logging.getLogger("guiche.embedded")
+log = logging.getLogger("guiche.database.embedded")
 
 SECRET_KEY_FILE = "secret_key"
 ENCRYPTION_KEY_FILE = "encryption_key"
