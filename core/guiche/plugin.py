@@ -10,6 +10,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from guiche.auth.principal import current_principal
+from guiche.channel_host.claims import channels_by_identity as _by_identity
+from guiche.channel_host.runtime import ChannelRow, load_channel_adapter
+from guiche.channel_host.runtime import active_channels as _active
+from guiche.channel_host.templates import store_provider_templates
 from guiche.channels import (
     ChannelInfo,
     ImportOutcome,
@@ -28,11 +33,20 @@ from guiche.foundation.errors import (
     ValidationFailed,
 )
 from guiche.foundation.jsonio import json_response
-from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint
-from guiche.http.webhook_receiver import WebhookAck, provider_errors, read_webhook
-from guiche.plugin_host.context import PluginContext
+from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint, require_media_type
+from guiche.http.webhook_receiver import (
+    WebhookAck,
+    provider_errors,
+    read_webhook,
+    receive_for_channel,
+)
+from guiche.inbound.bulk import import_history as _import_history
+from guiche.inbound.ingest import ingest
+from guiche.media.attachments import message_media as _message_media
+from guiche.plugin_host.context import PLUGIN_KEY, PluginContext, context_for_request
 from guiche.provider_http import call_log
 from guiche.provider_http.client import outbound_client
+from guiche.runtime.services import services_of as _services_of
 from guiche.specs import (
     API_VERSION,
     MEDIA_FIELDS,
@@ -52,16 +66,12 @@ if TYPE_CHECKING:
 
 def plugin_name_of(request: Any) -> str | None:
     """The plugin that owns the route serving this request (set by core's router)."""
-    from guiche.plugin_host.context import PLUGIN_KEY
-
     return request.get(PLUGIN_KEY)
 
 
 async def active_channels(services: Services, channel_type: str) -> list[LoadedChannel]:
     """Active channels of `channel_type` (with their adapters) whose tenants enabled the
     plugin: each has `.info` (id, tenant_id, type, ...) and `.adapter` (config decrypted)."""
-    from guiche.channel_host.runtime import active_channels as _active
-
     return list(await _active(services, channel_type))
 
 
@@ -73,8 +83,6 @@ async def channels_by_identity(
     `load_channel`'s, for identities that have a routable holder — active, plugin
     enabled, provisioned (never `provisioning_failed`). Cached per process for `ttl`
     seconds, reloaded at once for an unknown identity or any channel change."""
-    from guiche.channel_host.claims import channels_by_identity as _by_identity
-
     return dict(await _by_identity(services, channel_type, identities, ttl=ttl))
 
 
@@ -84,15 +92,11 @@ async def ingest_batch(
     """Store a `WebhookBatch` for one loaded channel exactly as core's webhook route does
     (dedup, contacts, conversations, statuses, events, routing, hooks); returns once it
     is committed."""
-    from guiche.inbound.ingest import ingest
-
     return (await ingest(services, _row_of(channel), batch)).outcome()
 
 
 def _row_of(channel: LoadedChannel) -> Any:
     """Core's row for a loaded channel (core's own `LoadedChannel` carries it)."""
-    from guiche.channel_host.runtime import ChannelRow
-
     if isinstance(channel, ChannelRow):  # core's own callers and older plugins
         return channel
     row = getattr(channel, "row", None)
@@ -106,8 +110,6 @@ async def receive_channel_webhook(request: Any, channel: LoadedChannel) -> dict[
     the same receiver as core's `/webhooks/<type>/<channel_id>` — the adapter's
     `webhook_media_types` (415), `parse_webhook` (401 / 400 on refusal), ingest, and the
     JSON answer after the commit. `channel` is a loaded channel (`load_channel`)."""
-    from guiche.http.webhook_receiver import receive_for_channel
-
     return await receive_for_channel(request, channel)
 
 
@@ -122,8 +124,6 @@ async def import_history(
     id already stored (earlier imports, live webhooks); safe to run again. `channel` is a
     loaded channel (`load_channel`, `active_channels`). No per-message events or hooks.
     Where messages land: see `guiche.inbound.bulk`."""
-    from guiche.inbound.bulk import import_history as _import_history
-
     done = await _import_history(services, _row_of(channel), messages, batch_size=batch_size)
     return ImportOutcome(
         inserted=done.inserted,
@@ -135,24 +135,18 @@ async def import_history(
 async def plugin_context(request: Any) -> PluginContext:
     """Inside a plugin's own route: the caller's tenant, this plugin's validated settings
     for that tenant, services and logger (the same context event hooks receive)."""
-    from guiche.plugin_host.context import context_for_request
-
     return await context_for_request(request)
 
 
 def require_json(request: Any) -> None:
     """In a provider-facing route: answer 415 (error shape) unless the body is declared
     JSON (`application/json`, with or without `; charset=...`, or a `+json` type)."""
-    from guiche.http.endpoint import require_media_type
-
     require_media_type(request, ("application/json",))
 
 
 def services_of(request: Any) -> Services:
     """The shared services (db, http, limiter, tasks, ...) from inside any plugin route,
     including provider-facing webhook routes, which have no tenant context."""
-    from guiche.runtime.services import services_of as _services_of
-
     return _services_of(request)
 
 
@@ -162,8 +156,6 @@ async def load_channel(
     """One active channel with its adapter (same shape as `active_channels` items), or None
     when it is inactive, its plugin is not installed or enabled, or — with `tenant_id` —
     it belongs to another tenant (so a plugin route can answer 404 for it)."""
-    from guiche.channel_host.runtime import load_channel_adapter
-
     loaded = await load_channel_adapter(services, channel_id)
     if loaded is None or (tenant_id is not None and loaded.row.tenant_id != tenant_id):
         return None
@@ -187,8 +179,6 @@ async def upsert_templates(
     Returns `{"upserted": n, "retired": m}`. One transaction; the channel must be the
     tenant's (else `NotFound`).
     """
-    from guiche.channel_host.templates import store_provider_templates
-
     return await store_provider_templates(
         tenant_id, channel_id, templates, retire_missing=retire_missing
     )
@@ -205,9 +195,6 @@ async def message_media(
     With `request` (inside a route), the message must also be in a conversation the
     caller may see. Raises `NotFound` / `ServiceUnavailable`-shaped API errors.
     """
-    from guiche.auth.principal import current_principal
-    from guiche.media.attachments import message_media as _message_media
-
     principal = current_principal(request) if request is not None else None
     row = await _message_media(services, tenant_id, message_id, principal=principal)
     return {key: row[key] for key in MEDIA_FIELDS}  # never where core stores it
