@@ -33,6 +33,7 @@ from guiche.channels import IngestOutcome, StatusUpdate, WebhookBatch
 from guiche.database.engine import connection, retrying
 from guiche.foundation.jsonio import dumps_text
 from guiche.inbound import early_statuses
+from guiche.inbound.coalesce import coalescer_for
 from guiche.inbound.followups import after_ingest
 from guiche.inbound.storable import STORE_ERRORS, report_failure, storable_batch
 from guiche.inbound.store import (
@@ -251,14 +252,18 @@ async def _ingest_apart(
 
 async def _ingest(services: Services, channel: ChannelRow, batch: WebhookBatch) -> IngestResult:
     rows, repeated = incoming(batch.messages)
+    if rows and not (batch.statuses or batch.connection or needs_identities(rows)):
+        # The common webhook shares a transaction with its concurrent neighbours.
+        result = IngestResult(duplicates=repeated)
+        _count(await coalescer_for(services).store(channel, rows), rows, result)
+        await after_ingest(services, channel, result)
+        return result
 
     async def store() -> IngestResult:
         result = IngestResult(duplicates=repeated)  # a fresh one per attempt
         if batch.statuses or batch.connection or needs_identities(rows):
             async with conn.transaction():
                 await _ingest_in_transaction(conn, channel, batch, rows, result)
-        elif rows:
-            _count(await store_messages(conn, channel, rows), rows, result)
         return result
 
     async with connection(services.db) as conn:

@@ -160,47 +160,62 @@ async def store_messages(
     one it joins it. `identities` place the phone-less senders (`resolve_identities`); a
     phone-less message they do not place was already stored and is left out.
     """
+    return (await store_parts(conn, channel, [rows], identities))[0]
+
+
+async def store_parts(
+    conn: Any,
+    channel: ChannelRow,
+    parts: Sequence[Sequence[Incoming]],
+    identities: Identities | None = None,
+) -> list[Stored]:
+    """Several webhooks' rows of one channel in the same one statement, each part's
+    outcome apart (`guiche.inbound.coalesce`). The parts must not share a provider id:
+    the statement claims each key once."""
     identities = identities or Identities()
     columns: list[list[Any]] = [[] for _ in range(12)]
     (pids, ats, phones, contact_ids, names, links, inbound, types, bodies, payloads,
      replies, partial) = columns  # fmt: skip
     kept: list[dict[str, Any]] = []  # message.new's data but for the ids the statement adds
-    for message, phone, user in rows:
-        contact = None
-        if phone is None and user is not None:
-            phone = identities.phones.get(user)
-            contact = identities.contacts.get(user) if phone is None else None
-        if phone is None and contact is None:
-            continue
-        sender, party = message.sender, message.party
-        body = message.preview()
-        direction, status = (
-            ("out", DeliveryStatus.SENT.value) if message.from_me else ("in", "received")
-        )
-        pids.append(message.provider_message_id)
-        ats.append(message.timestamp)
-        phones.append(phone)
-        contact_ids.append(contact)
-        names.append(party.name or "")
-        links.append(user if phone is not None else None)
-        inbound.append(not message.from_me)
-        types.append(message.type.value)
-        bodies.append(body)
-        payloads.append(payload_document(message))
-        replies.append(message.reply_to_provider_message_id)
-        data = {
-            "channel_id": channel.id,
-            "direction": direction,
-            "type": message.type.value,
-            "body": body,
-            "status": status,
-            "provider_message_id": message.provider_message_id,
-            "created_at": message.timestamp,
-            "sender_name": sender.name,
-        }
-        kept.append(data)
-        partial.append(dumps_text(data))
-    stored = Stored()
+    owner: list[int] = []  # the part each kept row came from
+    for index, rows in enumerate(parts):
+        for message, phone, user in rows:
+            contact = None
+            if phone is None and user is not None:
+                phone = identities.phones.get(user)
+                contact = identities.contacts.get(user) if phone is None else None
+            if phone is None and contact is None:
+                continue
+            sender, party = message.sender, message.party
+            body = message.preview()
+            direction, status = (
+                ("out", DeliveryStatus.SENT.value) if message.from_me else ("in", "received")
+            )
+            pids.append(message.provider_message_id)
+            ats.append(message.timestamp)
+            phones.append(phone)
+            contact_ids.append(contact)
+            names.append(party.name or "")
+            links.append(user if phone is not None else None)
+            inbound.append(not message.from_me)
+            types.append(message.type.value)
+            bodies.append(body)
+            payloads.append(payload_document(message))
+            replies.append(message.reply_to_provider_message_id)
+            data = {
+                "channel_id": channel.id,
+                "direction": direction,
+                "type": message.type.value,
+                "body": body,
+                "status": status,
+                "provider_message_id": message.provider_message_id,
+                "created_at": message.timestamp,
+                "sender_name": sender.name,
+            }
+            kept.append(data)
+            owner.append(index)
+            partial.append(dumps_text(data))
+    stored = [Stored() for _ in parts]
     if not kept:
         return stored
     records = await conn.fetch(
@@ -212,11 +227,13 @@ async def store_messages(
         *columns,
     )
     for record in records:
-        stored.events.append(_event(channel, record, kept[record["ord"] - 1]))
+        ordinal = record["ord"] - 1
+        into = stored[owner[ordinal]]
+        into.events.append(_event(channel, record, kept[ordinal]))
         if record["opened"]:
-            stored.opened.append(record["conversation"])
+            into.opened.append(record["conversation"])
         else:
-            stored.created.append(record["message_id"])
+            into.created.append(record["message_id"])
     return stored
 
 

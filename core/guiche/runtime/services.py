@@ -90,6 +90,8 @@ class Services:
     # In-process by default; a RedisBus once open_resources runs with Redis configured.
     bus: EventBus = field(default_factory=MemoryBus)
     background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    # Concurrent webhooks' shared transactions (guiche.inbound.coalesce), made on first use.
+    ingest_queue: Any = field(default=None, repr=False)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run follow-up work (plugin hooks) after a response, keeping a reference until done."""
