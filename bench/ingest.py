@@ -4,8 +4,11 @@ A load generator in its own process (`bench.loadgen`: aiohttp, keep-alive, concu
 64) posts webhooks of 1 and of 20 text messages, each message with its own wamid and
 phone. The figure is messages persisted per second, counted in the database afterwards
 (never taken from the acknowledgements), with the ack latency the generator saw. The
-same webhooks sent again must add no rows. The ceiling is `bench.bare_ingest` (one
-asyncpg INSERT per request, no framework) under the same generator.
+same webhooks sent again must add no rows. Two ceilings run under the same generator:
+`bench.bare_ingest` (one asyncpg INSERT per request into a table of its own, no
+framework) and `bench.same_writes_ingest` (a bare app writing exactly the rows Guichê
+writes, into Guichê's tables, for another company's channel): Guichê's share of the
+second is its own overhead, the second's share of the first the data model's cost.
 
     python -m bench.ingest [--requests 10000] [--batch 20] [--batch-requests 1000]
 """
@@ -19,17 +22,22 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
+
 from bench.bare_ingest import TABLE as CEILING_TABLE
 from bench.common import (
     MetaChannel,
     Process,
     Target,
     base_parser,
+    create_company,
+    create_meta_channel,
     environment_facts,
     fetchval,
     format_table,
     free_port,
     guiche_stack,
+    login,
     make_report,
     per_second,
     profile_table,
@@ -50,6 +58,7 @@ TARGETS = (
     Target("ingest 1 msg/request: persisted messages/s", "messages_per_second_1", ">=", 2000, "/s"),
     Target("ingest 1 msg/request: ack p99", "ack_p99_ms_1", "<=", 50, "ms"),
     Target("ingest 1 msg/request: share of bare ceiling", "ceiling_share_1", ">=", 0.70),
+    Target("ingest 1 msg/request: share of same-writes ceiling", "same_writes_share_1", ">=", 0.80),
     Target(
         "ingest 20 msg/request: persisted messages/s", "messages_per_second_20", ">=", 10000, "/s"
     ),
@@ -180,6 +189,31 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         runs["duplicates"] = await post(guiche, run=f"one{tag}", **one)
         runs["duplicates"]["rows_added"] = await guiche.count(f"one{tag}") - before
 
+        # Another company's channel: its contacts and conversations are new to it too.
+        async with aiohttp.ClientSession() as session:
+            other = await create_company(stack.database_url)
+            other_channel = await create_meta_channel(
+                session,
+                stack.web_url,
+                await login(session, stack.web_url, other),
+                graph_base_url=stack.graph_url,
+            )
+        port = free_port()
+        same_argv = python_module(
+            "bench.same_writes_ingest", "--port", str(port), "--database-url", stack.database_url
+        )
+        async with running("same-writes", same_argv, ready_url=f"http://127.0.0.1:{port}/health"):
+            same = Sink(
+                f"http://127.0.0.1:{port}{other_channel.webhook_path}",
+                stack.database_url,
+                "messages",
+                other_channel,
+            )
+            if args.warmup:
+                await post(same, run=f"warm{tag}", **warmup)
+            runs["same_1"] = await measured(same, run=f"one{tag}", **one)
+            runs["same_20"] = await measured(same, run=f"many{tag}", **many)
+
         port = free_port()
         bare_argv = python_module(
             "bench.bare_ingest", "--port", str(port), "--database-url", stack.database_url
@@ -228,12 +262,21 @@ def build_report(
         "duplicate_ack_p99_ms": runs["duplicates"]["latency"]["p99_ms"],
     }
     ceiling = figures_of("ceiling")
+    same = figures_of("same")
+    ceiling |= {f"same_writes_{key}": value for key, value in same.items()}
     ratios = {
         f"ceiling_share_{size}": ratio(
             figures[f"messages_per_second_{size}"], ceiling[f"messages_per_second_{size}"]
         )
         for size in ("1", "20")
     }
+    for size in ("1", "20"):
+        ratios[f"same_writes_share_{size}"] = ratio(
+            figures[f"messages_per_second_{size}"], same[f"messages_per_second_{size}"]
+        )
+        ratios[f"data_model_share_{size}"] = ratio(
+            same[f"messages_per_second_{size}"], ceiling[f"messages_per_second_{size}"]
+        )
     ratios["open_conversation_share_1"] = ratio(
         figures["messages_per_second_open"], ceiling["messages_per_second_1"]
     )
@@ -249,6 +292,8 @@ def build_report(
         "guiche_log_level": args.log_level,
         "server": "guiche web (1 process), Postgres + Redis, GUICHE_DB_POOL_MAX default",
         "ceiling": "bench.bare_ingest: aiohttp + one asyncpg INSERT per request, pool of 10",
+        "same_writes_ceiling": "bench.same_writes_ingest: aiohttp + one hand-written statement"
+        " writing Guichê's rows (key, contact, conversation, message, 2 events), pool of 10",
         "load_generator": "bench.loadgen: own process, aiohttp keep-alive, closed loop",
     }
     notes = [
@@ -286,6 +331,18 @@ def table(report: dict[str, Any]) -> str:
         )
         for size in ("1", "20")
     ]
+    rows += [
+        (
+            f"{size} msg, same-writes",
+            c[f"same_writes_messages_per_second_{size}"],
+            c[f"messages_per_second_{size}"],
+            r[f"data_model_share_{size}"],
+            c[f"same_writes_ack_p50_ms_{size}"],
+            c[f"same_writes_ack_p99_ms_{size}"],
+            c[f"same_writes_errors_{size}"],
+        )
+        for size in ("1", "20")
+    ]
     rows.append(
         (
             "1 msg, open conv.",
@@ -305,6 +362,10 @@ def table(report: dict[str, Any]) -> str:
         rows,
     )
     text += f"\nduplicates: {f['duplicate_rows_added']} rows added"
+    text += (
+        f"\nGuichê's share of the same-writes ceiling: {r['same_writes_share_1']} (1 msg),"
+        f" {r['same_writes_share_20']} (20 msg)"
+    )
     if "profile" in report:
         text += "\n\n" + report["profile"]["table"]
     return text

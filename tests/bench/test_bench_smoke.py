@@ -54,7 +54,12 @@ MUST_BE_ZERO: dict[str, dict[str, set[str]]] = {
             "duplicate_errors",
             "duplicate_rows_added",
         },
-        "ceiling": {"errors_1", "errors_20"},
+        "ceiling": {
+            "errors_1",
+            "errors_20",
+            "same_writes_errors_1",
+            "same_writes_errors_20",
+        },
     },
     "send": {
         "figures": {"unlimited_failed", "limited_failed"},
@@ -137,6 +142,9 @@ def test_benchmark_smoke_run_reports_every_key(
         assert TARGET_KEYS <= set(target)
         assert target["met"] in (True, False, None)
     assert_clean(report)
+    if name == "ingest":  # the same-writes ceiling really wrote Guichê's rows
+        persisted = report["ceiling"]["same_writes_persisted_messages_1"]
+        assert persisted == report["parameters"]["requests_1_per_request"]
 
 
 @pytest.mark.parametrize(
@@ -145,6 +153,7 @@ def test_benchmark_smoke_run_reports_every_key(
         ("ingest", {"errors_20": 3}, {}, False),
         ("ingest", {"duplicate_rows_added": 1}, {}, False),
         ("ingest", {}, {"errors_1": 2}, False),
+        ("ingest", {}, {"same_writes_errors_20": 1}, False),
         ("send", {"limited_failed": 1}, {}, False),
         ("ws", {"ingest_errors": 4}, {}, False),
         ("faults", {"outbound_duplicates": 1}, {}, False),
