@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # Concurrent webhooks share one transaction (guiche.inbound.coalesce): a lone one waits
     # at most this window; a transaction carries at most this many messages.
     ingest_coalesce_window_ms: float = Field(1.0, ge=0, le=100)
-    ingest_coalesce_max_messages: int = Field(1000, ge=1, le=100_000)
+    ingest_coalesce_max_messages: int = Field(200, ge=1, le=100_000)
     event_hook_timeout_seconds: float = Field(5.0, gt=0, le=300)
     # Per-process cache of loaded channels and tenants' plugin settings (guiche.runtime.cache):
     # changes invalidate it at once (over Redis across processes); this bounds staleness

@@ -5,10 +5,10 @@ shared CPU), not per message: twenty messages in one statement cost little more 
 one. So the common webhook (messages only, senders with phones) does not commit alone:
 `IngestCoalescer.store` queues its rows and one drain task stores every queued webhook
 in one transaction, one `guiche_ingest_messages` call per channel, then answers each
-caller with its own part. Nobody waits for a timer when the process is idle: a lone
-webhook is stored at once (after at most `ingest_coalesce_window_ms`); under load,
-whatever arrives while a transaction runs is taken by the next one, up to
-`ingest_coalesce_max_messages` messages.
+caller with its own part. A lone webhook waits at most `ingest_coalesce_window_ms`;
+under load, at most half the pool's connections store groups at once and whatever
+arrives meanwhile is taken by the next group, up to `ingest_coalesce_max_messages`
+messages (big groups in one transaction at a time would leave Postgres's CPUs idle).
 
 Each caller still acknowledges its provider only after that commit. A failure is its
 own: if the database refuses the group for its content (`STORE_ERRORS`), each webhook
@@ -54,37 +54,53 @@ class CoalescerStats:
 class IngestCoalescer:
     services: Services
     window: float = 0.001
-    max_messages: int = 1000
+    max_messages: int = 200
+    max_transactions: int = 4
     stats: CoalescerStats = field(default_factory=CoalescerStats)
     _queue: list[_Waiting] = field(default_factory=list)
-    _drain: asyncio.Task[None] | None = None
+    _drains: set[asyncio.Task[None]] = field(default_factory=set)  # referenced while running
+    _running: int = 0  # counted in step with the queue checks (no await between them)
+    _idle: int = 0  # drains waiting out their window: they will take what is queued
 
     async def store(self, channel: ChannelRow, rows: Sequence[Incoming]) -> Stored:
         """Store one webhook's rows with whatever else is queued; returns after the commit."""
         done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(channel, rows, done))
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._run(), name="guiche-ingest-coalescer")
+        if not self._idle and self._running < self.max_transactions:
+            self._running += 1
+            drain = asyncio.create_task(self._run(), name="guiche-ingest-coalescer")
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
         return await done
 
     async def _run(self) -> None:
-        """Store groups until the queue is empty; one transaction at a time per process,
-        so what arrives during one is gathered for the next."""
-        while self._queue:
-            if self.window > 0:
-                await asyncio.sleep(self.window)
-            group = self._take()
-            try:
-                await self._store_group(group)
-            except BaseException as exc:  # never leave a caller waiting
-                for waiting in group:
-                    if not waiting.done.done():
-                        waiting.done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    for waiting in self._queue:
-                        waiting.done.cancel()
-                    self._queue.clear()
-                    raise
+        """Store groups until the queue is empty. At most `max_transactions` run at once
+        (the database's two CPUs stay busy); what arrives meanwhile waits for the next."""
+        try:
+            while self._queue:
+                self._idle += 1
+                try:
+                    await asyncio.sleep(self.window)  # 0: one turn of the loop
+                finally:
+                    self._idle -= 1
+                group = self._take()
+                if group:
+                    await self._settle(group)
+        finally:
+            self._running -= 1
+
+    async def _settle(self, group: list[_Waiting]) -> None:
+        try:
+            await self._store_group(group)
+        except BaseException as exc:  # never leave a caller waiting
+            for waiting in group:
+                if not waiting.done.done():
+                    waiting.done.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                for waiting in self._queue:
+                    waiting.done.cancel()
+                self._queue.clear()
+                raise
 
     def _take(self) -> list[_Waiting]:
         group: list[_Waiting] = []
@@ -152,6 +168,8 @@ def _statements(group: list[_Waiting]) -> list[tuple[ChannelRow, list[int]]]:
                 break
         else:
             statements.append((waiting.channel, [index], set(ids)))
+    # One order for every transaction (by channel), so concurrent ones wait, not deadlock.
+    statements.sort(key=lambda statement: statement[0].id)
     return [(channel, indexes) for channel, indexes, _ in statements]
 
 
@@ -164,5 +182,6 @@ def coalescer_for(services: Services) -> IngestCoalescer:
             services,
             window=settings.ingest_coalesce_window_ms / 1000,
             max_messages=settings.ingest_coalesce_max_messages,
+            max_transactions=max(1, settings.db_pool_max // 2),
         )
     return coalescer
