@@ -46,6 +46,7 @@ from guiche.media.attachments import message_media as _message_media
 from guiche.plugin_host.context import PLUGIN_KEY, PluginContext, context_for_request
 from guiche.provider_http import call_log
 from guiche.provider_http.client import outbound_client
+from guiche.runtime.plugin_events import publish_event
 from guiche.runtime.services import services_of as _services_of
 from guiche.specs import (
     API_VERSION,
@@ -247,6 +248,7 @@ __all__ = [
     "plugin_name_of",
     "provider_call",
     "provider_errors",
+    "publish_event",
     "read_webhook",
     "receive_channel_webhook",
     "require_json",
