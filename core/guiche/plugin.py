@@ -51,6 +51,7 @@ from guiche.runtime.services import services_of as _services_of
 from guiche.specs import (
     API_VERSION,
     MEDIA_FIELDS,
+    Caller,
     ChannelSpec,
     PluginInfo,
     RouteSpec,
@@ -139,6 +140,18 @@ async def plugin_context(request: Any) -> PluginContext:
     return await context_for_request(request)
 
 
+def caller_of(request: Any) -> Caller:
+    """Inside a plugin's own (authenticated) route: who is calling. 401 when nobody is."""
+    principal = current_principal(request)
+    return Caller(
+        tenant_id=principal.tenant_id,
+        role=principal.role,
+        permissions=principal.permissions,
+        user_id=principal.user_id,
+        api_key_id=principal.api_key_id,
+    )
+
+
 def require_json(request: Any) -> None:
     """In a provider-facing route: answer 415 (error shape) unless the body is declared
     JSON (`application/json`, with or without `; charset=...`, or a `+json` type)."""
@@ -219,6 +232,7 @@ __all__ = [
     "ROLES",
     "ApiError",
     "BadRequest",
+    "Caller",
     "ChannelSpec",
     "Conflict",
     "Endpoint",
@@ -235,6 +249,7 @@ __all__ = [
     "WebhookAck",
     "WebhookRouteSpec",
     "active_channels",
+    "caller_of",
     "channels_by_identity",
     "endpoint",
     "hookimpl",

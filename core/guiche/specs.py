@@ -95,3 +95,23 @@ class RoutingDecision:
 
     department_id: uuid.UUID | None = None
     bot: bool = False
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called a plugin's route: a person signed in to a company (`user_id`, `role`)
+    or that company's API key (`api_key_id`; no person). `permissions` are the caller's
+    grants, core's and plugins' (`PermissionGrant`)."""
+
+    tenant_id: uuid.UUID
+    role: str
+    permissions: frozenset[str]
+    user_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
+
+    @property
+    def is_user(self) -> bool:
+        return self.user_id is not None
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions

@@ -33,6 +33,7 @@ from guiche.plugin import (
     RouteSpec,
     TaskSpec,
     WebhookRouteSpec,
+    caller_of,
     endpoint,
     hookimpl,
     plugin_context,
@@ -99,7 +100,9 @@ class FullPlugin:
         async def get_item(request: web.Request) -> dict[str, Any]:
             ctx = await plugin_context(request)
             assert isinstance(ctx.settings, FullSettings)
+            caller = caller_of(request)
             return {
+                "caller": [str(caller.user_id), caller.role, caller.can("full.read")],
                 "item": request.match_info["item_id"],
                 "plugin": plugin_name_of(request),
                 "label": ctx.settings.label,
@@ -242,6 +245,7 @@ async def test_plugin_route_is_gated_and_sees_its_settings(
     resp = await full_client.get(path, headers=headers)
     assert resp.status == 200, await resp.text()
     assert await resp.json() == {
+        "caller": [str(company.owner.user_id), "owner", True],
         "item": "42",
         "plugin": "full",
         "label": "Loja",
