@@ -4,8 +4,9 @@ another system), set-based where `ingest()` is per message.
 Per batch (default 5,000 messages): the senders' contacts (by E.164 phone, or channel
 type + provider user id: the rules of `resolve_contact`) and their conversations are
 found or created in one short transaction, a statement per step, for the senders this
-import has not met yet. Then the batch's transaction claims its provider ids in
-`message_keys` with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`, and
+import has not met yet. Then the batch's transaction copies its provider ids (binary `COPY`) into a
+session-local temporary table and claims them in `message_keys` with one
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`, and
 only the messages whose key it claimed go in, with one binary `COPY`; keys and messages
 commit together. Whatever was already stored — by an earlier import, a live webhook or
 this import twice — is skipped, so an interrupted import is simply run again.
@@ -69,6 +70,8 @@ CACHE_LIMIT = 200_000
 #: Batches whose messages are being written at once (each on its own connection): one
 #: COPY keeps one Postgres backend busy, two use a second CPU where there is one.
 WRITES_IN_FLIGHT = 2
+#: Batches of at least this many messages build their rows off the event loop.
+OFF_LOOP_ROWS = 500
 
 #: The columns `COPY` fills; the rest (error, sender, updated_at) keep their defaults.
 MESSAGE_COLUMNS = (
@@ -120,10 +123,18 @@ class _Row(NamedTuple):
 # The new messages' ids come from here: generating them in Postgres is one less
 # per-row Python cost; `guiche_message_id` stamps each with its time
 # (`guiche.foundation.message_ids`).
+# The batch's keys reach Postgres by binary COPY into a session-local table (no
+# array parameters to build and parse), then one statement claims them.
+_KEYS_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS guiche_import_keys (
+    provider_message_id varchar NOT NULL, created_at timestamptz NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+KEY_COLUMNS = ("provider_message_id", "created_at")
 _CLAIM_KEYS = """
 INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
 SELECT $1, k.provider_message_id, $2, guiche_message_id(k.created_at), k.created_at
-FROM unnest($3::varchar[], $4::timestamptz[]) AS k(provider_message_id, created_at)
+FROM guiche_import_keys k
 ON CONFLICT (channel, provider_message_id) DO NOTHING
 RETURNING provider_message_id, message_id
 """
@@ -226,7 +237,7 @@ async def import_history(
     writing: list[asyncio.Task[None]] = []
     try:
         for chunk in _chunks(messages, batch_size):
-            rows = _rows(chunk)
+            rows = await _rows_of(chunk)
             targets = await importer.resolve(chunk, rows)
             claim = await retrying(partial(importer.claim, rows), what="history import claim")
             writing.append(asyncio.create_task(importer.write(claim, rows, targets)))
@@ -269,6 +280,14 @@ def _identity(message: InboundMessage) -> Identity:
 
 def _rows(messages: list[InboundMessage]) -> list[_Row]:
     return [_row(message) for message in messages]
+
+
+async def _rows_of(messages: list[InboundMessage]) -> list[_Row]:
+    """A big batch's rows are built in a thread: serialising thousands of payloads would
+    hold the event loop (webhooks, sockets) for tens of milliseconds."""
+    if len(messages) < OFF_LOOP_ROWS:
+        return _rows(messages)
+    return await asyncio.to_thread(_rows, messages)
 
 
 def _row(message: InboundMessage) -> _Row:
@@ -347,14 +366,16 @@ class _Importer:
             raise
         claim = _Claim(conn, transaction, release)
         try:
+            await conn.execute(_KEYS_TABLE)
+            await conn.copy_records_to_table(
+                "guiche_import_keys",
+                records=[(row.provider_message_id, row.created_at) for row in rows],
+                columns=KEY_COLUMNS,
+            )
             claimed: dict[str, uuid.UUID] = {
                 record["provider_message_id"]: record["message_id"]
                 for record in await conn.fetch(
-                    _CLAIM_KEYS,
-                    self.channel.id,
-                    self.channel.tenant_id,
-                    [row.provider_message_id for row in rows],
-                    [row.created_at for row in rows],
+                    _CLAIM_KEYS, self.channel.id, self.channel.tenant_id
                 )
             }
         except BaseException:

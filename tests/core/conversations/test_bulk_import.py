@@ -4,6 +4,7 @@ against everything already stored, contacts by phone or provider user id, per te
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 from guiche import plugin
 from guiche.channel_host.runtime import channel_row as load_channel
 from guiche.channels import InboundMessage, MessageType, Sender
+from guiche.inbound import bulk
 from guiche.inbound.bulk import HISTORY_IMPORTED
 from guiche.runtime.services import SERVICES
 
@@ -131,6 +133,33 @@ async def test_messages_repeated_within_one_import_are_stored_once(
 
     assert (result.inserted, result.duplicates) == (5, 3)
     assert await _count("messages", company.tenant_id) == 5
+
+
+async def test_big_batches_build_their_rows_off_the_event_loop(
+    client, make_company, make_channel, monkeypatch
+):
+    """Rows of a batch of OFF_LOOP_ROWS or more are built in a worker thread (the loop
+    keeps serving webhooks meanwhile); the keys go through the temporary table, and a
+    second import of the same batch claims nothing."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    built_on: set[int] = set()
+    real_row = bulk._row
+
+    def spying_row(message: InboundMessage) -> Any:
+        built_on.add(threading.get_ident())
+        return real_row(message)
+
+    monkeypatch.setattr(bulk, "_row", spying_row)
+    history = _history(bulk.OFF_LOOP_ROWS)
+    services = client.app[SERVICES]
+
+    first = await plugin.import_history(services, await _row(channel), history)
+    again = await plugin.import_history(services, await _row(channel), history)
+
+    assert built_on and threading.main_thread().ident not in built_on
+    assert (first.inserted, again.inserted, again.duplicates) == (len(history), 0, len(history))
+    assert await _count("messages", company.tenant_id) == len(history)
 
 
 async def test_overlapping_batches_in_flight_store_each_message_once(
