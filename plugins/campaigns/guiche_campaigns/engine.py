@@ -1,0 +1,303 @@
+"""The sender: drives one running campaign in slices, at most once per recipient and run.
+
+`drive(campaign_id)` is a taskiq task. It takes the campaign's *driver lease* (one driver
+at a time: a second worker, or a task delivered twice, finds it held and leaves), then
+loops: wait for the next slot (the campaign's jittered gap, then the channel's shared
+`guiche.ratelimit` bucket for campaign traffic, a budget separate from agents' live
+sends), claim the next target row in Postgres (`sending`, with a lease), hand the message
+to core's outbox with `guiche.plugin.send_message` under the idempotency key
+`campaign:<target id>`, and settle the row (`queued` with the message id, or `failed` /
+`opted_out` with the reason). A slice ends after `SLICE_SECONDS`; the driver then
+re-kicks itself, so a campaign of any size is never more than one task on Redis.
+
+Crashes: a driver killed between claim and settle leaves a `sending` row whose lease
+expires and a campaign lease that expires; the scheduler's `tick` re-drives campaigns
+without a live driver, and the abandoned row is claimed again first. Sending it again
+uses the same idempotency key, so core answers with the message already stored (if the
+first attempt got that far) instead of a second one: each target gets exactly one
+message per run. The outbox makes the provider call itself exactly-once.
+
+Pause/cancel take effect within `PAUSE_CHECK_SECONDS`: every wait re-reads the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from guiche.plugin import ApiError, company_locale, publish_event, send_message
+
+from . import store
+from .content import Content, render, variables_for
+from .pacing import SendWindow, gap_seconds, in_window
+
+log = logging.getLogger("guiche.plugin.campaigns")
+
+SLICE_SECONDS = 20.0
+DRIVER_LEASE_SECONDS = 30.0
+TARGET_LEASE_SECONDS = 30.0
+PAUSE_CHECK_SECONDS = 0.25
+DRIVE_TASK = "campaigns.drive"
+
+clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # noqa: E731 - tests swap it
+
+
+def shared_bucket_key(channel_id: uuid.UUID) -> str:
+    """The `guiche.ratelimit` key every campaign on one channel draws from."""
+    return f"campaigns:channel:{channel_id}"
+
+
+async def _pool(services: Any) -> Any:
+    pool = services.db.pool
+    assert pool is not None, "the database pool opens with the app"
+    return pool
+
+
+async def counts(services: Any, campaign_id: uuid.UUID, run: int) -> dict[str, int]:
+    pool = await _pool(services)
+    return store.counts_of(await pool.fetch(store.COUNTS, campaign_id, run))
+
+
+async def progress(services: Any, campaign: Any, *, force: bool = False) -> None:
+    """`campaign.progress` at most once a second per campaign (across processes)."""
+    pool = await _pool(services)
+    if not force and await pool.fetchval(store.PROGRESS_DUE, campaign["id"]) is None:
+        return
+    by_state = await counts(services, campaign["id"], campaign["run"])
+    recent = await pool.fetchval(
+        "SELECT count(*) FROM campaign_targets WHERE campaign = $1 AND run = $2"
+        " AND sent_at > now() - interval '60 seconds'",
+        campaign["id"],
+        campaign["run"],
+    )
+    left = by_state["pending"] + by_state["sending"]
+    rate = float(recent) / 60.0
+    eta = left / rate if rate > 0 else None
+    await publish_event(
+        services,
+        campaign["tenant"],
+        "campaign.progress",
+        {
+            "campaign_id": str(campaign["id"]),
+            "run": campaign["run"],
+            "status": campaign["status"],
+            "counts": by_state,
+            "rate_per_second": round(rate, 3),
+            "eta_seconds": round(eta, 1) if eta is not None else None,
+        },
+    )
+
+
+async def announce(services: Any, campaign: Any, previous: str | None) -> None:
+    """Every lifecycle transition is recorded in the event log (the audit) and pushed."""
+    await publish_event(
+        services,
+        campaign["tenant"],
+        "campaign.updated",
+        {"campaign_id": str(campaign["id"]), "status": campaign["status"], "previous": previous},
+    )
+    if campaign["status"] == "finished":
+        by_state = await counts(services, campaign["id"], campaign["run"])
+        await publish_event(
+            services,
+            campaign["tenant"],
+            "campaign.finished",
+            {"campaign_id": str(campaign["id"]), "run": campaign["run"], "counts": by_state},
+        )
+
+
+async def kick(services: Any, campaign_id: uuid.UUID) -> None:
+    if services.tasks is None:
+        return
+    try:
+        await services.tasks.fire(DRIVE_TASK, str(campaign_id))
+    except Exception:  # the scheduler's tick re-drives it
+        log.exception("could not enqueue the campaign driver", extra={"campaign": campaign_id})
+
+
+async def _current(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> Any | None:
+    """The campaign while this driver still holds it and it is running, else None."""
+    pool = await _pool(services)
+    row = await pool.fetchrow(store.DRIVEN, campaign_id)
+    if row is None or row["status"] != "running" or row["driver_token"] != token:
+        return None
+    return row
+
+
+async def _wait(services: Any, campaign_id: uuid.UUID, token: uuid.UUID, seconds: float) -> bool:
+    """Sleep `seconds`, re-reading the status often; False as soon as it stops running."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    while True:
+        left = until - loop.time()
+        if left <= 0:
+            return await _current(services, campaign_id, token) is not None
+        await asyncio.sleep(min(left, PAUSE_CHECK_SECONDS))
+        if await _current(services, campaign_id, token) is None:
+            return False
+
+
+async def _slot(services: Any, campaign: Any, token: uuid.UUID, settings: Any) -> bool:
+    """Wait for the campaign's own gap, then for the channel's shared budget."""
+    gap = gap_seconds(campaign["rate_per_minute"], campaign["jitter"])
+    if not await _wait(services, campaign["id"], token, gap):
+        return False
+    per_minute = getattr(settings, "channel_rate_per_minute", 0) if settings else 0
+    if not per_minute:
+        return True
+    while True:
+        decision = await services.limiter.reserve(
+            shared_bucket_key(campaign["channel"]),
+            rate=per_minute / 60.0,
+            burst=1,
+            max_wait=5.0,
+        )
+        if decision.allowed:
+            return await _wait(services, campaign["id"], token, decision.wait)
+        if not await _wait(services, campaign["id"], token, max(decision.retry_after, 0.05)):
+            return False
+
+
+async def _capped(services: Any, campaign: Any, timezone: str) -> bool:
+    cap = campaign["daily_cap"]
+    if not cap:
+        return False
+    from zoneinfo import ZoneInfo
+
+    local = clock().astimezone(ZoneInfo(timezone))
+    midnight = dt.datetime.combine(local.date(), dt.time(0), tzinfo=local.tzinfo)
+    pool = await _pool(services)
+    return await pool.fetchval(store.SENT_TODAY, campaign["channel"], midnight) >= cap
+
+
+async def send_one(services: Any, campaign: Any, target: Any) -> str:
+    """Hand one claimed target to core's outbox and settle its row; returns its state."""
+    pool = await _pool(services)
+    content = Content.model_validate(store.loads(campaign["content"]))
+    values = variables_for(target["name"], target["phone"], store.loads(target["variables"]))
+    message = render(content.message(), values)
+    by = {"contact_id": target["contact"]} if target["contact"] else {"phone": target["phone"]}
+
+    async def record(sent: Any) -> None:
+        state = store.STATE_OF_STATUS.get(sent.status, "queued")
+        await pool.execute(
+            store.SETTLE_QUEUED, target["id"], sent.message_id, sent.contact_id, state
+        )
+
+    try:
+        sent = await send_message(
+            services,
+            campaign["tenant"],
+            channel_id=campaign["channel"],
+            message=message,
+            idempotency_key=f"campaign:{target['id']}",
+            contact_name=target["name"],
+            after_store=record,
+            **by,
+        )
+    except ApiError as exc:
+        state = "opted_out" if exc.code == "contact_opted_out" else "failed"
+        reason = {"code": exc.code, "message": exc.message, "details": exc.details}
+        await pool.execute(store.SETTLE_FAILED, target["id"], state, store.jsonb(reason))
+        return state
+    except Exception:
+        # Unknown outcome (database away, a bug): leave the claim to expire and be retried
+        # under the same idempotency key, which cannot send twice.
+        log.exception("campaign send failed", extra={"target": str(target["id"])})
+        raise
+    if sent.replayed:  # stored by an earlier, interrupted attempt: record it now
+        await record(sent)
+    return store.STATE_OF_STATUS.get(sent.status, "queued")
+
+
+async def finish(services: Any, campaign: Any) -> None:
+    pool = await _pool(services)
+    done = await pool.fetchrow(
+        store.SET_STATUS, campaign["id"], campaign["tenant"], "finished", ["running"]
+    )
+    if done is not None:
+        await progress(services, done, force=True)
+        await announce(services, done, "running")
+
+
+async def drive(campaign_id: str, *, services: Any) -> str:
+    """The `campaigns.drive` task: one slice of one campaign (see the module docstring)."""
+    target_id = store.as_uuid(campaign_id)
+    pool = await _pool(services)
+    token = uuid.uuid4()
+    if await pool.fetchval(store.TAKE_DRIVER, target_id, token, DRIVER_LEASE_SECONDS) is None:
+        return "busy"
+    outcome = "stopped"
+    try:
+        outcome = await _slice(services, target_id, token)
+    finally:
+        await pool.execute(store.DROP_DRIVER, target_id, token)
+    if outcome == "more":
+        await kick(services, target_id)
+    return outcome
+
+
+async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str:
+    pool = await _pool(services)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SLICE_SECONDS
+    campaign = await _current(services, campaign_id, token)
+    if campaign is None:
+        return "stopped"
+    locale = await company_locale(services, campaign["tenant"])
+    settings = await _settings(services, campaign["tenant"])
+    window = (
+        SendWindow.model_validate(store.loads(campaign["send_window"]))
+        if campaign["send_window"]
+        else None
+    )
+    while loop.time() < deadline:
+        if not in_window(window, clock(), locale.timezone):
+            return "outside_window"  # the tick re-drives it; nothing is claimed meanwhile
+        if await _capped(services, campaign, locale.timezone):
+            return "daily_cap"
+        if not await _slot(services, campaign, token, settings):
+            return "stopped"
+        await pool.execute(
+            "UPDATE campaigns SET driver_until = now() + make_interval(secs => $2)"
+            " WHERE id = $1 AND driver_token = $3",
+            campaign_id,
+            DRIVER_LEASE_SECONDS,
+            token,
+        )
+        target = await pool.fetchrow(
+            store.CLAIM_TARGET, campaign_id, campaign["run"], TARGET_LEASE_SECONDS
+        )
+        if target is None:
+            if await pool.fetchval(store.OPEN_LEFT, campaign_id, campaign["run"]) == 0:
+                await finish(services, campaign)
+                return "finished"
+            return "waiting"  # another claim's lease is still live: re-driven later
+        await send_one(services, campaign, target)
+        await progress(services, campaign)
+    return "more"
+
+
+async def _settings(services: Any, tenant_id: uuid.UUID) -> Any:
+    """This plugin's validated settings for the tenant (defaults when never saved)."""
+    from .settings import CampaignSettings, load_settings
+
+    return await load_settings(services, tenant_id) or CampaignSettings()
+
+
+async def tick(*, services: Any) -> dict[str, int]:
+    """The scheduler's pass: start scheduled campaigns that are due, re-drive running
+    ones that no live driver holds (a crashed worker, a lost kick, a closed window)."""
+    pool = await _pool(services)
+    started = await pool.fetch(store.DUE_SCHEDULED)
+    for row in started:
+        campaign = await pool.fetchrow(store.GET, row["id"], row["tenant"])
+        await announce(services, campaign, "scheduled")
+    stalled = await pool.fetch(store.STALLED)
+    for row in stalled:
+        await kick(services, row["id"])
+    return {"started": len(started), "redriven": len(stalled)}
