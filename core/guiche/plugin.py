@@ -62,6 +62,11 @@ from guiche.specs import (
 )
 from guiche.tenancy.rbac import ROLES, PermissionGrant
 
+# isort: split
+# baileys_bridge: long-running services and plugin data encrypted at rest
+from guiche.channel_host.sealed import CredentialsUnreadable, decrypt_json, encrypt_json
+from guiche.specs import ServiceSpec
+
 if TYPE_CHECKING:
     from guiche.runtime.services import Services
 
@@ -270,3 +275,5 @@ __all__ = [
     "services_of",
     "upsert_templates",
 ]
+# baileys_bridge:
+__all__ += ["CredentialsUnreadable", "ServiceSpec", "decrypt_json", "encrypt_json"]
