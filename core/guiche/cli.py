@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", cmd_migrate, "apply core's and plugins' database migrations")
     command("plugins", cmd_plugins, "list installed plugins and how many companies use them")
     command("doctor", cmd_doctor, "check the database, storage, Redis, media path and plugins")
+    service = command(
+        "service", cmd_service, "run plugin services on their own (scale-out): <plugin>.<name>"
+    )
+    service.add_argument("names", nargs="*", help="services to run (none: list them)")
 
     new = commands.add_parser("new", help="start a plugin from a working template")
     new_kinds = new.add_subparsers(dest="new_kind", required=True, metavar="KIND")
@@ -218,6 +222,7 @@ async def _run_all(settings: Settings) -> int:
 
     from guiche.app import create_app
     from guiche.companies.demo import seed_demo
+    from guiche.plugin_host.services import run_services, select_services
     from guiche.runtime.services import SERVICES
     from guiche.worker import consume, schedule
 
@@ -237,6 +242,8 @@ async def _run_all(settings: Settings) -> int:
         loops = [schedule(queue.broker, stop)]
         if not queue.in_process:  # REDIS_URL set: consume the stream here too
             loops.append(consume(queue.broker, stop))
+        plugin_services = select_services(app[SERVICES].plugins.services)
+        loops.append(run_services(app[SERVICES], plugin_services, stop))
         return await run_until_stopped(stop, loops)
     finally:
         await runner.cleanup()
@@ -288,6 +295,31 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     settings = settings_for("scheduler", redis=True)
     return asyncio.run(_until_signal(lambda stop: run_scheduler(settings, stop)))
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    """Run the named plugin services until SIGTERM; without names, list them."""
+    from guiche.plugin_host.manager import build_plugin_manager
+    from guiche.plugin_host.registry import PluginRegistry
+    from guiche.plugin_host.services import UnknownService
+    from guiche.worker import run_service
+
+    if not args.names:
+        settings = load_settings()
+        registry = PluginRegistry.from_manager(
+            build_plugin_manager(blocked=settings.plugins_blocked)
+        )
+        rows = [
+            [name, "yes" if spec.with_worker else "no"]
+            for name, spec in sorted(registry.services.items())
+        ]
+        print(format_table(["SERVICE", "IN WORKER"], rows))
+        return 0
+    settings = settings_for("service", keys=True)
+    try:
+        return asyncio.run(_until_signal(lambda stop: run_service(settings, stop, args.names)))
+    except UnknownService as exc:
+        raise CommandError(str(exc.args[0])) from None
 
 
 async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not ann
         PluginInfo,
         RouteSpec,
         RoutingDecision,
+        ServiceSpec,
         TaskSpec,
         WebhookRouteSpec,
     )
@@ -122,6 +123,7 @@ REGISTRATION_HOOKS = (
     "guiche_tasks",
     "guiche_permissions",
     "guiche_piccolo_app",
+    "guiche_services",
 )
 EVENT_HOOKS = (
     "guiche_on_message",
@@ -130,3 +132,12 @@ EVENT_HOOKS = (
     "guiche_on_channel_state",
     "guiche_route_inbound",
 )
+
+
+# --- baileys_bridge: long-running plugin services --------------------------------------
+
+
+@hookspec
+def guiche_services() -> list[ServiceSpec]:
+    """Return a list of `ServiceSpec`: long-running loops run as <plugin>.<name> by
+    `guiche run`, `guiche worker` (those `with_worker`) or `guiche service NAME`."""

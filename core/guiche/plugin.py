@@ -62,6 +62,11 @@ from guiche.specs import (
 )
 from guiche.tenancy.rbac import ROLES, PermissionGrant
 
+# isort: split
+# baileys_bridge: long-running services and plugin data encrypted at rest
+from guiche.channel_host.sealed import CredentialsUnreadable, decrypt_json, encrypt_json
+from guiche.specs import ServiceSpec
+
 if TYPE_CHECKING:
     from guiche.runtime.services import Services
 
@@ -295,3 +300,5 @@ __all__ += [  # campaigns:
     "plugin_settings",
     "send_message",
 ]
+# baileys_bridge:
+__all__ += ["CredentialsUnreadable", "ServiceSpec", "decrypt_json", "encrypt_json"]

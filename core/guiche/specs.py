@@ -115,3 +115,20 @@ class Caller:
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A long-running plugin service (a socket client, a child process's supervisor),
+    registered as `<plugin>.<name>`.
+
+    `func(services, stop)` is `async def` and runs until the `asyncio.Event` `stop` is
+    set, then returns; core restarts it with backoff when it raises. `guiche run` runs
+    every service; `guiche worker` runs those with `with_worker` (so a scaled-out
+    deployment gets one per worker: services must coordinate, e.g. with leases);
+    `guiche service <plugin>.<name>` runs one on its own.
+    """
+
+    name: str
+    func: Callable[..., Awaitable[None]]
+    with_worker: bool = True

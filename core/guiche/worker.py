@@ -19,6 +19,7 @@ from taskiq.schedule_sources import LabelScheduleSource
 
 from guiche.app import build_services, close_resources, open_resources
 from guiche.foundation.config import ConfigError, Settings
+from guiche.plugin_host.services import run_services, select_services
 from guiche.tasks.queue import DRAIN_TIMEOUT_SECONDS, TaskQueue
 
 log = logging.getLogger("guiche.tasks")
@@ -86,8 +87,11 @@ async def run_worker(
         await queue.start()
         services.tasks = queue
         log.info("worker started", extra={"tasks": queue.names})
+        plugin_services = select_services(services.plugins.services, worker=True)
         try:
-            await consume(queue.broker, stop)
+            await asyncio.gather(
+                consume(queue.broker, stop), run_services(services, plugin_services, stop)
+            )
         finally:
             services.tasks = None
             await queue.stop()
@@ -117,3 +121,28 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(event.wait(), seconds)
     except TimeoutError:
         pass
+
+
+async def run_service(
+    settings: Settings,
+    stop: asyncio.Event,
+    names: Iterable[str],
+    *,
+    extra_plugins: Iterable[tuple[str, Any]] = (),
+) -> None:
+    """`guiche service NAME...`: plugin services on their own (scale-out), with the
+    services opened and tasks kicked to Redis (or run in-process without it)."""
+    services = build_services(settings, extra_plugins=extra_plugins)
+    chosen = select_services(services.plugins.services, names=names)
+    await open_resources(services)
+    try:
+        queue = TaskQueue.for_services(services)
+        await queue.start()
+        services.tasks = queue
+        try:
+            await run_services(services, chosen, stop)
+        finally:
+            services.tasks = None
+            await queue.stop()
+    finally:
+        await close_resources(services)

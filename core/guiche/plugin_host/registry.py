@@ -26,6 +26,7 @@ from guiche.specs import (
     ChannelSpec,
     PluginInfo,
     RouteSpec,
+    ServiceSpec,
     TaskSpec,
     WebhookRouteSpec,
 )
@@ -48,6 +49,7 @@ class PluginRegistry:
         self.tasks: dict[str, TaskSpec] = {}
         self.channel_types: dict[str, tuple[str, ChannelSpec]] = {}
         self.piccolo_apps: dict[str, str] = {}
+        self.services: dict[str, ServiceSpec] = {}  # "<plugin>.<name>" -> spec
         self._grants: dict[str, tuple[str, PermissionGrant]] = {}
         self._tables: list[type[Table]] = []
 
@@ -63,6 +65,7 @@ class PluginRegistry:
         registry._collect_webhook_routes()
         registry._collect_tasks()
         registry._collect_piccolo_apps()
+        registry._collect_services()
         return registry
 
     # --- queries ----------------------------------------------------------------------
@@ -294,6 +297,22 @@ class PluginRegistry:
                 ) from exc
             self.piccolo_apps[plugin] = module_path
             self._tables.extend(tables)
+
+    def _collect_services(self) -> None:
+        for plugin, specs in self._call_each("guiche_services"):
+            for spec in _items(plugin, "guiche_services", specs, ServiceSpec):
+                if not spec.name or "." in spec.name:
+                    raise PluginError(
+                        f"Plugin {plugin!r}: service name {spec.name!r} must be non-empty, no dots"
+                    )
+                if not inspect.iscoroutinefunction(spec.func):
+                    raise PluginError(
+                        f"Plugin {plugin!r}: service {spec.name!r} must be async def"
+                    )
+                qualified = f"{plugin}.{spec.name}"
+                if qualified in self.services:
+                    raise PluginError(f"Plugin {plugin!r}: duplicate service name {spec.name!r}")
+                self.services[qualified] = spec
 
 
 def _items(plugin: str, hook_name: str, value: Any, kind: type[T]) -> list[T]:

@@ -31,6 +31,7 @@ from guiche.plugin import (
     PluginContext,
     PluginInfo,
     RouteSpec,
+    ServiceSpec,
     TaskSpec,
     WebhookRouteSpec,
     caller_of,
@@ -70,6 +71,10 @@ class FullNote(Table, tablename="full_notes"):
 
 async def tick() -> None:
     return None
+
+
+async def full_service(services: Services, stop: Any) -> None:
+    await stop.wait()
 
 
 class FullPlugin:
@@ -130,6 +135,10 @@ class FullPlugin:
     @hookimpl
     def guiche_piccolo_app(self) -> str:
         return PICCOLO_APP
+
+    @hookimpl
+    def guiche_services(self) -> list[ServiceSpec]:
+        return [ServiceSpec("loop", full_service, with_worker=False)]
 
     @hookimpl
     async def guiche_on_message(self, ctx: PluginContext, message: Any) -> None:
@@ -209,6 +218,7 @@ async def test_registration_hooks_are_consumed(full_client: Any) -> None:
     plugin, spec = registry.channel_type("full_chat") or ("", None)
     assert plugin == "full" and spec is not None and spec.adapter is FullAdapter
     assert registry.tasks["full.tick"].schedule == ({"interval": 5},)
+    assert registry.services["full.loop"].with_worker is False
     assert FullNote in registry.tables()
     assert services(full_client).permissions.roles_for("full.read") == {"owner", "admin"}
     assert registry.hook_names("full") == [*REGISTRATION_HOOKS, *EVENT_HOOKS]
