@@ -130,3 +130,15 @@ EVENT_HOOKS = (
     "guiche_on_channel_state",
     "guiche_route_inbound",
 )
+
+
+# --- console: pages a plugin adds to the web console (registration hook) -------------
+
+
+@hookspec
+def guiche_console_pages() -> list[Any]:
+    """Return a list of `ConsolePage`: pages this plugin adds to the web console, each an
+    ES module served from the plugin's package (docs/plugins.md, "Console pages")."""
+
+
+REGISTRATION_HOOKS = (*REGISTRATION_HOOKS, "guiche_console_pages")

@@ -43,6 +43,7 @@ from guiche.http.webhook_receiver import (
 from guiche.inbound.bulk import import_history as _import_history
 from guiche.inbound.ingest import ingest
 from guiche.media.attachments import message_media as _message_media
+from guiche.plugin_host.console_pages import ConsolePage  # console: pages it adds
 from guiche.plugin_host.context import PLUGIN_KEY, PluginContext, context_for_request
 from guiche.provider_http import call_log
 from guiche.provider_http.client import outbound_client
@@ -235,6 +236,7 @@ __all__ = [
     "Caller",
     "ChannelSpec",
     "Conflict",
+    "ConsolePage",  # console
     "Endpoint",
     "Forbidden",
     "NotFound",
