@@ -61,13 +61,23 @@ def fake_plugin() -> FakeChannelPlugin:
 
 
 @pytest.fixture
+def extra_plugins() -> tuple[tuple[str, Any], ...]:
+    """More in-process plugins for the server (a test module overrides this)."""
+    return ()
+
+
+@pytest.fixture
 async def server(
-    aiohttp_server: Any, make_settings: Callable[..., Any], fake_plugin: FakeChannelPlugin
+    aiohttp_server: Any,
+    make_settings: Callable[..., Any],
+    fake_plugin: FakeChannelPlugin,
+    extra_plugins: tuple[tuple[str, Any], ...],
 ) -> Any:
     """The whole app on 127.0.0.1:<port>, as `guiche web` serves it."""
     from guiche.app import create_app
 
-    app = create_app(make_settings(), extra_plugins=((fake_plugin.name, fake_plugin),))
+    plugins = ((fake_plugin.name, fake_plugin), *extra_plugins)
+    app = create_app(make_settings(), extra_plugins=plugins)
     return await aiohttp_server(app)
 
 

@@ -115,7 +115,7 @@ function Shell() {
         ]);
         if (stop) return;
         who.pages = pages.items;
-        setCompanies(list.items.filter((c) => c.active !== false));
+        setCompanies(list.items);
         setMe(who);
       } catch (err) { if (!stop) setFailed(err); }
     })();
