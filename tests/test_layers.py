@@ -77,6 +77,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "guiche.api",
                 "guiche.app",
                 "guiche.cli",
+                "guiche.console",
                 "guiche.doctor",
                 "guiche.piccolo_conf",
                 "guiche.scaffold",

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from guiche.api import CORE_ROUTE_TABLES
 from guiche.api.webhooks import routes as webhook_routes
+from guiche.console.routes import setup_console
 from guiche.database.engine import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
 from guiche.foundation.config import ConfigError, Settings, load_settings
 from guiche.models import CORE_TABLES
@@ -111,6 +112,7 @@ def create_app(
     app.add_routes(webhook_routes)  # after plugins' own /webhooks/<name>/... routes
     setup_observability(app)
     setup_openapi(app)
+    setup_console(app)  # `/` and /console/...: the web console
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await open_resources(services)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not ann
     from guiche.runtime.services import Services
     from guiche.specs import (
         ChannelSpec,
+        ConsolePage,
         PluginInfo,
         RouteSpec,
         RoutingDecision,
@@ -124,6 +125,7 @@ REGISTRATION_HOOKS = (
     "guiche_permissions",
     "guiche_piccolo_app",
     "guiche_services",
+    "guiche_console_pages",
 )
 EVENT_HOOKS = (
     "guiche_on_message",
@@ -141,3 +143,13 @@ EVENT_HOOKS = (
 def guiche_services() -> list[ServiceSpec]:
     """Return a list of `ServiceSpec`: long-running loops run as <plugin>.<name> by
     `guiche run`, `guiche worker` (those `with_worker`) or `guiche service NAME`."""
+
+
+# --- console: pages a plugin adds to the web console (registration hook) -------------
+
+
+@hookspec
+def guiche_console_pages() -> list[ConsolePage]:
+    """Return a list of `ConsolePage`: pages this plugin adds to the web console, each an
+    ES module served from the plugin's package (docs/plugins.md, "Console pages")."""
+

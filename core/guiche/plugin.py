@@ -53,6 +53,7 @@ from guiche.specs import (
     MEDIA_FIELDS,
     Caller,
     ChannelSpec,
+    ConsolePage,  # console: pages it adds
     PluginInfo,
     RouteSpec,
     RoutingDecision,
@@ -256,6 +257,7 @@ __all__ = [
     "Caller",
     "ChannelSpec",
     "Conflict",
+    "ConsolePage",  # console
     "Endpoint",
     "Forbidden",
     "NotFound",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -132,3 +133,22 @@ class ServiceSpec:
     name: str
     func: Callable[..., Awaitable[None]]
     with_worker: bool = True
+
+
+@dataclass(frozen=True)
+class ConsolePage:
+    """One console page a plugin adds.
+
+    `slug` names it in the URL (`#/p/<plugin>/<slug>`); `title` is shown in the menu,
+    `titles` overrides it per language (`{"pt-BR": "Relatórios"}`); `static_dir` is a
+    folder in the plugin's package whose files are served publicly (no secrets there);
+    `module` is the ES module in it whose default export, `mount(element, console)`,
+    draws the page; `permission`, when set, hides the page from callers without it.
+    """
+
+    slug: str
+    title: str
+    static_dir: Path
+    module: str = "page.js"
+    titles: dict[str, str] = field(default_factory=dict)
+    permission: str | None = None

@@ -323,7 +323,7 @@ async def test_docs_assets_outside_the_list_are_not_found(docs_client: Any) -> N
 
 
 async def test_root_says_where_the_api_and_docs_are(docs_client: Any) -> None:
-    """Until a console is served at `/`, it answers (no 404) with links to the API and docs."""
+    """`/` is never a dead end: JSON links for API clients; the console page links the docs."""
     resp = await docs_client.get("/")
     assert resp.status == 200
     body = await resp.json()

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from guiche.api.common import path_id
 from guiche.auth.principal import Principal, current_principal
@@ -40,6 +40,10 @@ class ConversationListQuery(PageQuery):
     department_id: uuid.UUID | None = None
     assignee_id: uuid.UUID | None = None
     contact_id: uuid.UUID | None = None
+    q: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    ] | None = Field(None, description="The contact's name or phone contains this (any case)")
 
 
 class Ref(BaseModel):
@@ -149,6 +153,11 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) lm ON TRUE
 """
+
+def like_escape(text: str) -> str:
+    """`text` matched literally inside ILIKE: `%`, `_` and the escape itself lose meaning."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
 
 _STATUS_OF = {"bot": "BOT", "pending": "PENDING", "active": "ACTIVE", "closed": "CLOSED"}
 
@@ -275,6 +284,9 @@ async def list_conversations(
         where.add(f"c.assignee = {where.param(query.assignee_id)}")
     if query.contact_id:
         where.add(f"c.contact = {where.param(query.contact_id)}")
+    if query.q:
+        pattern = where.param("%" + like_escape(query.q) + "%")
+        where.add(f"(ct.name ILIKE {pattern} OR ct.phone ILIKE {pattern})")
     if query.cursor:
         at, row_id = decode_cursor(query.cursor)
         where.add(

@@ -24,7 +24,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from guiche import __version__
 from guiche.foundation.errors import NotFound
-from guiche.foundation.jsonio import dumps, json_response
+from guiche.foundation.jsonio import dumps
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint, endpoint_of
 
 OPENAPI_PATH = "/api/openapi.json"
@@ -413,39 +413,14 @@ LANDING = {
     "openapi": OPENAPI_PATH,
     "health": "/health",
 }
-"""What `/` says until a web console is served there: where the API and its docs are."""
-
-LANDING_HTML = f"""<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Guichê</title></head>
-<body>
-  <h1>Guichê</h1>
-  <p>This is the API server; there is no web console here yet.</p>
-  <ul>
-    <li>API: <code>{LANDING["api"]}</code></li>
-    <li>Interactive docs: <a href="{DOCS_PATH}">{DOCS_PATH}</a></li>
-    <li>OpenAPI document: <a href="{OPENAPI_PATH}">{OPENAPI_PATH}</a></li>
-  </ul>
-</body>
-</html>
-"""
+"""What `/` answers an API client (`guiche.console.routes.index`); browsers get the console."""
 
 
-@endpoint(PUBLIC, summary="Where the API and its docs are")
-async def landing(request: web.Request) -> web.Response:
-    """A browser (asking for HTML) gets a page of links, anything else JSON: `/` must
-    not be a dead end for someone who opened the printed URL."""
-    if "text/html" in request.headers.get("Accept", ""):
-        return web.Response(text=LANDING_HTML, content_type="text/html")
-    return json_response(LANDING)
-
-
-_DOCS_HANDLERS = frozenset({openapi_json, docs_page, docs_asset, landing})
+_DOCS_HANDLERS = frozenset({openapi_json, docs_page, docs_asset})
 
 
 def setup_openapi(app: web.Application) -> None:
     app[_DOC_CACHE] = {}
-    app.router.add_get("/", landing)
     app.router.add_get(OPENAPI_PATH, openapi_json)
     app.router.add_get(DOCS_PATH, docs_page)
     app.router.add_get(DOCS_PATH + "/assets/{name}", docs_asset)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from guiche.hookspecs import EVENT_HOOKS, REGISTRATION_HOOKS
 from guiche.http.endpoint import endpoint_of
 from guiche.plugin import (
     ChannelSpec,
+    ConsolePage,
     PermissionGrant,
     PluginContext,
     PluginInfo,
@@ -141,6 +143,11 @@ class FullPlugin:
         return [ServiceSpec("loop", full_service, with_worker=False)]
 
     @hookimpl
+    def guiche_console_pages(self) -> list[ConsolePage]:
+        folder = Path(__file__).parent / "full_console"
+        return [ConsolePage("board", "Board", folder, titles={"pt-BR": "Quadro"})]
+
+    @hookimpl
     async def guiche_on_message(self, ctx: PluginContext, message: Any) -> None:
         self.calls.append(("guiche_on_message", ctx.tenant_id, (message,)))
 
@@ -222,6 +229,9 @@ async def test_registration_hooks_are_consumed(full_client: Any) -> None:
     assert FullNote in registry.tables()
     assert services(full_client).permissions.roles_for("full.read") == {"owner", "admin"}
     assert registry.hook_names("full") == [*REGISTRATION_HOOKS, *EVENT_HOOKS]
+    from guiche.console.pages import PAGES_KEY
+
+    assert [page.slug for page in full_client.app[PAGES_KEY]["full"]] == ["board"]
 
 
 async def test_mounted_plugin_routes_keep_their_endpoint_declaration(full_client: Any) -> None:
