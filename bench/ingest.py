@@ -28,6 +28,7 @@ from bench.bare_ingest import TABLE as CEILING_TABLE
 from bench.common import (
     MetaChannel,
     Process,
+    Stack,
     Target,
     base_parser,
     create_company,
@@ -36,6 +37,7 @@ from bench.common import (
     fetchval,
     format_table,
     free_port,
+    guiche_command,
     guiche_stack,
     login,
     make_report,
@@ -69,8 +71,10 @@ TARGETS = (
 class Sink:
     """Where a load run lands: the webhook URL and how to count what it stored."""
 
-    def __init__(self, url: str, database_url: str, table: str, channel: MetaChannel) -> None:
-        self.url = url
+    def __init__(
+        self, url: str | Sequence[str], database_url: str, table: str, channel: MetaChannel
+    ) -> None:
+        self.urls = [url] if isinstance(url, str) else list(url)
         self.database_url = database_url
         self.table = table
         self.channel = channel
@@ -96,13 +100,15 @@ async def post(
     """One load-generator process against `sink`; its JSON result. With `span`, the
     requests' timestamps run evenly over `span` seconds from `timestamp`."""
     extra = ["--customers", str(customers)] if customers else []
+    for url in sink.urls[1:]:
+        extra += ["--url", url]
     if span:
         extra += ["--timestamp-step", str(span / requests)]
     return await run_json(
         python_module(
             "bench.loadgen",
             "--url",
-            sink.url,
+            sink.urls[0],
             "--phone-number-id",
             sink.channel.phone_number_id,
             "--app-secret",
@@ -143,6 +149,24 @@ async def profile_under_load(
     profile = await py_spy(process.pid, seconds)
     await load_task
     return profile.as_dict() | {"table": profile_table(profile)}
+
+
+async def scale_out(
+    stack: Stack, tag: str, warmup: dict[str, Any], load: dict[str, Any]
+) -> dict[str, Any]:
+    """The 1-message load again, round robin over this `guiche web` and a second one on
+    the same database and Redis: what adding a process buys on this machine."""
+    port = free_port()
+    second = f"http://127.0.0.1:{port}"
+    env = {**stack.env, "GUICHE_PORT": str(port)}
+    argv = [*guiche_command(), "web"]
+    async with running("guiche-web-2", argv, env, ready_url=f"{second}/health"):
+        path = stack.channel.webhook_path
+        urls = [stack.web_url + path, second + path]
+        both = Sink(urls, stack.database_url, "messages", stack.channel)
+        if warmup["requests"]:
+            await post(both, run=f"warmtwo{tag}", **warmup)
+        return await measured(both, run=f"two{tag}", **load)
 
 
 def across_week(now: int, weeks_ago: int) -> dict[str, int]:
@@ -188,6 +212,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         before = await guiche.count(f"one{tag}")
         runs["duplicates"] = await post(guiche, run=f"one{tag}", **one)
         runs["duplicates"]["rows_added"] = await guiche.count(f"one{tag}") - before
+        if args.scale_out:
+            runs["two_1"] = await scale_out(stack, tag, warmup, one | dated(8))
 
         # Another company's channel: its contacts and conversations are new to it too.
         async with aiohttp.ClientSession() as session:
@@ -277,11 +303,23 @@ def build_report(
         ratios[f"data_model_share_{size}"] = ratio(
             same[f"messages_per_second_{size}"], ceiling[f"messages_per_second_{size}"]
         )
+    if "two_1" in runs:
+        two = runs["two_1"]
+        figures["messages_per_second_1_two_processes"] = two["persisted_messages_per_second"]
+        figures["ack_p99_ms_1_two_processes"] = two["latency"]["p99_ms"]
+        figures["errors_1_two_processes"] = two["errors"]
+        ratios["scale_out_ratio_1"] = ratio(
+            figures["messages_per_second_1_two_processes"], figures["messages_per_second_1"]
+        )
+        ratios["ceiling_share_1_two_processes"] = ratio(
+            figures["messages_per_second_1_two_processes"], ceiling["messages_per_second_1"]
+        )
     ratios["open_conversation_share_1"] = ratio(
         figures["messages_per_second_open"], ceiling["messages_per_second_1"]
     )
     parameters = {
         "across_week": args.across_week,
+        "scale_out": args.scale_out,
         "returning_customers": min(args.customers, args.requests),
         "requests_1_per_request": args.requests,
         "requests_batched": args.batch_requests,
@@ -354,6 +392,18 @@ def table(report: dict[str, Any]) -> str:
             f["errors_open"],
         )
     )
+    if "scale_out_ratio_1" in r:
+        rows.append(
+            (
+                "1 msg, two web procs",
+                f["messages_per_second_1_two_processes"],
+                c["messages_per_second_1"],
+                r["ceiling_share_1_two_processes"],
+                "-",
+                f["ack_p99_ms_1_two_processes"],
+                f["errors_1_two_processes"],
+            )
+        )
     rows.append(
         ("duplicates resent", "-", "-", "-", "-", f["duplicate_ack_p99_ms"], f["duplicate_errors"])
     )
@@ -365,6 +415,11 @@ def table(report: dict[str, Any]) -> str:
     text += (
         f"\nGuichê's share of the same-writes ceiling: {r['same_writes_share_1']} (1 msg),"
         f" {r['same_writes_share_20']} (20 msg)"
+        + (
+            f"\ntwo `guiche web` processes: {r['scale_out_ratio_1']}× one (1 msg/request)"
+            if "scale_out_ratio_1" in r
+            else ""
+        )
     )
     if "profile" in report:
         text += "\n\n" + report["profile"]["table"]
@@ -386,6 +441,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--customers", type=int, default=1000, help="returning customers (open-conversation run)"
+    )
+    parser.add_argument(
+        "--no-scale-out",
+        dest="scale_out",
+        action="store_false",
+        help="skip the run over two `guiche web` processes",
     )
     args = parser.parse_args(argv)
     small = args.smoke

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -45,7 +46,7 @@ def build_requests(args: argparse.Namespace) -> list[tuple[bytes, dict[str, str]
 
 
 async def post_all(
-    url: str,
+    urls: Sequence[str],
     requests: list[tuple[bytes, dict[str, str]]],
     *,
     concurrency: int,
@@ -70,6 +71,7 @@ async def post_all(
                 if delay > 0:
                     await asyncio.sleep(delay)
             body, headers = requests[index]
+            url = urls[index % len(urls)]  # round robin over the servers
             sent = time.perf_counter()
             try:
                 async with session.post(url, data=body, headers=headers) as response:
@@ -99,7 +101,12 @@ async def post_all(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", required=True, help="the webhook URL to post to")
+    parser.add_argument(
+        "--url",
+        required=True,
+        action="append",
+        help="the webhook URL to post to; repeated, requests go round robin over them",
+    )
     parser.add_argument("--phone-number-id", required=True)
     parser.add_argument("--app-secret", required=True)
     parser.add_argument("--requests", type=int, default=1000)

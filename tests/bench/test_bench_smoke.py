@@ -35,6 +35,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "messages_per_second_20",
         "ack_p99_ms_20",
         "duplicate_rows_added",
+        "messages_per_second_1_two_processes",
     },
     "send": {
         "sent_per_second",
@@ -53,6 +54,7 @@ MUST_BE_ZERO: dict[str, dict[str, set[str]]] = {
             "errors_open",
             "duplicate_errors",
             "duplicate_rows_added",
+            "errors_1_two_processes",
         },
         "ceiling": {
             "errors_1",
