@@ -218,10 +218,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run_all(settings: Settings) -> int:
-    from aiohttp import web
 
     from guiche.app import create_app
     from guiche.companies.demo import seed_demo
+    from guiche.http.runner import app_runner
     from guiche.plugin_host.services import run_services, select_services
     from guiche.runtime.services import SERVICES
     from guiche.worker import consume, schedule
@@ -230,7 +230,7 @@ async def _run_all(settings: Settings) -> int:
     stop = stop_on_signals()
     await run_migrations(settings.database_url)
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    runner = app_runner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
     await runner.setup()
     try:
         password = settings.demo_password
@@ -265,13 +265,13 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 async def _serve_web(settings: Settings) -> int:
-    from aiohttp import web
 
     from guiche.app import create_app
     from guiche.foundation.gc_tuning import tune_after_startup
+    from guiche.http.runner import app_runner
 
     stop = stop_on_signals()
-    runner = web.AppRunner(create_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    runner = app_runner(create_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
     await runner.setup()
     try:
         await start_site(runner, settings)

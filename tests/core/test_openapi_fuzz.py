@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 
 from guiche.app import create_app
 from guiche.foundation.config import Settings
+from guiche.http.runner import app_runner
 from guiche.web.openapi import OPENAPI_PATH
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ class ThreadedServer:
     def __init__(self, app: web.Application) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runner = web.AppRunner(app)
+        self.runner = app_runner(app)
         self.url = ""
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
