@@ -287,14 +287,14 @@ class _Run:
         buffer: list[InboundMessage] = []
         notes: list[Note] = []
         seen: set[str] = set()
-        odd_before = self.odd.total
+        odd = Odd()  # this chat's (chats run concurrently)
         for page in range(first, MAX_PAGES):
             await self.check_cancel()
             items = await self.client.message_page(chat.id, page)
             if not items:
                 break
             for item in items:
-                parsed = parse_item(item, chat, self.zone, self.odd)
+                parsed = parse_item(item, chat, self.zone, odd)
                 if isinstance(parsed, Note):
                     notes.append(parsed)
                 elif parsed is not None and parsed.provider_message_id not in seen:
@@ -308,8 +308,9 @@ class _Run:
         else:  # pragma: no cover - MAX_PAGES pages without an empty one
             log.warning("chatguru: chat %s has more than %d pages", chat.id, MAX_PAGES)
         await self._flush(chat, buffer, notes, newest, page - 1, done=True)
-        odd = self.odd.total - odd_before
-        await self.add(chats_done=1, odd=odd)
+        for reason, count in odd.reasons.items():
+            self.odd.reasons[reason] = self.odd.reasons.get(reason, 0) + count
+        await self.add(chats_done=1, odd=odd.total)
         metrics.CATALOG_CHATS.inc()
         await self.progress()
 

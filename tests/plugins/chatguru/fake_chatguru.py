@@ -206,9 +206,13 @@ class FakeChatGuru:
         }
         return web.Response(text=json.dumps(answer), content_type="text/html")
 
+    async def on_messages(self, chat_id: str, page: int) -> None:
+        """Awaited before a message page is answered (tests slow or stop it here)."""
+
     async def _messages(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             raise web.HTTPFound("/login")
+        await self.on_messages(request.match_info["chat_id"], int(request.match_info["page"]))
         items = self.items.get(request.match_info["chat_id"], [])
         page = int(request.match_info["page"])
         end = len(items) - (page - 1) * self.page_size
