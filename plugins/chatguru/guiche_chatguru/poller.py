@@ -63,11 +63,14 @@ async def poll_due(services: Any) -> int:
             continue
         settings: ChatGuruSettings = ctx.settings
         last = row["last_poll_at"]
-        if last is not None and (now - last).total_seconds() < settings.poll_interval_seconds - 0.5:
+        if last is not None and now - last < _gap(settings):
             continue
         due.append((row, settings))
     results = await asyncio.gather(
-        *(poll_account(services, row["tenant"], row["id"], settings) for row, settings in due),
+        *(
+            poll_account(services, row["tenant"], row["id"], settings, gap=_gap(settings))
+            for row, settings in due
+        ),
         return_exceptions=True,
     )
     for result in results:
@@ -76,15 +79,28 @@ async def poll_due(services: Any) -> int:
     return sum(1 for result in results if isinstance(result, dict))
 
 
-async def _lease(tenant_id: uuid.UUID, account_id: uuid.UUID, owner: str) -> bool:
+def _gap(settings: ChatGuruSettings) -> dt.timedelta:
+    """Polls start one interval apart; the half second absorbs the scheduler's jitter."""
+    return dt.timedelta(seconds=settings.poll_interval_seconds - 0.5)
+
+
+async def _lease(
+    tenant_id: uuid.UUID, account_id: uuid.UUID, owner: str, gap: dt.timedelta | None
+) -> bool:
+    """Take the account's lease (and, with `gap`, only if no poll started within it)."""
     rows = await store.raw(
-        "UPDATE chatguru_accounts SET lease_owner = {}, lease_until = now() + {}::interval "
-        "WHERE id = {} AND tenant = {} AND polling_enabled "
-        "AND (lease_until IS NULL OR lease_until < now()) RETURNING id",
+        "UPDATE chatguru_accounts SET lease_owner = {}, lease_until = now() + {}::interval, "
+        "last_poll_at = now() WHERE id = {} AND tenant = {} AND polling_enabled "
+        "AND (lease_until IS NULL OR lease_until < now()) "
+        "AND ({}::interval IS NULL OR last_poll_at IS NULL "
+        "OR last_poll_at <= now() - {}::interval) "
+        "RETURNING id",
         owner,
         LEASE,
         account_id,
         tenant_id,
+        gap,
+        gap,
     )
     return bool(rows)
 
@@ -99,11 +115,17 @@ async def _release(account_id: uuid.UUID, owner: str) -> None:
 
 
 async def poll_account(
-    services: Any, tenant_id: uuid.UUID, account_id: uuid.UUID, settings: ChatGuruSettings
+    services: Any,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    settings: ChatGuruSettings,
+    *,
+    gap: dt.timedelta | None = None,
 ) -> dict[str, Any] | None:
-    """One poll of one account under its lease; None when another poller holds it."""
+    """One poll of one account under its lease; None when another poller holds it.
+    `last_poll_at` is when the poll started, so polls start one interval apart."""
     owner = uuid.uuid4().hex
-    if not await _lease(tenant_id, account_id, owner):
+    if not await _lease(tenant_id, account_id, owner, gap):
         return None
     started = time.monotonic()
     try:
@@ -121,7 +143,7 @@ async def poll_account(
     except ChatGuruError as exc:
         metrics.POLL_ERRORS.inc()
         await store.raw(
-            "UPDATE chatguru_accounts SET last_poll_at = now(), last_poll_ms = {}, "
+            "UPDATE chatguru_accounts SET last_poll_ms = {}, "
             "last_poll_error = {}, poll_errors = poll_errors + 1, polls = polls + 1, "
             "updated_at = now() WHERE id = {}",
             int((time.monotonic() - started) * 1000),
@@ -132,7 +154,7 @@ async def poll_account(
     finally:
         await _release(account_id, owner)
     await store.raw(
-        "UPDATE chatguru_accounts SET last_poll_at = now(), last_poll_ms = {}, "
+        "UPDATE chatguru_accounts SET last_poll_ms = {}, "
         "last_poll_messages = {}, last_lag_ms = coalesce({}, last_lag_ms), "
         "last_poll_error = NULL, polls = polls + 1, messages_polled = messages_polled + {}, "
         "updated_at = now() WHERE id = {}",

@@ -95,8 +95,13 @@ async def connect(client: Any, company: Company, fake: FakeChatGuru, **settings:
 
 
 @pytest.fixture
-async def account(client: Any, make_company: Any, fake: FakeChatGuru) -> Account:
-    return await connect(client, await make_company(), fake, poll_interval_seconds=2)
+async def account(client: Any, make_company: Any, fake: FakeChatGuru) -> Any:
+    connected = await connect(client, await make_company(), fake, poll_interval_seconds=2)
+    yield connected
+    # the database outlives the test and its fake server: no one polls this account again
+    await fetch(
+        "UPDATE chatguru_accounts SET polling_enabled = false WHERE id = {}", connected.channel_id
+    )
 
 
 async def catalog(client: Any, account: Account) -> dict[str, Any]:
