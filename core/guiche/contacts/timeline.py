@@ -77,11 +77,11 @@ async def messages_by_phone(
             details=[{"field": "limit", "message": f"between 1 and {MAX_LIMIT}"}],
         )
     e164 = phone_of(phone)
+    after = _decode(cursor) if cursor else (None, None)
     contacts = await Message.raw(_CONTACT, tenant_id, e164)
     if not contacts:
         return {"phone": e164, "contact_id": None, "items": [], "next_cursor": None}
     contact_id = contacts[0]["id"]
-    after = _decode(cursor) if cursor else (None, None)
     rows = await Message.raw(
         _PAGE,
         tenant_id,
