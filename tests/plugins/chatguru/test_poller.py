@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from typing import Any
 
 from guiche_chatguru.config import ChatGuruSettings
@@ -14,7 +15,7 @@ from guiche_chatguru.poller import poll_account, poll_due
 from guiche.runtime.services import SERVICES
 from tests.conftest import login, published_events
 
-from .conftest import catalog, enable, fetch, messages_of
+from .conftest import catalog, enable, fetch, messages_of, settle
 from .fake_chatguru import ANA_CHAT
 
 SETTINGS = ChatGuruSettings(poll_interval_seconds=2)
@@ -214,3 +215,29 @@ async def test_disabled_accounts_are_not_polled_and_errors_are_reported(client, 
     state = await status(client, account)
     assert state["poll_errors"] == 1
     assert state["last_poll_error"].startswith("bad_credentials")
+
+
+async def test_agents_reply_through_the_documented_api(client, account) -> None:
+    fake = account.fake
+    services = client.server.app[SERVICES]
+    await catalog(client, account)
+    await turn_on(client, account)
+    fake.add_message(ANA_CHAT, "Alguém aí?")
+    await poll_account(services, account.company.tenant_id, account.channel_id, SETTINGS)
+    [conversation] = await fetch(
+        "SELECT conversation FROM messages WHERE channel = {} AND body = 'Alguém aí?'",
+        account.channel_id,
+    )
+    resp = await client.post(
+        f"/api/v1/conversations/{conversation['conversation']}/messages",
+        json={"type": "text", "text": "Sim, como posso ajudar?"},
+        headers=account.headers,
+    )
+    assert resp.status == 202, await resp.text()
+    await settle(client)
+    [sent] = fake.sent
+    assert sent["action"] == "message_send" and sent["chat_number"] == "5511987654321"
+    assert sent["text"] == "Sim, como posso ajudar?"
+    [row] = await fetch("SELECT status, provider_message_id FROM messages WHERE id = {}",
+                        uuid.UUID((await resp.json())["id"]))
+    assert row == {"status": "sent", "provider_message_id": "c36ea2af419e2b676e6e12f9"}
