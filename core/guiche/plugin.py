@@ -23,6 +23,7 @@ from guiche.channels import (
     LoadedChannel,
     WebhookBatch,
 )
+from guiche.contacts.timeline import messages_by_phone  # chatguru
 from guiche.foundation.errors import (
     ApiError,
     BadRequest,
@@ -44,6 +45,7 @@ from guiche.inbound.bulk import import_history as _import_history
 from guiche.inbound.ingest import ingest
 from guiche.media.attachments import message_media as _message_media
 from guiche.plugin_host.context import PLUGIN_KEY, PluginContext, context_for_request
+from guiche.plugin_host.tenant_context import tenant_plugin_context  # chatguru
 from guiche.provider_http import call_log
 from guiche.provider_http.client import outbound_client
 from guiche.runtime.plugin_events import publish_event
@@ -281,6 +283,7 @@ __all__ = [
     "json_response",
     "load_channel",
     "message_media",
+    "messages_by_phone",  # chatguru
     "outbound_client",
     "plugin_context",
     "plugin_name_of",
@@ -291,6 +294,7 @@ __all__ = [
     "receive_channel_webhook",
     "require_json",
     "services_of",
+    "tenant_plugin_context",  # chatguru
     "upsert_templates",
 ]
 __all__ += [  # campaigns:

@@ -1,0 +1,33 @@
+"""A plugin's context for one company outside a request (public as
+`guiche.plugin.tenant_plugin_context`): background tasks that act per company — a
+poller, a catalog job — need that company's validated settings, as routes and event
+hooks get them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import ValidationError
+
+from guiche.hookspecs import PluginContext
+from guiche.plugin_host.context import make_context, plugin_logger, tenant_plugin_state
+from guiche.runtime.services import Services
+
+
+async def tenant_plugin_context(
+    services: Services, tenant_id: uuid.UUID, plugin: str
+) -> PluginContext | None:
+    """The context (tenant, validated settings, services, logger) of `plugin` for the
+    company, or None when the company has not enabled it or its stored settings no
+    longer validate (logged: the runner skips its hooks for the same reason)."""
+    state = await tenant_plugin_state(tenant_id, plugin)
+    if not state.enabled:
+        return None
+    try:
+        return make_context(services, tenant_id, plugin, state.settings)
+    except ValidationError:
+        plugin_logger(plugin).warning(
+            "settings of plugin %s for tenant %s are invalid; skipped", plugin, tenant_id
+        )
+        return None

@@ -1,0 +1,440 @@
+"""The full-history catalog: every chat, every message page, into core's bulk path.
+
+A job (`chatguru_catalog_jobs`) runs as the task `chatguru.catalog`. It lists every chat
+(the chat list page by page, then archived chats), stores them, then walks the chats
+not yet done with `concurrency` workers: each reads its chat's message pages from the
+newest (page 1) until an empty page, and hands the messages to
+`guiche.plugin.import_history` every `FLUSH_MESSAGES` messages and at the chat's end.
+
+Resumable: after each flush the chat's checkpoint (`catalog_page`, the pages whose
+messages are committed) moves, and a finished chat is `catalog_done`. A killed worker's
+job is taken over once its heartbeat is older than `STALE_AFTER` (the task is
+redelivered, or started again) and resumes at each chat's checkpoint; since new
+messages only push older ones to higher pages, nothing is skipped, and what is read
+twice is a duplicate `import_history` skips. One odd item is counted, never fatal; a
+chat that fails is counted and left for the next run; bad credentials or an unreachable
+panel fail the job with that error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any
+
+from guiche.channels import InboundMessage
+from guiche.plugin import (
+    Conflict,
+    NotFound,
+    import_history,
+    load_channel,
+    publish_event,
+    tenant_plugin_context,
+)
+from guiche_chatguru import metrics, store
+from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter
+from guiche_chatguru.client import (
+    ChatGuruClient,
+    ChatGuruError,
+    ChatGuruShapeError,
+)
+from guiche_chatguru.config import ChatGuruSettings
+from guiche_chatguru.parse import ChatRecord, Note, Odd, parse_chat, parse_item
+
+log = logging.getLogger("guiche.plugin.chatguru")
+
+PLUGIN = "chatguru"
+TASK = "catalog"
+PROGRESS_EVENT = "chatguru.catalog"
+FLUSH_MESSAGES = 2000
+STALE_AFTER = dt.timedelta(seconds=60)
+HEARTBEAT_SECONDS = 10.0
+PROGRESS_EVERY = 1.0
+#: A safety stop for a panel that never answers an empty page.
+MAX_PAGES = 100_000
+
+
+class CatalogCancelled(Exception):
+    pass
+
+
+# --- listing chats ---------------------------------------------------------------------
+
+
+async def list_chats(
+    client: ChatGuruClient, zone: dt.tzinfo, odd: Odd, *, archived_pass: bool = True
+) -> list[ChatRecord]:
+    """Every chat: the chat list page by page until an empty page (or the running count
+    reaches `total_chats`), then the archived ones; deduplicated by id."""
+    seen: dict[str, ChatRecord] = {}
+    for archived in (False, True) if archived_pass else (False,):
+        count = 0
+        for page_num in range(MAX_PAGES):
+            page = await client.chat_page(page_num, archived=archived)
+            if not page.chats:
+                break
+            for item in page.chats:
+                chat = parse_chat(item, zone)
+                if chat is None:
+                    odd.add("invalid_chat")
+                    continue
+                seen.setdefault(chat.id, chat)
+            count += len(page.chats)
+            if page.total is not None and count >= page.total:
+                break
+    return list(seen.values())
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+
+_JOB_COLUMNS = (
+    "id, tenant, account, state, chats_total, chats_done, messages, inserted, duplicates, "
+    "notes, odd, errors, error, error_code, cancel_requested, created_at, started_at, "
+    "heartbeat_at, finished_at"
+)
+
+
+async def job_row(tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = await store.raw(
+        f"SELECT {_JOB_COLUMNS} FROM chatguru_catalog_jobs WHERE tenant = {{}} AND id = {{}}",
+        tenant_id,
+        job_id,
+    )
+    return rows[0] if rows else None
+
+
+def job_view(row: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    """A job as the API shows it, with rows/s and an ETA from its counters."""
+    now = now or dt.datetime.now(dt.UTC)
+    started, finished = row["started_at"], row["finished_at"]
+    elapsed = ((finished or now) - started).total_seconds() if started else 0.0
+    rows = row["inserted"] + row["duplicates"]
+    rate = rows / elapsed if elapsed > 0 else 0.0
+    eta = None
+    if row["state"] == "running" and row["chats_done"] and row["chats_total"]:
+        per_chat = elapsed / row["chats_done"]
+        eta = round(per_chat * (row["chats_total"] - row["chats_done"]), 1)
+    return {
+        "id": row["id"],
+        "channel_id": row["account"],
+        "state": row["state"],
+        "chats_total": row["chats_total"],
+        "chats_done": row["chats_done"],
+        "messages": row["messages"],
+        "inserted": row["inserted"],
+        "duplicates": row["duplicates"],
+        "notes": row["notes"],
+        "odd": row["odd"],
+        "errors": row["errors"],
+        "error": {"code": row["error_code"], "message": row["error"]} if row["error"] else None,
+        "cancel_requested": row["cancel_requested"],
+        "rows_per_second": round(rate, 1),
+        "elapsed_seconds": round(elapsed, 1),
+        "eta_seconds": eta,
+        "created_at": row["created_at"],
+        "started_at": started,
+        "finished_at": finished,
+    }
+
+
+async def create_job(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> uuid.UUID:
+    """A queued job for the account; 409 while another one is alive (a running job whose
+    worker stopped beating is taken over instead, by the new job)."""
+    await store.ensure_account(tenant_id, channel_id)
+    job_id = uuid.uuid4()
+    async with store.transaction():
+        await store.raw(
+            "UPDATE chatguru_catalog_jobs SET state = 'failed', finished_at = now(), "
+            "error = 'the worker running it stopped', error_code = 'worker_lost' "
+            "WHERE account = {} AND tenant = {} AND state = 'running' "
+            "AND heartbeat_at < now() - {}::interval",
+            channel_id,
+            tenant_id,
+            STALE_AFTER,
+        )
+        rows = await store.raw(
+            "INSERT INTO chatguru_catalog_jobs (id, tenant, account) VALUES ({}, {}, {}) "
+            "ON CONFLICT (account) WHERE state IN ('queued', 'running') DO NOTHING RETURNING id",
+            job_id,
+            tenant_id,
+            channel_id,
+        )
+    if not rows:
+        raise Conflict("A catalog of this account is already running", code="catalog_running")
+    return job_id
+
+
+async def cancel_job(tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any]:
+    rows = await store.raw(
+        "UPDATE chatguru_catalog_jobs SET cancel_requested = true, "
+        "state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, "
+        "finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END "
+        "WHERE tenant = {} AND id = {} RETURNING id",
+        tenant_id,
+        job_id,
+    )
+    if not rows:
+        raise NotFound("No such catalog job", code="catalog_job_not_found")
+    row = await job_row(tenant_id, job_id)
+    assert row is not None
+    return job_view(row)
+
+
+async def _claim(job_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = await store.raw(
+        "UPDATE chatguru_catalog_jobs SET state = 'running', heartbeat_at = now(), "
+        "started_at = coalesce(started_at, now()) WHERE id = {} AND NOT cancel_requested "
+        "AND (state = 'queued' OR (state = 'running' AND heartbeat_at < now() - {}::interval)) "
+        "RETURNING tenant, account",
+        job_id,
+        STALE_AFTER,
+    )
+    return rows[0] if rows else None
+
+
+async def _finish(job_id: uuid.UUID, state: str, error: ChatGuruError | str | None = None) -> None:
+    code, message = None, None
+    if isinstance(error, ChatGuruError):
+        code, message = error.code, error.message
+    elif error:
+        code, message = "catalog_failed", error
+    await store.raw(
+        "UPDATE chatguru_catalog_jobs SET state = {}, finished_at = now(), heartbeat_at = now(), "
+        "error = {}, error_code = {} WHERE id = {}",
+        state,
+        message,
+        code,
+        job_id,
+    )
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One worker's run of a job: its counters, flushed to the job row per chat."""
+
+    job_id: uuid.UUID
+    tenant_id: uuid.UUID
+    account_id: uuid.UUID
+    services: Any
+    channel: Any
+    client: ChatGuruClient
+    zone: dt.tzinfo
+    odd: Odd = field(default_factory=Odd)
+    cancelled_at: float = 0.0
+    last_check: float = 0.0
+    last_progress: float = 0.0
+
+    async def check_cancel(self) -> None:
+        now = time.monotonic()
+        if now - self.last_check < 0.5:
+            return
+        self.last_check = now
+        rows = await store.raw(
+            "SELECT cancel_requested FROM chatguru_catalog_jobs WHERE id = {}", self.job_id
+        )
+        if not rows or rows[0]["cancel_requested"]:
+            raise CatalogCancelled
+
+    async def add(self, **counts: int) -> None:
+        sets = ", ".join(f"{name} = {name} + {{}}" for name in counts)
+        await store.raw(
+            f"UPDATE chatguru_catalog_jobs SET {sets}, heartbeat_at = now() WHERE id = {{}}",
+            *counts.values(),
+            self.job_id,
+        )
+
+    async def progress(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_progress < PROGRESS_EVERY:
+            return
+        self.last_progress = now
+        row = await job_row(self.tenant_id, self.job_id)
+        if row is None:
+            return
+        view = job_view(row)
+        metrics.CATALOG_RATE.set(view["rows_per_second"])
+        data = {k: str(v) if isinstance(v, uuid.UUID | dt.datetime) else v for k, v in view.items()}
+        with contextlib.suppress(Exception):  # progress is best effort, the job goes on
+            await publish_event(self.services, self.tenant_id, PROGRESS_EVENT, data)
+
+    async def store(self, messages: list[InboundMessage]) -> tuple[int, int]:
+        if not messages:
+            return 0, 0
+        outcome = await import_history(self.services, self.channel, messages)
+        metrics.CATALOG_MESSAGES.labels("inserted").inc(outcome.inserted)
+        metrics.CATALOG_MESSAGES.labels("duplicate").inc(outcome.duplicates)
+        await self.add(
+            messages=len(messages), inserted=outcome.inserted, duplicates=outcome.duplicates
+        )
+        return outcome.inserted, outcome.duplicates
+
+    async def chat(self, chat: ChatRecord) -> None:
+        """Catalog one chat from its checkpoint to its oldest page."""
+        state = await store.chat_state(self.account_id, chat.id)
+        first = state["catalog_page"] + 1
+        page = first
+        newest: InboundMessage | None = None
+        buffer: list[InboundMessage] = []
+        notes: list[Note] = []
+        seen: set[str] = set()
+        odd = Odd()  # this chat's (chats run concurrently)
+        for page in range(first, MAX_PAGES):
+            await self.check_cancel()
+            items = await self.client.message_page(chat.id, page)
+            if not items:
+                break
+            for item in items:
+                parsed = parse_item(item, chat, self.zone, odd)
+                if isinstance(parsed, Note):
+                    notes.append(parsed)
+                elif parsed is not None and parsed.provider_message_id not in seen:
+                    seen.add(parsed.provider_message_id)
+                    buffer.append(parsed)
+                    if newest is None or parsed.timestamp > newest.timestamp:
+                        newest = parsed
+            if len(buffer) >= FLUSH_MESSAGES:
+                await self._flush(chat, buffer, notes, newest, page)
+                buffer, notes = [], []
+        else:  # pragma: no cover - MAX_PAGES pages without an empty one
+            log.warning("chatguru: chat %s has more than %d pages", chat.id, MAX_PAGES)
+        await self._flush(chat, buffer, notes, newest, page - 1, done=True)
+        for reason, count in odd.reasons.items():
+            self.odd.reasons[reason] = self.odd.reasons.get(reason, 0) + count
+        await self.add(chats_done=1, odd=odd.total)
+        metrics.CATALOG_CHATS.inc()
+        await self.progress()
+
+    async def _flush(
+        self,
+        chat: ChatRecord,
+        messages: list[InboundMessage],
+        notes: list[Note],
+        newest: InboundMessage | None,
+        page: int,
+        *,
+        done: bool = False,
+    ) -> None:
+        inserted, _ = await self.store(messages)
+        await store.store_notes(self.tenant_id, self.account_id, chat.id, notes)
+        if notes:
+            await self.add(notes=len(notes))
+        if newest is not None:  # the poller reads only what is newer than this
+            await store.set_watermark(
+                self.account_id, chat.id, newest.provider_message_id, newest.timestamp
+            )
+        await store.checkpoint(
+            self.account_id, chat.id, page=max(page, 0), done=done or None, added=inserted
+        )
+
+
+async def run_catalog(job_id: str, services: Any) -> None:
+    """The task `chatguru.catalog`: run (or take over) one job. Idempotent: a job that is
+    done, cancelled or alive elsewhere is left alone."""
+    job = uuid.UUID(job_id)
+    claimed = await _claim(job)
+    if claimed is None:
+        return
+    tenant_id, account_id = claimed["tenant"], claimed["account"]
+    ctx = await tenant_plugin_context(services, tenant_id, PLUGIN)
+    channel = await load_channel(services, account_id, tenant_id=tenant_id)
+    if ctx is None or channel is None or channel.info.type != CHANNEL_TYPE:
+        await _finish(job, "failed", "the channel is inactive or the plugin is disabled")
+        return
+    settings: ChatGuruSettings = ctx.settings
+    adapter = channel.adapter
+    assert isinstance(adapter, ChatGuruAdapter)
+    run = _Run(
+        job,
+        tenant_id,
+        account_id,
+        services,
+        channel,
+        adapter.client(settings.requests_per_second),
+        zoneinfo.ZoneInfo(settings.time_zone),
+    )
+    beating = asyncio.create_task(_heartbeat(job))
+    try:
+        await _walk(run, settings.concurrency)
+    except CatalogCancelled:
+        await _finish(job, "cancelled")
+    except ChatGuruError as exc:
+        metrics.CATALOG_ERRORS.labels("job").inc()
+        log.warning("chatguru catalog %s failed: %s", job, exc.message)
+        await _finish(job, "failed", exc)
+    except Exception as exc:
+        metrics.CATALOG_ERRORS.labels("job").inc()
+        log.exception("chatguru catalog %s failed", job)
+        await _finish(job, "failed", f"{type(exc).__name__}: {exc}")
+    else:
+        await _finish(job, "done")
+    finally:
+        beating.cancel()
+        for reason, count in run.odd.reasons.items():
+            metrics.ODD_ITEMS.labels(reason).inc(count)
+        if run.odd.total:
+            log.warning("chatguru catalog %s skipped odd items: %s", job, run.odd.reasons)
+    await run.progress(force=True)
+
+
+async def _walk(run: _Run, concurrency: int) -> None:
+    chats = await list_chats(run.client, run.zone, run.odd)
+    now = dt.datetime.now(dt.UTC)
+    await store.upsert_chats(run.tenant_id, run.account_id, chats, now)
+    known = await store.known_chats(run.account_id)
+    todo = [chat for chat in chats if not known[chat.id]["catalog_done"]]
+    await store.raw(
+        "UPDATE chatguru_catalog_jobs SET chats_total = {}, chats_done = {} WHERE id = {}",
+        len(chats),
+        len(chats) - len(todo),
+        run.job_id,
+    )
+    await run.progress(force=True)
+    queue: asyncio.Queue[ChatRecord] = asyncio.Queue()
+    for chat in todo:
+        queue.put_nowait(chat)
+
+    async def worker() -> None:
+        while True:
+            try:
+                chat = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                await run.chat(chat)
+            except (ChatGuruShapeError, ValueError) as exc:  # this chat only
+                metrics.CATALOG_ERRORS.labels("chat").inc()
+                log.warning("chatguru catalog: chat %s failed: %s", chat.id, exc)
+                await run.add(errors=1)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(concurrency, len(todo)))):
+                group.create_task(worker())
+    except BaseExceptionGroup as failed:
+        raise unwrap_group(failed) from None
+
+
+async def _heartbeat(job_id: uuid.UUID) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        with contextlib.suppress(Exception):
+            await store.raw(
+                "UPDATE chatguru_catalog_jobs SET heartbeat_at = now() WHERE id = {}", job_id
+            )
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """The first real error inside a TaskGroup's ExceptionGroup."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,294 @@
+"""Live polling: what is new upstream, every poll interval, into the live path.
+
+The task `chatguru.poll` runs every second on the one scheduler; for each account with
+polling enabled whose interval has passed it takes the account's lease and polls:
+
+1. the chat list from its first page (most recently updated first), page by page until
+   a page brings no chat that is new or changed (`updated` differs from what is stored);
+2. for each such chat, its message pages from the newest until the chat's watermark
+   (the newest message id stored); a chat without one reads only its newest page (its
+   history is the catalog's job);
+3. the new messages go through `guiche.plugin.ingest_batch` in batches, exactly as a
+   webhook's would: stored once (dedup by ChatGuru's id), `message.new` events, hooks;
+   then the watermarks move.
+
+One poller per account across every process: the lease is a row update in Postgres
+(`lease_owner`, `lease_until`), released after each poll and taken over when its holder
+died and the lease ran out. Delivery is at-least-once and dedup is by provider id, so a
+poll repeated after a crash adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+import zoneinfo
+from typing import Any
+
+from guiche.channels import InboundMessage, WebhookBatch
+from guiche.plugin import ingest_batch, load_channel, tenant_plugin_context
+from guiche_chatguru import metrics, store
+from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter
+from guiche_chatguru.catalog import PLUGIN
+from guiche_chatguru.client import ChatGuruClient, ChatGuruError
+from guiche_chatguru.config import ChatGuruSettings
+from guiche_chatguru.parse import ChatRecord, Note, Odd, parse_chat, parse_item
+
+log = logging.getLogger("guiche.plugin.chatguru")
+
+TASK = "poll"
+LEASE = dt.timedelta(seconds=60)
+INGEST_BATCH = 200
+MAX_LIST_PAGES = 50
+MAX_MESSAGE_PAGES = 20
+#: Lag is reported for messages newer than this (older ones are backfill, not lag).
+LAG_WINDOW = dt.timedelta(hours=1)
+
+
+async def poll_due(services: Any) -> int:
+    """The scheduled task: poll every enabled account whose interval has passed; returns
+    how many polls ran here."""
+    rows = await store.raw(
+        "SELECT id, tenant, last_poll_at FROM chatguru_accounts WHERE polling_enabled "
+        "AND (lease_until IS NULL OR lease_until < now())"
+    )
+    now = dt.datetime.now(dt.UTC)
+    due: list[tuple[dict[str, Any], ChatGuruSettings]] = []
+    for row in rows:
+        ctx = await tenant_plugin_context(services, row["tenant"], PLUGIN)
+        if ctx is None:
+            continue
+        settings: ChatGuruSettings = ctx.settings
+        last = row["last_poll_at"]
+        if last is not None and now - last < _gap(settings):
+            continue
+        due.append((row, settings))
+    results = await asyncio.gather(
+        *(
+            poll_account(services, row["tenant"], row["id"], settings, gap=_gap(settings))
+            for row, settings in due
+        ),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            log.error("chatguru poll failed", exc_info=result)
+    return sum(1 for result in results if isinstance(result, dict))
+
+
+def _gap(settings: ChatGuruSettings) -> dt.timedelta:
+    """Polls start one interval apart; the half second absorbs the scheduler's jitter."""
+    return dt.timedelta(seconds=settings.poll_interval_seconds - 0.5)
+
+
+async def _lease(
+    tenant_id: uuid.UUID, account_id: uuid.UUID, owner: str, gap: dt.timedelta | None
+) -> bool:
+    """Take the account's lease (and, with `gap`, only if no poll started within it)."""
+    rows = await store.raw(
+        "UPDATE chatguru_accounts SET lease_owner = {}, lease_until = now() + {}::interval, "
+        "last_poll_at = now() WHERE id = {} AND tenant = {} AND polling_enabled "
+        "AND (lease_until IS NULL OR lease_until < now()) "
+        "AND ({}::interval IS NULL OR last_poll_at IS NULL "
+        "OR last_poll_at <= now() - {}::interval) "
+        "RETURNING id",
+        owner,
+        LEASE,
+        account_id,
+        tenant_id,
+        gap,
+        gap,
+    )
+    return bool(rows)
+
+
+async def _release(account_id: uuid.UUID, owner: str) -> None:
+    await store.raw(
+        "UPDATE chatguru_accounts SET lease_owner = NULL, lease_until = NULL "
+        "WHERE id = {} AND lease_owner = {}",
+        account_id,
+        owner,
+    )
+
+
+async def poll_account(
+    services: Any,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    settings: ChatGuruSettings,
+    *,
+    gap: dt.timedelta | None = None,
+) -> dict[str, Any] | None:
+    """One poll of one account under its lease; None when another poller holds it.
+    `last_poll_at` is when the poll started, so polls start one interval apart."""
+    owner = uuid.uuid4().hex
+    if not await _lease(tenant_id, account_id, owner, gap):
+        return None
+    started = time.monotonic()
+    try:
+        channel = await load_channel(services, account_id, tenant_id=tenant_id)
+        if channel is None or channel.info.type != CHANNEL_TYPE:
+            raise ChatGuruError("the channel is inactive or not a ChatGuru account")
+        adapter = channel.adapter
+        assert isinstance(adapter, ChatGuruAdapter)
+        client = adapter.client(settings.requests_per_second)
+        result = await _poll(
+            services, channel, client, tenant_id, account_id, settings, zoneinfo.ZoneInfo(
+                settings.time_zone
+            )
+        )
+    except ChatGuruError as exc:
+        metrics.POLL_ERRORS.inc()
+        await store.raw(
+            "UPDATE chatguru_accounts SET last_poll_ms = {}, "
+            "last_poll_error = {}, poll_errors = poll_errors + 1, polls = polls + 1, "
+            "updated_at = now() WHERE id = {}",
+            int((time.monotonic() - started) * 1000),
+            f"{exc.code}: {exc.message}",
+            account_id,
+        )
+        return {"error": exc.code, "message": exc.message}
+    finally:
+        await _release(account_id, owner)
+    await store.raw(
+        "UPDATE chatguru_accounts SET last_poll_ms = {}, "
+        "last_poll_messages = {}, last_lag_ms = coalesce({}, last_lag_ms), "
+        "last_poll_error = NULL, polls = polls + 1, messages_polled = messages_polled + {}, "
+        "updated_at = now() WHERE id = {}",
+        int((time.monotonic() - started) * 1000),
+        result["stored"],
+        result["lag_ms"],
+        result["stored"],
+        account_id,
+    )
+    return result
+
+
+async def _changed_chats(
+    client: ChatGuruClient, known: dict[str, dict[str, Any]], zone: dt.tzinfo, odd: Odd
+) -> list[ChatRecord]:
+    changed: dict[str, ChatRecord] = {}
+    count = 0
+    for page_num in range(MAX_LIST_PAGES):
+        page = await client.chat_page(page_num)
+        fresh = 0
+        for item in page.chats:
+            chat = parse_chat(item, zone)
+            if chat is None:
+                odd.add("invalid_chat")
+                continue
+            before = known.get(chat.id)
+            if (
+                before is None
+                or before["newest_message_id"] is None
+                or before["upstream_updated_at"] != chat.updated_at
+            ):
+                fresh += 1
+                changed.setdefault(chat.id, chat)
+        count += len(page.chats)
+        if not page.chats or not fresh or (page.total is not None and count >= page.total):
+            break
+    return list(changed.values())
+
+
+async def _new_in_chat(
+    client: ChatGuruClient,
+    chat: ChatRecord,
+    watermark: str | None,
+    zone: dt.tzinfo,
+    odd: Odd,
+) -> tuple[list[InboundMessage], list[Note]]:
+    """Messages newer than the watermark (pages newest first, each chronological)."""
+    pages: list[list[Any]] = []
+    for page in range(1, (MAX_MESSAGE_PAGES if watermark else 1) + 1):
+        items = await client.message_page(chat.id, page)
+        if not items:
+            break
+        pages.append(items)
+        if watermark is None or any(_item_id(item) == watermark for item in items):
+            break
+    messages: list[InboundMessage] = []
+    notes: list[Note] = []
+    seen: set[str] = set()
+    for items in reversed(pages):  # oldest page first: chronological overall
+        for item in items:
+            parsed = parse_item(item, chat, zone, odd)
+            if isinstance(parsed, Note):
+                notes.append(parsed)
+            elif parsed is not None and parsed.provider_message_id not in seen:
+                seen.add(parsed.provider_message_id)
+                messages.append(parsed)
+    if watermark is not None:
+        ids = [message.provider_message_id for message in messages]
+        if watermark in ids:
+            messages = messages[ids.index(watermark) + 1 :]
+    return messages, notes
+
+
+def _item_id(item: Any) -> str | None:
+    if isinstance(item, dict) and isinstance(item.get("m"), dict):
+        value = item["m"].get("_id")
+        return value.get("$oid") if isinstance(value, dict) else value
+    return None
+
+
+async def _poll(
+    services: Any,
+    channel: Any,
+    client: ChatGuruClient,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    settings: ChatGuruSettings,
+    zone: dt.tzinfo,
+) -> dict[str, Any]:
+    odd = Odd()
+    known = await store.known_chats(account_id)
+    changed = await _changed_chats(client, known, zone, odd)
+    if not changed:
+        return {"chats": 0, "stored": 0, "duplicates": 0, "lag_ms": None, "odd": odd.total}
+    await store.upsert_chats(tenant_id, account_id, changed, dt.datetime.now(dt.UTC))
+    gate = asyncio.Semaphore(settings.concurrency)
+
+    async def read(chat: ChatRecord) -> tuple[ChatRecord, list[InboundMessage], list[Note]]:
+        async with gate:
+            watermark = known.get(chat.id, {}).get("newest_message_id")
+            messages, notes = await _new_in_chat(client, chat, watermark, zone, odd)
+            return chat, messages, notes
+
+    found = await asyncio.gather(*(read(chat) for chat in changed))
+    pending = [message for _, messages, _ in found for message in messages]
+    stored = duplicates = 0
+    for start in range(0, len(pending), INGEST_BATCH):
+        outcome = await ingest_batch(
+            services, channel, WebhookBatch(messages=pending[start : start + INGEST_BATCH])
+        )
+        stored += len(outcome.stored)
+        duplicates += outcome.duplicates
+    now = dt.datetime.now(dt.UTC)
+    lags = [now - m.timestamp for m in pending if now - m.timestamp < LAG_WINDOW]
+    for chat, messages, notes in found:
+        await store.store_notes(tenant_id, account_id, chat.id, notes)
+        if messages:
+            newest = max(messages, key=lambda message: message.timestamp)
+            await store.set_watermark(
+                account_id,
+                chat.id,
+                newest.provider_message_id,
+                newest.timestamp,
+                added=len(messages),
+            )
+    metrics.POLL_MESSAGES.inc(stored)
+    for lag in lags:
+        metrics.POLL_LAG.observe(lag.total_seconds())
+    for reason, count in odd.reasons.items():
+        metrics.ODD_ITEMS.labels(reason).inc(count)
+    return {
+        "chats": len(changed),
+        "stored": stored,
+        "duplicates": duplicates,
+        "lag_ms": int(max(lags).total_seconds() * 1000) if lags else None,
+        "odd": odd.total,
+    }

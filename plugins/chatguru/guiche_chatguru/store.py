@@ -1,0 +1,222 @@
+"""Reads and writes of the plugin's own tables (always filtered by tenant).
+
+Chats are upserted from the chat list; their delegations, tags and funnel steps keep a
+history: a value that appears opens a row (`from_at`), one that disappears closes it
+(`to_at`), so "who held this chat, and when" survives the panel forgetting it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from guiche_chatguru.parse import ChatRecord, Note
+from guiche_chatguru.tables import ChatGuruAccount
+
+_db = ChatGuruAccount
+
+
+async def raw(sql: str, *args: Any) -> list[dict[str, Any]]:
+    return await _db.raw(sql, *args)
+
+
+def transaction() -> Any:
+    return _db._meta.db.transaction()
+
+
+async def ensure_account(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
+    await raw(
+        "INSERT INTO chatguru_accounts (id, tenant) VALUES ({}, {}) ON CONFLICT (id) DO NOTHING",
+        channel_id,
+        tenant_id,
+    )
+
+
+async def account(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = await raw(
+        "SELECT * FROM chatguru_accounts WHERE tenant = {} AND id = {}", tenant_id, channel_id
+    )
+    return rows[0] if rows else None
+
+
+_HISTORY = {
+    "delegations": ("chatguru_delegations", "agent_id"),
+    "tags": ("chatguru_chat_tags", "tag"),
+    "funnel_steps": ("chatguru_chat_funnel_steps", "step"),
+}
+
+
+async def upsert_chats(
+    tenant_id: uuid.UUID, account_id: uuid.UUID, chats: Iterable[ChatRecord], now: dt.datetime
+) -> None:
+    """Store chats (with their phones, agents and histories) in one transaction."""
+    chats = list(chats)
+    if not chats:
+        return
+    async with transaction():
+        await raw(
+            """
+            INSERT INTO chatguru_chats AS c (tenant, account, chat_id, wa_chat_id, number, name,
+                kind, phone_id, status, archived, upstream_updated_at, last_message_at)
+            SELECT {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::varchar[],
+                {}::varchar[], {}::varchar[], {}::varchar[], {}::varchar[], {}::boolean[],
+                {}::timestamptz[], {}::timestamptz[])
+            ON CONFLICT (account, chat_id) DO UPDATE SET
+                wa_chat_id = excluded.wa_chat_id, number = excluded.number,
+                name = excluded.name, kind = excluded.kind, phone_id = excluded.phone_id,
+                status = excluded.status, archived = excluded.archived,
+                upstream_updated_at = excluded.upstream_updated_at,
+                last_message_at = greatest(c.last_message_at, excluded.last_message_at),
+                updated_at = now()
+            """,
+            tenant_id,
+            account_id,
+            [c.id for c in chats],
+            [c.wa_chat_id for c in chats],
+            [c.number[:120] for c in chats],
+            [c.name for c in chats],
+            [c.kind.value for c in chats],
+            [c.phone_id for c in chats],
+            [c.status for c in chats],
+            [c.archived for c in chats],
+            [c.updated_at for c in chats],
+            [c.last_message_at for c in chats],
+        )
+        phones = sorted({c.phone_id for c in chats if c.phone_id})
+        if phones:
+            await raw(
+                "INSERT INTO chatguru_phones (tenant, account, phone_id) "
+                "SELECT {}, {}, unnest({}::varchar[]) ON CONFLICT DO NOTHING",
+                tenant_id,
+                account_id,
+                phones,
+            )
+        agents = sorted({a for c in chats for a in c.agents})
+        if agents:
+            await raw(
+                "INSERT INTO chatguru_agents (tenant, account, agent_id) "
+                "SELECT {}, {}, unnest({}::varchar[]) ON CONFLICT DO NOTHING",
+                tenant_id,
+                account_id,
+                agents,
+            )
+        for chat in chats:
+            values = {
+                "delegations": chat.agents,
+                "tags": chat.tags,
+                "funnel_steps": chat.funnel_steps,
+            }
+            for key, (table, column) in _HISTORY.items():
+                await _sync_history(
+                    table, column, tenant_id, account_id, chat.id, list(values[key]), now
+                )
+
+
+async def _sync_history(
+    table: str,
+    column: str,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    chat_id: str,
+    current: list[str],
+    now: dt.datetime,
+) -> None:
+    await raw(
+        f"UPDATE {table} SET to_at = {{}} WHERE account = {{}} AND chat_id = {{}} "
+        f"AND to_at IS NULL AND NOT ({column} = ANY({{}}::varchar[]))",
+        now,
+        account_id,
+        chat_id,
+        current,
+    )
+    if current:
+        await raw(
+            f"INSERT INTO {table} (tenant, account, chat_id, {column}, from_at) "
+            f"SELECT {{}}, {{}}, {{}}, unnest({{}}::varchar[]), {{}} "
+            f"ON CONFLICT (account, chat_id, {column}) WHERE to_at IS NULL DO NOTHING",
+            tenant_id,
+            account_id,
+            chat_id,
+            current,
+            now,
+        )
+
+
+async def known_chats(account_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+    rows = await raw(
+        "SELECT chat_id, upstream_updated_at, catalog_done, catalog_page, newest_message_id "
+        "FROM chatguru_chats WHERE account = {}",
+        account_id,
+    )
+    return {row["chat_id"]: row for row in rows}
+
+
+async def chat_state(account_id: uuid.UUID, chat_id: str) -> dict[str, Any]:
+    rows = await raw(
+        "SELECT catalog_done, catalog_page, newest_message_id, newest_message_at "
+        "FROM chatguru_chats WHERE account = {} AND chat_id = {}",
+        account_id,
+        chat_id,
+    )
+    return rows[0]
+
+
+async def checkpoint(
+    account_id: uuid.UUID,
+    chat_id: str,
+    *,
+    page: int | None = None,
+    done: bool | None = None,
+    added: int = 0,
+) -> None:
+    """The catalog's progress through one chat: pages completed (oldest last), done."""
+    await raw(
+        "UPDATE chatguru_chats SET catalog_page = coalesce({}, catalog_page), "
+        "catalog_done = coalesce({}, catalog_done), messages = messages + {}, "
+        "updated_at = now() WHERE account = {} AND chat_id = {}",
+        page,
+        done,
+        added,
+        account_id,
+        chat_id,
+    )
+
+
+async def set_watermark(
+    account_id: uuid.UUID, chat_id: str, message_id: str, at: dt.datetime, *, added: int = 0
+) -> None:
+    """The newest message stored for the chat: the poller reads only what is newer. Only
+    moves forward in time."""
+    await raw(
+        "UPDATE chatguru_chats SET newest_message_id = {}, newest_message_at = {}, "
+        "messages = messages + {}, updated_at = now() "
+        "WHERE account = {} AND chat_id = {} "
+        "AND (newest_message_at IS NULL OR newest_message_at <= {})",
+        message_id,
+        at,
+        added,
+        account_id,
+        chat_id,
+        at,
+    )
+
+
+async def store_notes(
+    tenant_id: uuid.UUID, account_id: uuid.UUID, chat_id: str, notes: list[Note]
+) -> None:
+    if not notes:
+        return
+    await raw(
+        "INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at) "
+        "SELECT {}, {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::text[], "
+        "{}::timestamptz[]) ON CONFLICT (account, note_id) DO NOTHING",
+        tenant_id,
+        account_id,
+        chat_id,
+        [n.id for n in notes],
+        [n.author for n in notes],
+        [n.text for n in notes],
+        [n.at for n in notes],
+    )

@@ -1,0 +1,190 @@
+"""The full-history catalog through the real app and a fake ChatGuru server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from guiche_chatguru import catalog as catalog_module
+from guiche_chatguru.catalog import create_job, run_catalog
+
+from guiche.runtime.services import SERVICES
+from tests.conftest import login, published_events
+
+from .conftest import BASE, catalog, credentials, enable, fetch, messages_of
+from .fake_chatguru import ANA_CHAT
+
+LONG_CHAT = "1282877ba1399138c8b0865c"  # 9 messages
+
+
+async def test_catalog_stores_each_message_once(client: Any, account: Any) -> None:
+    fake = account.fake
+    job = await catalog(client, account)
+    assert job["state"] == "done", job
+    assert job["chats_total"] == 3 and job["chats_done"] == 3
+    stored = await messages_of(account.channel_id)
+    assert len(stored) == fake.message_count() == 6 + 5 + 9
+    assert len({m["provider_message_id"] for m in stored}) == len(stored)
+    assert job["inserted"] == len(stored)
+    assert job["notes"] == 1
+    # Ana's history: her fixture pages, in order, with directions and media kept
+    ana = [m for m in stored if m["provider_message_id"] in {
+        "64d4d4b4716cd193800da372", "89b03fd9aeaf01cdaf22a1ff", "2b1b8d7b845bf248433d7ba6",
+        "3c0bc406c949fe426c395555", "4d77873ba12a4babf7963d0c", "581e18cdc0212c293e6f274d"}]
+    assert [m["direction"] for m in ana] == ["in", "out", "in", "in", "out", "in"]
+    assert [m["type"] for m in ana] == ["text", "text", "image", "text", "text", "audio"]
+
+
+async def test_catalog_again_adds_nothing(client: Any, account: Any) -> None:
+    first = await catalog(client, account)
+    second = await catalog(client, account)
+    assert second["state"] == "done" and second["inserted"] == 0
+    assert len(await messages_of(account.channel_id)) == first["inserted"]
+
+
+async def test_odd_items_429_and_expired_session_do_not_stop_it(client, account) -> None:
+    fake = account.fake
+    fake.add_odd(ANA_CHAT)
+    fake.fail_next("/messages2/", 429, {"Retry-After": "0"})
+    fake.fail_next("/chatlist/store", 503, {"Retry-After": "0"})
+    # the first call logs in; then the session expires in the middle of the catalog
+    resp = await client.post(
+        f"{BASE}/test-connection", json=credentials(fake), headers=account.headers
+    )
+    assert resp.status == 200
+    fake.expire_sessions()
+    job = await catalog(client, account)
+    assert job["state"] == "done", job
+    assert job["odd"] == 1 and job["errors"] == 0
+    assert job["inserted"] == fake.message_count()
+    assert fake.logins >= 2  # logged in again after the expired session
+
+
+async def test_a_killed_catalog_resumes_without_duplicates(client, account, monkeypatch) -> None:
+    fake = account.fake
+    fake.page_size = 1  # many pages, flushed every 2 messages: checkpoints inside a chat
+    monkeypatch.setattr(catalog_module, "FLUSH_MESSAGES", 2)
+    services = client.server.app[SERVICES]
+    gate = asyncio.Event()
+    original = fake.on_messages
+
+    async def stall(chat_id: str, page: int) -> None:
+        if chat_id == LONG_CHAT and page == 6:
+            gate.set()
+            await asyncio.sleep(30)  # the worker is killed while waiting here
+        await original(chat_id, page)
+
+    fake.on_messages = stall
+    job_id = await create_job(account.company.tenant_id, account.channel_id)
+    worker = asyncio.create_task(run_catalog(str(job_id), services))
+    await asyncio.wait_for(gate.wait(), 10)
+    for _ in range(100):  # the other chats finish
+        done = await fetch(
+            "SELECT count(*) AS n FROM chatguru_chats WHERE account = {} AND catalog_done",
+            account.channel_id,
+        )
+        if done[0]["n"] == 2:
+            break
+        await asyncio.sleep(0.05)
+    worker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+    fake.on_messages = original
+    partial = await messages_of(account.channel_id)
+    assert 0 < len(partial) < fake.message_count()
+    [row] = await fetch("SELECT state FROM chatguru_catalog_jobs WHERE id = {}", job_id)
+    assert row["state"] == "running"  # a dead worker cannot say so
+    # a new start is refused while the dead worker's heartbeat is fresh ...
+    resp = await client.post(f"{account.url}/catalog", headers=account.headers)
+    assert resp.status == 409
+    # ... and takes over once it is stale: resuming at each chat's checkpoint
+    await fetch(
+        "UPDATE chatguru_catalog_jobs SET heartbeat_at = now() - interval '5 minutes' "
+        "WHERE id = {}",
+        job_id,
+    )
+    before = len(fake.calls_to("/messages2/"))
+    job = await catalog(client, account)
+    assert job["state"] == "done"
+    stored = await messages_of(account.channel_id)
+    assert len(stored) == fake.message_count()
+    assert len({m["provider_message_id"] for m in stored}) == len(stored)
+    assert job["inserted"] == len(stored) - len(partial)
+    # the run went on from the checkpoints: done chats were not read again, and the
+    # stalled chat from after its last committed page
+    again = fake.calls_to("/messages2/")[before:]
+    assert all(LONG_CHAT in path for _, path in again)
+    assert not any(path.endswith("/page/1") for _, path in again)
+    [old] = await fetch("SELECT state, error_code FROM chatguru_catalog_jobs WHERE id = {}", job_id)
+    assert old == {"state": "failed", "error_code": "worker_lost"}
+
+
+async def test_redelivered_task_takes_over_a_stale_job(client, account) -> None:
+    services = client.server.app[SERVICES]
+    job_id = await create_job(account.company.tenant_id, account.channel_id)
+    await fetch(
+        "UPDATE chatguru_catalog_jobs SET state = 'running', "
+        "heartbeat_at = now() - interval '5 minutes' WHERE id = {}",
+        job_id,
+    )
+    await run_catalog(str(job_id), services)
+    await run_catalog(str(job_id), services)  # at-least-once: a second delivery does nothing
+    [row] = await fetch("SELECT state, inserted FROM chatguru_catalog_jobs WHERE id = {}", job_id)
+    assert row == {"state": "done", "inserted": account.fake.message_count()}
+
+
+async def test_cancel(client, account) -> None:
+    fake = account.fake
+    services = client.server.app[SERVICES]
+    gate = asyncio.Event()
+    original = fake.on_messages
+
+    async def slow(chat_id: str, page: int) -> None:
+        gate.set()
+        await asyncio.sleep(0.6)
+        await original(chat_id, page)
+
+    fake.on_messages = slow
+    job_id = await create_job(account.company.tenant_id, account.channel_id)
+    worker = asyncio.create_task(run_catalog(str(job_id), services))
+    await asyncio.wait_for(gate.wait(), 10)
+    resp = await client.post(f"{BASE}/catalog/{job_id}/cancel", headers=account.headers)
+    assert resp.status == 200 and (await resp.json())["cancel_requested"] is True
+    await asyncio.wait_for(worker, 20)
+    resp = await client.get(f"{BASE}/catalog/{job_id}", headers=account.headers)
+    job = await resp.json()
+    assert job["state"] == "cancelled"
+    assert job["chats_done"] < job["chats_total"]
+
+
+async def test_progress_is_published_and_tenant_scoped(client, account, make_company) -> None:
+    services = client.server.app[SERVICES]
+    with published_events(services.bus) as seen:
+        job = await catalog(client, account)
+    progress = [e for e in seen if getattr(e, "type", None) == "chatguru.catalog"]
+    assert progress, [getattr(e, "type", None) for e in seen]
+    last = progress[-1]
+    assert last.tenant_id == account.company.tenant_id
+    assert last.data["state"] == "done" and last.data["chats_done"] == 3
+    assert job["rows_per_second"] > 0 and job["elapsed_seconds"] >= 0
+    # another company sees none of it
+    other = await make_company()
+    headers = await login(client, other.owner)
+    await enable(client, headers)
+    resp = await client.get(f"{BASE}/catalog/{job['id']}", headers=headers)
+    assert resp.status == 404
+    resp = await client.get(f"{account.url}/catalog", headers=headers)
+    assert resp.status == 404
+    resp = await client.post(f"{account.url}/catalog", headers=headers)
+    assert resp.status == 404
+    resp = await client.post(f"{BASE}/catalog/{job['id']}/cancel", headers=headers)
+    assert resp.status == 404
+
+
+async def test_metrics_count_the_catalog(client, account) -> None:
+    await catalog(client, account)
+    resp = await client.get("/metrics")
+    text = await resp.text()
+    assert "guiche_chatguru_catalog_messages_total" in text
+    assert "guiche_chatguru_catalog_chats_total" in text
