@@ -253,3 +253,49 @@ async def test_meta_like_channels_need_a_template_for_cold_contacts(client, make
     assert len(fake_plugin.provider.sent) == 2
     values = {m.template.components[0].parameters[0].value for m in fake_plugin.provider.sent}
     assert values == {"Cliente"}
+
+
+async def test_daily_caps_and_the_warm_up_ramp_hold_the_number_back(client, make_shop, fake_plugin):
+    services = services_of_client(client)
+    shop = await make_shop()
+    capped = await shop.create(client, daily_cap=2)
+    await shop.csv(client, capped["id"], csv_of(4))
+    await shop.act(client, capped["id"], "start")
+    await settle(client)
+    assert len(fake_plugin.provider.sent) == 2
+    assert await engine.drive(capped["id"], services=services) == "daily_cap"
+    assert (await shop.get(client, f"campaigns/{capped['id']}"))["status"] == "running"
+
+    young = await make_shop(warmup_days=3, warmup_first_day_cap=3)  # a channel made today
+    ramped = await young.create(client)
+    await young.csv(client, ramped["id"], csv_of(5))
+    await young.act(client, ramped["id"], "start")
+    await settle(client)
+    assert len(fake_plugin.provider.sent) == 2 + 3
+    assert await engine.drive(ramped["id"], services=services) == "daily_cap"
+
+
+def test_the_warm_up_ramp_doubles_daily_until_it_ends() -> None:
+    from guiche_campaigns.settings import CampaignSettings
+
+    ramp = CampaignSettings(warmup_days=3, warmup_first_day_cap=50)
+    caps = [engine.warmup_cap(ramp, dt.timedelta(days=d, hours=5)) for d in range(4)]
+    assert caps == [50, 100, 200, None]
+    assert engine.warmup_cap(CampaignSettings(), dt.timedelta()) is None
+
+
+async def test_a_company_that_disables_the_plugin_sends_nothing_more(
+    client, make_shop, fake_plugin
+):
+    shop = await make_shop()
+    campaign = await shop.create(client)
+    await shop.csv(client, campaign["id"], csv_of(3))
+    resp = await client.put(
+        "/api/v1/plugins/campaigns", json={"enabled": False}, headers=shop.headers
+    )
+    assert resp.status == 200
+    await fetch("UPDATE campaigns SET status = 'running' WHERE id = {}", uuid.UUID(campaign["id"]))
+    services = services_of_client(client)
+    assert await engine.drive(campaign["id"], services=services) == "disabled"
+    await settle(client)
+    assert fake_plugin.provider.sent == []
