@@ -28,12 +28,14 @@ import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from guiche.plugin import ApiError, company_locale, publish_event, send_message
 
-from . import store
+from . import metrics, store
 from .content import Content, render, variables_for
 from .pacing import SendWindow, gap_seconds, in_window
+from .settings import load_settings
 
 log = logging.getLogger("guiche.plugin.campaigns")
 
@@ -94,6 +96,7 @@ async def progress(services: Any, campaign: Any, *, force: bool = False) -> None
 
 async def announce(services: Any, campaign: Any, previous: str | None) -> None:
     """Every lifecycle transition is recorded in the event log (the audit) and pushed."""
+    metrics.TRANSITIONS.labels(campaign["status"]).inc()
     await publish_event(
         services,
         campaign["tenant"],
@@ -146,7 +149,7 @@ async def _slot(services: Any, campaign: Any, token: uuid.UUID, settings: Any) -
     gap = gap_seconds(campaign["rate_per_minute"], campaign["jitter"])
     if not await _wait(services, campaign["id"], token, gap):
         return False
-    per_minute = getattr(settings, "channel_rate_per_minute", 0) if settings else 0
+    per_minute = settings.channel_rate_per_minute
     if not per_minute:
         return True
     while True:
@@ -162,16 +165,29 @@ async def _slot(services: Any, campaign: Any, token: uuid.UUID, settings: Any) -
             return False
 
 
-async def _capped(services: Any, campaign: Any, timezone: str) -> bool:
-    cap = campaign["daily_cap"]
-    if not cap:
-        return False
-    from zoneinfo import ZoneInfo
+def warmup_cap(settings: Any, channel_age: dt.timedelta) -> int | None:
+    """Today's cap for a young number: the first day's, doubling daily, for N days."""
+    days = channel_age.days
+    if not settings.warmup_days or days >= settings.warmup_days:
+        return None
+    return int(settings.warmup_first_day_cap * 2 ** max(days, 0))
 
+
+async def _capped(services: Any, campaign: Any, timezone: str, settings: Any) -> bool:
+    """The number's daily cap (the campaign's, and the warm-up ramp's) is reached."""
+    pool = await _pool(services)
+    caps = [campaign["daily_cap"]] if campaign["daily_cap"] else []
+    if settings.warmup_days:
+        created = await pool.fetchval(
+            "SELECT created_at FROM channels WHERE id = $1", campaign["channel"]
+        )
+        ramp = warmup_cap(settings, clock() - created) if created is not None else None
+        caps += [ramp] if ramp is not None else []
+    if not caps:
+        return False
     local = clock().astimezone(ZoneInfo(timezone))
     midnight = dt.datetime.combine(local.date(), dt.time(0), tzinfo=local.tzinfo)
-    pool = await _pool(services)
-    return await pool.fetchval(store.SENT_TODAY, campaign["channel"], midnight) >= cap
+    return await pool.fetchval(store.SENT_TODAY, campaign["channel"], midnight) >= min(caps)
 
 
 async def send_one(services: Any, campaign: Any, target: Any) -> str:
@@ -203,6 +219,7 @@ async def send_one(services: Any, campaign: Any, target: Any) -> str:
         state = "opted_out" if exc.code == "contact_opted_out" else "failed"
         reason = {"code": exc.code, "message": exc.message, "details": exc.details}
         await pool.execute(store.SETTLE_FAILED, target["id"], state, store.jsonb(reason))
+        metrics.SENDS.labels(state).inc()
         return state
     except Exception:
         # Unknown outcome (database away, a bug): leave the claim to expire and be retried
@@ -211,6 +228,7 @@ async def send_one(services: Any, campaign: Any, target: Any) -> str:
         raise
     if sent.replayed:  # stored by an earlier, interrupted attempt: record it now
         await record(sent)
+    metrics.SENDS.labels("replayed" if sent.replayed else "queued").inc()
     return store.STATE_OF_STATUS.get(sent.status, "queued")
 
 
@@ -249,7 +267,9 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
     if campaign is None:
         return "stopped"
     locale = await company_locale(services, campaign["tenant"])
-    settings = await _settings(services, campaign["tenant"])
+    settings = await load_settings(services, campaign["tenant"])
+    if settings is None:
+        return "disabled"  # the company turned the plugin off: nothing is sent
     window = (
         SendWindow.model_validate(store.loads(campaign["send_window"]))
         if campaign["send_window"]
@@ -258,7 +278,7 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
     while loop.time() < deadline:
         if not in_window(window, clock(), locale.timezone):
             return "outside_window"  # the tick re-drives it; nothing is claimed meanwhile
-        if await _capped(services, campaign, locale.timezone):
+        if await _capped(services, campaign, locale.timezone, settings):
             return "daily_cap"
         if not await _slot(services, campaign, token, settings):
             return "stopped"
@@ -280,13 +300,6 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
         await send_one(services, campaign, target)
         await progress(services, campaign)
     return "more"
-
-
-async def _settings(services: Any, tenant_id: uuid.UUID) -> Any:
-    """This plugin's validated settings for the tenant (defaults when never saved)."""
-    from .settings import CampaignSettings, load_settings
-
-    return await load_settings(services, tenant_id) or CampaignSettings()
 
 
 async def tick(*, services: Any) -> dict[str, int]:

@@ -22,7 +22,7 @@ from guiche.plugin import (
     send_message,
 )
 
-from . import store
+from . import metrics, store
 
 
 def fold(text: str) -> str:
@@ -54,6 +54,7 @@ async def add_opt_outs(
     async with pool.acquire() as conn, conn.transaction():
         done = await conn.execute(store.INSERT_OPT_OUTS, ctx.tenant_id, channel_id, phones, source)
         await conn.execute(store.MARK_OPTED_OUT, ctx.tenant_id, channel_id, phones)
+    metrics.OPT_OUTS.labels(source).inc(int(done.split()[-1]))
     return {"added": int(done.split()[-1]), "invalid": len(errors), "errors": errors[:1000]}
 
 
@@ -92,6 +93,7 @@ async def on_inbound(ctx: Any, message: Any, settings: Any) -> bool:
             store.INSERT_OPT_OUTS, ctx.tenant_id, message.channel_id, [phone], "keyword"
         )
         await conn.execute(store.MARK_OPTED_OUT, ctx.tenant_id, message.channel_id, [phone])
+    metrics.OPT_OUTS.labels("keyword").inc()
     if settings.opt_out_reply:
         try:
             await send_message(
