@@ -62,6 +62,24 @@ from guiche.specs import (
 )
 from guiche.tenancy.rbac import ROLES, PermissionGrant
 
+# isort: split
+# reports: conversation histories and the companies that enabled a plugin
+from guiche.conversations.timeline import (
+    INBOUND,
+    OUTBOUND,
+    ConversationTimeline,
+    QueueAgent,
+    QueueDepartment,
+    QueueSnapshot,
+    TimelineStep,
+    closed_conversations,
+    conversation_timeline,
+    conversation_timelines,
+    queue_snapshot,
+    reference_names,
+)
+from guiche.plugin_host.enabled import enabled_contexts
+
 if TYPE_CHECKING:
     from guiche.runtime.services import Services
 
@@ -269,4 +287,21 @@ __all__ = [
     "require_json",
     "services_of",
     "upsert_templates",
+]
+
+# reports:
+__all__ += [
+    "INBOUND",
+    "OUTBOUND",
+    "ConversationTimeline",
+    "QueueAgent",
+    "QueueDepartment",
+    "QueueSnapshot",
+    "TimelineStep",
+    "closed_conversations",
+    "conversation_timeline",
+    "conversation_timelines",
+    "enabled_contexts",
+    "queue_snapshot",
+    "reference_names",
 ]
