@@ -63,7 +63,8 @@ from guiche.specs import (
 from guiche.tenancy.rbac import ROLES, PermissionGrant
 
 # isort: split
-# reports: conversation histories and the companies that enabled a plugin
+# reports: conversation histories, provider usage and the companies that enabled a plugin
+from guiche.channel_host.usage import UsageTotal, usage_totals
 from guiche.conversations.timeline import (
     INBOUND,
     OUTBOUND,
@@ -298,10 +299,12 @@ __all__ += [
     "QueueDepartment",
     "QueueSnapshot",
     "TimelineStep",
+    "UsageTotal",
     "closed_conversations",
     "conversation_timeline",
     "conversation_timelines",
     "enabled_contexts",
     "queue_snapshot",
     "reference_names",
+    "usage_totals",
 ]

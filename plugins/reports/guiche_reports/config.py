@@ -31,7 +31,9 @@ class Window(BaseModel):
 
 class ReportsSettings(BaseModel):
     """Empty `business_hours` means open around the clock: business-hours times then equal
-    wall-clock times (holidays still apply only when hours are set)."""
+    wall-clock times (holidays still apply only when hours are set). `rates`: the company's
+    per-country price table, `{"55": {"marketing": 0.0625, ...}}` in `rates_currency`,
+    for usage the provider left unpriced."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +42,8 @@ class ReportsSettings(BaseModel):
     holidays: list[dt.date] = Field(default_factory=list)
     sla_first_response_seconds: int = Field(default=900, gt=0)
     sla_by_department: dict[uuid.UUID, int] = Field(default_factory=dict)
+    rates: dict[str, dict[str, float]] = Field(default_factory=dict)
+    rates_currency: str = Field(default="USD", min_length=3, max_length=3)
 
     @field_validator("timezone")
     @classmethod
@@ -56,6 +60,25 @@ class ReportsSettings(BaseModel):
         if any(seconds <= 0 for seconds in value.values()):
             raise ValueError("SLA targets are positive numbers of seconds")
         return value
+
+    @field_validator("rates")
+    @classmethod
+    def _rate_table(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for prefix, prices in value.items():
+            if not prefix.isdigit() or len(prefix) > 3:
+                raise ValueError("rates are keyed by a country calling code (1-3 digits)")
+            if any(price < 0 for price in prices.values()):
+                raise ValueError("prices are not negative")
+        return {p: {c.lower(): v for c, v in prices.items()} for p, prices in value.items()}
+
+    def rate(self, phone_prefix: str, category: str) -> float | None:
+        """The company's price for a category to a number starting with `phone_prefix`
+        (the longest matching calling code wins)."""
+        for length in (3, 2, 1):
+            prices = self.rates.get(phone_prefix[:length]) if len(phone_prefix) >= length else None
+            if prices is not None and category in prices:
+                return prices[category]
+        return None
 
     def sla_target(self, department_id: uuid.UUID | None) -> int:
         """The first-response target (seconds) of a department, else the company's."""

@@ -22,7 +22,7 @@ from guiche.plugin import (
     plugin_context,
     reference_names,
 )
-from guiche_reports import aggregates, dashboard, listing, store
+from guiche_reports import aggregates, costs, dashboard, listing, store
 from guiche_reports.calendar import Calendar
 
 READ = "reports.read"
@@ -84,6 +84,16 @@ class AggregateQuery(_Filters):
     from_: dt.date | None = Field(default=None, alias="from")
     to: dt.date | None = None
     by: Literal["day", "hour", "agent", "department", "channel", "tabulation", "total"] = "day"
+
+
+class CostQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_: dt.date | None = Field(default=None, alias="from")
+    to: dt.date | None = None
+    last_hours: int | None = Field(default=None, ge=1, le=24 * 31)
+    by: Literal["hour", "day", "channel", "channel_type", "category"] = "day"
+    channel_type: str | None = Field(default=None, max_length=60)
 
 
 class Widget(BaseModel):
@@ -189,12 +199,67 @@ async def get_aggregates(request: web.Request, *, query: AggregateQuery) -> dict
     return {"from": first.isoformat(), "to": last.isoformat(), "by": query.by, "items": items}
 
 
+@endpoint(READ_ALL, query=CostQuery, summary="Provider cost by hour, day, channel or category")
+async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]:
+    """`last_hours=24` for a rolling window; else local days `from`..`to` (default: the
+    current month)."""
+    ctx = await plugin_context(request)
+    cal = Calendar.of(ctx.settings)
+    now = dt.datetime.now(dt.UTC)
+    if query.last_hours is not None:
+        since, until = now - dt.timedelta(hours=query.last_hours), now
+    else:
+        today = cal.local(now).date()
+        first = query.from_ or today.replace(day=1)
+        last = query.to or today
+        _range(first, last)
+        since = dt.datetime.combine(first, dt.time(), tzinfo=cal.zone)
+        until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=cal.zone)
+    items = await costs.costs(
+        ctx.services,
+        ctx.tenant_id,
+        ctx.settings,
+        since,
+        until,
+        query.by,
+        channel_type=query.channel_type,
+    )
+    return {"since": since, "until": until, "by": query.by, "items": items}
+
+
 @endpoint(READ, summary="Today's indicators and the queue now")
 async def get_dashboard(request: web.Request) -> dict[str, Any]:
     ctx = await plugin_context(request)
-    return await dashboard.indicators(
-        ctx.services, ctx.tenant_id, Calendar.of(ctx.settings), _agent_view(request)
+    agent = _agent_view(request)
+    board = await dashboard.indicators(
+        ctx.services, ctx.tenant_id, Calendar.of(ctx.settings), agent
     )
+    cost = None
+    if agent is None:  # the company's bill is not an agent's figure
+        now = dt.datetime.now(dt.UTC)
+        cost = await costs.costs(
+            ctx.services,
+            ctx.tenant_id,
+            ctx.settings,
+            now - dt.timedelta(hours=24),
+            now,
+            "channel_type",
+            channel_type=costs.CLOUD_API,
+        )
+    board["cloud_api_cost_24h"] = (
+        [
+            {
+                "currency": c["currency"],
+                "cost": c["cost"],
+                "messages": c["messages"],
+                "unpriced": c["unpriced"],
+            }
+            for c in cost or []
+        ]
+        if agent is None
+        else None
+    )
+    return board
 
 
 def _person(request: web.Request) -> uuid.UUID:
