@@ -76,6 +76,7 @@ from guiche.conversations.timeline import (
     closed_conversations,
     conversation_timeline,
     conversation_timelines,
+    departments_of,
     queue_snapshot,
     reference_names,
 )
@@ -303,6 +304,7 @@ __all__ += [
     "closed_conversations",
     "conversation_timeline",
     "conversation_timelines",
+    "departments_of",
     "enabled_contexts",
     "queue_snapshot",
     "reference_names",

@@ -4,7 +4,8 @@ A plugin that measures service (waiting, response and handling times) needs fact
 cannot see through the event hooks alone: every transition of a conversation since it
 opened (including those that happened before the plugin was enabled), who sent each
 message, the company's closed conversations in closing order (to catch up on closes a
-hook missed), the queue as it is now, and the names behind ids. This module answers
+hook missed), the queue as it is now, the names behind ids, and a supervisor's
+departments (their scope). This module answers
 those questions in a few set-based queries per batch, always within one tenant, and
 never writes.
 """
@@ -138,6 +139,10 @@ UNION ALL SELECT 'channel', id, name FROM channels WHERE tenant = $1
 UNION ALL SELECT 'tabulation', id, name FROM tabulations WHERE tenant = $1
 """
 
+_DEPARTMENTS_OF = """
+SELECT department FROM department_members WHERE tenant = $1 AND "user" = $2
+"""
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _NIL = uuid.UUID(int=0)
 
@@ -253,3 +258,13 @@ async def reference_names(
         for r in await transaction.connection.fetch(_NAMES, tenant_id):
             names[r["kind"]][r["id"]] = r["name"]
     return names
+
+
+async def departments_of(
+    services: Services, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> frozenset[uuid.UUID]:
+    """The departments a person belongs to in the tenant: a supervisor's scope (core shows
+    supervisors the conversations of their departments)."""
+    async with services.db.transaction() as transaction:
+        rows = await transaction.connection.fetch(_DEPARTMENTS_OF, tenant_id, user_id)
+    return frozenset(r["department"] for r in rows)

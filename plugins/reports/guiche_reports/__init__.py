@@ -18,6 +18,7 @@ from guiche.plugin import (
 )
 from guiche_reports import dashboard, routes, store
 from guiche_reports.config import ReportsSettings
+from guiche_reports.visibility import READ_ALL, READ_DEPARTMENTS
 
 NAME = "reports"
 REMEASURE = frozenset({"closed", "expired", "reopened"})
@@ -37,10 +38,16 @@ def guiche_plugin_info() -> PluginInfo:
 def guiche_permissions() -> list[PermissionGrant]:
     return [
         PermissionGrant(routes.READ, ROLES, "Read reports (agents: their own figures)"),
+        PermissionGrant(READ_ALL, ("owner", "admin", "viewer"), "Read the whole company's reports"),
         PermissionGrant(
-            routes.READ_ALL,
+            READ_DEPARTMENTS,
+            ("supervisor",),
+            "Read the reports of one's departments",
+        ),
+        PermissionGrant(
+            routes.COSTS,
             ("owner", "admin", "supervisor", "viewer"),
-            "Read every agent's figures in reports",
+            "Read the company's provider cost",
         ),
         PermissionGrant(
             routes.LAYOUT, ("owner", "admin", "supervisor", "agent"), "Save one's dashboard"

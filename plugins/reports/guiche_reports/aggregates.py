@@ -15,6 +15,7 @@ from typing import Any
 
 from guiche_reports.metrics import MEASURES
 from guiche_reports.store import percentile
+from guiche_reports.visibility import EVERYTHING, Visibility
 
 GROUPS = {
     "day": "day",
@@ -51,6 +52,7 @@ class Scope:
     first_day: dt.date
     last_day: dt.date
     filters: dict[str, uuid.UUID]
+    visible: Visibility = EVERYTHING
 
     def where(self) -> tuple[str, list[Any]]:
         clauses = ["tenant = $1", "day BETWEEN $2 AND $3"]
@@ -59,6 +61,9 @@ class Scope:
             if name in self.filters:
                 args.append(self.filters[name])
                 clauses.append(f"{name} = ${len(args)}")
+        restriction = self.visible.clause(args)
+        if restriction:
+            clauses.append(restriction)
         return " AND ".join(clauses), args
 
 

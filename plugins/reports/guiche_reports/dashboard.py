@@ -18,6 +18,7 @@ import orjson
 
 from guiche.plugin import publish_event, queue_snapshot
 from guiche_reports.calendar import Calendar
+from guiche_reports.visibility import Visibility
 
 EVENT = "dashboard.updated"
 _DIRTY_KEY = "guiche:reports:dirty:{}"
@@ -29,7 +30,7 @@ SELECT coalesce(sum(conversations), 0) AS conversations,
        coalesce(sum(duration_s_n), 0) AS duration_n,
        coalesce(sum(waiting_s_sum), 0) AS waiting_sum, coalesce(sum(waiting_s_n), 0) AS waiting_n,
        coalesce(sum(sla_met), 0) AS sla_met, coalesce(sum(sla_counted), 0) AS sla_counted
-FROM reports_hourly WHERE tenant = $1 AND day = $2 AND ($3::uuid IS NULL OR agent = $3)
+FROM reports_hourly WHERE tenant = $1 AND day = $2
 """
 
 _LAYOUT = 'SELECT layout, updated_at FROM reports_layouts WHERE tenant = $1 AND "user" = $2'
@@ -55,18 +56,20 @@ def _mean(total: float, n: int) -> float | None:
 
 
 async def indicators(
-    services: Any, tenant_id: uuid.UUID, calendar: Calendar, agent_id: uuid.UUID | None
+    services: Any, tenant_id: uuid.UUID, calendar: Calendar, visible: Visibility
 ) -> dict[str, Any]:
-    """Today's figures (conversations finished today, local day), the queue now; an agent's
-    view (`agent_id`) counts only their own conversations and their own seat."""
+    """Today's figures (conversations finished today, local day) and the queue now, as far
+    as `visible` allows (an agent: their own conversations and seat)."""
     today = calendar.local(dt.datetime.now(dt.UTC)).date()
+    args: list[Any] = [tenant_id, today]
+    restriction = visible.clause(args)
+    sql = _TODAY + (f" AND {restriction}" if restriction else "")
     async with services.db.transaction() as transaction:
-        row = await transaction.connection.fetchrow(_TODAY, tenant_id, today, agent_id)
+        row = await transaction.connection.fetchrow(sql, *args)
     queue = await queue_snapshot(services, tenant_id)
-    agents = [a for a in queue.agents if agent_id is None or a.user_id == agent_id]
-    oldest = min(
-        (d.oldest_queued_at for d in queue.departments if d.oldest_queued_at), default=None
-    )
+    departments = [d for d in queue.departments if visible.sees_queue_of(d.department_id)]
+    agents = [a for a in queue.agents if visible.sees_seat_of(a.user_id)]
+    oldest = min((d.oldest_queued_at for d in departments if d.oldest_queued_at), default=None)
     now = dt.datetime.now(dt.UTC)
     return {
         "day": today.isoformat(),
@@ -77,7 +80,7 @@ async def indicators(
         if not row["sla_counted"]
         else 100.0 * int(row["sla_met"]) / int(row["sla_counted"]),
         "queue": {
-            "waiting": sum(d.waiting for d in queue.departments),
+            "waiting": sum(d.waiting for d in departments),
             "oldest_wait_seconds": (now - oldest).total_seconds() if oldest else None,
             "departments": [
                 {
@@ -87,10 +90,10 @@ async def indicators(
                     if d.oldest_queued_at
                     else None,
                 }
-                for d in queue.departments
+                for d in departments
             ],
-            "agents_online": sum(1 for a in queue.agents if a.status == "online"),
-            "agents_away": sum(1 for a in queue.agents if a.status == "away"),
+            "agents_online": sum(1 for a in agents if a.status == "online"),
+            "agents_away": sum(1 for a in agents if a.status == "away"),
             "agents": [
                 {
                     "user_id": str(a.user_id),

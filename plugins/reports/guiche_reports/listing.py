@@ -20,6 +20,7 @@ import orjson
 
 from guiche.plugin import ValidationFailed
 from guiche_reports.metrics import MEASURES
+from guiche_reports.visibility import EVERYTHING, Visibility
 
 SORTS = {
     "closed_at": "closed_at",
@@ -63,6 +64,7 @@ class Query:
     filters: dict[str, uuid.UUID]
     sort: str = "closed_at"
     descending: bool = True
+    visible: Visibility = EVERYTHING
 
     def where(self) -> tuple[list[str], list[Any]]:
         clauses = ["tenant = $1"]
@@ -77,6 +79,9 @@ class Query:
             if name in self.filters:
                 args.append(self.filters[name])
                 clauses.append(f"{name} = ${len(args)}")
+        restriction = self.visible.clause(args)
+        if restriction:
+            clauses.append(restriction)
         return clauses, args
 
     def sql(self, cursor: tuple[Any, uuid.UUID] | None, limit: int | None) -> tuple[str, list[Any]]:

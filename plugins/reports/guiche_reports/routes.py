@@ -24,9 +24,10 @@ from guiche.plugin import (
 )
 from guiche_reports import aggregates, costs, dashboard, listing, store
 from guiche_reports.calendar import Calendar
+from guiche_reports.visibility import visibility_of
 
 READ = "reports.read"
-READ_ALL = "reports.read_all"
+COSTS = "reports.costs"
 LAYOUT = "reports.layout"
 MANAGE = "reports.manage"
 
@@ -114,21 +115,6 @@ class LayoutBody(BaseModel):
     widgets: list[Widget] = Field(max_length=50)
 
 
-def _scope(request: web.Request, filters: dict[str, uuid.UUID]) -> dict[str, uuid.UUID]:
-    """Agents see their own figures only: their filter is forced to themselves."""
-    caller = caller_of(request)
-    if caller.can(READ_ALL):
-        return filters
-    if caller.user_id is None:
-        raise Forbidden("Only a person sees their own figures", code="user_required")
-    return {**filters, "agent": caller.user_id}
-
-
-def _agent_view(request: web.Request) -> uuid.UUID | None:
-    caller = caller_of(request)
-    return None if caller.can(READ_ALL) else caller.user_id
-
-
 def _range(first: dt.date | None, last: dt.date | None) -> None:
     if first is not None and last is not None and last < first:
         raise ValidationFailed(
@@ -137,7 +123,9 @@ def _range(first: dt.date | None, last: dt.date | None) -> None:
         )
 
 
-def _list_query(request: web.Request, query: ListQuery | ExportQuery) -> listing.Query:
+async def _list_query(
+    request: web.Request, services: Any, query: ListQuery | ExportQuery
+) -> listing.Query:
     _range(query.from_, query.to)
     filters = query.chosen()
     if query.contact_id is not None:
@@ -146,9 +134,10 @@ def _list_query(request: web.Request, query: ListQuery | ExportQuery) -> listing
         tenant_id=caller_of(request).tenant_id,
         first_day=query.from_,
         last_day=query.to,
-        filters=_scope(request, filters),
+        filters=filters,
         sort=query.sort.lstrip("-"),
         descending=query.sort.startswith("-"),
+        visible=await visibility_of(request, services),
     )
 
 
@@ -156,7 +145,7 @@ def _list_query(request: web.Request, query: ListQuery | ExportQuery) -> listing
 async def list_conversations(request: web.Request, *, query: ListQuery) -> dict[str, Any]:
     ctx = await plugin_context(request)
     items, token = await listing.page(
-        ctx.services, _list_query(request, query), query.cursor, query.limit
+        ctx.services, await _list_query(request, ctx.services, query), query.cursor, query.limit
     )
     return {"items": items, "next_cursor": token}
 
@@ -169,7 +158,7 @@ async def list_conversations(request: web.Request, *, query: ListQuery) -> dict[
 )
 async def export_conversations(request: web.Request, *, query: ExportQuery) -> web.StreamResponse:
     ctx = await plugin_context(request)
-    q = _list_query(request, query)
+    q = await _list_query(request, ctx.services, query)
     names = await reference_names(ctx.services, ctx.tenant_id)
     zone = Calendar.of(ctx.settings).zone
     response = web.StreamResponse(
@@ -194,12 +183,13 @@ async def get_aggregates(request: web.Request, *, query: AggregateQuery) -> dict
     last = query.to or cal.local(dt.datetime.now(dt.UTC)).date()
     first = query.from_ or last - dt.timedelta(days=29)
     _range(first, last)
-    scope = aggregates.Scope(ctx.tenant_id, first, last, _scope(request, query.chosen()))
+    visible = await visibility_of(request, ctx.services)
+    scope = aggregates.Scope(ctx.tenant_id, first, last, query.chosen(), visible)
     items = await aggregates.aggregate(ctx.services, scope, query.by)
     return {"from": first.isoformat(), "to": last.isoformat(), "by": query.by, "items": items}
 
 
-@endpoint(READ_ALL, query=CostQuery, summary="Provider cost by hour, day, channel or category")
+@endpoint(COSTS, query=CostQuery, summary="Provider cost by hour, day, channel or category")
 async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]:
     """`last_hours=24` for a rolling window; else local days `from`..`to` (default: the
     current month)."""
@@ -230,12 +220,14 @@ async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]
 @endpoint(READ, summary="Today's indicators and the queue now")
 async def get_dashboard(request: web.Request) -> dict[str, Any]:
     ctx = await plugin_context(request)
-    agent = _agent_view(request)
     board = await dashboard.indicators(
-        ctx.services, ctx.tenant_id, Calendar.of(ctx.settings), agent
+        ctx.services,
+        ctx.tenant_id,
+        Calendar.of(ctx.settings),
+        await visibility_of(request, ctx.services),
     )
-    cost = None
-    if agent is None:  # the company's bill is not an agent's figure
+    board["cloud_api_cost_24h"] = None  # the company's bill is not an agent's figure
+    if caller_of(request).can(COSTS):
         now = dt.datetime.now(dt.UTC)
         cost = await costs.costs(
             ctx.services,
@@ -246,19 +238,9 @@ async def get_dashboard(request: web.Request) -> dict[str, Any]:
             "channel_type",
             channel_type=costs.CLOUD_API,
         )
-    board["cloud_api_cost_24h"] = (
-        [
-            {
-                "currency": c["currency"],
-                "cost": c["cost"],
-                "messages": c["messages"],
-                "unpriced": c["unpriced"],
-            }
-            for c in cost or []
+        board["cloud_api_cost_24h"] = [
+            {k: c[k] for k in ("currency", "cost", "messages", "unpriced")} for c in cost
         ]
-        if agent is None
-        else None
-    )
     return board
 
 

@@ -16,7 +16,7 @@ import guiche_reports
 from guiche_reports import dashboard
 
 from tests.conftest import login
-from tests.core.routing.helpers import add_department, sql
+from tests.core.routing.helpers import add_department, join, sql
 
 from .conftest import API, add_tabulation, enable_reports, history, services_of_client, settle
 
@@ -215,3 +215,42 @@ async def test_dashboard_updated_at_most_once_per_run(client: Any, start_chat: A
         chat.company.tenant_id,
     )
     assert len(events) == 1
+
+
+async def test_each_role_sees_its_scope(client: Any, make_company: Any, make_channel: Any) -> None:
+    company, _ = await scene(client, make_company, make_channel, n=20)
+    await guiche_reports.catch_up(services_of_client(client))
+    rows = await raw_rows(company.tenant_id)
+    dept = rows[0]["department"]
+    supervisor = await company.add("supervisor")
+    await join(company.tenant_id, dept, supervisor.user_id)
+    viewer = await company.add("viewer")
+
+    async def seen(member: Any) -> tuple[set[str], int]:
+        headers = await login(client, member)
+        resp = await client.get(f"{API}/conversations", params={"limit": "500"}, headers=headers)
+        ids = {r["conversation_id"] for r in (await resp.json())["items"]}
+        resp = await client.get(
+            f"{API}/aggregates",
+            params={"by": "total", "from": "2026-11-01", "to": "2026-11-30"},
+            headers=headers,
+        )
+        items = (await resp.json())["items"]
+        return ids, (items[0]["conversations"] if items else 0)
+
+    ids, total = await seen(supervisor)
+    expected = {str(r["conversation"]) for r in rows if r["department"] == dept}
+    assert ids == expected and total == len(expected)
+
+    ids, total = await seen(viewer)
+    assert len(ids) == total == 20
+
+    member = await company.add("agent")
+    await sql(
+        "UPDATE reports_conversations SET agent = {} WHERE tenant = {} AND conversation = {}",
+        member.user_id,
+        company.tenant_id,
+        rows[0]["conversation"],
+    )
+    ids, _ = await seen(member)  # an agent: their own conversation only
+    assert ids == {str(rows[0]["conversation"])}
