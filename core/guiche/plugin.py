@@ -68,6 +68,25 @@ from guiche.tenancy.rbac import ROLES, PermissionGrant
 # isort: split
 # baileys_bridge: long-running services and plugin data encrypted at rest
 from guiche.channel_host.sealed import CredentialsUnreadable, decrypt_json, encrypt_json
+
+# reports: conversation histories, provider usage and the companies that enabled a plugin
+from guiche.channel_host.usage import UsageTotal, usage_totals
+from guiche.conversations.timeline import (
+    INBOUND,
+    OUTBOUND,
+    ConversationTimeline,
+    QueueAgent,
+    QueueDepartment,
+    QueueSnapshot,
+    TimelineStep,
+    closed_conversations,
+    conversation_timeline,
+    conversation_timelines,
+    departments_of,
+    queue_snapshot,
+    reference_names,
+)
+from guiche.plugin_host.enabled import enabled_contexts
 from guiche.specs import ServiceSpec
 
 if TYPE_CHECKING:
@@ -308,3 +327,23 @@ __all__ += [  # campaigns:
 ]
 # baileys_bridge:
 __all__ += ["CredentialsUnreadable", "ServiceSpec", "decrypt_json", "encrypt_json"]
+
+# reports:
+__all__ += [
+    "INBOUND",
+    "OUTBOUND",
+    "ConversationTimeline",
+    "QueueAgent",
+    "QueueDepartment",
+    "QueueSnapshot",
+    "TimelineStep",
+    "UsageTotal",
+    "closed_conversations",
+    "conversation_timeline",
+    "conversation_timelines",
+    "departments_of",
+    "enabled_contexts",
+    "queue_snapshot",
+    "reference_names",
+    "usage_totals",
+]

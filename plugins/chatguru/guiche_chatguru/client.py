@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+
 from guiche_chatguru.config import ChatGuruCredentials, check_panel_url
 
 log = logging.getLogger("guiche.plugin.chatguru")

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from guiche_chatguru.tables import TABLES
 from piccolo.conf.apps import AppConfig
+
+from guiche_chatguru.tables import TABLES
 
 APP_CONFIG = AppConfig(
     app_name="chatguru",

@@ -1,0 +1,74 @@
+"""What providers billed a company for (`provider_usage`), totalled for cost reports.
+
+Channel plugins record one usage row per priced message (Meta's pricing blocks:
+category, billable, a cost when a price table gave one). Reports need totals per hour,
+channel, category and recipient country — the country so a company's own per-country
+rates can price what the provider left unpriced. One grouped query per call, always
+within one tenant; never writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from guiche.runtime.services import Services
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    """Usage rows sharing an hour, channel, category, billability, currency and the first
+    digits of the recipient's number (`phone_prefix`: up to 3 digits after `+`, "" when
+    unknown). `cost` sums the rows that carry one (`priced` of the `count`)."""
+
+    hour: dt.datetime
+    channel_id: uuid.UUID | None
+    channel_type: str
+    category: str
+    billable: bool
+    currency: str
+    phone_prefix: str
+    count: int
+    priced: int
+    cost: float
+
+
+_TOTALS = """
+SELECT date_trunc('hour', u.created_at) AS hour, u.channel, coalesce(ch.type, '') AS channel_type,
+       lower(u.category) AS category, u.billable, u.currency,
+       coalesce(substring(regexp_replace(ct.phone, '[^0-9]', '', 'g') from 1 for 3), '') AS prefix,
+       count(*) AS n, count(u.cost) AS priced, coalesce(sum(u.cost), 0)::float8 AS cost
+FROM provider_usage u
+LEFT JOIN channels ch ON ch.id = u.channel
+LEFT JOIN messages m ON m.id = u.message_id AND m.tenant = u.tenant
+LEFT JOIN contacts ct ON ct.id = m.contact
+WHERE u.tenant = $1 AND u.created_at >= $2 AND u.created_at < $3
+GROUP BY 1, 2, 3, 4, 5, 6, 7
+ORDER BY 1
+"""
+
+
+async def usage_totals(
+    services: Services, tenant_id: uuid.UUID, since: dt.datetime, until: dt.datetime
+) -> list[UsageTotal]:
+    """The tenant's provider usage in `[since, until)`, grouped as `UsageTotal`s."""
+    async with services.db.transaction() as transaction:
+        rows = await transaction.connection.fetch(_TOTALS, tenant_id, since, until)
+    return [
+        UsageTotal(
+            hour=r["hour"],
+            channel_id=r["channel"],
+            channel_type=r["channel_type"],
+            category=r["category"] or "",
+            billable=bool(r["billable"]),
+            currency=r["currency"],
+            phone_prefix=r["prefix"],
+            count=r["n"],
+            priced=r["priced"],
+            cost=r["cost"],
+        )
+        for r in rows
+    ]

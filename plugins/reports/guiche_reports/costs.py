@@ -1,0 +1,80 @@
+"""Provider cost: what the provider priced, plus the company's own per-country rates for
+billable usage it left unpriced, totalled by hour, day, channel, channel type or category.
+
+Free (not billable) usage costs 0. Billable usage without a price and without a matching
+rate stays `unpriced` (counted, never guessed). Totals are per currency.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from guiche.plugin import UsageTotal, usage_totals
+from guiche_reports.calendar import Calendar
+from guiche_reports.config import ReportsSettings
+
+CLOUD_API = "meta_cloud"
+"""The channel type of Meta's WhatsApp Cloud API (the dashboard's cost indicator)."""
+
+
+def _key(total: UsageTotal, by: str, cal: Calendar) -> str:
+    if by == "hour":
+        return total.hour.isoformat()
+    if by == "day":
+        return cal.local(total.hour).date().isoformat()
+    if by == "channel":
+        return str(total.channel_id) if total.channel_id else ""
+    if by == "channel_type":
+        return total.channel_type
+    return total.category
+
+
+def price(total: UsageTotal, settings: ReportsSettings) -> tuple[float, str, int]:
+    """(cost, currency, unpriced messages) of one usage total."""
+    if not total.billable:
+        return 0.0, total.currency, 0
+    missing = total.count - total.priced
+    cost, currency = total.cost, total.currency
+    if missing:
+        rate = settings.rate(total.phone_prefix, total.category)
+        if rate is not None and (total.priced == 0 or settings.rates_currency == currency):
+            cost += missing * rate
+            currency = settings.rates_currency if total.priced == 0 else currency
+            missing = 0
+    return cost, currency, missing
+
+
+async def costs(
+    services: Any,
+    tenant_id: Any,
+    settings: ReportsSettings,
+    since: dt.datetime,
+    until: dt.datetime,
+    by: str,
+    *,
+    channel_type: str | None = None,
+) -> list[dict[str, Any]]:
+    cal = Calendar.of(settings)
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for total in await usage_totals(services, tenant_id, since, until):
+        if channel_type is not None and total.channel_type != channel_type:
+            continue
+        cost, currency, unpriced = price(total, settings)
+        key = (_key(total, by, cal), currency)
+        g = groups.setdefault(
+            key,
+            {
+                "key": key[0],
+                "currency": currency,
+                "messages": 0,
+                "billable": 0,
+                "cost": 0.0,
+                "unpriced": 0,
+            },
+        )
+        g["messages"] += total.count
+        g["billable"] += total.count if total.billable else 0
+        g["cost"] += cost
+        g["unpriced"] += unpriced
+    return [groups[k] for k in sorted(groups)]

@@ -1,0 +1,256 @@
+"""Rollups against raw rows: many conversations with hand-written histories, measured by the
+catch-up task, then every aggregate compared with the same figure computed from the
+metrics rows; plus pagination, reopen, rebuild and the live dashboard event."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import uuid
+from collections import defaultdict
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import guiche_reports
+from guiche_reports import dashboard
+
+from tests.conftest import login
+from tests.core.routing.helpers import add_department, join, sql
+
+from .conftest import API, add_tabulation, enable_reports, history, services_of_client, settle
+
+SP = ZoneInfo("America/Sao_Paulo")
+TIMES = ("waiting", "first_response", "handling", "duration")
+
+
+def nearest_rank(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+
+
+async def scene(client: Any, make_company: Any, make_channel: Any, n: int = 60) -> Any:
+    """A company with 3 agents, 2 departments, 2 tabulations and `n` finished conversations
+    over three days (some transferred, some reopened), written as core would have."""
+    company = await make_company()
+    headers = await login(client, company.owner)
+    await enable_reports(client, headers, sla_first_response_seconds=300)
+    agents = [(await company.add("agent")).user_id for _ in range(3)]
+    depts = [await add_department(company.tenant_id) for _ in range(2)]
+    tabs = [await add_tabulation(company.tenant_id, name) for name in ("Venda", "Dúvida")]
+    channel = await make_channel(company.tenant_id)
+    rng = random.Random(18)
+    base = dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC)
+    for i in range(n):
+        agent = rng.choice(agents)
+        start = base + dt.timedelta(hours=rng.randrange(0, 72), minutes=rng.randrange(60))
+        wait = rng.randrange(0, 30)
+        reply = wait + rng.randrange(1, 20)
+        end = reply + rng.randrange(1, 90)
+        steps: list[Any] = [
+            (0, "opened", ("PENDING", None)),
+            (0, "in", None),
+            (wait, "assigned", ("ACTIVE", agent)),
+            (reply, "out", agent),
+        ]
+        if i % 4 == 0:
+            steps += [(reply + 1, "in", None), (reply + 2, "out", None)]  # a bot's answer
+        steps.append((end, "closed", ("CLOSED", agent)))
+        if i % 7 == 0:  # reopened later the same day
+            steps += [
+                (end + 30, "reopened", ("PENDING", None)),
+                (end + 30, "in", None),
+                (end + 35, "assigned", ("ACTIVE", agent)),
+                (end + 40, "out", agent),
+                (end + 50, "closed", ("CLOSED", agent)),
+            ]
+        await history(
+            company.tenant_id,
+            channel.id,
+            start,
+            steps,
+            department_id=depts[i % 2],
+            tabulation_id=tabs[i % 3 % 2],
+        )
+    return company, headers
+
+
+async def raw_rows(tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    return await sql("SELECT * FROM reports_conversations WHERE tenant = {}", tenant_id)
+
+
+async def test_rollups_equal_the_raw_rows(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    company, headers = await scene(client, make_company, make_channel)
+    services = services_of_client(client)
+    assert await guiche_reports.catch_up(services) >= 60
+    rows = await raw_rows(company.tenant_id)
+    assert len(rows) == 60
+    assert sum(1 for r in rows if r["reopens"]) == len(range(0, 60, 7))
+
+    for by, column in (("agent", "agent"), ("department", "department"), ("day", "day")):
+        resp = await client.get(
+            f"{API}/aggregates",
+            params={"by": by, "from": "2026-11-01", "to": "2026-11-30"},
+            headers=headers,
+        )
+        assert resp.status == 200, await resp.text()
+        items = {item["key"]: item for item in (await resp.json())["items"]}
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            value = r[column]
+            groups[value.isoformat() if isinstance(value, dt.date) else str(value)].append(r)
+        assert set(items) == set(groups)
+        for key, members in groups.items():
+            item = items[key]
+            assert item["conversations"] == len(members)
+            assert item["messages_in"] == sum(r["messages_in"] for r in members)
+            assert item["messages_out"] == sum(r["messages_out"] for r in members)
+            assert item["reopened"] == sum(1 for r in members if r["reopens"])
+            counted = [r for r in members if r["sla_met"] is not None]
+            met = sum(1 for r in counted if r["sla_met"])
+            assert item["sla_pct"] == (100.0 * met / len(counted) if counted else None)
+            for name in TIMES:
+                values = [r[f"{name}_s"] for r in members if r[f"{name}_s"] is not None]
+                figures = item[name]
+                assert figures["count"] == len(values)
+                if values:
+                    assert math.isclose(figures["mean"], sum(values) / len(values))
+                for fraction, label in ((0.5, "p50"), (0.9, "p90")):
+                    exact = nearest_rank(values, fraction)
+                    if exact is None:
+                        assert figures[label] is None
+                    else:  # the middle of the exact value's 2% bucket
+                        assert abs(figures[label] - exact) <= 0.011 * exact + 0.5
+
+    # a day's rows are dated in the company's zone
+    for r in rows:
+        local = r["closed_at"].astimezone(SP)
+        assert (r["day"], r["hour"]) == (local.date(), local.hour)
+
+    # catching up again changes nothing
+    before = await sql(
+        "SELECT sum(conversations) AS n FROM reports_hourly WHERE tenant = {}", company.tenant_id
+    )
+    await guiche_reports.catch_up(services)
+    resp = await client.post(f"{API}/rebuild", headers=headers)
+    assert resp.status == 202
+    await settle(client)
+    await guiche_reports.catch_up(services)
+    after = await sql(
+        "SELECT sum(conversations) AS n FROM reports_hourly WHERE tenant = {}", company.tenant_id
+    )
+    assert before == after == [{"n": 60}]
+
+
+async def test_list_sorts_and_pages_without_gaps(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    _, headers = await scene(client, make_company, make_channel, n=23)
+    await guiche_reports.catch_up(services_of_client(client))
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"sort": "-duration", "limit": "5", **({"cursor": cursor} if cursor else {})}
+        resp = await client.get(f"{API}/conversations", params=params, headers=headers)
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        seen += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 23 == len({r["conversation_id"] for r in seen})
+    durations = [r["duration_s"] for r in seen]
+    assert durations == sorted(durations, reverse=True)
+
+    agent = seen[0]["agent_id"]
+    resp = await client.get(f"{API}/conversations", params={"agent_id": agent}, headers=headers)
+    mine = (await resp.json())["items"]
+    assert mine and all(r["agent_id"] == agent for r in mine)
+
+    resp = await client.get(f"{API}/conversations", params={"cursor": "nope"}, headers=headers)
+    assert resp.status == 422 and "error" in await resp.json()
+    resp = await client.get(
+        f"{API}/conversations", params={"from": "2026-11-05", "to": "2026-11-01"}, headers=headers
+    )
+    assert resp.status == 422
+
+
+async def test_reopen_takes_the_row_out_until_it_closes_again(client: Any, start_chat: Any) -> None:
+    from .test_flow import served
+
+    chat, tabulation = await served(client, start_chat)
+    base = f"/api/v1/conversations/{chat.conversation_id}"
+    resp = await client.post(f"{base}/reopen", headers=chat.headers)
+    assert resp.status == 200, await resp.text()
+    await settle(client)
+    resp = await client.get(f"{API}/conversations", headers=chat.headers)
+    assert (await resp.json())["items"] == []
+    resp = await client.get(f"{API}/aggregates", params={"by": "total"}, headers=chat.headers)
+    assert (await resp.json())["items"] == []
+
+    await client.post(f"{base}/accept", headers=chat.headers)
+    resp = await client.post(
+        f"{base}/close", json={"tabulation_id": str(tabulation)}, headers=chat.headers
+    )
+    assert resp.status == 200, await resp.text()
+    await settle(client)
+    resp = await client.get(f"{API}/conversations", headers=chat.headers)
+    [row] = (await resp.json())["items"]
+    assert row["reopens"] == 1
+
+
+async def test_dashboard_updated_at_most_once_per_run(client: Any, start_chat: Any) -> None:
+    from .test_flow import served
+
+    chat, _ = await served(client, start_chat)  # its close marked the company changed
+    services = services_of_client(client)
+    assert await guiche_reports.publish_dashboards(services) >= 1
+    assert await dashboard.publish_changed(services, [chat.company.tenant_id]) == 0
+    events = await sql(
+        "SELECT data FROM events WHERE tenant = {} AND type = 'dashboard.updated'",
+        chat.company.tenant_id,
+    )
+    assert len(events) == 1
+
+
+async def test_each_role_sees_its_scope(client: Any, make_company: Any, make_channel: Any) -> None:
+    company, _ = await scene(client, make_company, make_channel, n=20)
+    await guiche_reports.catch_up(services_of_client(client))
+    rows = await raw_rows(company.tenant_id)
+    dept = rows[0]["department"]
+    supervisor = await company.add("supervisor")
+    await join(company.tenant_id, dept, supervisor.user_id)
+    viewer = await company.add("viewer")
+
+    async def seen(member: Any) -> tuple[set[str], int]:
+        headers = await login(client, member)
+        resp = await client.get(f"{API}/conversations", params={"limit": "500"}, headers=headers)
+        ids = {r["conversation_id"] for r in (await resp.json())["items"]}
+        resp = await client.get(
+            f"{API}/aggregates",
+            params={"by": "total", "from": "2026-11-01", "to": "2026-11-30"},
+            headers=headers,
+        )
+        items = (await resp.json())["items"]
+        return ids, (items[0]["conversations"] if items else 0)
+
+    ids, total = await seen(supervisor)
+    expected = {str(r["conversation"]) for r in rows if r["department"] == dept}
+    assert ids == expected and total == len(expected)
+
+    ids, total = await seen(viewer)
+    assert len(ids) == total == 20
+
+    member = await company.add("agent")
+    await sql(
+        "UPDATE reports_conversations SET agent = {} WHERE tenant = {} AND conversation = {}",
+        member.user_id,
+        company.tenant_id,
+        rows[0]["conversation"],
+    )
+    ids, _ = await seen(member)  # an agent: their own conversation only
+    assert ids == {str(rows[0]["conversation"])}
