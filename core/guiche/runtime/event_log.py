@@ -98,13 +98,18 @@ async def read_events(
             seq=row["seq"],
             type=row["type"],
             data=_data(row["data"]),
-            conversation_id=row["conversation"],
-            department_id=row["department"],
-            assignee_id=row["assignee"],
+            conversation_id=_uuid(row["conversation"]),
+            department_id=_uuid(row["department"]),
+            assignee_id=_uuid(row["assignee"]),
             created_at=row["created_at"],
         )
         for row in rows
     ]
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    """asyncpg's own UUID type as the standard library's (what JSON encoders know)."""
+    return None if value is None else uuid.UUID(str(value))
 
 
 def _data(value: Any) -> dict[str, Any]:

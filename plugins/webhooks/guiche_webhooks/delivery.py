@@ -75,7 +75,7 @@ def payload(subscription_id: uuid.UUID, events: list[LoggedEvent]) -> bytes:
                     "seq": e.seq,
                     "type": e.type,
                     "created_at": e.created_at,
-                    "conversation_id": e.conversation_id,
+                    "conversation_id": str(e.conversation_id) if e.conversation_id else None,
                     "data": e.data,
                 }
                 for e in events

@@ -28,7 +28,7 @@ def _local_receivers_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class Received:
-    headers: dict[str, str]
+    headers: Any  # case-insensitive, as received
     body: bytes
 
     @property
@@ -60,7 +60,7 @@ class Receiver:
             await self.hold.wait()
         status, headers = self.answers.pop(0) if self.answers else (self.default, {})
         if 200 <= status < 300:
-            self.received.append(Received(dict(request.headers), body))
+            self.received.append(Received(request.headers.copy(), body))
         return web.Response(status=status, headers=headers, text=f"answer {status}")
 
     async def start(self) -> None:
