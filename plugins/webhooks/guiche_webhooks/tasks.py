@@ -3,6 +3,7 @@ delivery log's retention."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Any
@@ -11,8 +12,10 @@ from guiche_webhooks import store
 from guiche_webhooks.delivery import deliver_due, enabled_settings
 
 #: A wake-up per process at most this often: a burst of messages is one pass, not many.
+#: A wake-up inside the interval is deferred to its end (once), so the burst's last
+#: events do not wait for the next scheduled pass.
 WAKE_INTERVAL = 0.2
-_last_wake = [0.0]
+_wake = {"last": 0.0, "deferred": False}
 
 
 async def deliver(services: Any) -> int:
@@ -32,8 +35,18 @@ async def purge(services: Any) -> int:
 
 async def wake(ctx: Any) -> None:
     """A company's event arrived: start a pass now rather than at the next tick."""
-    now = time.monotonic()
-    if now - _last_wake[0] < WAKE_INTERVAL:
-        return
-    _last_wake[0] = now
-    await ctx.services.tasks.kick("webhooks.deliver")
+    services = ctx.services
+    since = time.monotonic() - _wake["last"]
+    if since >= WAKE_INTERVAL:
+        _wake["last"] = time.monotonic()
+        await services.tasks.kick("webhooks.deliver")
+    elif not _wake["deferred"]:
+        _wake["deferred"] = True
+        services.spawn(_deferred(services, WAKE_INTERVAL - since), "webhooks.wake")
+
+
+async def _deferred(services: Any, delay: float) -> None:
+    await asyncio.sleep(delay)
+    _wake["deferred"] = False
+    _wake["last"] = time.monotonic()
+    await services.tasks.kick("webhooks.deliver")
