@@ -195,7 +195,7 @@ async def advance(
         done = await conn.fetchval(
             """UPDATE webhook_subscriptions SET cursor = greatest(cursor, $3), failures = 0,
                    failing_since = NULL, last_error = NULL,
-                   lease_until = $4::timestamptz + make_interval(secs => $5)
+                   lease_until = greatest($4::timestamptz, now()) + make_interval(secs => $5)
                WHERE id = $1 AND lease_token = $2 RETURNING id""",
             sub["id"], sub["lease_token"], cursor, now, lease_seconds,
         )

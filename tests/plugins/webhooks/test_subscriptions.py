@@ -132,3 +132,18 @@ async def test_admins_only_and_companies_never_see_each_other(
         resp = await setup.client.request(method, path, json=body, headers=other_headers)
         assert resp.status == 404, (method, path, await resp.text())
     assert (await setup.subscription(sub_id))["active"] is True
+
+
+async def test_odd_but_valid_input_is_never_a_500(setup: Setup, receiver: Any) -> None:
+    sub = (await setup.subscribe(receiver.url))["id"]
+    for path, body in (
+        (f"{BASE}/{sub}/replay", {"since": "2026-01-01T00:00:00"}),  # no zone
+        (f"{BASE}/{sub}/replay", {"from_seq": 2**63 - 1}),
+        (f"{BASE}/{sub}/redeliver", {"event_id": "evt_999999999999999999"}),
+    ):
+        resp = await setup.client.post(path, json=body, headers=setup.headers)
+        assert resp.status in (200, 404, 422), (body, await resp.text())
+    resp = await setup.client.patch(f"{BASE}/{sub}", json={"url": None}, headers=setup.headers)
+    assert resp.status == 422
+    resp = await setup.client.patch(f"{BASE}/{sub}", json={}, headers=setup.headers)
+    assert resp.status == 200
