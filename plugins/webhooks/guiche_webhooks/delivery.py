@@ -44,7 +44,6 @@ MAX_DELAY = 3600.0
 MAX_RETRY_AFTER = 6 * 3600.0
 BODY_KEEP = 1000
 LEASE_SECONDS = 120.0
-BATCHES_PER_PASS = 50
 CONCURRENCY = 50
 USER_AGENT = "Guiche-Webhooks/1.0"
 
@@ -116,11 +115,17 @@ def backoff(failures: int, retry_after: float | None) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-async def signing_secrets(services: Any, sub_id: uuid.UUID, now: dt.datetime) -> list[str]:
-    current, previous, until = await store.sealed_secrets(services, sub_id)
-    secrets = [open_secret(services, current)]
-    if previous and until is not None and until > now:
-        secrets.append(open_secret(services, previous))
+async def signing_secrets(services: Any, sub: dict[str, Any], now: dt.datetime) -> list[str]:
+    """The secrets that sign now: the current one, and the previous during its overlap."""
+    if "secret" not in sub:
+        sub = {**sub, **dict(zip(
+            ("secret", "previous_secret", "previous_secret_until"),
+            await store.sealed_secrets(services, sub["id"]), strict=True,
+        ))}
+    secrets = [open_secret(services, sub["secret"])]
+    until = sub["previous_secret_until"]
+    if sub["previous_secret"] and until is not None and until > now:
+        secrets.append(open_secret(services, sub["previous_secret"]))
     return secrets
 
 
@@ -224,59 +229,75 @@ async def run_subscription(
     types = list(sub["event_types"]) or None
     cursor = sub["cursor"]
     delivered = 0
+    secrets = await signing_secrets(services, sub, now)
     deadline = time.monotonic() + LEASE_SECONDS / 3  # well inside the lease
-    for _ in range(BATCHES_PER_PASS):
-        if time.monotonic() > deadline:
-            break
+    read_ahead = min(1000, settings.max_batch * 20)
+    while time.monotonic() < deadline:
         events = await read_events(
-            services, sub["tenant"], after=cursor, limit=settings.max_batch, types=types,
-            until=horizon,
+            services, sub["tenant"], after=cursor, limit=read_ahead, types=types, until=horizon
         )
-        if not events:
-            await store.skip_to(services, sub, horizon)  # nothing it wants up to the horizon
-            break
-        batch = [e for e in events if wanted(sub, e)]
-        last = events[-1].seq
-        if batch:
-            outcome = await attempt(services, client, sub, settings, batch, now, kind="delivery")
+        for start in range(0, len(events), settings.max_batch):
+            chunk = events[start : start + settings.max_batch]
+            batch = [e for e in chunk if wanted(sub, e)]
+            last = chunk[-1].seq
+            if not batch:
+                if not await store.advance(services, sub, last, now, LEASE_SECONDS):
+                    return delivered
+                cursor = last
+                continue
+            outcome = await send(services, client, sub, settings, batch, secrets)
             if not outcome.ok:
+                await log_attempt(services, sub, batch, outcome, now, kind="delivery")
                 await fail(services, sub, settings, outcome, now)
                 return delivered
+            kept = await store.delivered(
+                services, sub, cursor=last, now=now, lease_seconds=LEASE_SECONDS,
+                seqs=[e.seq for e in batch], status_code=outcome.status_code,
+                latency_ms=outcome.latency_ms, response_body=outcome.body,
+            )
             delivered += len(batch)
-            lag_now = dt.datetime.now(dt.UTC)
-            for event in batch:
-                metrics.LAG.observe(max(0.0, (lag_now - event.created_at).total_seconds()))
-            metrics.EVENTS.inc(len(batch))
-        if not await store.advance(services, sub, last, now, LEASE_SECONDS):
-            return delivered  # the lease was lost: another worker carries on
-        cursor = last
-        if len(events) < settings.max_batch:
-            await store.skip_to(services, sub, horizon)
+            observe(batch)
+            if not kept:
+                return delivered  # the lease was lost: another worker carries on
+            cursor = last
+        if len(events) < read_ahead:
+            await store.skip_to(services, sub, horizon)  # nothing more it wants up to there
             break
     await store.release(services, sub, now)
     return delivered
 
 
-async def attempt(
+def observe(batch: list[LoggedEvent]) -> None:
+    arrived = dt.datetime.now(dt.UTC)
+    for event in batch:
+        metrics.LAG.observe(max(0.0, (arrived - event.created_at).total_seconds()))
+    metrics.EVENTS.inc(len(batch))
+
+
+async def send(
     services: Any, client: httpx.AsyncClient, sub: dict[str, Any], settings: WebhooksSettings,
-    batch: list[LoggedEvent], now: dt.datetime, *, kind: str,
+    batch: list[LoggedEvent], secrets: list[str],
 ) -> Outcome:
-    body = payload(sub["id"], batch)
-    secrets = await signing_secrets(services, sub["id"], now)
     outcome = await post(
-        client, sub["url"], body, secrets, limit_seconds=settings.timeout_seconds,
-        delivery_id=uuid.uuid4(),
+        client, sub["url"], payload(sub["id"], batch), secrets,
+        limit_seconds=settings.timeout_seconds, delivery_id=uuid.uuid4(),
     )
     metrics.DELIVERIES.labels(
         "ok" if outcome.ok else "refused" if outcome.refused
         else "http_error" if outcome.status_code else "network"
     ).inc()
+    return outcome
+
+
+async def log_attempt(
+    services: Any, sub: dict[str, Any], batch: list[LoggedEvent], outcome: Outcome,
+    now: dt.datetime, *, kind: str,
+) -> None:
     await store.log_delivery(
         services, sub, kind=kind, seqs=[e.seq for e in batch], succeeded=outcome.ok,
         status_code=outcome.status_code, latency_ms=outcome.latency_ms, error=outcome.error,
         response_body=outcome.body, at=now,
     )
-    return outcome
 
 
 async def fail(
@@ -314,12 +335,14 @@ async def redeliver(
     *, client: httpx.AsyncClient | None = None,
 ) -> Outcome:
     """Send one event again now (outside the cursor), logged as a `redelivery`."""
+    now = dt.datetime.now(dt.UTC)
     own = client is None
     http = client or delivery_client()
     try:
-        return await attempt(
-            services, http, sub, settings, [event], dt.datetime.now(dt.UTC), kind="redelivery"
-        )
+        secrets = await signing_secrets(services, sub, now)
+        outcome = await send(services, http, sub, settings, [event], secrets)
     finally:
         if own:
             await http.aclose()
+    await log_attempt(services, sub, [event], outcome, now, kind="redelivery")
+    return outcome

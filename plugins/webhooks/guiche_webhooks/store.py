@@ -23,8 +23,15 @@ SUBSCRIPTION_FIELDS = (
 
 @asynccontextmanager
 async def transaction(services: Any) -> AsyncIterator[asyncpg.Connection]:
-    async with services.db.transaction() as tx:
-        yield tx.connection
+    """A pooled connection for one statement (autocommit: one round trip, where a
+    transaction costs three); a transaction when the engine has no pool."""
+    pool = getattr(services.db, "pool", None)
+    if pool is not None:
+        async with pool.acquire() as conn:
+            yield conn
+    else:
+        async with services.db.transaction() as tx:
+            yield tx.connection
 
 
 async def create_subscription(
@@ -236,6 +243,29 @@ async def skip_to(services: Any, sub: dict[str, Any], cursor: int) -> None:
             " WHERE id = $1 AND lease_token = $2",
             sub["id"], sub["lease_token"], cursor,
         )
+
+
+async def delivered(
+    services: Any, sub: dict[str, Any], *, cursor: int, now: dt.datetime,
+    lease_seconds: float, seqs: list[int], status_code: int | None, latency_ms: int | None,
+    response_body: str | None,
+) -> bool:
+    """After a 2xx: log it and move the cursor, in one statement. False when the lease
+    was lost (another worker owns the subscription now; the log row is kept)."""
+    async with transaction(services) as conn:
+        done = await conn.fetchval(
+            """WITH logged AS (
+                   INSERT INTO webhook_deliveries (id, tenant, subscription, created_at, kind,
+                       seqs, succeeded, status_code, latency_ms, response_body)
+                   VALUES ($6, $7, $1, $4, 'delivery', $8, true, $9, $10, $11))
+               UPDATE webhook_subscriptions SET cursor = greatest(cursor, $3), failures = 0,
+                   failing_since = NULL, last_error = NULL,
+                   lease_until = greatest($4::timestamptz, now()) + make_interval(secs => $5)
+               WHERE id = $1 AND lease_token = $2 RETURNING id""",
+            sub["id"], sub["lease_token"], cursor, now, lease_seconds, uuid.uuid4(),
+            sub["tenant"], seqs, status_code, latency_ms, response_body,
+        )
+    return done is not None
 
 
 async def log_delivery(
