@@ -48,7 +48,9 @@ from guiche.plugin_host.context import PLUGIN_KEY, PluginContext, context_for_re
 from guiche.plugin_host.tenant_context import tenant_plugin_context  # chatguru
 from guiche.provider_http import call_log
 from guiche.provider_http.client import outbound_client
+from guiche.runtime.event_log import LoggedEvent, read_events, settled_seq
 from guiche.runtime.plugin_events import publish_event
+from guiche.runtime.sealing import open_secret, seal_secret
 from guiche.runtime.services import services_of as _services_of
 from guiche.specs import (
     API_VERSION,
@@ -347,3 +349,6 @@ __all__ += [
     "reference_names",
     "usage_totals",
 ]
+
+# webhooks: the tenant's event log for log-driven consumers, and secrets kept at rest
+__all__ += ["LoggedEvent", "open_secret", "read_events", "seal_secret", "settled_seq"]

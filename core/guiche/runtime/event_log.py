@@ -1,0 +1,138 @@
+"""Reading a tenant's event log from a plugin: the public, tenant-scoped reader behind
+log-driven consumers such as outgoing webhooks.
+
+`events.seq` comes from a sequence, and a sequence is not commit order: a transaction
+that took seq 10 may commit after one that took seq 11. A consumer that keeps a cursor
+("everything up to 11 is done") would then never see 10. `settled_seq()` closes that
+gap: it returns a sequence number below which every event is committed (or never will
+be), by reading the sequence and then waiting until every transaction that was running
+at that moment has ended. Read with `until=settled_seq(...)` and a cursor is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from guiche.database.engine import connection
+
+if TYPE_CHECKING:
+    from guiche.runtime.services import Services
+
+#: The most events one call returns.
+MAX_LIMIT = 1000
+
+_LAST = "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_seq_seq"
+#: Transactions running now, but those we can see belong to another database of the
+#: cluster (xids are cluster-wide; another database cannot write our events).
+_RUNNING = """
+SELECT array_agg(x::text) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_stat_activity AS a
+    WHERE a.backend_xid = xid(x) AND a.datname IS DISTINCT FROM current_database()
+)
+"""
+_STILL_RUNNING = (
+    "SELECT count(*) FROM unnest($1::text[]) AS x WHERE pg_xact_status(x::xid8) = 'in progress'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One event of the tenant's log, as recorded (core's and plugins' alike)."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+    conversation_id: uuid.UUID | None
+    department_id: uuid.UUID | None
+    assignee_id: uuid.UUID | None
+    created_at: dt.datetime
+
+
+def type_filter(types: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(exact names, prefixes) from names such as `message.new` and `conversation.*`."""
+    exact: list[str] = []
+    prefixes: list[str] = []
+    for name in types:
+        if name.endswith(".*"):
+            prefixes.append(name[:-1].replace("\\", "").replace("%", "").replace("_", r"\_"))
+        else:
+            exact.append(name)
+    return exact, prefixes
+
+
+async def read_events(
+    services: Services,
+    tenant_id: uuid.UUID,
+    *,
+    after: int,
+    limit: int = 100,
+    types: Iterable[str] | None = None,
+    until: int | None = None,
+) -> list[LoggedEvent]:
+    """The tenant's events with `after < seq` (and `seq <= until`), oldest first, at
+    most `limit` (≤ `MAX_LIMIT`). `types` keeps only those names (`conversation.*`
+    matches a prefix); `None` keeps all. Only `tenant_id`'s events, ever."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    sql = (
+        "SELECT seq, type, data, conversation, department, assignee, created_at FROM events"
+        " WHERE tenant = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq <= $3)"
+    )
+    args: list[Any] = [tenant_id, after, until]
+    if types is not None:
+        exact, prefixes = type_filter(types)
+        sql += " AND (type = ANY($4::text[]) OR type LIKE ANY($5::text[]))"
+        args += [exact, [p + "%" for p in prefixes]]
+    sql += f" ORDER BY seq LIMIT {int(limit)}"
+    async with connection(services.db) as conn:
+        rows = await conn.fetch(sql, *args)
+    return [
+        LoggedEvent(
+            seq=row["seq"],
+            type=row["type"],
+            data=_data(row["data"]),
+            conversation_id=_uuid(row["conversation"]),
+            department_id=_uuid(row["department"]),
+            assignee_id=_uuid(row["assignee"]),
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    """asyncpg's own UUID type as the standard library's (what JSON encoders know)."""
+    return None if value is None else uuid.UUID(str(value))
+
+
+def _data(value: Any) -> dict[str, Any]:
+    data = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return data if isinstance(data, dict) else {}
+
+
+async def settled_seq(services: Services, *, wait: float = 5.0) -> int | None:
+    """A sequence number at or below which every event is committed or never will be
+    (all tenants), or None when a transaction older than the call is still running after
+    `wait` seconds (try again later; nothing is lost by waiting)."""
+    async with connection(services.db) as conn:
+        last = await conn.fetchval(_LAST)
+        # Taken after the sequence was read: every transaction holding a seq <= last is
+        # either finished or listed here (it wrote its row with its xid already assigned).
+        running = await conn.fetchval(_RUNNING) or []
+        deadline = asyncio.get_running_loop().time() + wait
+        pause = 0.002
+        while running:
+            if not await conn.fetchval(_STILL_RUNNING, running):
+                break
+            if asyncio.get_running_loop().time() >= deadline:
+                return None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+    return int(last)

@@ -1,0 +1,348 @@
+"""Delivery from the event log: one cursor per subscription, in order, at least once.
+
+A pass (`deliver_due`, the `webhooks.deliver` task every second, and at once when a
+company's events arrive) leases every due subscription, reads the company's events after
+its cursor — only up to the settled horizon (`guiche.plugin.settled_seq`), so an event
+committed late is never skipped — and POSTs them in order, up to `max_batch` per
+request (a receiver that lags gets batches; one that keeps up gets single events). The
+cursor moves only after a 2xx, so a crash between the POST and the move delivers the
+batch again (receivers dedupe on the event `id`). One batch is in flight per
+subscription, which keeps every conversation's events (indeed all of them) in order.
+
+Failures open the subscription's circuit: no request until `next_attempt_at`
+(exponential backoff with jitter, or the receiver's `Retry-After`), then one probe.
+Each subscription runs in its own task with its own timeout, so a dead endpoint delays
+only itself. Failing for longer than `retry_hours` pauses it (a `webhook.paused`
+event tells the company's admins why); its events wait at the cursor, nothing dropped,
+until an admin sets it `active` again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from guiche.plugin import LoggedEvent, open_secret, publish_event, read_events, settled_seq
+from guiche_webhooks import metrics, signing, store
+from guiche_webhooks.config import WebhooksSettings
+from guiche_webhooks.netguard import TargetRefused, check_url, delivery_client, refusal_of
+
+log = logging.getLogger("guiche.plugin.webhooks")
+
+BASE_DELAY = 5.0
+MAX_DELAY = 3600.0
+MAX_RETRY_AFTER = 6 * 3600.0
+BODY_KEEP = 1000
+LEASE_SECONDS = 120.0
+CONCURRENCY = 50
+USER_AGENT = "Guiche-Webhooks/1.0"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    status_code: int | None = None
+    latency_ms: int | None = None
+    error: str | None = None
+    body: str | None = None
+    retry_after: float | None = None
+    refused: bool = False
+
+
+def event_id(seq: int) -> str:
+    """Stable per event, the same on every (re)delivery: receivers dedupe on it."""
+    return f"evt_{seq}"
+
+
+def payload(subscription_id: uuid.UUID, events: list[LoggedEvent]) -> bytes:
+    return orjson.dumps(
+        {
+            "subscription_id": str(subscription_id),
+            "events": [
+                {
+                    "id": event_id(e.seq),
+                    "seq": e.seq,
+                    "type": e.type,
+                    "created_at": e.created_at,
+                    "conversation_id": str(e.conversation_id) if e.conversation_id else None,
+                    "data": e.data,
+                }
+                for e in events
+            ],
+        }
+    )
+
+
+def wanted(sub: dict[str, Any], event: LoggedEvent) -> bool:
+    """The subscription's channel and department filters (types are filtered in SQL)."""
+    channels = sub["channel_ids"]
+    if channels and str(event.data.get("channel_id")) not in {str(c) for c in channels}:
+        return False
+    departments = sub["department_ids"]
+    return not departments or event.department_id in set(departments)
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def backoff(failures: int, retry_after: float | None) -> float:
+    """Seconds until the next attempt after the `failures`-th failure in a row."""
+    if retry_after is not None:
+        return min(max(retry_after, 1.0), MAX_RETRY_AFTER)
+    ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** min(failures - 1, 20))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+async def signing_secrets(services: Any, sub: dict[str, Any], now: dt.datetime) -> list[str]:
+    """The secrets that sign now: the current one, and the previous during its overlap."""
+    if "secret" not in sub:
+        sub = {**sub, **dict(zip(
+            ("secret", "previous_secret", "previous_secret_until"),
+            await store.sealed_secrets(services, sub["id"]), strict=True,
+        ))}
+    secrets = [open_secret(services, sub["secret"])]
+    until = sub["previous_secret_until"]
+    if sub["previous_secret"] and until is not None and until > now:
+        secrets.append(open_secret(services, sub["previous_secret"]))
+    return secrets
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, body: bytes, secrets: list[str], *,
+    limit_seconds: float, delivery_id: uuid.UUID,
+) -> Outcome:
+    """One signed POST; never raises for the receiver's or the network's failures."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Guiche-Delivery": str(delivery_id),
+        signing.HEADER: signing.header_value(secrets, int(time.time()), body),
+    }
+    started = time.perf_counter()
+    try:
+        check_url(url)
+        async with asyncio.timeout(limit_seconds + 5):  # a receiver that drips its answer
+            response = await client.post(
+                url, content=body, headers=headers,
+                timeout=httpx.Timeout(limit_seconds, connect=5.0),
+            )
+            text = response.text[:BODY_KEEP]
+    except TargetRefused as exc:
+        return Outcome(ok=False, error=f"refused: {exc}", refused=True)
+    except (httpx.HTTPError, OSError) as exc:
+        refused = refusal_of(exc)
+        if refused is not None:
+            return Outcome(ok=False, error=f"refused: {refused}", refused=True)
+        elapsed = int((time.perf_counter() - started) * 1000)
+        return Outcome(ok=False, latency_ms=elapsed, error=f"{type(exc).__name__}: {exc}"[:500])
+    elapsed_s = time.perf_counter() - started
+    metrics.LATENCY.observe(elapsed_s)
+    return Outcome(
+        ok=200 <= response.status_code < 300,
+        status_code=response.status_code,
+        latency_ms=int(elapsed_s * 1000),
+        body=text,
+        error=None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}",
+        retry_after=retry_after_seconds(
+            response.headers.get("Retry-After"), dt.datetime.now(dt.UTC)
+        ),
+    )
+
+
+async def enabled_settings(services: Any) -> dict[uuid.UUID, WebhooksSettings]:
+    """Companies that enabled the plugin, with their (valid) settings."""
+    found: dict[uuid.UUID, WebhooksSettings] = {}
+    for tenant, raw in await store.enabled_tenants(services):
+        try:
+            found[tenant] = WebhooksSettings.model_validate(raw or {})
+        except ValueError:
+            log.warning("webhooks: company %s has invalid settings; skipped", tenant)
+    return found
+
+
+async def deliver_due(
+    services: Any, *, now: dt.datetime | None = None, client: httpx.AsyncClient | None = None,
+    tenants: set[uuid.UUID] | None = None,
+) -> int:
+    """One pass over every due subscription (of `tenants` only, when given); returns the
+    events acknowledged."""
+    now = now or dt.datetime.now(dt.UTC)
+    companies = await enabled_settings(services)
+    if tenants is not None:
+        companies = {t: s for t, s in companies.items() if t in tenants}
+    if not companies:
+        return 0
+    horizon = await settled_seq(services)
+    if horizon is None:
+        return 0  # an old transaction is still open: wait rather than risk a gap
+    subs = await store.claim_due(services, list(companies), now, LEASE_SECONDS, 500)
+    if not subs:
+        return 0
+    own = client is None
+    http = client or delivery_client()
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(sub: dict[str, Any]) -> int:
+        async with gate:
+            try:
+                return await run_subscription(
+                    services, http, sub, companies[sub["tenant"]], horizon, now
+                )
+            except Exception:
+                log.exception("webhooks: subscription %s failed a pass", sub["id"])
+                await store.release(services, sub, now)
+                return 0
+
+    try:
+        return sum(await asyncio.gather(*(one(sub) for sub in subs)))
+    finally:
+        if own:
+            await http.aclose()
+
+
+async def run_subscription(
+    services: Any, client: httpx.AsyncClient, sub: dict[str, Any],
+    settings: WebhooksSettings, horizon: int, now: dt.datetime,
+) -> int:
+    types = list(sub["event_types"]) or None
+    cursor = sub["cursor"]
+    delivered = 0
+    secrets = await signing_secrets(services, sub, now)
+    deadline = time.monotonic() + LEASE_SECONDS / 3  # well inside the lease
+    read_ahead = min(1000, settings.max_batch * 20)
+    while time.monotonic() < deadline:
+        events = await read_events(
+            services, sub["tenant"], after=cursor, limit=read_ahead, types=types, until=horizon
+        )
+        for start in range(0, len(events), settings.max_batch):
+            chunk = events[start : start + settings.max_batch]
+            batch = [e for e in chunk if wanted(sub, e)]
+            last = chunk[-1].seq
+            if not batch:
+                if not await store.advance(services, sub, last, now, LEASE_SECONDS):
+                    return delivered
+                cursor = last
+                continue
+            outcome = await send(services, client, sub, settings, batch, secrets)
+            if not outcome.ok:
+                await log_attempt(services, sub, batch, outcome, now, kind="delivery")
+                await fail(services, sub, settings, outcome, now)
+                return delivered
+            kept = await store.delivered(
+                services, sub, cursor=last, now=now, lease_seconds=LEASE_SECONDS,
+                seqs=[e.seq for e in batch], status_code=outcome.status_code,
+                latency_ms=outcome.latency_ms, response_body=outcome.body,
+            )
+            delivered += len(batch)
+            observe(batch)
+            if not kept:
+                return delivered  # the lease was lost: another worker carries on
+            cursor = last
+        if len(events) < read_ahead:
+            await store.skip_to(services, sub, horizon)  # nothing more it wants up to there
+            break
+    await store.release(services, sub, now)
+    return delivered
+
+
+def observe(batch: list[LoggedEvent]) -> None:
+    arrived = dt.datetime.now(dt.UTC)
+    for event in batch:
+        metrics.LAG.observe(max(0.0, (arrived - event.created_at).total_seconds()))
+    metrics.EVENTS.inc(len(batch))
+
+
+async def send(
+    services: Any, client: httpx.AsyncClient, sub: dict[str, Any], settings: WebhooksSettings,
+    batch: list[LoggedEvent], secrets: list[str],
+) -> Outcome:
+    outcome = await post(
+        client, sub["url"], payload(sub["id"], batch), secrets,
+        limit_seconds=settings.timeout_seconds, delivery_id=uuid.uuid4(),
+    )
+    metrics.DELIVERIES.labels(
+        "ok" if outcome.ok else "refused" if outcome.refused
+        else "http_error" if outcome.status_code else "network"
+    ).inc()
+    return outcome
+
+
+async def log_attempt(
+    services: Any, sub: dict[str, Any], batch: list[LoggedEvent], outcome: Outcome,
+    now: dt.datetime, *, kind: str,
+) -> None:
+    await store.log_delivery(
+        services, sub, kind=kind, seqs=[e.seq for e in batch], succeeded=outcome.ok,
+        status_code=outcome.status_code, latency_ms=outcome.latency_ms, error=outcome.error,
+        response_body=outcome.body, at=now,
+    )
+
+
+async def fail(
+    services: Any, sub: dict[str, Any], settings: WebhooksSettings, outcome: Outcome,
+    now: dt.datetime,
+) -> None:
+    """Open the circuit until the next attempt, or pause once the retry budget is spent."""
+    failing_since = sub["failing_since"] or now
+    failures = sub["failures"] + 1
+    reason = None
+    if outcome.status_code == 410:
+        reason = "the receiver answered 410 Gone"
+    elif now - failing_since >= dt.timedelta(hours=settings.retry_hours):
+        reason = (
+            f"failing since {failing_since.isoformat()} ({failures} attempts);"
+            f" last error: {outcome.error}"
+        )
+    delay = backoff(failures, outcome.retry_after)
+    await store.record_failure(
+        services, sub, error=outcome.error or "failed",
+        next_attempt_at=now + dt.timedelta(seconds=delay), pause_reason=reason, now=now,
+    )
+    if reason is not None:
+        metrics.PAUSES.inc()
+        log.warning("webhooks: subscription %s paused: %s", sub["id"], reason)
+        await publish_event(
+            services, sub["tenant"], "webhook.paused",
+            {"subscription_id": str(sub["id"]), "url": sub["url"], "reason": reason,
+             "cursor": sub["cursor"]},
+        )
+
+
+async def redeliver(
+    services: Any, sub: dict[str, Any], settings: WebhooksSettings, event: LoggedEvent,
+    *, client: httpx.AsyncClient | None = None,
+) -> Outcome:
+    """Send one event again now (outside the cursor), logged as a `redelivery`."""
+    now = dt.datetime.now(dt.UTC)
+    own = client is None
+    http = client or delivery_client()
+    try:
+        secrets = await signing_secrets(services, sub, now)
+        outcome = await send(services, http, sub, settings, [event], secrets)
+    finally:
+        if own:
+            await http.aclose()
+    await log_attempt(services, sub, [event], outcome, now, kind="redelivery")
+    return outcome
