@@ -169,8 +169,10 @@ class Tab:
 
 
 @pytest.fixture
-async def open_tab(browser: Any, server: Any) -> AsyncIterator[Callable[..., Any]]:
-    """A fresh browser context on the server; every console error fails the test."""
+async def open_tab(browser: Any, server: Any, client: Any) -> AsyncIterator[Callable[..., Any]]:
+    """A fresh browser context on the server; every console error fails the test.
+
+    Depends on `client` so the pages close before the client's teardown stops the server."""
     contexts: list[Any] = []
     tabs: list[Tab] = []
 

@@ -136,3 +136,19 @@ async def test_conversations_are_searched_by_the_contacts_name_or_phone(
     resp = await client.get("/api/v1/conversations", params={"q": ""}, headers=headers)
     assert resp.status == 422
 
+
+
+async def test_a_person_reads_their_own_presence_without_users_read(
+    client: Any, shop: Shop
+) -> None:
+    agent = await login(client, shop.agent)
+    resp = await client.get("/api/v1/presence", headers=agent)
+    assert resp.status == 200
+    assert (await resp.json())["status"] == "offline"
+    put = await client.put(
+        f"/api/v1/users/{shop.agent.user_id}/status", json={"status": "away"}, headers=agent
+    )
+    assert put.status == 200
+    body = await (await client.get("/api/v1/presence", headers=agent)).json()
+    assert (body["user_id"], body["status"]) == (str(shop.agent.user_id), "away")
+    assert (await client.get("/api/v1/presence")).status == 401

@@ -15,6 +15,7 @@ from guiche.api import (
     messages,
     notes,
     plugins,
+    presence,
     provider_calls,
     search,
     tabulations,
@@ -42,4 +43,5 @@ CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
     audit.routes,
     provider_calls.routes,
     search.routes,
+    presence.routes,
 ]
