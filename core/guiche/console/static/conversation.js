@@ -7,7 +7,7 @@ import { t } from "./i18n.js";
 import { bus, debounce, fmtTime, state } from "./state.js";
 
 const PAGE = 30;
-const TICKS = { pending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠", unknown: "?" };
+const TICKS = { pending: "○", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠", unknown: "?" };
 
 function merge(list, incoming) {
   const byId = new Map(list.map((m) => [m.id, m]));
@@ -173,7 +173,7 @@ function Composer({ conv, onSent }) {
     <textarea id="reply" name="reply" rows="2" placeholder=${t("conv.reply")} value=${text}
       onInput=${(e) => setText(e.target.value)}
       onKeyDown=${(e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); } }}></textarea>
-    <label class="file">📎<span class="sr-only">${t("conv.attach")}</span>
+    <label class="file">${t("conv.file")}<span class="sr-only"> — ${t("conv.attach")}</span>
       <input type="file" name="file" ref=${fileRef} onChange=${upload} /></label>
     <button type="button" class="ghost" onClick=${openTemplates}>${t("conv.template")}</button>
     <button type="submit" disabled=${busy}>${t("conv.send")}</button>
