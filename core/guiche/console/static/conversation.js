@@ -259,17 +259,20 @@ export function Conversation({ id, me, onRead }) {
     return off;
   }, [id]);
 
+  const shown = conv !== null;
   useEffect(() => {
     const el = listRef.current;
     if (el && stick.current) el.scrollTop = el.scrollHeight;
-  }, [messages]);
+  }, [messages, shown]);
 
   useEffect(() => {  // infinite scroll: the sentinel above the oldest message loads more
-    if (!topRef.current || !older) return;
-    const seen = new IntersectionObserver((entries) => { if (entries[0].isIntersecting) loadOlder(); }, { root: listRef.current });
+    if (!shown || !topRef.current || !older) return;
+    const seen = new IntersectionObserver((entries) => {
+      if (entries[0].isIntersecting && listRef.current.scrollHeight > listRef.current.clientHeight) loadOlder();
+    }, { root: listRef.current });
     seen.observe(topRef.current);
     return () => seen.disconnect();
-  }, [older, messages.length > 0]);
+  }, [older, shown, messages.length > 0]);
 
   if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!conv) return html`<p class="boot">…</p>`;
