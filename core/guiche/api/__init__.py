@@ -6,6 +6,7 @@ from guiche.api import (
     api_keys,
     audit,
     auth,
+    channel_types,
     channels,
     contacts,
     conversations,
@@ -44,4 +45,5 @@ CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
     provider_calls.routes,
     search.routes,
     presence.routes,
+    channel_types.routes,
 ]

@@ -46,7 +46,7 @@ function Message({ m }) {
   </li>`;
 }
 
-function Dialog({ title, onClose, children }) {
+export function Dialog({ title, onClose, children }) {
   const ref = useRef(null);
   useEffect(() => {
     const el = ref.current;
