@@ -74,6 +74,7 @@ async def test_portuguese_by_the_browser_on_a_phone_sized_screen(
     page = tab.page
     await page.goto("/")
     await expect(page.get_by_role("button", name="Entrar")).to_be_visible()
+    await tab.shot("login-phone-pt-BR")
     await page.get_by_label("E-mail").fill(shop.company.owner.email)
     await page.get_by_label("Senha").fill(shop.company.owner.password)
     await page.get_by_role("button", name="Entrar").click()
