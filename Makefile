@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench wheel-check clean sidecar
+.PHONY: install run test lint bench wheel-check clean sidecar browser
 
 $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+ or run make PYTHON=python3"; exit 1; }
@@ -18,7 +18,17 @@ install: $(STAMP)
 run: install sidecar
 	$(VENV)/bin/guiche run
 
-test: install sidecar
+# The console's browser tests drive the system's Chromium (Playwright never downloads one):
+# install Debian's package when missing; without it those tests skip and say why.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { command -v apt-get >/dev/null && \
+	    { $(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }; }; } || \
+	  echo "chromium could not be installed: the console's browser tests will skip"
+
+test: install sidecar browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 	@if command -v node >/dev/null; then cd $(SIDECAR) && node --test test/; fi

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from guiche.channels import InboundMessage, MessageType, Sender
+from guiche.channels import InboundMessage, MessageType, Sender, StatusUpdate
 from guiche.foundation.crypto import CredentialCipher
 from guiche.models import Channel, Department, Tabulation, TenantPlugin
 from guiche.testing import FAKE_SIGNATURE_HEADER, FakeChannelPlugin, fake_webhook_body, sign_fake
@@ -146,8 +146,12 @@ def inbound(text: str, *, name: str = "Ana Souza", phone: str = "5511987654321")
 
 @pytest.fixture
 def post_webhook(client: Any) -> Callable[..., Any]:
-    async def post(channel_id: uuid.UUID, messages: Sequence[InboundMessage]) -> None:
-        body = fake_webhook_body(messages)
+    async def post(
+        channel_id: uuid.UUID,
+        messages: Sequence[InboundMessage] = (),
+        statuses: Sequence[StatusUpdate] = (),
+    ) -> None:
+        body = fake_webhook_body(messages, statuses)
         resp = await client.post(
             f"/webhooks/fake/{channel_id}",
             data=body,
@@ -169,8 +173,10 @@ class Tab:
 
 
 @pytest.fixture
-async def open_tab(browser: Any, server: Any) -> AsyncIterator[Callable[..., Any]]:
-    """A fresh browser context on the server; every console error fails the test."""
+async def open_tab(browser: Any, server: Any, client: Any) -> AsyncIterator[Callable[..., Any]]:
+    """A fresh browser context on the server; every console error fails the test.
+
+    Depends on `client` so the pages close before the client's teardown stops the server."""
     contexts: list[Any] = []
     tabs: list[Tab] = []
 

@@ -6,6 +6,7 @@ from guiche.api import (
     api_keys,
     audit,
     auth,
+    channel_types,
     channels,
     contacts,
     conversations,
@@ -15,6 +16,7 @@ from guiche.api import (
     messages,
     notes,
     plugins,
+    presence,
     provider_calls,
     search,
     tabulations,
@@ -42,4 +44,6 @@ CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
     audit.routes,
     provider_calls.routes,
     search.routes,
+    presence.routes,
+    channel_types.routes,
 ]

@@ -159,7 +159,13 @@ export class Live {
   }
 
   async resync(lastSeq) {
-    if (this.lastSeq === null) { this.lastSeq = lastSeq; return; }
+    if (this.lastSeq === null) {
+      // First connection: the views loaded before the socket was live, so whatever
+      // happened in between is in neither; they reload once ("resynced").
+      this.lastSeq = lastSeq;
+      this.onEvent({ type: "resynced" });
+      return;
+    }
     let after = this.lastSeq;
     for (;;) {
       const page = await api("GET", `/api/v1/events?after=${after}&limit=500`);

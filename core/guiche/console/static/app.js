@@ -55,7 +55,7 @@ function Header({ me, companies, connection, onLogout }) {
   const [presence, setPresence] = useState(null);
   useEffect(() => {
     if (!me.user) return;
-    api("GET", `/api/v1/users/${me.user.id}`).then((u) => setPresence(u.status)).catch(() => setPresence(null));
+    api("GET", "/api/v1/presence").then((p) => setPresence(p.status)).catch(() => setPresence(null));
     return bus.on((ev) => {
       if (ev.type === "operator.status" && ev.data && ev.data.user_id === me.user.id) setPresence(ev.data.status);
     });

@@ -7,7 +7,7 @@ import { t } from "./i18n.js";
 import { bus, debounce, fmtTime, state } from "./state.js";
 
 const PAGE = 30;
-const TICKS = { pending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠", unknown: "?" };
+const TICKS = { pending: "○", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠", unknown: "?" };
 
 function merge(list, incoming) {
   const byId = new Map(list.map((m) => [m.id, m]));
@@ -46,7 +46,7 @@ function Message({ m }) {
   </li>`;
 }
 
-function Dialog({ title, onClose, children }) {
+export function Dialog({ title, onClose, children }) {
   const ref = useRef(null);
   useEffect(() => {
     const el = ref.current;
@@ -173,7 +173,7 @@ function Composer({ conv, onSent }) {
     <textarea id="reply" name="reply" rows="2" placeholder=${t("conv.reply")} value=${text}
       onInput=${(e) => setText(e.target.value)}
       onKeyDown=${(e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); } }}></textarea>
-    <label class="file">📎<span class="sr-only">${t("conv.attach")}</span>
+    <label class="file">${t("conv.file")}<span class="sr-only"> — ${t("conv.attach")}</span>
       <input type="file" name="file" ref=${fileRef} onChange=${upload} /></label>
     <button type="button" class="ghost" onClick=${openTemplates}>${t("conv.template")}</button>
     <button type="submit" disabled=${busy}>${t("conv.send")}</button>
@@ -259,17 +259,20 @@ export function Conversation({ id, me, onRead }) {
     return off;
   }, [id]);
 
+  const shown = conv !== null;
   useEffect(() => {
     const el = listRef.current;
     if (el && stick.current) el.scrollTop = el.scrollHeight;
-  }, [messages]);
+  }, [messages, shown]);
 
   useEffect(() => {  // infinite scroll: the sentinel above the oldest message loads more
-    if (!topRef.current || !older) return;
-    const seen = new IntersectionObserver((entries) => { if (entries[0].isIntersecting) loadOlder(); }, { root: listRef.current });
+    if (!shown || !topRef.current || !older) return;
+    const seen = new IntersectionObserver((entries) => {
+      if (entries[0].isIntersecting && listRef.current.scrollHeight > listRef.current.clientHeight) loadOlder();
+    }, { root: listRef.current });
     seen.observe(topRef.current);
     return () => seen.disconnect();
-  }, [older, messages.length > 0]);
+  }, [older, shown, messages.length > 0]);
 
   if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!conv) return html`<p class="boot">…</p>`;
