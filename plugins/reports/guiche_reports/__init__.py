@@ -39,9 +39,11 @@ def guiche_permissions() -> list[PermissionGrant]:
     return [
         PermissionGrant(routes.READ, ROLES, "Read reports (agents: their own figures)"),
         PermissionGrant(READ_ALL, ("owner", "admin", "viewer"), "Read the whole company's reports"),
+        # Held by every role above the supervisor too (they read everything anyway), so
+        # an admin may create a supervisor's API key: a key never exceeds its creator.
         PermissionGrant(
             READ_DEPARTMENTS,
-            ("supervisor",),
+            ("owner", "admin", "supervisor", "viewer"),
             "Read the reports of one's departments",
         ),
         PermissionGrant(

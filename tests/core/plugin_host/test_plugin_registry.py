@@ -299,3 +299,21 @@ def test_piccolo_app_that_fails_to_import_names_the_plugin() -> None:
 def test_wrong_spec_type_names_the_plugin() -> None:
     with pytest.raises(PluginError, match=r"'sloppy'.*must return TaskSpec items"):
         registry_of(plugin("sloppy", tasks=[{"name": "tick"}]))
+
+
+def test_installed_plugins_keep_the_roles_nested() -> None:
+    """Each role holds everything the role below it holds, with every installed plugin's
+    grants: an admin may create a supervisor's API key (a key never exceeds its creator),
+    an owner anything an admin can do."""
+    from guiche.plugin_host.manager import build_plugin_manager
+    from guiche.plugin_host.registry import PluginRegistry
+    from guiche.tenancy.rbac import PermissionRegistry
+
+    registry = PluginRegistry.from_manager(build_plugin_manager())
+    permissions = PermissionRegistry(registry.permission_grants())
+    ladder = ("agent", "supervisor", "admin", "owner")
+    for lower, higher in zip(ladder, ladder[1:], strict=False):
+        missing = permissions.for_role(lower) - permissions.for_role(higher)
+        assert not missing, f"{higher} lacks what {lower} has: {sorted(missing)}"
+    missing = permissions.for_role("viewer") - permissions.for_role("admin")
+    assert not missing, f"admin lacks what viewer has: {sorted(missing)}"
