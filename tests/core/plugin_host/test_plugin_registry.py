@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from importlib.metadata import EntryPoint
 from typing import Any
 
@@ -312,7 +313,7 @@ def test_installed_plugins_keep_the_roles_nested() -> None:
     registry = PluginRegistry.from_manager(build_plugin_manager())
     permissions = PermissionRegistry(registry.permission_grants())
     ladder = ("agent", "supervisor", "admin", "owner")
-    for lower, higher in zip(ladder, ladder[1:], strict=False):
+    for lower, higher in itertools.pairwise(ladder):
         missing = permissions.for_role(lower) - permissions.for_role(higher)
         assert not missing, f"{higher} lacks what {lower} has: {sorted(missing)}"
     missing = permissions.for_role("viewer") - permissions.for_role("admin")
