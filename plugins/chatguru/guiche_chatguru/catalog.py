@@ -2,13 +2,14 @@
 
 A job (`chatguru_catalog_jobs`) runs as the task `chatguru.catalog`. It lists every chat
 (the chat list page by page, then archived chats), stores them, then walks the chats
-not yet done with `concurrency` workers: each reads its chat's message pages from the
-newest (page 1) until an empty page, and hands the messages to
-`guiche.plugin.import_history` every `FLUSH_MESSAGES` messages and at the chat's end.
+not yet done with `concurrency` readers: each reads its chat's message pages from the
+newest (page 1) until an empty page and hands every page to the job's one writer, which
+stores pages of many chats together with one `guiche.plugin.import_history` call per
+`FLUSH_MESSAGES` messages (a catalog of many small chats is not one import per chat).
 
-Resumable: after each flush the chat's checkpoint (`catalog_page`, the pages whose
-messages are committed) moves, and a finished chat is `catalog_done`. A killed worker's
-job is taken over once its heartbeat is older than `STALE_AFTER` (the task is
+Resumable: once a batch is committed, each of its chats' checkpoint (`catalog_page`,
+the pages whose messages are committed) moves, and a finished chat is `catalog_done`.
+A killed worker's job is taken over once its heartbeat is older than `STALE_AFTER` (the task is
 redelivered, or started again) and resumes at each chat's checkpoint; since new
 messages only push older ones to higher pages, nothing is skipped, and what is read
 twice is a duplicate `import_history` skips. One odd item is counted, never fatal; a
@@ -53,6 +54,10 @@ PLUGIN = "chatguru"
 TASK = "catalog"
 PROGRESS_EVENT = "chatguru.catalog"
 FLUSH_MESSAGES = 2000
+#: A writer batch waits this long for more pages before storing what it has.
+GATHER_SECONDS = 0.2
+#: Pages read ahead of the writer (the readers wait beyond that).
+QUEUE_PIECES = 256
 STALE_AFTER = dt.timedelta(seconds=60)
 HEARTBEAT_SECONDS = 10.0
 PROGRESS_EVERY = 1.0
@@ -267,74 +272,119 @@ class _Run:
         with contextlib.suppress(Exception):  # progress is best effort, the job goes on
             await publish_event(self.services, self.tenant_id, PROGRESS_EVENT, data)
 
-    async def store(self, messages: list[InboundMessage]) -> tuple[int, int]:
-        if not messages:
-            return 0, 0
-        outcome = await import_history(self.services, self.channel, messages)
-        metrics.CATALOG_MESSAGES.labels("inserted").inc(outcome.inserted)
-        metrics.CATALOG_MESSAGES.labels("duplicate").inc(outcome.duplicates)
-        await self.add(
-            messages=len(messages), inserted=outcome.inserted, duplicates=outcome.duplicates
-        )
-        return outcome.inserted, outcome.duplicates
-
-    async def chat(self, chat: ChatRecord) -> None:
-        """Catalog one chat from its checkpoint to its oldest page."""
+    async def chat(self, chat: ChatRecord, writer: _Writer) -> None:
+        """Read one chat from its checkpoint to its oldest page; each page goes to the
+        writer, which commits it and then moves the chat's checkpoint."""
         state = await store.chat_state(self.account_id, chat.id)
-        first = state["catalog_page"] + 1
-        page = first
-        newest: InboundMessage | None = None
-        buffer: list[InboundMessage] = []
-        notes: list[Note] = []
         seen: set[str] = set()
-        odd = Odd()  # this chat's (chats run concurrently)
-        for page in range(first, MAX_PAGES):
+        page = state["catalog_page"]
+        for page in range(state["catalog_page"] + 1, MAX_PAGES):
             await self.check_cancel()
             items = await self.client.message_page(chat.id, page)
             if not items:
                 break
+            odd = Odd()
+            piece = _Piece(chat, page)
             for item in items:
                 parsed = parse_item(item, chat, self.zone, odd)
                 if isinstance(parsed, Note):
-                    notes.append(parsed)
+                    piece.notes.append(parsed)
                 elif parsed is not None and parsed.provider_message_id not in seen:
-                    seen.add(parsed.provider_message_id)
-                    buffer.append(parsed)
-                    if newest is None or parsed.timestamp > newest.timestamp:
-                        newest = parsed
-            if len(buffer) >= FLUSH_MESSAGES:
-                await self._flush(chat, buffer, notes, newest, page)
-                buffer, notes = [], []
+                    seen.add(parsed.provider_message_id)  # pages overlap
+                    piece.messages.append(parsed)
+            piece.odd = odd.total
+            for reason, count in odd.reasons.items():
+                self.odd.reasons[reason] = self.odd.reasons.get(reason, 0) + count
+            await writer.put(piece)
         else:  # pragma: no cover - MAX_PAGES pages without an empty one
             log.warning("chatguru: chat %s has more than %d pages", chat.id, MAX_PAGES)
-        await self._flush(chat, buffer, notes, newest, page - 1, done=True)
-        for reason, count in odd.reasons.items():
-            self.odd.reasons[reason] = self.odd.reasons.get(reason, 0) + count
-        await self.add(chats_done=1, odd=odd.total)
-        metrics.CATALOG_CHATS.inc()
-        await self.progress()
+        await writer.put(_Piece(chat, page - 1, done=True))
 
-    async def _flush(
-        self,
-        chat: ChatRecord,
-        messages: list[InboundMessage],
-        notes: list[Note],
-        newest: InboundMessage | None,
-        page: int,
-        *,
-        done: bool = False,
-    ) -> None:
-        inserted, _ = await self.store(messages)
-        await store.store_notes(self.tenant_id, self.account_id, chat.id, notes)
-        if notes:
-            await self.add(notes=len(notes))
-        if newest is not None:  # the poller reads only what is newer than this
-            await store.set_watermark(
-                self.account_id, chat.id, newest.provider_message_id, newest.timestamp
+
+@dataclass
+class _Piece:
+    """One page of one chat on its way to the database (or, `done`, the chat's end)."""
+
+    chat: ChatRecord
+    page: int
+    done: bool = False
+    messages: list[InboundMessage] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    odd: int = 0
+
+
+class _Writer:
+    """The one writer of a job: pages from every chat reader are gathered into batches
+    of about `FLUSH_MESSAGES` (or whatever came within `GATHER_SECONDS`) and stored with
+    one `import_history` call; only then do their chats' checkpoints move. Readers wait
+    when it is `QUEUE_PIECES` pages behind."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.queue: asyncio.Queue[_Piece | None] = asyncio.Queue(maxsize=QUEUE_PIECES)
+
+    async def put(self, piece: _Piece) -> None:
+        await self.queue.put(piece)
+
+    async def close(self) -> None:
+        await self.queue.put(None)
+
+    async def serve(self) -> None:
+        closed = False
+        while not closed:
+            batch: list[_Piece] = []
+            count = 0
+            while count < FLUSH_MESSAGES:
+                try:
+                    piece = await asyncio.wait_for(self.queue.get(), GATHER_SECONDS)
+                except TimeoutError:
+                    if batch:
+                        break
+                    continue
+                if piece is None:
+                    closed = True
+                    break
+                batch.append(piece)
+                count += len(piece.messages)
+            if batch:
+                await self.flush(batch)
+
+    async def flush(self, batch: list[_Piece]) -> None:
+        run = self.run
+        messages = [m for piece in batch for m in piece.messages]
+        inserted = duplicates = 0
+        if messages:
+            outcome = await import_history(run.services, run.channel, messages)
+            inserted, duplicates = outcome.inserted, outcome.duplicates
+            metrics.CATALOG_MESSAGES.labels("inserted").inc(inserted)
+            metrics.CATALOG_MESSAGES.labels("duplicate").inc(duplicates)
+        chats_done = 0
+        for piece in batch:
+            chat = piece.chat
+            await store.store_notes(run.tenant_id, run.account_id, chat.id, piece.notes)
+            if piece.messages:
+                newest = max(piece.messages, key=lambda message: message.timestamp)
+                await store.set_watermark(
+                    run.account_id, chat.id, newest.provider_message_id, newest.timestamp
+                )
+            await store.checkpoint(
+                run.account_id,
+                chat.id,
+                page=max(piece.page, 0),
+                done=True if piece.done else None,
+                added=len(piece.messages),
             )
-        await store.checkpoint(
-            self.account_id, chat.id, page=max(page, 0), done=done or None, added=inserted
+            chats_done += piece.done
+        metrics.CATALOG_CHATS.inc(chats_done)
+        await run.add(
+            messages=len(messages),
+            inserted=inserted,
+            duplicates=duplicates,
+            notes=sum(len(piece.notes) for piece in batch),
+            odd=sum(piece.odd for piece in batch),
+            chats_done=chats_done,
         )
+        await run.progress()
 
 
 async def run_catalog(job_id: str, services: Any) -> None:
@@ -402,24 +452,31 @@ async def _walk(run: _Run, concurrency: int) -> None:
     queue: asyncio.Queue[ChatRecord] = asyncio.Queue()
     for chat in todo:
         queue.put_nowait(chat)
+    writer = _Writer(run)
 
-    async def worker() -> None:
+    async def reader() -> None:
         while True:
             try:
                 chat = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             try:
-                await run.chat(chat)
+                await run.chat(chat, writer)
             except (ChatGuruShapeError, ValueError) as exc:  # this chat only
                 metrics.CATALOG_ERRORS.labels("chat").inc()
                 log.warning("chatguru catalog: chat %s failed: %s", chat.id, exc)
                 await run.add(errors=1)
 
-    try:
+    async def readers() -> None:
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, min(concurrency, len(todo)))):
-                group.create_task(worker())
+                group.create_task(reader())
+        await writer.close()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(readers())
+            group.create_task(writer.serve())
     except BaseExceptionGroup as failed:
         raise unwrap_group(failed) from None
 
