@@ -30,6 +30,7 @@ from .targets import MAX_CSV_BYTES, from_contacts, import_csv, lines
 READ = "campaigns.read"
 MANAGE = "campaigns.manage"
 TAGS = ("campaigns",)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class _Body(BaseModel):
@@ -134,14 +135,18 @@ async def list_campaigns(request: web.Request, *, query: ListQuery) -> dict[str,
     at, after = None, None
     if query.cursor:
         try:
-            stamp, raw_id = query.cursor.split("_", 1)
-            at, after = dt.datetime.fromisoformat(stamp), uuid.UUID(raw_id)
-        except ValueError:
+            micros, raw_id = query.cursor.split("_", 1)
+            at, after = EPOCH + dt.timedelta(microseconds=int(micros)), uuid.UUID(raw_id)
+        except (ValueError, OverflowError):
             raise _invalid("cursor", "invalid cursor") from None
     rows = await ctx.services.db.pool.fetch(store.LIST, ctx.tenant_id, at, after, query.limit)
     items = [store.campaign_out(row) for row in rows]
     last = rows[-1] if len(rows) == query.limit else None
-    cursor = f"{last['created_at'].isoformat()}_{last['id']}" if last else None
+    cursor = (
+        f"{(last['created_at'] - EPOCH) // dt.timedelta(microseconds=1)}_{last['id']}"
+        if last
+        else None
+    )
     return {"items": items, "next_cursor": cursor}
 
 
@@ -303,7 +308,7 @@ async def cancel_campaign(request: web.Request) -> dict[str, Any]:
 async def resend_failed(request: web.Request) -> dict[str, Any]:
     ctx = await plugin_context(request)
     row = await _campaign(ctx, _id(request))
-    if row["status"] not in ("finished", "cancelled", "paused"):
+    if row["status"] not in store.FINAL:
         raise _state_error(row, "resend the failed of")
     pool = ctx.services.db.pool
     async with pool.acquire() as conn, conn.transaction():

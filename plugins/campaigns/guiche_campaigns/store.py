@@ -74,6 +74,7 @@ FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[])
      AS t(contact, phone, name, variables)
 LEFT JOIN campaign_opt_outs o ON o.tenant = $1 AND o.channel = $8 AND o.phone = t.phone
 ON CONFLICT (campaign, run, phone) DO NOTHING
+RETURNING state
 """
 
 CONTACTS_BY_ID = """

@@ -144,3 +144,14 @@ async def test_another_company_never_sees_or_touches_a_campaign(client, make_sho
     assert resp.status == 422
     await settle(client)
     assert fake_plugin.provider.sent == []
+
+
+async def test_campaigns_are_listed_newest_first_by_pages(client, make_shop):
+    shop = await make_shop()
+    made = [(await shop.create(client, name=f"c{i}"))["id"] for i in range(3)]
+    first = await shop.get(client, "campaigns?limit=2")
+    assert [c["id"] for c in first["items"]] == made[:0:-1]
+    second = await shop.get(client, f"campaigns?limit=2&cursor={first['next_cursor']}")
+    assert [c["id"] for c in second["items"]] == made[:1]
+    assert second["next_cursor"] is None
+    await shop.get(client, "campaigns?cursor=nonsense", status=422)
