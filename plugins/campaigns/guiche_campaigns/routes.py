@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from guiche.plugin import (
+    ApiError,
     Conflict,
     NotFound,
     RouteSpec,
@@ -21,11 +22,11 @@ from guiche.plugin import (
     plugin_context,
 )
 
-from . import engine, store
+from . import engine, store, targets
 from .content import Content
 from .optout import add_opt_outs, remove_opt_out
 from .pacing import SendWindow
-from .targets import MAX_CSV_BYTES, from_contacts, import_csv, lines
+from .targets import from_contacts, import_csv, lines
 
 READ = "campaigns.read"
 MANAGE = "campaigns.manage"
@@ -234,7 +235,7 @@ async def import_targets(request: web.Request) -> dict[str, Any]:
     row = await _campaign(ctx, _id(request))
     if row["status"] in store.FINAL:
         raise _state_error(row, "add targets to")
-    if request.content_length is not None and request.content_length > MAX_CSV_BYTES:
+    if request.content_length is not None and request.content_length > targets.MAX_CSV_BYTES:
         raise _too_large()
     locale = await company_locale(ctx.services, ctx.tenant_id)
     try:
@@ -247,14 +248,15 @@ async def import_targets(request: web.Request) -> dict[str, Any]:
     return added.out()
 
 
-def _too_large() -> Any:
-    from guiche.plugin import ApiError
+class CsvTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
 
-    return ApiError(
-        f"the CSV is larger than {MAX_CSV_BYTES} bytes",
-        status=413,
-        code="payload_too_large",
-        details={"max_bytes": MAX_CSV_BYTES},
+
+def _too_large() -> CsvTooLarge:
+    return CsvTooLarge(
+        f"the CSV is larger than {targets.MAX_CSV_BYTES} bytes",
+        details={"max_bytes": targets.MAX_CSV_BYTES},
     )
 
 

@@ -91,8 +91,10 @@ def _error(added: Added, line: int, reason: str) -> None:
         added.errors.append({"line": line, "error": reason})
 
 
-async def lines(content: Any, limit: int = MAX_CSV_BYTES) -> AsyncIterator[str]:
-    """Decoded text lines of a streamed body (UTF-8, BOM dropped), refusing past `limit`."""
+async def lines(content: Any, limit: int | None = None) -> AsyncIterator[str]:
+    """Decoded text lines of a streamed body (UTF-8, BOM dropped), refusing past `limit`
+    bytes (`MAX_CSV_BYTES`): OverflowError, before the rest is read."""
+    limit = limit or MAX_CSV_BYTES
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     seen = 0
     pending = ""

@@ -155,3 +155,26 @@ async def test_campaigns_are_listed_newest_first_by_pages(client, make_shop):
     assert [c["id"] for c in second["items"]] == made[:1]
     assert second["next_cursor"] is None
     await shop.get(client, "campaigns?cursor=nonsense", status=422)
+
+
+async def test_a_csv_over_the_limit_is_refused_and_stores_nothing(client, make_shop, monkeypatch):
+    from guiche_campaigns import targets
+
+    monkeypatch.setattr(targets, "MAX_CSV_BYTES", 2000)
+    shop = await make_shop()
+    campaign = await shop.create(client)
+    url = f"{BASE}/campaigns/{campaign['id']}/targets/import"
+    headers = {**shop.headers, "Content-Type": "text/csv"}
+    big = csv_of(200).encode()
+    resp = await client.post(url, data=big, headers=headers)  # declared length: refused at once
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+
+    async def chunked():  # no declared length: refused while streaming, nothing kept
+        for start in range(0, len(big), 500):
+            yield big[start : start + 500]
+
+    resp = await client.post(url, data=chunked(), headers=headers)
+    assert resp.status == 413
+    assert await ledger_rows(campaign["id"]) == []
+    assert (await shop.csv(client, campaign["id"], csv_of(5)))["added"] == 5
