@@ -414,6 +414,7 @@ async def report(request: web.Request) -> dict[str, Any]:
     delivered = by_state["delivered"] + by_state["read"] + by_state["replied"]
     locale = await company_locale(ctx.services, ctx.tenant_id)
     daily = await pool.fetch(store.DAILY, row["id"], ctx.tenant_id, locale.timezone)
+    costs = await pool.fetch(store.COST, row["id"], ctx.tenant_id)
     total = sum(by_state.values())
 
     def rate(part: int, whole: int) -> float | None:
@@ -437,6 +438,15 @@ async def report(request: web.Request) -> dict[str, Any]:
             else None
         ),
         "daily": [dict(d) | {"day": d["day"].isoformat()} for d in daily],
+        "cost": [
+            {
+                "currency": c["currency"],
+                "billable_messages": c["billable"],
+                "amount": float(c["cost"]) if c["cost"] is not None else None,
+                "categories": sorted(store.loads(c["categories"]) or {}),
+            }
+            for c in costs
+        ],
     }
 
 

@@ -236,6 +236,18 @@ GROUP BY 1 ORDER BY 1
 """
 
 
+# What the provider reported for the campaign's messages (core's provider_usage, one row
+# per billed message, written by the status webhooks that carry pricing).
+COST = """
+SELECT u.currency, count(*) FILTER (WHERE u.billable) AS billable, sum(u.cost) AS cost,
+       jsonb_object_agg(DISTINCT u.category, true) FILTER (WHERE u.category <> '') AS categories
+FROM campaign_targets t
+JOIN provider_usage u ON u.tenant = t.tenant AND u.message_id = t.message_id
+WHERE t.campaign = $1 AND t.tenant = $2
+GROUP BY u.currency
+"""
+
+
 def jsonb(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, default=str).decode()
 

@@ -107,6 +107,12 @@ async def test_a_template_campaign_on_meta_cloud_end_to_end(
     await settle(client)
     states = {r["phone"]: r["state"] for r in await ledger_rows(campaign_id)}
     assert states == {"+5511976543210": "read", "+5511987654321": "sent"}
+    resp = await client.get(f"{BASE}/campaigns/{campaign_id}/report", headers=headers)
+    report = await resp.json()
+    assert report["delivery_rate"] == 0.5 and report["read_rate"] == 0.5
+    # Meta reports pricing (billable, category), not an amount
+    [cost] = report["cost"]
+    assert (cost["billable_messages"], cost["categories"]) == (1, ["utility"])
 
     # Bruno answers PARAR: opted out on this channel, confirmed (inside his window now)
     inbound = rewrite(
