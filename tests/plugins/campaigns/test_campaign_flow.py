@@ -178,3 +178,28 @@ async def test_a_csv_over_the_limit_is_refused_and_stores_nothing(client, make_s
     assert resp.status == 413
     assert await ledger_rows(campaign["id"]) == []
     assert (await shop.csv(client, campaign["id"], csv_of(5)))["added"] == 5
+
+
+async def test_targets_from_a_contact_search_stay_in_the_company(client, make_shop):
+    mine = await make_shop()
+    theirs = await make_shop()
+    for shop, name in ((mine, "Joana Prado"), (mine, "Joana Lima"), (theirs, "Joana Outra")):
+        resp = await client.post(
+            "/api/v1/contacts",
+            json={"name": name, "phone": f"+55119{uuid.uuid4().int % 10**8:08d}"},
+            headers=shop.headers,
+        )
+        assert resp.status == 201
+    campaign = await mine.create(client)
+    resp = await client.post(
+        f"{BASE}/campaigns/{campaign['id']}/targets",
+        json={"search": "Joana"},
+        headers=mine.headers,
+    )
+    assert (await resp.json())["added"] == 2
+    names = sorted(r["name"] for r in await ledger_rows(campaign["id"]))
+    assert names == ["Joana Lima", "Joana Prado"]
+    resp = await client.post(
+        f"{BASE}/campaigns/{campaign['id']}/targets", json={}, headers=mine.headers
+    )
+    assert resp.status == 422
