@@ -275,6 +275,8 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
         if campaign["send_window"]
         else None
     )
+    renewed = loop.time()  # TAKE_DRIVER just set the lease
+    next_progress = 0.0
     while loop.time() < deadline:
         if not in_window(window, clock(), locale.timezone):
             return "outside_window"  # the tick re-drives it; nothing is claimed meanwhile
@@ -282,13 +284,15 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
             return "daily_cap"
         if not await _slot(services, campaign, token, settings):
             return "stopped"
-        await pool.execute(
-            "UPDATE campaigns SET driver_until = now() + make_interval(secs => $2)"
-            " WHERE id = $1 AND driver_token = $3",
-            campaign_id,
-            DRIVER_LEASE_SECONDS,
-            token,
-        )
+        if loop.time() - renewed > DRIVER_LEASE_SECONDS / 3:  # the lease never runs out
+            renewed = loop.time()
+            await pool.execute(
+                "UPDATE campaigns SET driver_until = now() + make_interval(secs => $2)"
+                " WHERE id = $1 AND driver_token = $3",
+                campaign_id,
+                DRIVER_LEASE_SECONDS,
+                token,
+            )
         target = await pool.fetchrow(
             store.CLAIM_TARGET, campaign_id, campaign["run"], TARGET_LEASE_SECONDS
         )
@@ -298,7 +302,9 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
                 return "finished"
             return "waiting"  # another claim's lease is still live: re-driven later
         await send_one(services, campaign, target)
-        await progress(services, campaign)
+        if loop.time() >= next_progress:  # the database decides across processes
+            next_progress = loop.time() + 1.0
+            await progress(services, campaign)
     return "more"
 
 

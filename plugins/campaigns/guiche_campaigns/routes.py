@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from guiche.plugin import (
+    ApiError,
     Conflict,
     NotFound,
     RouteSpec,
@@ -21,15 +22,16 @@ from guiche.plugin import (
     plugin_context,
 )
 
-from . import engine, store
+from . import engine, store, targets
 from .content import Content
 from .optout import add_opt_outs, remove_opt_out
 from .pacing import SendWindow
-from .targets import MAX_CSV_BYTES, from_contacts, import_csv, lines
+from .targets import from_contacts, import_csv, lines
 
 READ = "campaigns.read"
 MANAGE = "campaigns.manage"
 TAGS = ("campaigns",)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class _Body(BaseModel):
@@ -134,14 +136,18 @@ async def list_campaigns(request: web.Request, *, query: ListQuery) -> dict[str,
     at, after = None, None
     if query.cursor:
         try:
-            stamp, raw_id = query.cursor.split("_", 1)
-            at, after = dt.datetime.fromisoformat(stamp), uuid.UUID(raw_id)
-        except ValueError:
+            micros, raw_id = query.cursor.split("_", 1)
+            at, after = EPOCH + dt.timedelta(microseconds=int(micros)), uuid.UUID(raw_id)
+        except (ValueError, OverflowError):
             raise _invalid("cursor", "invalid cursor") from None
     rows = await ctx.services.db.pool.fetch(store.LIST, ctx.tenant_id, at, after, query.limit)
     items = [store.campaign_out(row) for row in rows]
     last = rows[-1] if len(rows) == query.limit else None
-    cursor = f"{last['created_at'].isoformat()}_{last['id']}" if last else None
+    cursor = (
+        f"{(last['created_at'] - EPOCH) // dt.timedelta(microseconds=1)}_{last['id']}"
+        if last
+        else None
+    )
     return {"items": items, "next_cursor": cursor}
 
 
@@ -229,7 +235,7 @@ async def import_targets(request: web.Request) -> dict[str, Any]:
     row = await _campaign(ctx, _id(request))
     if row["status"] in store.FINAL:
         raise _state_error(row, "add targets to")
-    if request.content_length is not None and request.content_length > MAX_CSV_BYTES:
+    if request.content_length is not None and request.content_length > targets.MAX_CSV_BYTES:
         raise _too_large()
     locale = await company_locale(ctx.services, ctx.tenant_id)
     try:
@@ -242,14 +248,15 @@ async def import_targets(request: web.Request) -> dict[str, Any]:
     return added.out()
 
 
-def _too_large() -> Any:
-    from guiche.plugin import ApiError
+class CsvTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
 
-    return ApiError(
-        f"the CSV is larger than {MAX_CSV_BYTES} bytes",
-        status=413,
-        code="payload_too_large",
-        details={"max_bytes": MAX_CSV_BYTES},
+
+def _too_large() -> CsvTooLarge:
+    return CsvTooLarge(
+        f"the CSV is larger than {targets.MAX_CSV_BYTES} bytes",
+        details={"max_bytes": targets.MAX_CSV_BYTES},
     )
 
 
@@ -303,7 +310,7 @@ async def cancel_campaign(request: web.Request) -> dict[str, Any]:
 async def resend_failed(request: web.Request) -> dict[str, Any]:
     ctx = await plugin_context(request)
     row = await _campaign(ctx, _id(request))
-    if row["status"] not in ("finished", "cancelled", "paused"):
+    if row["status"] not in store.FINAL:
         raise _state_error(row, "resend the failed of")
     pool = ctx.services.db.pool
     async with pool.acquire() as conn, conn.transaction():
@@ -407,6 +414,7 @@ async def report(request: web.Request) -> dict[str, Any]:
     delivered = by_state["delivered"] + by_state["read"] + by_state["replied"]
     locale = await company_locale(ctx.services, ctx.tenant_id)
     daily = await pool.fetch(store.DAILY, row["id"], ctx.tenant_id, locale.timezone)
+    costs = await pool.fetch(store.COST, row["id"], ctx.tenant_id)
     total = sum(by_state.values())
 
     def rate(part: int, whole: int) -> float | None:
@@ -430,6 +438,15 @@ async def report(request: web.Request) -> dict[str, Any]:
             else None
         ),
         "daily": [dict(d) | {"day": d["day"].isoformat()} for d in daily],
+        "cost": [
+            {
+                "currency": c["currency"],
+                "billable_messages": c["billable"],
+                "amount": float(c["cost"]) if c["cost"] is not None else None,
+                "categories": sorted(store.loads(c["categories"]) or {}),
+            }
+            for c in costs
+        ],
     }
 
 

@@ -74,6 +74,7 @@ FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[])
      AS t(contact, phone, name, variables)
 LEFT JOIN campaign_opt_outs o ON o.tenant = $1 AND o.channel = $8 AND o.phone = t.phone
 ON CONFLICT (campaign, run, phone) DO NOTHING
+RETURNING state
 """
 
 CONTACTS_BY_ID = """
@@ -232,6 +233,18 @@ SELECT (t.sent_at AT TIME ZONE $3)::date AS day, count(*) AS sent,
 FROM campaign_targets t
 WHERE t.campaign = $1 AND t.tenant = $2 AND t.sent_at IS NOT NULL
 GROUP BY 1 ORDER BY 1
+"""
+
+
+# What the provider reported for the campaign's messages (core's provider_usage, one row
+# per billed message, written by the status webhooks that carry pricing).
+COST = """
+SELECT u.currency, count(*) FILTER (WHERE u.billable) AS billable, sum(u.cost) AS cost,
+       jsonb_object_agg(DISTINCT u.category, true) FILTER (WHERE u.category <> '') AS categories
+FROM campaign_targets t
+JOIN provider_usage u ON u.tenant = t.tenant AND u.message_id = t.message_id
+WHERE t.campaign = $1 AND t.tenant = $2
+GROUP BY u.currency
 """
 
 

@@ -67,8 +67,7 @@ async def store_batch(conn: Any, campaign: Any, batch: Batch, added: Added) -> N
     """Insert one batch (duplicates collapse, opted-out phones are stored as such)."""
     if not batch.phones:
         return
-    before = await conn.fetch(store.COUNTS, campaign["id"], campaign["run"])
-    result = await conn.execute(
+    rows = await conn.fetch(
         store.INSERT_TARGETS,
         campaign["tenant"],
         campaign["id"],
@@ -79,9 +78,8 @@ async def store_batch(conn: Any, campaign: Any, batch: Batch, added: Added) -> N
         batch.variables,
         campaign["channel"],
     )
-    inserted = int(result.split()[-1])
-    after = await conn.fetch(store.COUNTS, campaign["id"], campaign["run"])
-    opted = store.counts_of(after)["opted_out"] - store.counts_of(before)["opted_out"]
+    inserted = len(rows)
+    opted = sum(1 for row in rows if row["state"] == "opted_out")
     added.added += inserted - opted
     added.opted_out += opted
     added.duplicates += len(batch.phones) - inserted
@@ -93,8 +91,10 @@ def _error(added: Added, line: int, reason: str) -> None:
         added.errors.append({"line": line, "error": reason})
 
 
-async def lines(content: Any, limit: int = MAX_CSV_BYTES) -> AsyncIterator[str]:
-    """Decoded text lines of a streamed body (UTF-8, BOM dropped), refusing past `limit`."""
+async def lines(content: Any, limit: int | None = None) -> AsyncIterator[str]:
+    """Decoded text lines of a streamed body (UTF-8, BOM dropped), refusing past `limit`
+    bytes (`MAX_CSV_BYTES`): OverflowError, before the rest is read."""
+    limit = limit or MAX_CSV_BYTES
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     seen = 0
     pending = ""

@@ -144,3 +144,62 @@ async def test_another_company_never_sees_or_touches_a_campaign(client, make_sho
     assert resp.status == 422
     await settle(client)
     assert fake_plugin.provider.sent == []
+
+
+async def test_campaigns_are_listed_newest_first_by_pages(client, make_shop):
+    shop = await make_shop()
+    made = [(await shop.create(client, name=f"c{i}"))["id"] for i in range(3)]
+    first = await shop.get(client, "campaigns?limit=2")
+    assert [c["id"] for c in first["items"]] == made[:0:-1]
+    second = await shop.get(client, f"campaigns?limit=2&cursor={first['next_cursor']}")
+    assert [c["id"] for c in second["items"]] == made[:1]
+    assert second["next_cursor"] is None
+    await shop.get(client, "campaigns?cursor=nonsense", status=422)
+
+
+async def test_a_csv_over_the_limit_is_refused_and_stores_nothing(client, make_shop, monkeypatch):
+    from guiche_campaigns import targets
+
+    monkeypatch.setattr(targets, "MAX_CSV_BYTES", 2000)
+    shop = await make_shop()
+    campaign = await shop.create(client)
+    url = f"{BASE}/campaigns/{campaign['id']}/targets/import"
+    headers = {**shop.headers, "Content-Type": "text/csv"}
+    big = csv_of(200).encode()
+    resp = await client.post(url, data=big, headers=headers)  # declared length: refused at once
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+
+    async def chunked():  # no declared length: refused while streaming, nothing kept
+        for start in range(0, len(big), 500):
+            yield big[start : start + 500]
+
+    resp = await client.post(url, data=chunked(), headers=headers)
+    assert resp.status == 413
+    assert await ledger_rows(campaign["id"]) == []
+    assert (await shop.csv(client, campaign["id"], csv_of(5)))["added"] == 5
+
+
+async def test_targets_from_a_contact_search_stay_in_the_company(client, make_shop):
+    mine = await make_shop()
+    theirs = await make_shop()
+    for shop, name in ((mine, "Joana Prado"), (mine, "Joana Lima"), (theirs, "Joana Outra")):
+        resp = await client.post(
+            "/api/v1/contacts",
+            json={"name": name, "phone": f"+55119{uuid.uuid4().int % 10**8:08d}"},
+            headers=shop.headers,
+        )
+        assert resp.status == 201
+    campaign = await mine.create(client)
+    resp = await client.post(
+        f"{BASE}/campaigns/{campaign['id']}/targets",
+        json={"search": "Joana"},
+        headers=mine.headers,
+    )
+    assert (await resp.json())["added"] == 2
+    names = sorted(r["name"] for r in await ledger_rows(campaign["id"]))
+    assert names == ["Joana Lima", "Joana Prado"]
+    resp = await client.post(
+        f"{BASE}/campaigns/{campaign['id']}/targets", json={}, headers=mine.headers
+    )
+    assert resp.status == 422

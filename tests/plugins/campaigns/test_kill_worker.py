@@ -144,3 +144,59 @@ async def test_a_worker_killed_mid_campaign_leaves_every_target_sent_once(
     states = {r["phone"]: r["state"] for r in rows}
     assert {p for p, s in states.items() if s == "sent"} <= set(provider)
     assert set(provider) <= set(states)
+
+
+async def test_two_worker_processes_and_repeated_kicks_send_each_target_once(
+    client, make_shop, require_redis, redis_queue, database_url, encryption_key, tmp_path
+):
+    """Two real workers consume one stream while the drive task is kicked again and again
+    (a scheduler tick racing the self re-kicks): the driver lease and the row claims
+    leave one message per target."""
+    services = services_of_client(client)
+    shop = await make_shop()
+    campaign = await shop.create(client, rate_per_minute=3000)
+    await shop.csv(client, campaign["id"], csv_of(TARGETS))
+    sent_key = f"{redis_queue}:sent"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": require_redis,
+        "GUICHE_TASK_QUEUE": redis_queue,
+        "GUICHE_ENCRYPTION_KEYS": encryption_key,
+        "GUICHE_DATA_DIR": str(tmp_path),
+        "GUICHE_LOG_JSON": "false",
+        "CAMPAIGN_WORKER_SENT": sent_key,
+    }
+    redis = Redis.from_url(require_redis)
+    procs = []
+    for n in range(2):
+        with (tmp_path / f"worker-{n}.log").open("wb") as log_file:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, str(WORKER), env=env, stdout=log_file, stderr=log_file
+                )
+            )
+    try:
+        await shop.act(client, campaign["id"], "start")
+        async with asyncio.timeout(WORKER_START):
+            while True:
+                for _ in range(3):  # extra drivers: each must find the lease held
+                    await engine.kick(services, uuid.UUID(campaign["id"]))
+                body = await shop.get(client, f"campaigns/{campaign['id']}")
+                if body["status"] == "finished" and body["counts"]["queued"] == 0:
+                    break
+                await asyncio.sleep(0.2)
+        phones = [p.decode() for p in await redis.lrange(sent_key, 0, -1)]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            await proc.wait()
+        await redis.aclose()
+    logs = "".join((tmp_path / f"worker-{n}.log").read_text() for n in range(2))
+    assert len(phones) == TARGETS, logs
+    assert len(set(phones)) == TARGETS
+    rows = await ledger_rows(campaign["id"])
+    assert {r["state"] for r in rows} == {"sent"}
+    assert len({r["message_id"] for r in rows}) == TARGETS

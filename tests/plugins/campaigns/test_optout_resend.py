@@ -108,3 +108,35 @@ async def test_resend_failed_runs_again_over_the_failed_only(client, make_shop, 
     report = await shop.get(client, f"campaigns/{campaign['id']}/report")
     assert report["runs"] == 2 and report["counts"]["failed"] == 2 and report["counts"]["sent"] == 5
     assert await fetch("SELECT 1 FROM campaign_targets WHERE run = 3") == []
+
+
+async def test_opt_outs_belong_to_one_company(client, make_shop, post_webhook):
+    mine = await make_shop()
+    theirs = await make_shop()
+    resp = await client.post(
+        f"{BASE}/opt-outs",
+        json={"channel_id": str(mine.channel.id), "phones": ["+5511910000000"]},
+        headers=theirs.headers,
+    )
+    assert resp.status == 422  # not their channel
+    resp = await client.post(
+        f"{BASE}/opt-outs",
+        json={"channel_id": str(mine.channel.id), "phones": ["+5511910000000"]},
+        headers=mine.headers,
+    )
+    assert resp.status == 200
+    listed = await theirs.get(client, f"opt-outs?channel_id={mine.channel.id}")
+    assert listed["items"] == []
+    resp = await client.delete(
+        f"{BASE}/opt-outs?channel_id={mine.channel.id}&phone=%2B5511910000000",
+        headers=theirs.headers,
+    )
+    assert resp.status == 204
+    listed = await mine.get(client, f"opt-outs?channel_id={mine.channel.id}")
+    assert [o["phone"] for o in listed["items"]] == ["+5511910000000"]
+    # their customer's keyword on their channel opts out nobody of mine
+    inbound = text_message("SAIR", phone="5511910000001")
+    assert (await post_webhook(theirs.channel, [inbound])).status == 200
+    await settle(client)
+    listed = await mine.get(client, f"opt-outs?channel_id={mine.channel.id}")
+    assert [o["phone"] for o in listed["items"]] == ["+5511910000000"]
