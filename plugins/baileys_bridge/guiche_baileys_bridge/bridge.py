@@ -22,7 +22,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -49,9 +49,6 @@ from guiche_baileys_bridge.parse import (
 )
 from guiche_baileys_bridge.sealing import seal
 from guiche_baileys_bridge.wire import BridgeConnection, BridgeError
-
-if TYPE_CHECKING:
-    from guiche.runtime.services import Services
 
 log = logging.getLogger("guiche.plugin.baileys_bridge")
 
@@ -145,7 +142,7 @@ def external_sidecar(settings: OperatorSettings) -> Sidecar:
 class Bridge:
     """One controller connection to one sidecar and the sessions this process leases."""
 
-    def __init__(self, services: Services, settings: OperatorSettings) -> None:
+    def __init__(self, services: Any, settings: OperatorSettings) -> None:
         self.services = services
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -396,7 +393,7 @@ class Bridge:
                     log.warning("baileys_bridge: media not stored: %s", exc.message)
 
 
-async def run_bridge(services: Services, stop: asyncio.Event) -> None:
+async def run_bridge(services: Any, stop: asyncio.Event) -> None:
     """The `bridge` service: runs until `stop`; raises when the sidecar dies (core
     restarts it, and a new sidecar resumes every session from its stored auth)."""
     await Bridge(services, OperatorSettings()).run(stop)
