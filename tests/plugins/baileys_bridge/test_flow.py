@@ -156,7 +156,7 @@ async def test_a_wrong_secret_never_starts_anything(client, setup: Setup, fake_s
         operator_settings(fake_sidecar.address, GUICHE_BAILEYS_SIDECAR_SECRET="wrong")
     )
     await eventually(lambda: _refused(fake_sidecar))
-    assert not fake_sidecar.of("start")
+    assert not fake_sidecar.of("start", setup.session)
     await running.halt()
 
 
