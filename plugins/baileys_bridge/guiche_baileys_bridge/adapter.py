@@ -8,8 +8,10 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import hmac
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel
 
 from guiche.channels import (
@@ -33,9 +35,11 @@ from guiche.channels import (
 from guiche_baileys_bridge import store
 from guiche_baileys_bridge.config import BaileysConfig
 from guiche_baileys_bridge.outbound import send_frame, send_result
+from guiche_baileys_bridge.parse import frames_batch
 from guiche_baileys_bridge.sealing import unseal
 from guiche_baileys_bridge.wire import BridgeConnection, BridgeError
 
+SECRET_HEADER = "X-Guiche-Bridge-Secret"
 #: The sidecar paces sends per number, so a send may wait behind others.
 SEND_TIMEOUT_SECONDS = 120.0
 
@@ -52,10 +56,24 @@ class BaileysAdapter(ChannelAdapter):
     )
 
     async def parse_webhook(self, request: WebhookRequest) -> WebhookBatch:
-        raise WebhookAuthError("baileys channels receive through the bridge, not webhooks")
+        """Bridge frames pushed over HTTP to core's `/webhooks/baileys/<channel id>`
+        (one frame, or `{"frames": [...]}`), authenticated by the channel's webhook
+        secret in `X-Guiche-Bridge-Secret`. The bridge service itself does not need it
+        (it holds a TCP connection); it serves pushers that cannot."""
+        given = request.header(SECRET_HEADER) or ""
+        expected = self.channel.webhook_secret
+        if not expected or not given or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise WebhookAuthError("missing or wrong bridge secret")
+        body = orjson.loads(request.body)
+        if not isinstance(body, dict):
+            raise ValueError("a bridge frame or {frames: [...]} is a JSON object")
+        frames = body.get("frames") if isinstance(body.get("frames"), list) else [body]
+        accept_groups = isinstance(self.config, BaileysConfig) and self.config.accept_groups
+        return frames_batch(frames, accept_groups=accept_groups)
 
-    async def send(self, message: OutboundMessage) -> SendResult:
-        frame = send_frame(message)
+    async def sidecar(self) -> tuple[str, int, str]:
+        """(host, port, secret) of the sidecar running this channel's session, from the
+        lease row; a retryable error while no bridge holds a live lease."""
         row = await store.load(self.channel.id)
         now = dt.datetime.now(dt.UTC)
         if not row or not row["address"] or not row["lease_until"] or row["lease_until"] < now:
@@ -66,6 +84,11 @@ class BaileysAdapter(ChannelAdapter):
         if secret is None:
             raise RetryableSendError("the bridge's secret is unreadable", code="not_connected")
         host, port = split_address(row["address"])
+        return host, port, secret
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        frame = send_frame(message)
+        host, port, secret = await self.sidecar()
         try:
             conn = await BridgeConnection.open(host, port, secret)
         except BridgeError as exc:

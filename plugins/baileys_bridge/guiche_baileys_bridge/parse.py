@@ -20,18 +20,6 @@ import logging
 import re
 from typing import Any
 
-from guiche_baileys_bridge.values import (
-    as_bytes,
-    as_int,
-    as_timestamp,
-    is_broadcast_jid,
-    is_group_jid,
-    is_lid_jid,
-    is_phone_jid,
-    jid_user,
-    text_or_none,
-)
-
 from guiche.channels import (
     Chat,
     ChatKind,
@@ -48,6 +36,18 @@ from guiche.channels import (
     Sender,
     SharedContact,
     StatusUpdate,
+    WebhookBatch,
+)
+from guiche_baileys_bridge.values import (
+    as_bytes,
+    as_int,
+    as_timestamp,
+    is_broadcast_jid,
+    is_group_jid,
+    is_lid_jid,
+    is_phone_jid,
+    jid_user,
+    text_or_none,
 )
 
 log = logging.getLogger("guiche.plugin.baileys_bridge")
@@ -486,4 +486,31 @@ def qr_update(data: dict[str, Any], *, now: dt.datetime | None = None) -> Connec
         qr_code=text_or_none(data.get("qr")),
         timestamp=now or dt.datetime.now(dt.UTC),
         raw={k: v for k, v in data.items() if k != "qr"},
+    )
+
+
+def frames_batch(frames: list[Any], *, accept_groups: bool = False) -> WebhookBatch:
+    """Bridge frames (message, ack, connection, qr) as one batch; the rest is ignored."""
+    messages, statuses, connection, ignored = [], [], [], 0
+    for frame in frames:
+        if (
+            not isinstance(frame, dict)
+            or frame.get("v") != 1
+            or not isinstance(frame.get("data"), dict)
+        ):
+            ignored += 1
+            continue
+        kind, data = frame.get("type"), frame["data"]
+        if kind == "message" and (m := inbound_message(data, accept_groups=accept_groups)):
+            messages.append(m)
+        elif kind == "ack" and (s := status_update(data)):
+            statuses.append(s)
+        elif kind == "connection" and (c := connection_update(data)):
+            connection.append(c)
+        elif kind == "qr":
+            connection.append(qr_update(data))
+        else:
+            ignored += 1
+    return WebhookBatch(
+        messages=messages, statuses=statuses, connection=connection, ignored=ignored
     )
