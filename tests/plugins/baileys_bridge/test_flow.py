@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 import orjson
+from guiche_baileys_bridge.bridge import start_sidecar
+from guiche_baileys_bridge.config import OperatorSettings
 from guiche_baileys_bridge.tables import BaileysSession
 
 from guiche.plugin import decrypt_json
@@ -254,3 +256,38 @@ async def _media_message(channel_id: uuid.UUID) -> dict[str, Any] | None:
 
 async def _refused(fake: Any) -> bool:
     return fake.refused > 0
+
+
+async def test_history_and_append_are_imported_without_notifications(
+    client, setup: Setup, fake_sidecar, run_bridge
+):
+    run_bridge(operator_settings(fake_sidecar.address))
+    await fake_sidecar.wait_for("start", setup.session)
+    old = load("bridge_message_text.json")["data"]
+    old["upsert_type"] = "append"
+    old["message"]["key"]["id"] = "HISTORY0001"
+    await fake_sidecar.push("message", setup.session, old)
+    batch = []
+    for n in range(3):
+        item = load("bridge_message_text.json")["data"]["message"]
+        item["key"]["id"] = f"HISTORY010{n}"
+        item["messageTimestamp"] = 1741900000 + n
+        batch.append(item)
+    await fake_sidecar.push("history", setup.session, {"messages": batch, "is_latest": True})
+    rows = await eventually(lambda: _count_at_least(setup.channel_id, 4))
+    assert {r["provider_message_id"] for r in rows} >= {"HISTORY0001", "HISTORY0100"}
+    assert not await events_of(setup.company.tenant_id, "message.new")
+
+
+async def test_a_missing_node_is_said_clearly(caplog, tmp_path) -> None:
+    settings = OperatorSettings.model_validate(
+        {"GUICHE_BAILEYS_NODE": "no-such-node-binary", "GUICHE_BAILEYS_SIDECAR_DIR": str(tmp_path)}
+    )
+    assert await start_sidecar(settings) is None
+    assert "`no-such-node-binary` is not on the PATH" in caplog.text
+    assert "GUICHE_BAILEYS_SIDECAR_ADDRESS" in caplog.text
+
+
+async def _count_at_least(channel_id: uuid.UUID, count: int) -> list[dict[str, Any]] | None:
+    rows = await messages_of(channel_id)
+    return rows if len(rows) >= count else None
