@@ -1,0 +1,63 @@
+"""Leases: sessions spread over bridges, never run twice, and move when their holder
+stops or dies (its lease expires)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from guiche_baileys_bridge import store
+from guiche_baileys_bridge.tables import BaileysSession
+
+from .conftest import Setup, create_channel, operator_settings
+
+
+async def owners(channel_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await BaileysSession.raw(
+        "SELECT channel_id, owner FROM baileys_sessions WHERE channel_id = ANY({}::uuid[])",
+        [str(c) for c in channel_ids],
+    )
+    return {uuid.UUID(str(r["channel_id"])): r["owner"] for r in rows}
+
+
+async def test_two_bridges_never_run_a_session_twice_and_take_over(
+    client, setup: Setup, fake_sidecar, run_bridge
+):
+    more = [await create_channel(client, setup.headers) for _ in range(3)]
+    channels = [setup.channel_id, *more]
+    settings = operator_settings(fake_sidecar.address)
+    first, second = run_bridge(settings), run_bridge(settings)
+    for channel_id in channels:
+        await fake_sidecar.wait_for("start", str(channel_id))
+    await asyncio.sleep(0.3)  # several reconcile rounds of both
+    for channel_id in channels:
+        assert len(fake_sidecar.of("start", str(channel_id))) == 1
+    held = await owners(channels)
+    assert set(held.values()) <= {first.bridge.owner, second.bridge.owner}
+    assert set(first.bridge.running).isdisjoint(second.bridge.running)
+    assert set(first.bridge.running) | set(second.bridge.running) >= set(channels)
+
+    moved = [c for c in first.bridge.running if c in channels]  # (other tests' channels too)
+    await first.halt()  # a clean stop gives its leases up at once
+    for channel_id in moved:
+        await fake_sidecar.wait_for("start", str(channel_id), count=2)
+    assert set(second.bridge.running) >= set(channels)
+
+
+async def test_a_dead_holders_lease_must_expire_first(
+    client, setup: Setup, fake_sidecar, run_bridge
+):
+    tenant = setup.company.tenant_id
+    assert await store.acquire(setup.channel_id, tenant, "ghost", "10.0.0.9:1", "", 30)
+    assert not await store.acquire(setup.channel_id, tenant, "other", "10.0.0.8:1", "", 30)
+    running = run_bridge(operator_settings(fake_sidecar.address))
+    await asyncio.sleep(0.3)
+    assert not fake_sidecar.of("start", setup.session)  # the ghost still holds it
+    await BaileysSession.raw(
+        "UPDATE baileys_sessions SET lease_until = now() - interval '1 second'"
+        " WHERE channel_id = {}",
+        setup.channel_id,
+    )
+    await fake_sidecar.wait_for("start", setup.session)
+    assert (await owners([setup.channel_id]))[setup.channel_id] == running.bridge.owner
+    assert await store.renew("ghost", [setup.channel_id], 30) == set()  # the ghost lost it
