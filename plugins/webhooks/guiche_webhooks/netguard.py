@@ -17,10 +17,8 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 import aiohttp
-import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
-from httpx_aiohttp import AiohttpTransport
 
 from guiche_webhooks.config import allowed_networks_value, http_allowed
 
@@ -151,16 +149,12 @@ def refusal_of(exc: BaseException) -> TargetRefused | None:
     return None
 
 
-def delivery_client(*, connections: int = 100) -> httpx.AsyncClient:
-    """The client deliveries go through: aiohttp's transport with `GuardedResolver`, no
-    DNS cache (every new connection resolves again), no redirects, no proxies from the
-    environment. Create it inside the running loop; `aclose()` it."""
-
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(), use_dns_cache=False, limit=connections
-        )
-        return aiohttp.ClientSession(connector=connector, trust_env=False)
-
-    transport = AiohttpTransport(client=session, trust_env=False)
-    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+def delivery_client(*, connections: int = 100) -> aiohttp.ClientSession:
+    """The session deliveries go through: aiohttp with `GuardedResolver`, no DNS cache
+    (every new connection resolves again), no proxies from the environment. (aiohttp's
+    own API, not httpx over it: the httpx layer halved a worker's deliveries per second.)
+    Create it inside the running loop; `close()` it."""
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(), use_dns_cache=False, limit=connections
+    )
+    return aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)

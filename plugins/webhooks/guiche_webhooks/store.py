@@ -247,23 +247,27 @@ async def skip_to(services: Any, sub: dict[str, Any], cursor: int) -> None:
 
 async def delivered(
     services: Any, sub: dict[str, Any], *, cursor: int, now: dt.datetime,
-    lease_seconds: float, seqs: list[int], status_code: int | None, latency_ms: int | None,
-    response_body: str | None,
+    lease_seconds: float, attempts: list[dict[str, Any]],
 ) -> bool:
-    """After a 2xx: log it and move the cursor, in one statement. False when the lease
-    was lost (another worker owns the subscription now; the log row is kept)."""
+    """After 2xx answers: log them and move the cursor, in one statement. False when the
+    lease was lost (another worker owns the subscription now; the log rows are kept).
+    `attempts`: `seqs`, `status_code`, `latency_ms`, `response_body` each."""
+    rows = [{**attempt, "id": str(uuid.uuid4())} for attempt in attempts]
     async with transaction(services) as conn:
         done = await conn.fetchval(
             """WITH logged AS (
                    INSERT INTO webhook_deliveries (id, tenant, subscription, created_at, kind,
                        seqs, succeeded, status_code, latency_ms, response_body)
-                   VALUES ($6, $7, $1, $4, 'delivery', $8, true, $9, $10, $11))
+                   SELECT r.id, $6, $1, $4, 'delivery', r.seqs, true, r.status_code,
+                          r.latency_ms, r.response_body
+                   FROM jsonb_to_recordset($7::jsonb) AS r(id uuid, seqs bigint[],
+                       status_code int, latency_ms int, response_body text))
                UPDATE webhook_subscriptions SET cursor = greatest(cursor, $3), failures = 0,
                    failing_since = NULL, last_error = NULL,
                    lease_until = greatest($4::timestamptz, now()) + make_interval(secs => $5)
                WHERE id = $1 AND lease_token = $2 RETURNING id""",
-            sub["id"], sub["lease_token"], cursor, now, lease_seconds, uuid.uuid4(),
-            sub["tenant"], seqs, status_code, latency_ms, response_body,
+            sub["id"], sub["lease_token"], cursor, now, lease_seconds, sub["tenant"],
+            orjson.dumps(rows).decode(),
         )
     return done is not None
 
