@@ -1,7 +1,7 @@
 // One conversation: history with infinite scroll, live updates, reply (text, file,
 // template when the 24-hour window is closed), accept / transfer / close, notes, the
 // contact's card and past conversations.
-import { html, useEffect, useState, useRef } from "./vendor/htm-preact.js";
+import { html, useEffect, useMemo, useState, useRef } from "./vendor/htm-preact.js";
 import { api, blobUrl } from "./api.js";
 import { t } from "./i18n.js";
 import { bus, debounce, fmtTime, state } from "./state.js";
@@ -224,7 +224,7 @@ export function Conversation({ id, me, onRead }) {
   const stick = useRef(true);
 
   const loadConv = () => api("GET", `/api/v1/conversations/${id}`).then(setConv);
-  const markRead = debounce(() => api("POST", `/api/v1/conversations/${id}/read`).then(onRead).catch(() => {}), 300);
+  const markRead = useMemo(() => debounce(() => api("POST", `/api/v1/conversations/${id}/read`).then(onRead).catch(() => {}), 300), [id]);
   async function loadLatest() {
     const page = await api("GET", `/api/v1/conversations/${id}/messages?limit=${PAGE}`);
     setMessages((list) => merge(list, page.items));
