@@ -49,12 +49,21 @@ function Message({ m }) {
 export function Dialog({ title, onClose, children }) {
   const ref = useRef(null);
   useEffect(() => {
+    const opener = document.activeElement;  // focus goes back there when the dialog closes
     const el = ref.current;
     const first = el && el.querySelector("select, input, textarea, button");
     if (first) first.focus();
-    const onKey = (e) => { if (e.key === "Escape") onClose(); };
+    const onKey = (e) => {
+      if (e.key === "Escape") onClose();
+      if (e.key !== "Tab" || !el) return;  // keep Tab inside the dialog
+      const items = [...el.querySelectorAll("select, input, textarea, button, a[href]")].filter((x) => !x.disabled);
+      if (!items.length) return;
+      const [head, tail] = [items[0], items[items.length - 1]];
+      if (e.shiftKey && document.activeElement === head) { e.preventDefault(); tail.focus(); }
+      else if (!e.shiftKey && document.activeElement === tail) { e.preventDefault(); head.focus(); }
+    };
     addEventListener("keydown", onKey);
-    return () => removeEventListener("keydown", onKey);
+    return () => { removeEventListener("keydown", onKey); if (opener && opener.focus && opener.isConnected) opener.focus(); };
   }, []);
   return html`<div class="backdrop"><div class="dialog" role="dialog" aria-modal="true" aria-label=${title} ref=${ref}>
     <h2>${title}</h2>${children}</div></div>`;
