@@ -154,3 +154,30 @@ async def test_company_switch_and_logout(
     await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     stored = await page.evaluate("localStorage.getItem('guiche.session')")
     assert stored is None
+
+
+async def test_search_by_contact_and_unread_counts_in_the_inbox(
+    open_tab: Any, shop: Shop, post_webhook: Any
+) -> None:
+    tab = await open_tab()
+    page = tab.page
+    await sign_in(tab, shop.company.owner)
+    await post_webhook(shop.channel_id, [inbound("Oi"), inbound("Tem alguém?")])
+    await post_webhook(
+        shop.channel_id, [inbound("Bom dia", name="Bruno Lima", phone="5521999990000")]
+    )
+    ana = page.locator(".conversations .conv", has_text="Ana Souza")
+    await expect(ana.locator(".badge.unread")).to_have_text("2")
+    await expect(page.locator(".tab[data-category=pending] .badge")).to_have_text("2")
+
+    await page.get_by_label("Search by contact").fill("bruno")
+    await expect(page.locator(".conversations .conv")).to_have_count(1)
+    await expect(page.locator(".conversations .conv")).to_contain_text("Bruno Lima")
+    await page.get_by_label("Search by contact").fill("99999")  # part of the phone
+    await expect(page.locator(".conversations .conv")).to_contain_text("Bruno Lima")
+    await page.get_by_label("Search by contact").fill("")
+    await expect(page.locator(".conversations .conv")).to_have_count(2)
+
+    await ana.click()  # opening it marks it read
+    await expect(ana.locator(".badge.unread")).to_have_count(0)
+    await expect(page.locator(".tab[data-category=pending] .badge")).to_have_text("1")

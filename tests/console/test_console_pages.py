@@ -118,8 +118,12 @@ async def test_the_inbox_works_from_the_keyboard_with_a_visible_focus(
     await page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Close conversation")
     await expect(dialog.get_by_label("Tabulation")).to_be_focused()
+    for _ in range(6):  # Tab cycles inside the dialog
+        await page.keyboard.press("Tab")
+        assert await dialog.evaluate("el => el.contains(document.activeElement)")
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
+    await expect(page.get_by_role("button", name="Close")).to_be_focused()  # back to the opener
     unlabeled = await page.evaluate(
         """[...document.querySelectorAll('input, select, textarea')]
              .filter(el => !el.labels || el.labels.length === 0).map(el => el.name)"""

@@ -16,7 +16,19 @@ export class ApiError extends Error {
 }
 
 export const getSession = () => session;
+queueMicrotask(() => scheduleRenewal());
 export const onSession = (fn) => { listeners.add(fn); return () => listeners.delete(fn); };
+
+let renewTimer = null;
+
+/** Refresh a minute before the access token expires, so an idle page's socket is
+ *  re-authenticated (`auth` frame) instead of being closed at expiry. */
+function scheduleRenewal() {
+  clearTimeout(renewTimer);
+  if (!session) return;
+  const wait = Math.max(session.expires_at - Date.now() - 60_000, 5_000);
+  renewTimer = setTimeout(() => refresh().catch(() => {}), wait);
+}
 
 function store(pair) {
   session = pair && {
@@ -27,6 +39,7 @@ function store(pair) {
   };
   if (session) localStorage.setItem(KEY, JSON.stringify(session));
   else localStorage.removeItem(KEY);
+  scheduleRenewal();
   for (const fn of listeners) fn(session);
 }
 

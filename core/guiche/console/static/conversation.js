@@ -1,7 +1,7 @@
 // One conversation: history with infinite scroll, live updates, reply (text, file,
 // template when the 24-hour window is closed), accept / transfer / close, notes, the
 // contact's card and past conversations.
-import { html, useEffect, useState, useRef } from "./vendor/htm-preact.js";
+import { html, useEffect, useMemo, useState, useRef } from "./vendor/htm-preact.js";
 import { api, blobUrl } from "./api.js";
 import { t } from "./i18n.js";
 import { bus, debounce, fmtTime, state } from "./state.js";
@@ -49,12 +49,21 @@ function Message({ m }) {
 export function Dialog({ title, onClose, children }) {
   const ref = useRef(null);
   useEffect(() => {
+    const opener = document.activeElement;  // focus goes back there when the dialog closes
     const el = ref.current;
     const first = el && el.querySelector("select, input, textarea, button");
     if (first) first.focus();
-    const onKey = (e) => { if (e.key === "Escape") onClose(); };
+    const onKey = (e) => {
+      if (e.key === "Escape") onClose();
+      if (e.key !== "Tab" || !el) return;  // keep Tab inside the dialog
+      const items = [...el.querySelectorAll("select, input, textarea, button, a[href]")].filter((x) => !x.disabled);
+      if (!items.length) return;
+      const [head, tail] = [items[0], items[items.length - 1]];
+      if (e.shiftKey && document.activeElement === head) { e.preventDefault(); tail.focus(); }
+      else if (!e.shiftKey && document.activeElement === tail) { e.preventDefault(); head.focus(); }
+    };
     addEventListener("keydown", onKey);
-    return () => removeEventListener("keydown", onKey);
+    return () => { removeEventListener("keydown", onKey); if (opener && opener.focus && opener.isConnected) opener.focus(); };
   }, []);
   return html`<div class="backdrop"><div class="dialog" role="dialog" aria-modal="true" aria-label=${title} ref=${ref}>
     <h2>${title}</h2>${children}</div></div>`;
@@ -224,7 +233,7 @@ export function Conversation({ id, me, onRead }) {
   const stick = useRef(true);
 
   const loadConv = () => api("GET", `/api/v1/conversations/${id}`).then(setConv);
-  const markRead = debounce(() => api("POST", `/api/v1/conversations/${id}/read`).then(onRead).catch(() => {}), 300);
+  const markRead = useMemo(() => debounce(() => api("POST", `/api/v1/conversations/${id}/read`).then(onRead).catch(() => {}), 300), [id]);
   async function loadLatest() {
     const page = await api("GET", `/api/v1/conversations/${id}/messages?limit=${PAGE}`);
     setMessages((list) => merge(list, page.items));

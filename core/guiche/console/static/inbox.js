@@ -1,6 +1,6 @@
 // The inbox: conversations by category and scope, live over the socket, with unread
 // counts and contact search; the open conversation beside it (conversation.js).
-import { html, useEffect, useState, useRef } from "./vendor/htm-preact.js";
+import { html, useEffect, useMemo, useState, useRef } from "./vendor/htm-preact.js";
 import { api } from "./api.js";
 import { t } from "./i18n.js";
 import { bus, debounce, fmtTime } from "./state.js";
@@ -48,11 +48,11 @@ export function Inbox({ me, conversationId }) {
       setCursor(page.next_cursor);
     } finally { setLoading(false); }
   }
-  const reloadCounts = debounce(async () => {
+  const reloadCounts = useMemo(() => debounce(async () => {
     const f = filters.current;
     const unread = await api("GET", `/api/v1/conversations/unread?scope=${f.scope}`).catch(() => null);
     if (unread) setCounts(unread);
-  }, 150);
+  }, 150), []);
 
   useEffect(() => { reload(); reloadCounts(); }, [category, scope, q]);
 
@@ -89,7 +89,7 @@ export function Inbox({ me, conversationId }) {
     setCursor(page.next_cursor);
   }
 
-  const onSearch = debounce((value) => setQ(value.trim()), 250);
+  const onSearch = useMemo(() => debounce((value) => setQ(value.trim()), 250), []);
   return html`<div class=${"inbox" + (conversationId ? " has-open" : "")}>
     <section class="list" aria-label=${t("nav.inbox")}>
       <div class="tabs" role="tablist">
@@ -123,7 +123,7 @@ export function Inbox({ me, conversationId }) {
     <section class="open" aria-label=${t("conv.region")}>
       ${conversationId
         ? html`<${Conversation} key=${conversationId} id=${conversationId} me=${me}
-              onRead=${() => setItems((list) => list.map((c) => (c.id === conversationId ? { ...c, unread_count: 0 } : c)))} />`
+              onRead=${() => { reloadCounts(); setItems((list) => list.map((c) => (c.id === conversationId ? { ...c, unread_count: 0 } : c))); }} />`
         : html`<p class="empty">${t("inbox.pick")}</p>`}
     </section>
   </div>`;
