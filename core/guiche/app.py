@@ -12,7 +12,13 @@ from redis.asyncio import Redis
 from guiche.api import CORE_ROUTE_TABLES
 from guiche.api.webhooks import routes as webhook_routes
 from guiche.console.routes import setup_console
-from guiche.database.engine import POOL_SERVER_SETTINGS, bind_tables, make_engine, storage_flavor
+from guiche.database.engine import (
+    POOL_SERVER_SETTINGS,
+    bind_tables,
+    make_engine,
+    start_pool_waiting,
+    storage_flavor,
+)
 from guiche.foundation.config import ConfigError, Settings, load_settings
 from guiche.models import CORE_TABLES
 from guiche.plugin_host.manager import build_plugin_manager
@@ -57,7 +63,9 @@ def build_services(
 
 async def open_resources(services: Services) -> None:
     settings = services.settings
-    await services.db.start_connection_pool(
+    await start_pool_waiting(
+        services.db,
+        wait_seconds=settings.db_startup_wait_seconds,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         server_settings=POOL_SERVER_SETTINGS,

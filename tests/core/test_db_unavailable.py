@@ -17,7 +17,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from guiche.database.engine import PooledConnection, database_unavailable
+from guiche.database.engine import (
+    PooledConnection,
+    database_unavailable,
+    make_engine,
+    start_pool_waiting,
+)
 from guiche.web.middleware import UNAVAILABLE_RETRY_AFTER
 from tests.conftest import login
 
@@ -188,3 +193,28 @@ def test_only_connection_failures_count_as_unavailable() -> None:
     assert not database_unavailable(asyncpg.InterfaceError("another operation is in progress"))
     assert not database_unavailable(asyncpg.InternalClientError("called on a free holder"))
     assert not database_unavailable(ValueError("bug"))
+
+
+async def test_a_starting_process_waits_for_the_database_to_come_up(
+    relay: Relay, database_url: str
+) -> None:
+    """A worker started during a database restart (the relay refusing connections)
+    opens its pool once the database answers, instead of exiting."""
+    relay.cut()
+    engine = make_engine(_through(database_url, relay.port))
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.6, relay.start)  # the database is back on the same address
+    try:
+        await start_pool_waiting(engine, wait_seconds=30, min_size=1, max_size=2)
+        assert await engine.pool.fetchval("SELECT 1") == 1
+    finally:
+        await engine.close_connection_pool()
+
+
+async def test_waiting_for_the_database_gives_up_after_its_deadline(
+    relay: Relay, database_url: str
+) -> None:
+    relay.cut()
+    engine = make_engine(_through(database_url, relay.port))
+    with pytest.raises(OSError):
+        await start_pool_waiting(engine, wait_seconds=0.5, min_size=1, max_size=2)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
@@ -106,6 +107,31 @@ def database_unavailable(exc: BaseException) -> bool:
         # connection read the server's FATAL (a restart) but not yet its end of stream.
         return "cannot switch to state" in str(exc)
     return isinstance(exc, OSError)  # refused, reset, timed out (TimeoutError is one)
+
+
+async def start_pool_waiting(
+    engine: PostgresEngine, *, wait_seconds: float, **pool_options: Any
+) -> None:
+    """Open the engine's pool, waiting up to `wait_seconds` for a database that is
+    starting, restarting or briefly unreachable (a worker replaced during a database
+    restart, or a container started before Postgres): it retries with a doubling pause
+    instead of exiting at once. Other errors (a wrong password, a missing database)
+    raise immediately."""
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.2
+    while True:
+        try:
+            await engine.start_connection_pool(**pool_options)
+            return
+        except Exception as exc:
+            if not database_unavailable(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning(
+                "database not reachable yet; retrying",
+                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": pause},
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 def make_engine(database_url: str) -> PostgresEngine:

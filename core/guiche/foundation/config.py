@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     demo_password: SecretStr | None = None
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
+    # Seconds a starting process waits for an unreachable or restarting database.
+    db_startup_wait_seconds: float = Field(60.0, ge=0)
     # Outbound sending (guiche.outbound): retries with full-jitter backoff, a lease per send.
     send_max_attempts: int = Field(8, ge=1, le=100)
     send_retry_base_seconds: float = Field(1.0, ge=0)
