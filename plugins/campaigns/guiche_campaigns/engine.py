@@ -44,6 +44,9 @@ DRIVER_LEASE_SECONDS = 30.0
 TARGET_LEASE_SECONDS = 30.0
 PAUSE_CHECK_SECONDS = 0.25
 CAP_RECHECK = 20
+MAX_IN_FLIGHT = 8
+"""Targets being handed to the outbox at once by one driver (the pacing schedule still
+decides when each starts); each holds its own claim."""
 DRIVE_TASK = "campaigns.drive"
 
 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # noqa: E731 - tests swap it
@@ -275,6 +278,29 @@ async def drive(campaign_id: str, *, services: Any) -> str:
 
 
 async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str:
+    """Send until the slice ends; up to `MAX_IN_FLIGHT` claimed targets are being handed
+    to the outbox at once (each claimed by this driver alone), and all have settled
+    before the driver lets go of its lease."""
+    inflight: set[asyncio.Task[Any]] = set()
+    try:
+        return await _sending(services, campaign_id, token, inflight)
+    finally:
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+
+async def _send_guarded(services: Any, campaign: Any, target: Any, slots: Any) -> None:
+    try:
+        await send_one(services, campaign, target)
+    except Exception:  # logged in send_one; the claim expires and is retried, same key
+        pass
+    finally:
+        slots.release()
+
+
+async def _sending(
+    services: Any, campaign_id: uuid.UUID, token: uuid.UUID, inflight: set[asyncio.Task[Any]]
+) -> str:
     pool = await _pool(services)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SLICE_SECONDS
@@ -292,6 +318,7 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
     )
     renewed = loop.time()  # TAKE_DRIVER just set the lease
     pace: dict[str, float] = {}
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     cap_left = await _cap_left(services, campaign, locale.timezone, settings)
     since_check = 0
     if cap_left is not None and cap_left <= 0:
@@ -301,6 +328,8 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
         if not in_window(window, clock(), locale.timezone):
             return "outside_window"  # the tick re-drives it; nothing is claimed meanwhile
         if cap_left is not None and (cap_left <= 0 or since_check >= CAP_RECHECK):
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
             cap_left = await _cap_left(services, campaign, locale.timezone, settings)
             since_check = 0
             if cap_left is not None and cap_left <= 0:
@@ -316,15 +345,21 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
                 DRIVER_LEASE_SECONDS,
                 token,
             )
+        await slots.acquire()
         target = await pool.fetchrow(
             store.CLAIM_TARGET, campaign_id, campaign["run"], TARGET_LEASE_SECONDS
         )
         if target is None:
+            slots.release()
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
             if await pool.fetchval(store.OPEN_LEFT, campaign_id, campaign["run"]) == 0:
                 await finish(services, campaign)
                 return "finished"
             return "waiting"  # another claim's lease is still live: re-driven later
-        await send_one(services, campaign, target)
+        task = asyncio.create_task(_send_guarded(services, campaign, target, slots))
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
         if cap_left is not None:  # another campaign on the number may send too: recheck
             cap_left -= 1
             since_check += 1
