@@ -43,6 +43,13 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "limited_achieved_per_second",
         "limited_error_percent",
     },
+    "campaigns": {
+        "imported_per_second",
+        "sent_per_second_unpaced",
+        "paced_10_error_percent",
+        "paced_80_error_percent",
+        "duplicates",
+    },
 }
 #: Figures (and ceiling figures) that count errors, failures or duplicates: any but 0
 #: means the run was broken, whatever its timings.
@@ -69,6 +76,7 @@ MUST_BE_ZERO: dict[str, dict[str, set[str]]] = {
     },
     "history": {"figures": {"import_duplicates"}, "ceiling": set()},
     "ws": {"figures": {"ingest_errors", "ingest_abandoned"}, "ceiling": set()},
+    "campaigns": {"figures": {"duplicates"}, "ceiling": set()},
     "faults": {
         "figures": {"inbound_lost", "inbound_duplicates", "outbound_lost", "outbound_duplicates"},
         "ceiling": set(),

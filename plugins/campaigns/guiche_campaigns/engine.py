@@ -43,6 +43,10 @@ SLICE_SECONDS = 20.0
 DRIVER_LEASE_SECONDS = 30.0
 TARGET_LEASE_SECONDS = 30.0
 PAUSE_CHECK_SECONDS = 0.25
+CAP_RECHECK = 20
+MAX_IN_FLIGHT = 8
+"""Targets being handed to the outbox at once by one driver (the pacing schedule still
+decides when each starts); each holds its own claim."""
 DRIVE_TASK = "campaigns.drive"
 
 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # noqa: E731 - tests swap it
@@ -144,10 +148,22 @@ async def _wait(services: Any, campaign_id: uuid.UUID, token: uuid.UUID, seconds
             return False
 
 
-async def _slot(services: Any, campaign: Any, token: uuid.UUID, settings: Any) -> bool:
-    """Wait for the campaign's own gap, then for the channel's shared budget."""
+async def _slot(
+    services: Any, campaign: Any, token: uuid.UUID, settings: Any, pace: dict[str, float]
+) -> bool:
+    """Wait for the campaign's next slot, then for the channel's shared budget.
+
+    Slots are a schedule (`pace["at"]`, each a jittered gap after the previous slot), not
+    a gap after each send ends, so the time a send takes does not slow the rate; a driver
+    that fell more than a gap behind (a slow database) restarts the schedule rather than
+    bursting to catch up."""
+    loop = asyncio.get_running_loop()
     gap = gap_seconds(campaign["rate_per_minute"], campaign["jitter"])
-    if not await _wait(services, campaign["id"], token, gap):
+    due = pace.get("at", loop.time())
+    if due < loop.time() - gap:
+        due = loop.time()
+    pace["at"] = due + gap
+    if not await _wait(services, campaign["id"], token, due - loop.time()):
         return False
     per_minute = settings.channel_rate_per_minute
     if not per_minute:
@@ -173,8 +189,10 @@ def warmup_cap(settings: Any, channel_age: dt.timedelta) -> int | None:
     return int(settings.warmup_first_day_cap * 2 ** max(days, 0))
 
 
-async def _capped(services: Any, campaign: Any, timezone: str, settings: Any) -> bool:
-    """The number's daily cap (the campaign's, and the warm-up ramp's) is reached."""
+async def _cap_left(services: Any, campaign: Any, timezone: str, settings: Any) -> int | None:
+    """Sends the number has left today under its daily cap (the campaign's, and the
+    warm-up ramp's); None without a cap. A count over today's sends of the channel, so
+    the driver asks every `CAP_RECHECK` sends and counts its own in between."""
     pool = await _pool(services)
     caps = [campaign["daily_cap"]] if campaign["daily_cap"] else []
     if settings.warmup_days:
@@ -184,10 +202,10 @@ async def _capped(services: Any, campaign: Any, timezone: str, settings: Any) ->
         ramp = warmup_cap(settings, clock() - created) if created is not None else None
         caps += [ramp] if ramp is not None else []
     if not caps:
-        return False
+        return None
     local = clock().astimezone(ZoneInfo(timezone))
     midnight = dt.datetime.combine(local.date(), dt.time(0), tzinfo=local.tzinfo)
-    return await pool.fetchval(store.SENT_TODAY, campaign["channel"], midnight) >= min(caps)
+    return min(caps) - await pool.fetchval(store.SENT_TODAY, campaign["channel"], midnight)
 
 
 async def send_one(services: Any, campaign: Any, target: Any) -> str:
@@ -260,6 +278,29 @@ async def drive(campaign_id: str, *, services: Any) -> str:
 
 
 async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str:
+    """Send until the slice ends; up to `MAX_IN_FLIGHT` claimed targets are being handed
+    to the outbox at once (each claimed by this driver alone), and all have settled
+    before the driver lets go of its lease."""
+    inflight: set[asyncio.Task[Any]] = set()
+    try:
+        return await _sending(services, campaign_id, token, inflight)
+    finally:
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+
+async def _send_guarded(services: Any, campaign: Any, target: Any, slots: Any) -> None:
+    try:
+        await send_one(services, campaign, target)
+    except Exception:  # logged in send_one; the claim expires and is retried, same key
+        pass
+    finally:
+        slots.release()
+
+
+async def _sending(
+    services: Any, campaign_id: uuid.UUID, token: uuid.UUID, inflight: set[asyncio.Task[Any]]
+) -> str:
     pool = await _pool(services)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SLICE_SECONDS
@@ -276,13 +317,24 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
         else None
     )
     renewed = loop.time()  # TAKE_DRIVER just set the lease
+    pace: dict[str, float] = {}
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    cap_left = await _cap_left(services, campaign, locale.timezone, settings)
+    since_check = 0
+    if cap_left is not None and cap_left <= 0:
+        return "daily_cap"
     next_progress = 0.0
     while loop.time() < deadline:
         if not in_window(window, clock(), locale.timezone):
             return "outside_window"  # the tick re-drives it; nothing is claimed meanwhile
-        if await _capped(services, campaign, locale.timezone, settings):
-            return "daily_cap"
-        if not await _slot(services, campaign, token, settings):
+        if cap_left is not None and (cap_left <= 0 or since_check >= CAP_RECHECK):
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
+            cap_left = await _cap_left(services, campaign, locale.timezone, settings)
+            since_check = 0
+            if cap_left is not None and cap_left <= 0:
+                return "daily_cap"
+        if not await _slot(services, campaign, token, settings, pace):
             return "stopped"
         if loop.time() - renewed > DRIVER_LEASE_SECONDS / 3:  # the lease never runs out
             renewed = loop.time()
@@ -293,15 +345,24 @@ async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str
                 DRIVER_LEASE_SECONDS,
                 token,
             )
+        await slots.acquire()
         target = await pool.fetchrow(
             store.CLAIM_TARGET, campaign_id, campaign["run"], TARGET_LEASE_SECONDS
         )
         if target is None:
+            slots.release()
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
             if await pool.fetchval(store.OPEN_LEFT, campaign_id, campaign["run"]) == 0:
                 await finish(services, campaign)
                 return "finished"
             return "waiting"  # another claim's lease is still live: re-driven later
-        await send_one(services, campaign, target)
+        task = asyncio.create_task(_send_guarded(services, campaign, target, slots))
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+        if cap_left is not None:  # another campaign on the number may send too: recheck
+            cap_left -= 1
+            since_check += 1
         if loop.time() >= next_progress:  # the database decides across processes
             next_progress = loop.time() + 1.0
             await progress(services, campaign)
