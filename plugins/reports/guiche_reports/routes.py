@@ -7,12 +7,13 @@ whatever filter they pass.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guiche.plugin import (
     Forbidden,
@@ -25,6 +26,16 @@ from guiche.plugin import (
 from guiche_reports import aggregates, costs, dashboard, listing, store
 from guiche_reports.calendar import Calendar
 from guiche_reports.visibility import visibility_of
+
+
+def _sane(day: dt.date) -> dt.date:
+    if not dt.date(2000, 1, 1) <= day <= dt.date(2200, 12, 31):
+        raise ValueError("a date between 2000-01-01 and 2200-12-31")
+    return day
+
+
+Day = Annotated[dt.date, AfterValidator(_sane)]
+"""A report day (local to the company): bounded, so date arithmetic never overflows."""
 
 READ = "reports.read"
 COSTS = "reports.costs"
@@ -64,8 +75,8 @@ class _Filters(BaseModel):
 
 
 class ListQuery(_Filters):
-    from_: dt.date | None = Field(default=None, alias="from")
-    to: dt.date | None = None
+    from_: Day | None = Field(default=None, alias="from")
+    to: Day | None = None
     contact_id: uuid.UUID | None = None
     sort: Sort = "-closed_at"
     limit: int = Field(default=50, ge=1, le=500)
@@ -73,8 +84,8 @@ class ListQuery(_Filters):
 
 
 class ExportQuery(_Filters):
-    from_: dt.date | None = Field(default=None, alias="from")
-    to: dt.date | None = None
+    from_: Day | None = Field(default=None, alias="from")
+    to: Day | None = None
     contact_id: uuid.UUID | None = None
     sort: Sort = "-closed_at"
     delimiter: Literal[",", ";"] = ","
@@ -82,16 +93,16 @@ class ExportQuery(_Filters):
 
 
 class AggregateQuery(_Filters):
-    from_: dt.date | None = Field(default=None, alias="from")
-    to: dt.date | None = None
+    from_: Day | None = Field(default=None, alias="from")
+    to: Day | None = None
     by: Literal["day", "hour", "agent", "department", "channel", "tabulation", "total"] = "day"
 
 
 class CostQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    from_: dt.date | None = Field(default=None, alias="from")
-    to: dt.date | None = None
+    from_: Day | None = Field(default=None, alias="from")
+    to: Day | None = None
     last_hours: int | None = Field(default=None, ge=1, le=24 * 31)
     by: Literal["hour", "day", "channel", "channel_type", "category"] = "day"
     channel_type: str | None = Field(default=None, max_length=60)
@@ -168,10 +179,12 @@ async def export_conversations(request: web.Request, *, query: ExportQuery) -> w
         }
     )
     await response.prepare(request)
-    async for chunk in listing.csv_chunks(
+    chunks = listing.csv_chunks(
         ctx.services, q, names, zone, delimiter=query.delimiter, bom=query.bom
-    ):
-        await response.write(chunk)
+    )
+    async with contextlib.aclosing(chunks):  # a client gone mid-way ends the transaction here
+        async for chunk in chunks:
+            await response.write(chunk)
     await response.write_eof()
     return response
 

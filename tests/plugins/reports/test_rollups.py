@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import random
 import uuid
 from collections import defaultdict
@@ -13,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import guiche_reports
+import pytest
 from guiche_reports import dashboard
 
 from tests.conftest import login
@@ -254,3 +256,75 @@ async def test_each_role_sees_its_scope(client: Any, make_company: Any, make_cha
     )
     ids, _ = await seen(member)  # an agent: their own conversation only
     assert ids == {str(rows[0]["conversation"])}
+
+
+async def test_business_hours_from_settings_and_a_rebuild(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    """A customer writes on Friday 17:50 in São Paulo and is answered on Monday 08:05: 15
+    business minutes once the company sets its hours (after a rebuild), 62 h 15 min on the
+    wall clock either way."""
+    company = await make_company()
+    headers = await login(client, company.owner)
+    await enable_reports(client, headers)
+    agent = (await company.add("agent")).user_id
+    channel = await make_channel(company.tenant_id)
+    friday = dt.datetime(2026, 11, 6, 17, 50, tzinfo=SP)
+    answered = (dt.datetime(2026, 11, 9, 8, 5, tzinfo=SP) - friday).total_seconds() / 60
+    await history(
+        company.tenant_id,
+        channel.id,
+        friday.astimezone(dt.UTC),
+        [
+            (0, "opened", ("PENDING", None)),
+            (0, "in", None),
+            (answered, "assigned", ("ACTIVE", agent)),
+            (answered, "out", agent),
+            (answered + 10, "closed", ("CLOSED", agent)),
+        ],
+    )
+    services = services_of_client(client)
+    await guiche_reports.catch_up(services)
+    [row] = await raw_rows(company.tenant_id)
+    assert row["first_response_s"] == row["first_response_bs"] == answered * 60
+
+    hours = [{"start": "08:00", "end": "18:00"}]
+    await enable_reports(
+        client, headers, business_hours={d: hours for d in ("mon", "tue", "wed", "thu", "fri")}
+    )
+    resp = await client.post(f"{API}/rebuild", headers=headers)
+    assert resp.status == 202
+    await settle(client)
+    await guiche_reports.catch_up(services)
+    [row] = await raw_rows(company.tenant_id)
+    assert row["first_response_s"] == answered * 60
+    assert row["first_response_bs"] == 15 * 60
+    resp = await client.get(
+        f"{API}/aggregates",
+        params={"by": "total", "from": "2026-11-01", "to": "2026-11-30"},
+        headers=headers,
+    )
+    [total] = (await resp.json())["items"]
+    assert total["first_response_business"]["mean"] == 15 * 60
+    assert total["sla_pct"] == 100.0  # judged in business hours: 900 s <= the 900 s target
+
+
+@pytest.mark.parametrize(
+    "client_overrides", [{"redis_url": os.environ.get("REDIS_URL")}], indirect=True
+)
+async def test_dashboard_changes_are_marked_in_redis(
+    client: Any, make_company: Any, require_redis: str
+) -> None:
+    """With Redis, any process's hook marks the change and the scheduler's task sees it."""
+    services = services_of_client(client)
+    assert services.redis is not None
+    company = await make_company()
+    await dashboard.mark_changed(services, company.tenant_id)
+    await dashboard.mark_changed(services, company.tenant_id)  # coalesced
+    assert await dashboard.publish_changed(services, [company.tenant_id]) == 1
+    assert await dashboard.publish_changed(services, [company.tenant_id]) == 0
+    events = await sql(
+        "SELECT count(*) AS n FROM events WHERE tenant = {} AND type = 'dashboard.updated'",
+        company.tenant_id,
+    )
+    assert events == [{"n": 1}]
