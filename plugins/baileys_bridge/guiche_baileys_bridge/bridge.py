@@ -57,6 +57,7 @@ NODE_MISSING = (
     "Node 20+ (then `npm ci` in {dir}) or point GUICHE_BAILEYS_SIDECAR_ADDRESS at a "
     "running sidecar"
 )
+GONE_GRACE_SECONDS = 2.0
 MEDIA_TYPES = frozenset(
     {
         MessageType.IMAGE,
@@ -147,6 +148,7 @@ class Bridge:
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[uuid.UUID, LoadedChannel] = {}
+        self.gone: dict[uuid.UUID, float] = {}  # running, but no longer active since
         self.sidecar: Sidecar | None = None
         self.conn: BridgeConnection | None = None
 
@@ -199,11 +201,19 @@ class Bridge:
         active = {
             loaded.info.id: loaded for loaded in await active_channels(self.services, CHANNEL_TYPE)
         }
+        loop = asyncio.get_running_loop()
         for channel_id in [cid for cid in self.running if cid not in active]:
+            # Core deactivates the row, then calls `disconnect()` (which asks for a
+            # logout): give it a moment so a deactivation unlinks the phone.
+            gone = self.gone.setdefault(channel_id, loop.time())
+            if loop.time() - gone < GONE_GRACE_SECONDS:
+                continue
+            self.gone.pop(channel_id, None)
             row = await store.load(channel_id)
-            # Deleted (row gone) or deactivated (`disconnect()` asked): unlink the phone.
             unlink = row is None or row["command"] == "logout"
             await self.stop_session(channel_id, logout=unlink)
+        for channel_id in [cid for cid in self.gone if cid in active]:
+            self.gone.pop(channel_id, None)
         held = await store.renew(self.owner, list(self.running), self.settings.lease_seconds)
         for channel_id in [cid for cid in self.running if cid not in held]:
             log.warning("baileys_bridge: lease lost", extra={"channel_id": str(channel_id)})

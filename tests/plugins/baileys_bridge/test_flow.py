@@ -291,3 +291,17 @@ async def test_a_missing_node_is_said_clearly(caplog, tmp_path) -> None:
 async def _count_at_least(channel_id: uuid.UUID, count: int) -> list[dict[str, Any]] | None:
     rows = await messages_of(channel_id)
     return rows if len(rows) >= count else None
+
+
+async def test_deactivating_the_channel_logs_the_phone_out(
+    client, setup: Setup, fake_sidecar, run_bridge
+):
+    run_bridge(operator_settings(fake_sidecar.address))
+    await fake_sidecar.wait_for("start", setup.session)
+    await fake_sidecar.push("auth", setup.session, {"creds": {"x": 1}, "keys": {}})
+    await eventually(lambda: _with_auth(setup.channel_id))
+    resp = await client.delete(f"/api/v1/channels/{setup.session}", headers=setup.headers)
+    assert resp.status == 204
+    await fake_sidecar.wait_for("logout", setup.session)
+    row = await eventually(lambda: _released(setup.channel_id))
+    assert row["auth_encrypted"] == ""
