@@ -58,6 +58,9 @@ NODE_MISSING = (
     "running sidecar"
 )
 GONE_GRACE_SECONDS = 2.0
+#: `baileys_sessions.command` of a session that ended for good (logged out, banned,
+#: replaced): not started again until the operator asks (`POST .../connect`).
+HALT = "halt"
 MEDIA_TYPES = frozenset(
     {
         MessageType.IMAGE,
@@ -227,6 +230,9 @@ class Bridge:
     async def try_start(self, loaded: LoadedChannel) -> None:
         assert self.sidecar is not None and self.conn is not None
         info = loaded.info
+        known = await store.load(info.id)
+        if known is not None and known["command"] == HALT:
+            return  # ended (logged out, banned): waits for the operator's connect
         taken = await store.acquire(
             info.id,
             info.tenant_id,
@@ -345,6 +351,7 @@ class Bridge:
                 await ingest_batch(services, loaded, WebhookBatch(statuses=[status]))
         elif kind == "session_stopped":
             await self.stop_session(info.id)
+            await store.set_command(info.id, info.tenant_id, HALT)
         elif kind == "error":
             log.warning(
                 "baileys_bridge: sidecar error %s", data, extra={"channel_id": str(info.id)}
@@ -384,6 +391,8 @@ class Bridge:
             if update.state is ConnectionState.QR_REQUIRED:
                 await store.clear_auth(info.id)  # logged out: the keys are dead
             await self.stop_session(info.id)
+            # No endless QRs for a phone nobody scans: wait for POST .../connect.
+            await store.set_command(info.id, info.tenant_id, HALT)
 
     async def on_message(
         self, loaded: LoadedChannel, data: dict[str, Any], now: dt.datetime

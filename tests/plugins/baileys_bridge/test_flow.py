@@ -5,6 +5,7 @@ event, channel state) → open → inbound (text, image into core storage) → r
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -131,6 +132,15 @@ async def test_qr_open_inbound_reply_acks_and_logout(
     assert (alert["status_code"], alert["reason"]) == (401, "loggedOut")
     row = await eventually(lambda: _released(setup.channel_id))
     assert row["auth_encrypted"] == ""
+    await asyncio.sleep(0.3)  # several rounds: an ended session is not restarted alone
+    assert len(fake_sidecar.of("start", session)) == 1
+    assert (await session_row(setup.channel_id))["owner"] == ""
+
+    # the operator asks for a new QR
+    resp = await client.post(f"{url}/connect", headers=setup.headers)
+    assert resp.status == 200
+    [_, again] = await fake_sidecar.wait_for("start", session, count=2)
+    assert again["data"]["auth"] is None
     await running.halt()
 
 
