@@ -356,6 +356,9 @@ class Bridge:
             log.warning(
                 "baileys_bridge: sidecar error %s", data, extra={"channel_id": str(info.id)}
             )
+            if data.get("code") == "session_busy":  # another controller still runs it
+                self.running.pop(info.id, None)
+                await store.release(self.owner, info.id)
 
     def _groups(self, loaded: LoadedChannel) -> bool:
         config = loaded.adapter.config
