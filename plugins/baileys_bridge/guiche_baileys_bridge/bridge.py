@@ -111,13 +111,14 @@ async def start_sidecar(settings: OperatorSettings) -> Sidecar | None:
         "BRIDGE_SECRET": secret,
         "BRIDGE_HOST": settings.listen_host,
         "BRIDGE_PORT": "0",
+        "BRIDGE_EXIT_WITH_PARENT": "1",  # it holds our pipe: no orphan if we are killed
     }
     process = await asyncio.create_subprocess_exec(
         node,
         str(directory / "src" / "server.js"),
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
     try:
