@@ -121,11 +121,12 @@ async def start_sidecar(settings: OperatorSettings) -> Sidecar | None:
         stdin=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
+    line = b""
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 30)
         port = int(orjson.loads(line)["listening"]["port"])
     except (TimeoutError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        log.error("baileys_bridge: the sidecar did not start (first line %r)", locals().get("line"))
+        log.error("baileys_bridge: the sidecar did not start (it said %r)", line[:200])
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()

@@ -10,11 +10,12 @@ import uuid
 from typing import Any
 
 import orjson
+from guiche_baileys_bridge.adapter import SECRET_HEADER
 from guiche_baileys_bridge.bridge import start_sidecar
 from guiche_baileys_bridge.config import OperatorSettings
 from guiche_baileys_bridge.tables import BaileysSession
 
-from guiche.plugin import decrypt_json
+from guiche.plugin import decrypt_json, load_channel
 from guiche.runtime.services import SERVICES
 from tests.conftest import login
 
@@ -315,3 +316,17 @@ async def test_deactivating_the_channel_logs_the_phone_out(
     await fake_sidecar.wait_for("logout", setup.session)
     row = await eventually(lambda: _released(setup.channel_id))
     assert row["auth_encrypted"] == ""
+
+
+async def test_frames_pushed_to_cores_webhook_route_need_the_channel_secret(client, setup: Setup):
+    loaded = await load_channel(client.server.app[SERVICES], setup.channel_id)
+    assert loaded is not None and loaded.info.webhook_secret
+    url = f"/webhooks/baileys/{setup.session}"
+    body = orjson.dumps(load("bridge_message_text.json"))
+    headers = {"Content-Type": "application/json", SECRET_HEADER: "wrong"}
+    assert (await client.post(url, data=body, headers=headers)).status == 401
+    headers[SECRET_HEADER] = loaded.info.webhook_secret
+    resp = await client.post(url, data=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    [message] = await messages_of(setup.channel_id)
+    assert message["body"] == "Vocês abrem no sábado?"
