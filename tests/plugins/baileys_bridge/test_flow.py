@@ -211,6 +211,8 @@ async def test_pairing_code_and_logout_reach_the_sidecar(
         lambda: _json_if(client, f"{url}/session", setup.headers, "pairing_code")
     )
     assert shown["pairing_code"] == "ABCD1234"
+    [event] = await eventually(lambda: events_of(setup.company.tenant_id, "channel.pairing_code"))
+    assert event == {"channel_id": setup.session, "code": "ABCD1234"}
     bad = await client.post(f"{url}/pairing-code", json={"phone": "x"}, headers=setup.headers)
     assert bad.status == 422
     assert (await client.post(f"{url}/logout", headers=setup.headers)).status == 200
