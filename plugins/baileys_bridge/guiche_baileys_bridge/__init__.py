@@ -20,11 +20,13 @@ from guiche_baileys_bridge.adapter import BaileysAdapter
 from guiche_baileys_bridge.bridge import run_bridge
 from guiche_baileys_bridge.config import CHANNEL_TYPE, BaileysConfig, OperatorSettings
 from guiche_baileys_bridge.routes import (
+    CONNECT_PATH,
     LOGOUT_PATH,
     PAIRING_PATH,
     PERMISSION,
     QR_PNG_PATH,
     SESSION_PATH,
+    connect,
     logout,
     pairing_code,
     qr_png,
@@ -76,6 +78,7 @@ def guiche_routes() -> list[RouteSpec]:
         RouteSpec("GET", QR_PNG_PATH, qr_png, name="qr_png"),
         RouteSpec("POST", PAIRING_PATH, pairing_code, name="pairing_code"),
         RouteSpec("POST", LOGOUT_PATH, logout, name="logout"),
+        RouteSpec("POST", CONNECT_PATH, connect, name="connect"),
     ]
 
 

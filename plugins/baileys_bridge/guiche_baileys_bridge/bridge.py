@@ -57,6 +57,10 @@ NODE_MISSING = (
     "Node 20+ (then `npm ci` in {dir}) or point GUICHE_BAILEYS_SIDECAR_ADDRESS at a "
     "running sidecar"
 )
+GONE_GRACE_SECONDS = 2.0
+#: `baileys_sessions.command` of a session that ended for good (logged out, banned,
+#: replaced): not started again until the operator asks (`POST .../connect`).
+HALT = "halt"
 MEDIA_TYPES = frozenset(
     {
         MessageType.IMAGE,
@@ -107,20 +111,22 @@ async def start_sidecar(settings: OperatorSettings) -> Sidecar | None:
         "BRIDGE_SECRET": secret,
         "BRIDGE_HOST": settings.listen_host,
         "BRIDGE_PORT": "0",
+        "BRIDGE_EXIT_WITH_PARENT": "1",  # it holds our pipe: no orphan if we are killed
     }
     process = await asyncio.create_subprocess_exec(
         node,
         str(directory / "src" / "server.js"),
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
+    line = b""
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 30)
         port = int(orjson.loads(line)["listening"]["port"])
     except (TimeoutError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        log.error("baileys_bridge: the sidecar did not start (first line %r)", locals().get("line"))
+        log.error("baileys_bridge: the sidecar did not start (it said %r)", line[:200])
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
@@ -147,6 +153,7 @@ class Bridge:
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[uuid.UUID, LoadedChannel] = {}
+        self.gone: dict[uuid.UUID, float] = {}  # running, but no longer active since
         self.sidecar: Sidecar | None = None
         self.conn: BridgeConnection | None = None
 
@@ -199,11 +206,19 @@ class Bridge:
         active = {
             loaded.info.id: loaded for loaded in await active_channels(self.services, CHANNEL_TYPE)
         }
+        loop = asyncio.get_running_loop()
         for channel_id in [cid for cid in self.running if cid not in active]:
+            # Core deactivates the row, then calls `disconnect()` (which asks for a
+            # logout): give it a moment so a deactivation unlinks the phone.
+            gone = self.gone.setdefault(channel_id, loop.time())
+            if loop.time() - gone < GONE_GRACE_SECONDS:
+                continue
+            self.gone.pop(channel_id, None)
             row = await store.load(channel_id)
-            # Deleted (row gone) or deactivated (`disconnect()` asked): unlink the phone.
             unlink = row is None or row["command"] == "logout"
             await self.stop_session(channel_id, logout=unlink)
+        for channel_id in [cid for cid in self.gone if cid in active]:
+            self.gone.pop(channel_id, None)
         held = await store.renew(self.owner, list(self.running), self.settings.lease_seconds)
         for channel_id in [cid for cid in self.running if cid not in held]:
             log.warning("baileys_bridge: lease lost", extra={"channel_id": str(channel_id)})
@@ -217,6 +232,9 @@ class Bridge:
     async def try_start(self, loaded: LoadedChannel) -> None:
         assert self.sidecar is not None and self.conn is not None
         info = loaded.info
+        known = await store.load(info.id)
+        if known is not None and known["command"] == HALT:
+            return  # ended (logged out, banned): waits for the operator's connect
         taken = await store.acquire(
             info.id,
             info.tenant_id,
@@ -335,10 +353,14 @@ class Bridge:
                 await ingest_batch(services, loaded, WebhookBatch(statuses=[status]))
         elif kind == "session_stopped":
             await self.stop_session(info.id)
+            await store.set_command(info.id, info.tenant_id, HALT)
         elif kind == "error":
             log.warning(
                 "baileys_bridge: sidecar error %s", data, extra={"channel_id": str(info.id)}
             )
+            if data.get("code") == "session_busy":  # another controller still runs it
+                self.running.pop(info.id, None)
+                await store.release(self.owner, info.id)
 
     def _groups(self, loaded: LoadedChannel) -> bool:
         config = loaded.adapter.config
@@ -374,6 +396,8 @@ class Bridge:
             if update.state is ConnectionState.QR_REQUIRED:
                 await store.clear_auth(info.id)  # logged out: the keys are dead
             await self.stop_session(info.id)
+            # No endless QRs for a phone nobody scans: wait for POST .../connect.
+            await store.set_command(info.id, info.tenant_id, HALT)
 
     async def on_message(
         self, loaded: LoadedChannel, data: dict[str, Any], now: dt.datetime

@@ -21,6 +21,7 @@ SESSION_PATH = "channels/{id}/session"
 QR_PNG_PATH = "channels/{id}/qr.png"
 PAIRING_PATH = "channels/{id}/pairing-code"
 LOGOUT_PATH = "channels/{id}/logout"
+CONNECT_PATH = "channels/{id}/connect"
 
 
 class SessionOut(BaseModel):
@@ -103,4 +104,11 @@ async def pairing_code(request: web.Request, body: PairingIn) -> dict[str, Any]:
 async def logout(request: web.Request) -> dict[str, Any]:
     loaded = await _channel(request)
     await store.set_command(loaded.info.id, loaded.info.tenant_id, "logout")
+    return {"channel_id": str(loaded.info.id), "requested": True}
+
+
+@endpoint(PERMISSION, summary="Start a session that ended (logged out, banned): a new QR")
+async def connect(request: web.Request) -> dict[str, Any]:
+    loaded = await _channel(request)
+    await store.set_command(loaded.info.id, loaded.info.tenant_id, "")
     return {"channel_id": str(loaded.info.id), "requested": True}

@@ -89,9 +89,11 @@ async def save_auth(channel_id: uuid.UUID, owner: str, token: str) -> bool:
 
 
 async def clear_auth(channel_id: uuid.UUID) -> None:
-    """After a logout the keys are worthless: the next start shows a new QR."""
+    """After a logout the keys are worthless: the next start shows a new QR (and a
+    pending logout request is done)."""
     await BaileysSession.raw(
-        "UPDATE baileys_sessions SET auth_encrypted = '', me = '' WHERE channel_id = {}",
+        "UPDATE baileys_sessions SET auth_encrypted = '', me = '', command = ''"
+        " WHERE channel_id = {}",
         channel_id,
     )
 

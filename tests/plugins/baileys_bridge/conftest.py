@@ -141,9 +141,15 @@ async def create_channel(client: Any, headers: dict[str, str], **config: Any) ->
 
 
 @pytest.fixture
-async def setup(client, make_company) -> Setup:
+async def setup(client, make_company) -> AsyncIterator[Setup]:
     company = await make_company()
     headers = await login(client, company.owner)
     await enable(client, headers)
     channel_id = await create_channel(client, headers, pace_ms=0, jitter_ms=0)
-    return Setup(company, headers, channel_id)
+    yield Setup(company, headers, channel_id)
+    # Leave no active Baileys channel behind: a worker that other tests start in this
+    # database would run its bridge (and a sidecar) for it.
+    await Channel.raw(
+        "UPDATE channels SET is_active = false WHERE tenant = {} AND type = 'baileys'",
+        company.tenant_id,
+    )

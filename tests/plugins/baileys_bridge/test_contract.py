@@ -78,6 +78,7 @@ class TestBaileysContract(ChannelContract):
             }
         }
         return [webhook(original), webhook(edit)]
+
     @pytest.fixture
     def adapter(self, sidecar: FakeSidecar) -> BaileysAdapter:
         info = ChannelInfo(

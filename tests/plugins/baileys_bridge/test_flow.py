@@ -5,15 +5,17 @@ event, channel state) → open → inbound (text, image into core storage) → r
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import orjson
+from guiche_baileys_bridge.adapter import SECRET_HEADER
 from guiche_baileys_bridge.bridge import start_sidecar
 from guiche_baileys_bridge.config import OperatorSettings
 from guiche_baileys_bridge.tables import BaileysSession
 
-from guiche.plugin import decrypt_json
+from guiche.plugin import decrypt_json, load_channel
 from guiche.runtime.services import SERVICES
 from tests.conftest import login
 
@@ -131,6 +133,15 @@ async def test_qr_open_inbound_reply_acks_and_logout(
     assert (alert["status_code"], alert["reason"]) == (401, "loggedOut")
     row = await eventually(lambda: _released(setup.channel_id))
     assert row["auth_encrypted"] == ""
+    await asyncio.sleep(0.3)  # several rounds: an ended session is not restarted alone
+    assert len(fake_sidecar.of("start", session)) == 1
+    assert (await session_row(setup.channel_id))["owner"] == ""
+
+    # the operator asks for a new QR
+    resp = await client.post(f"{url}/connect", headers=setup.headers)
+    assert resp.status == 200
+    [_, again] = await fake_sidecar.wait_for("start", session, count=2)
+    assert again["data"]["auth"] is None
     await running.halt()
 
 
@@ -200,6 +211,8 @@ async def test_pairing_code_and_logout_reach_the_sidecar(
         lambda: _json_if(client, f"{url}/session", setup.headers, "pairing_code")
     )
     assert shown["pairing_code"] == "ABCD1234"
+    [event] = await eventually(lambda: events_of(setup.company.tenant_id, "channel.pairing_code"))
+    assert event == {"channel_id": setup.session, "code": "ABCD1234"}
     bad = await client.post(f"{url}/pairing-code", json={"phone": "x"}, headers=setup.headers)
     assert bad.status == 422
     assert (await client.post(f"{url}/logout", headers=setup.headers)).status == 200
@@ -291,3 +304,31 @@ async def test_a_missing_node_is_said_clearly(caplog, tmp_path) -> None:
 async def _count_at_least(channel_id: uuid.UUID, count: int) -> list[dict[str, Any]] | None:
     rows = await messages_of(channel_id)
     return rows if len(rows) >= count else None
+
+
+async def test_deactivating_the_channel_logs_the_phone_out(
+    client, setup: Setup, fake_sidecar, run_bridge
+):
+    run_bridge(operator_settings(fake_sidecar.address))
+    await fake_sidecar.wait_for("start", setup.session)
+    await fake_sidecar.push("auth", setup.session, {"creds": {"x": 1}, "keys": {}})
+    await eventually(lambda: _with_auth(setup.channel_id))
+    resp = await client.delete(f"/api/v1/channels/{setup.session}", headers=setup.headers)
+    assert resp.status == 204
+    await fake_sidecar.wait_for("logout", setup.session)
+    row = await eventually(lambda: _released(setup.channel_id))
+    assert row["auth_encrypted"] == ""
+
+
+async def test_frames_pushed_to_cores_webhook_route_need_the_channel_secret(client, setup: Setup):
+    loaded = await load_channel(client.server.app[SERVICES], setup.channel_id)
+    assert loaded is not None and loaded.info.webhook_secret
+    url = f"/webhooks/baileys/{setup.session}"
+    body = orjson.dumps(load("bridge_message_text.json"))
+    headers = {"Content-Type": "application/json", SECRET_HEADER: "wrong"}
+    assert (await client.post(url, data=body, headers=headers)).status == 401
+    headers[SECRET_HEADER] = loaded.info.webhook_secret
+    resp = await client.post(url, data=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    [message] = await messages_of(setup.channel_id)
+    assert message["body"] == "Vocês abrem no sábado?"

@@ -61,3 +61,17 @@ async def test_a_dead_holders_lease_must_expire_first(
     await fake_sidecar.wait_for("start", setup.session)
     assert (await owners([setup.channel_id]))[setup.channel_id] == running.bridge.owner
     assert await store.renew("ghost", [setup.channel_id], 30) == set()  # the ghost lost it
+
+
+async def test_a_session_busy_on_the_sidecar_gives_the_lease_back(
+    client, setup: Setup, fake_sidecar, run_bridge
+):
+    running = run_bridge(operator_settings(fake_sidecar.address))
+    await fake_sidecar.wait_for("start", setup.session)
+    await fake_sidecar.push("error", setup.session, {"code": "session_busy", "message": "x"})
+    for _ in range(100):
+        if setup.channel_id not in running.bridge.running:
+            break
+        await asyncio.sleep(0.01)
+    # given back, then (the other controller gone) taken again on a later round
+    await fake_sidecar.wait_for("start", setup.session, count=2)

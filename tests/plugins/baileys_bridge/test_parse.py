@@ -164,6 +164,11 @@ def test_connection_states() -> None:
     dropped = connection_update(flaky)
     assert dropped is not None and dropped.state is ConnectionState.DISCONNECTED
     assert not is_final_close(flaky)
+    watchdog = connection_update(
+        {"state": "connecting", "last_disconnect": {"status_code": None, "reason": "watchdog"}}
+    )
+    assert watchdog is not None and watchdog.state is ConnectionState.CONNECTING
+    assert watchdog.detail == "reconnecting (watchdog)"
     qr = qr_update(load("bridge_qr.json")["data"])
     assert qr.state is ConnectionState.QR_REQUIRED and qr.qr_code and qr.qr_code.startswith("2@")
 

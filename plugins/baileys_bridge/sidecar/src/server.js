@@ -174,6 +174,13 @@ async function main() {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  if (process.env.BRIDGE_EXIT_WITH_PARENT === '1') {
+    // Started as a child: the parent holds our stdin; its end (even a SIGKILL of the
+    // parent) means nobody will ever lease these sessions through us again.
+    process.stdin.on('end', shutdown);
+    process.stdin.on('error', shutdown);
+    process.stdin.resume();
+  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -218,3 +218,14 @@ test('a controller that goes away stops its sessions; the process exits 0 on SIG
   assert.equal(code, 0);
   assert.ok(second.frames.some((f) => f.type === 'auth' && f.session === 'k'), 'auth flushed before exit');
 });
+
+test('a child sidecar exits when its parent goes away (stdin closed)', async () => {
+  const child = spawn(process.execPath, [new URL('../src/server.js', import.meta.url).pathname], {
+    env: { ...process.env, BRIDGE_SECRET: SECRET, BRIDGE_FAKE_SOCKET: '1', BRIDGE_EXIT_WITH_PARENT: '1' },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  await new Promise((resolve) => child.stdout.once('data', resolve));
+  child.stdin.end();
+  const [code] = await new Promise((resolve) => child.on('exit', (...args) => resolve(args)));
+  assert.equal(code, 0);
+});
