@@ -181,3 +181,25 @@ async def test_search_by_contact_and_unread_counts_in_the_inbox(
     await ana.click()  # opening it marks it read
     await expect(ana.locator(".badge.unread")).to_have_count(0)
     await expect(page.locator(".tab[data-category=pending] .badge")).to_have_text("1")
+
+
+async def test_two_tabs_share_the_session_without_revoking_each_other(
+    open_tab: Any, shop: Shop, post_webhook: Any
+) -> None:
+    """Refresh tokens rotate and a reused one revokes the family: the tabs must agree."""
+    tab = await open_tab()
+    first = tab.page
+    await sign_in(tab, shop.company.owner)
+    second = await first.context.new_page()
+    second.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    await second.goto("/")
+    await second.get_by_role("tab", name="Pending").wait_for()  # signed in from the first
+
+    rotate = "import('/console/api.js').then(m => m.refresh())"
+    await first.evaluate(rotate)
+    await second.evaluate(rotate)  # must not present the token the first tab rotated
+    await first.evaluate(rotate)
+    await post_webhook(shop.channel_id, [inbound("Nas duas abas")])
+    for page in (first, second):
+        await page.reload()
+        await expect(page.locator(".conversations .conv", has_text="Ana Souza")).to_be_visible()
