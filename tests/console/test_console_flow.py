@@ -203,3 +203,25 @@ async def test_two_tabs_share_the_session_without_revoking_each_other(
     for page in (first, second):
         await page.reload()
         await expect(page.locator(".conversations .conv", has_text="Ana Souza")).to_be_visible()
+
+
+async def test_an_agent_transfers_to_a_colleague_without_seeing_the_people_list(
+    open_tab: Any, shop: Shop, post_webhook: Any, client: Any
+) -> None:
+    from tests.conftest import login
+
+    tab = await open_tab()
+    page = tab.page
+    await sign_in(tab, shop.agent)
+    await open_conversation(tab, shop, post_webhook, "Preciso falar com o dono")
+    await page.get_by_role("button", name="Accept").click()
+    await page.get_by_role("button", name="Transfer").click()
+    dialog = page.get_by_role("dialog", name="Transfer")
+    await dialog.get_by_label("Agent").select_option(label="Owner (Offline)")
+    await dialog.get_by_role("button", name="Transfer").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator(".conversation")).to_have_count(0)  # back to the inbox
+    owner = await login(client, shop.company.owner)
+    page_of = await client.get("/api/v1/conversations?category=active", headers=owner)
+    [conv] = (await page_of.json())["items"]
+    assert conv["assignee"]["id"] == str(shop.company.owner.user_id)

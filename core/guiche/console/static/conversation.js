@@ -78,15 +78,17 @@ function TransferDialog({ me, conv, onClose }) {
   const [error, setError] = useState("");
   useEffect(() => {
     api("GET", "/api/v1/departments?limit=200").then((p) => setDepartments(p.items)).catch(() => {});
-    if (me.permissions.includes("users.read"))
-      api("GET", "/api/v1/users?limit=200&is_active=true").then((p) => setAgents(p.items.filter((u) => u.role !== "viewer"))).catch(() => {});
+    api("GET", "/api/v1/agents").then((p) => setAgents(p.items.filter((u) => !me.user || u.id !== me.user.id))).catch(() => {});
   }, []);
   async function submit(e) {
     e.preventDefault();
     const body = { note };
     if (userId) body.user_id = userId;
     if (departmentId) body.department_id = departmentId;
-    try { await api("POST", `/api/v1/conversations/${conv.id}/transfer`, { body }); onClose(true); }
+    try {
+      const moved = await api("POST", `/api/v1/conversations/${conv.id}/transfer`, { body });
+      onClose(moved);
+    }
     catch (err) { setError(err.message); }
   }
   return html`<${Dialog} title=${t("conv.transfer")} onClose=${() => onClose(false)}>
@@ -311,7 +313,13 @@ export function Conversation({ id, me, onRead }) {
       </div>
       <${Side} conv=${conv} />
     </div>
-    ${dialog === "transfer" && html`<${TransferDialog} me=${me} conv=${conv} onClose=${(done) => { setDialog(null); if (done) loadConv().catch(() => {}); }} />`}
+    ${dialog === "transfer" && html`<${TransferDialog} me=${me} conv=${conv} onClose=${(moved) => {
+      setDialog(null);
+      if (!moved) return;
+      // handed to someone else: it leaves this agent's screen (and maybe their sight)
+      if (moved.assignee && me.user && moved.assignee.id !== me.user.id && me.role === "agent") location.hash = "#/inbox";
+      else setConv(moved);
+    }} />`}
     ${dialog === "close" && html`<${CloseDialog} conv=${conv} onClose=${(done) => { setDialog(null); if (done) loadConv().catch(() => {}); }} />`}
   </div>`;
 }
