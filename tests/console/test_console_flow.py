@@ -225,3 +225,19 @@ async def test_an_agent_transfers_to_a_colleague_without_seeing_the_people_list(
     page_of = await client.get("/api/v1/conversations?category=active", headers=owner)
     [conv] = (await page_of.json())["items"]
     assert conv["assignee"]["id"] == str(shop.company.owner.user_id)
+
+
+async def test_a_colleague_typing_in_the_same_conversation_is_shown(
+    open_tab: Any, shop: Shop, post_webhook: Any
+) -> None:
+    boss = await open_tab()
+    await sign_in(boss, shop.company.owner)
+    await open_conversation(boss, shop, post_webhook, "Quem me atende?")
+    agent = await open_tab()
+    await sign_in(agent, shop.agent)
+    await agent.page.locator(".conversations .conv", has_text="Ana Souza").click()
+    await expect(agent.page.locator(".msg.in", has_text="Quem me atende?")).to_be_visible()
+    await agent.page.wait_for_timeout(300)  # its socket joins the conversation
+    await boss.page.get_by_label("Reply").press_sequentially("Já vou")
+    await expect(agent.page.get_by_role("status").filter(has_text="typing")).to_be_visible()
+    await expect(boss.page.locator(".typing")).to_have_count(0)  # not to oneself
