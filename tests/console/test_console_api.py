@@ -152,3 +152,19 @@ async def test_a_person_reads_their_own_presence_without_users_read(
     body = await (await client.get("/api/v1/presence", headers=agent)).json()
     assert (body["user_id"], body["status"]) == (str(shop.agent.user_id), "away")
     assert (await client.get("/api/v1/presence")).status == 401
+
+
+async def test_agents_list_who_can_take_a_conversation_for_transfers(
+    client: Any, shop: Shop, make_company: Any
+) -> None:
+    viewer = await shop.company.add("viewer")
+    other = await make_company()
+    await other.add("agent")
+    agent = await login(client, shop.agent)
+    resp = await client.get("/api/v1/agents", headers=agent)  # no users.read needed
+    assert resp.status == 200
+    items = (await resp.json())["items"]
+    assert {i["id"] for i in items} == {str(shop.agent.user_id), str(shop.company.owner.user_id)}
+    assert set(items[0]) == {"id", "name", "status"}  # no emails, roles or caps
+    resp = await client.get("/api/v1/agents", headers=await login(client, viewer))
+    assert resp.status == 403

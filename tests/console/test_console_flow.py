@@ -181,3 +181,63 @@ async def test_search_by_contact_and_unread_counts_in_the_inbox(
     await ana.click()  # opening it marks it read
     await expect(ana.locator(".badge.unread")).to_have_count(0)
     await expect(page.locator(".tab[data-category=pending] .badge")).to_have_text("1")
+
+
+async def test_two_tabs_share_the_session_without_revoking_each_other(
+    open_tab: Any, shop: Shop, post_webhook: Any
+) -> None:
+    """Refresh tokens rotate and a reused one revokes the family: the tabs must agree."""
+    tab = await open_tab()
+    first = tab.page
+    await sign_in(tab, shop.company.owner)
+    second = await first.context.new_page()
+    second.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    await second.goto("/")
+    await second.get_by_role("tab", name="Pending").wait_for()  # signed in from the first
+
+    rotate = "import('/console/api.js').then(m => m.refresh())"
+    await first.evaluate(rotate)
+    await second.evaluate(rotate)  # must not present the token the first tab rotated
+    await first.evaluate(rotate)
+    await post_webhook(shop.channel_id, [inbound("Nas duas abas")])
+    for page in (first, second):
+        await page.reload()
+        await expect(page.locator(".conversations .conv", has_text="Ana Souza")).to_be_visible()
+
+
+async def test_an_agent_transfers_to_a_colleague_without_seeing_the_people_list(
+    open_tab: Any, shop: Shop, post_webhook: Any, client: Any
+) -> None:
+    from tests.conftest import login
+
+    tab = await open_tab()
+    page = tab.page
+    await sign_in(tab, shop.agent)
+    await open_conversation(tab, shop, post_webhook, "Preciso falar com o dono")
+    await page.get_by_role("button", name="Accept").click()
+    await page.get_by_role("button", name="Transfer").click()
+    dialog = page.get_by_role("dialog", name="Transfer")
+    await dialog.get_by_label("Agent").select_option(label="Owner (Offline)")
+    await dialog.get_by_role("button", name="Transfer").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator(".conversation")).to_have_count(0)  # back to the inbox
+    owner = await login(client, shop.company.owner)
+    page_of = await client.get("/api/v1/conversations?category=active", headers=owner)
+    [conv] = (await page_of.json())["items"]
+    assert conv["assignee"]["id"] == str(shop.company.owner.user_id)
+
+
+async def test_a_colleague_typing_in_the_same_conversation_is_shown(
+    open_tab: Any, shop: Shop, post_webhook: Any
+) -> None:
+    boss = await open_tab()
+    await sign_in(boss, shop.company.owner)
+    await open_conversation(boss, shop, post_webhook, "Quem me atende?")
+    agent = await open_tab()
+    await sign_in(agent, shop.agent)
+    await agent.page.locator(".conversations .conv", has_text="Ana Souza").click()
+    await expect(agent.page.locator(".msg.in", has_text="Quem me atende?")).to_be_visible()
+    await agent.page.wait_for_timeout(300)  # its socket joins the conversation
+    await boss.page.get_by_label("Reply").press_sequentially("Já vou")
+    await expect(agent.page.get_by_role("status").filter(has_text="typing")).to_be_visible()
+    await expect(boss.page.locator(".typing")).to_have_count(0)  # not to oneself

@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from guiche.api import (
+    agents,
     api_keys,
     audit,
     auth,
@@ -46,4 +47,5 @@ CORE_ROUTE_TABLES: list[web.RouteTableDef] = [
     search.routes,
     presence.routes,
     channel_types.routes,
+    agents.routes,
 ]

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from guiche.api.common import path_id
+from guiche.api.common import like_pattern, path_id
 from guiche.auth.principal import Principal, current_principal
 from guiche.auth.visibility import Viewer, viewer_for
 from guiche.conversations import reads, transitions
@@ -154,11 +154,6 @@ LEFT JOIN LATERAL (
 ) lm ON TRUE
 """
 
-def like_escape(text: str) -> str:
-    """`text` matched literally inside ILIKE: `%`, `_` and the escape itself lose meaning."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 _STATUS_OF = {"bot": "BOT", "pending": "PENDING", "active": "ACTIVE", "closed": "CLOSED"}
 
 
@@ -285,7 +280,7 @@ async def list_conversations(
     if query.contact_id:
         where.add(f"c.contact = {where.param(query.contact_id)}")
     if query.q:
-        pattern = where.param("%" + like_escape(query.q) + "%")
+        pattern = where.param(like_pattern(query.q))
         where.add(f"(ct.name ILIKE {pattern} OR ct.phone ILIKE {pattern})")
     if query.cursor:
         at, row_id = decode_cursor(query.cursor)

@@ -62,14 +62,41 @@ export async function login(email, password, tenantId) {
   store(await raw("POST", "/api/v1/auth/login", { body }));
 }
 
+function stored() {
+  return JSON.parse(localStorage.getItem(KEY) || "null");
+}
+
+/** Another tab of this browser logged in, refreshed, switched company or logged out:
+ *  follow it (refresh tokens rotate, so two tabs must never present the same one). */
+addEventListener("storage", (ev) => {
+  if (ev.key !== KEY) return;
+  session = stored();
+  scheduleRenewal();
+  for (const fn of listeners) fn(session);
+});
+
+async function rotate() {
+  const latest = stored();
+  if (latest && session && latest.refresh_token !== session.refresh_token) {
+    session = latest;  // another tab rotated it already
+    for (const fn of listeners) fn(session);
+    return;
+  }
+  const token = session.refresh_token;
+  try {
+    store(await raw("POST", "/api/v1/auth/refresh", { body: { refresh_token: token } }));
+  } catch (err) {
+    if (err.status === 401) store(null);
+    throw err;
+  }
+}
+
 export async function refresh() {
   if (!session) throw new ApiError(401, null);
   if (!refreshing) {
-    const token = session.refresh_token;
-    refreshing = raw("POST", "/api/v1/auth/refresh", { body: { refresh_token: token } })
-      .then(store)
-      .catch((err) => { if (err.status === 401) store(null); throw err; })
-      .finally(() => { refreshing = null; });
+    // one refresh at a time across this browser's tabs (Web Locks), else within the tab
+    const run = navigator.locks ? navigator.locks.request("guiche.refresh", rotate) : rotate();
+    refreshing = run.finally(() => { refreshing = null; });
   }
   return refreshing;
 }

@@ -78,15 +78,17 @@ function TransferDialog({ me, conv, onClose }) {
   const [error, setError] = useState("");
   useEffect(() => {
     api("GET", "/api/v1/departments?limit=200").then((p) => setDepartments(p.items)).catch(() => {});
-    if (me.permissions.includes("users.read"))
-      api("GET", "/api/v1/users?limit=200&is_active=true").then((p) => setAgents(p.items.filter((u) => u.role !== "viewer"))).catch(() => {});
+    api("GET", "/api/v1/agents").then((p) => setAgents(p.items.filter((u) => !me.user || u.id !== me.user.id))).catch(() => {});
   }, []);
   async function submit(e) {
     e.preventDefault();
     const body = { note };
     if (userId) body.user_id = userId;
     if (departmentId) body.department_id = departmentId;
-    try { await api("POST", `/api/v1/conversations/${conv.id}/transfer`, { body }); onClose(true); }
+    try {
+      const moved = await api("POST", `/api/v1/conversations/${conv.id}/transfer`, { body });
+      onClose(moved);
+    }
     catch (err) { setError(err.message); }
   }
   return html`<${Dialog} title=${t("conv.transfer")} onClose=${() => onClose(false)}>
@@ -137,6 +139,12 @@ function Composer({ conv, onSent }) {
   const [templates, setTemplates] = useState(null);
   const [busy, setBusy] = useState(false);
   const fileRef = useRef(null);
+  const lastTyping = useRef(0);
+  function announceTyping() {  // colleagues who opened it see "typing…"; never the customer
+    if (Date.now() - lastTyping.current < 3000 || !state.live) return;
+    lastTyping.current = Date.now();
+    state.live.command("typing", { conversation_id: conv.id }).catch(() => {});
+  }
 
   async function send(body) {
     setBusy(true); setError("");
@@ -180,7 +188,7 @@ function Composer({ conv, onSent }) {
         ${tp.name} (${tp.language})</button>`)}</div>`}
     <label class="sr-only" for="reply">${t("conv.reply")}</label>
     <textarea id="reply" name="reply" rows="2" placeholder=${t("conv.reply")} value=${text}
-      onInput=${(e) => setText(e.target.value)}
+      onInput=${(e) => { setText(e.target.value); announceTyping(); }}
       onKeyDown=${(e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); } }}></textarea>
     <label class="file">${t("conv.file")}<span class="sr-only"> — ${t("conv.attach")}</span>
       <input type="file" name="file" ref=${fileRef} onChange=${upload} /></label>
@@ -228,6 +236,7 @@ export function Conversation({ id, me, onRead }) {
   const [older, setOlder] = useState(null);
   const [dialog, setDialog] = useState(null);
   const [error, setError] = useState("");
+  const [typing, setTyping] = useState(false);
   const listRef = useRef(null);
   const topRef = useRef(null);
   const stick = useRef(true);
@@ -253,11 +262,18 @@ export function Conversation({ id, me, onRead }) {
   useEffect(() => {
     loadConv().catch((err) => setError(err.message));
     loadLatest().then(markRead).catch((err) => setError(err.message));
+    let typingTimer = null;
     const join = () => state.live && state.live.command("conversation.join", { conversation_id: id }).catch(() => {});
     join();
     const off = bus.on((ev) => {
       if (ev.type === "resynced") { loadConv().catch(() => {}); loadLatest().catch(() => {}); join(); return; }
       if (ev.conversation_id !== id) return;
+      if (ev.type === "typing" && (!me.user || ev.user_id !== me.user.id)) {
+        setTyping(true);
+        clearTimeout(typingTimer);
+        typingTimer = setTimeout(() => setTyping(false), 4000);
+        return;
+      }
       if (ev.type.startsWith("message.")) {
         stick.current = true;
         loadLatest().catch(() => {});
@@ -265,7 +281,7 @@ export function Conversation({ id, me, onRead }) {
       }
       if (ev.type === "conversation.updated") loadConv().catch(() => {});
     });
-    return off;
+    return () => { off(); clearTimeout(typingTimer); };
   }, [id]);
 
   const shown = conv !== null;
@@ -307,11 +323,18 @@ export function Conversation({ id, me, onRead }) {
           ${older && html`<li class="older" ref=${topRef}><button type="button" onClick=${loadOlder}>${t("conv.load_older")}</button></li>`}
           ${messages.map((m) => html`<${Message} key=${m.id} m=${m} />`)}
         </ol>
+        ${typing && html`<p class="typing" role="status">${t("conv.typing")}</p>`}
         ${status !== "closed" && html`<${Composer} conv=${conv} onSent=${(m) => { stick.current = true; setMessages((list) => merge(list, [m])); }} />`}
       </div>
       <${Side} conv=${conv} />
     </div>
-    ${dialog === "transfer" && html`<${TransferDialog} me=${me} conv=${conv} onClose=${(done) => { setDialog(null); if (done) loadConv().catch(() => {}); }} />`}
+    ${dialog === "transfer" && html`<${TransferDialog} me=${me} conv=${conv} onClose=${(moved) => {
+      setDialog(null);
+      if (!moved) return;
+      // handed to someone else: it leaves this agent's screen (and maybe their sight)
+      if (moved.assignee && me.user && moved.assignee.id !== me.user.id && me.role === "agent") location.hash = "#/inbox";
+      else setConv(moved);
+    }} />`}
     ${dialog === "close" && html`<${CloseDialog} conv=${conv} onClose=${(done) => { setDialog(null); if (done) loadConv().catch(() => {}); }} />`}
   </div>`;
 }

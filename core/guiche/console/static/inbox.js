@@ -76,6 +76,12 @@ export function Inbox({ me, conversationId }) {
 
   useEffect(() => bus.on((ev) => {
     if (ev.type === "resynced") { reload(); reloadCounts(); return; }
+    if (ev.type === "conversation.left") {  // out of this person's sight: drop it, fetch nothing
+      setItems((list) => list.filter((c) => c.id !== ev.conversation_id));
+      if (location.hash === `#/c/${ev.conversation_id}`) location.hash = "#/inbox";
+      reloadCounts();
+      return;
+    }
     if (ev.conversation_id && /^(message|conversation)\./.test(ev.type)) {
       refreshOne(ev.conversation_id).catch((err) => console.warn(err));
       reloadCounts();
