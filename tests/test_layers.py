@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "guiche.ratelimit",
                 "guiche.specs",
                 "guiche.tenancy",
+                "guiche.whatsapp_web",
             }
         ),
     ),

@@ -10,7 +10,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from guiche_evolution.parse import event_name, parse_payload, parse_vcard
+from guiche_evolution.parse import event_name, parse_payload
 
 from guiche.channels import (
     ConnectionState,
@@ -19,6 +19,7 @@ from guiche.channels import (
     MessageType,
     WebhookBatch,
 )
+from guiche.whatsapp_web import parse_vcard
 
 from .conftest import load, real, webhook_fixtures
 
