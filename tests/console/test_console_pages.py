@@ -129,3 +129,24 @@ async def test_the_inbox_works_from_the_keyboard_with_a_visible_focus(
              .filter(el => !el.labels || el.labels.length === 0).map(el => el.name)"""
     )
     assert unlabeled == []
+
+
+async def test_a_supervisor_assigns_a_queued_conversation_from_the_queue(
+    open_tab: Any, shop: Shop, post_webhook: Any, client: Any
+) -> None:
+    await post_webhook(shop.channel_id, [inbound("Fila de espera")])
+    tab = await open_tab()
+    page = tab.page
+    await sign_in(tab, shop.company.owner)
+    await page.get_by_role("link", name="Supervisor").click()
+    item = page.locator(".queue li", has_text="Ana Souza")
+    await expect(item).to_be_visible()
+    await item.get_by_label("Assign to…").select_option(str(shop.agent.user_id))
+    await item.get_by_role("button", name="Assign").click()
+    await expect(page.locator(".queue li")).to_have_count(0)  # out of the queue, live
+    row = page.locator(f"tr[data-user='{shop.agent.user_id}']")
+    await expect(row).to_contain_text("1 / 5")
+    owner = await login(client, shop.company.owner)
+    active = await client.get("/api/v1/conversations?category=active", headers=owner)
+    [conv] = (await active.json())["items"]
+    assert conv["assignee"]["id"] == str(shop.agent.user_id)

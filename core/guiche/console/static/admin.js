@@ -18,11 +18,33 @@ async function allPages(path, max = 1000) {
   return items;
 }
 
+/** A lead hands a queued conversation to someone (POST /conversations/{id}/assign). */
+function AssignForm({ conv, agents, loads, onDone }) {
+  const [userId, setUserId] = useState("");
+  const [error, setError] = useState("");
+  const id = `assign-${conv.id}`;
+  async function submit(e) {
+    e.preventDefault();
+    try { await api("POST", `/api/v1/conversations/${conv.id}/assign`, { body: { user_id: userId } }); onDone(); }
+    catch (err) { setError(err.message); }
+  }
+  return html`<form class="assign" onSubmit=${submit}>
+    <label for=${id} class="sr-only">${t("sup.assign_to")}</label>
+    <select id=${id} name="user_id" value=${userId} onChange=${(e) => setUserId(e.target.value)}>
+      <option value="">${t("sup.assign_to")}</option>
+      ${agents.map((u) => html`<option value=${u.id}>${u.name} (${t("presence." + u.status)}, ${loads[u.id] || 0}/${u.max_concurrent_chats})</option>`)}
+    </select>
+    <button type="submit" disabled=${!userId}>${t("sup.assign")}</button>
+    ${error && html`<span class="error" role="alert">${error}</span>`}
+  </form>`;
+}
+
 export function Supervisor({ me }) {
   const [queue, setQueue] = useState([]);
   const [agents, setAgents] = useState([]);
   const [loads, setLoads] = useState({});
   const scope = me.permissions.includes("conversations.read_all") ? "all" : "departments";
+  const canAssign = me.permissions.includes("conversations.assign");
   const load = debounce(async () => {
     const [pending, active, users] = await Promise.all([
       allPages(`/api/v1/conversations?category=pending&scope=${scope}`),
@@ -41,8 +63,9 @@ export function Supervisor({ me }) {
   }, []);
   return html`<main class="page supervisor">
     <section><h2>${t("sup.queue")} (${queue.length})</h2>
-      <ul class="queue">${queue.map((c) => html`<li key=${c.id}><a href=${`#/c/${c.id}`}>${c.contact.name || c.contact.phone}</a>
-        <small>${c.department ? c.department.name : ""} · ${fmtTime(c.queued_at || c.opened_at)}</small></li>`)}</ul></section>
+      <ul class="queue">${queue.map((c) => html`<li key=${c.id} data-id=${c.id}><a href=${`#/c/${c.id}`}>${c.contact.name || c.contact.phone}</a>
+        <small>${c.department ? c.department.name : ""} · ${fmtTime(c.queued_at || c.opened_at)}</small>
+        ${canAssign && html`<${AssignForm} conv=${c} agents=${agents} loads=${loads} onDone=${load} />`}</li>`)}</ul></section>
     <section><h2>${t("sup.agents")}</h2>
       <table><thead><tr><th scope="col">${t("sup.name")}</th><th scope="col">${t("sup.status")}</th><th scope="col">${t("sup.load")}</th></tr></thead>
         <tbody>${agents.map((u) => html`<tr key=${u.id} data-user=${u.id}><td>${u.name}</td>

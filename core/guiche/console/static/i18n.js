@@ -22,7 +22,7 @@ const STRINGS = {
     "status.read": "read", "status.failed": "failed", "status.unknown": "unknown",
     "sup.queue": "Queue now", "sup.agents": "Agents", "sup.load": "Open chats", "sup.name": "Name",
     "sup.status": "Status", "ch.name": "Name", "ch.type": "Type", "ch.state": "State",
-    "unread": "unread", "you": "You", "conv.region": "Conversation", "conv.file": "File", "conv.typing": "A colleague is typing…", "ch.add": "Add channel", "ch.phone": "Phone", "ch.department": "Default department", "ch.credentials": "Credentials", "ch.create": "Create", "ch.link": "Link phone", "ch.connected": "Connected.", "ch.scan": "Scan this code with WhatsApp on the phone (Linked devices).", "ch.pairing": "Pairing code", "ch.done": "Done", "ch.actions": "Actions", "download": "Download",
+    "unread": "unread", "you": "You", "conv.region": "Conversation", "conv.file": "File", "sup.assign": "Assign", "sup.assign_to": "Assign to…", "conv.typing": "A colleague is typing…", "ch.add": "Add channel", "ch.phone": "Phone", "ch.department": "Default department", "ch.credentials": "Credentials", "ch.create": "Create", "ch.link": "Link phone", "ch.connected": "Connected.", "ch.scan": "Scan this code with WhatsApp on the phone (Linked devices).", "ch.pairing": "Pairing code", "ch.done": "Done", "ch.actions": "Actions", "download": "Download",
   },
   "pt-BR": {
     "app.title": "Guichê", "login.title": "Entrar", "login.email": "E-mail",
@@ -46,7 +46,7 @@ const STRINGS = {
     "status.read": "lida", "status.failed": "falhou", "status.unknown": "incerta",
     "sup.queue": "Fila agora", "sup.agents": "Atendentes", "sup.load": "Conversas abertas", "sup.name": "Nome",
     "sup.status": "Status", "ch.name": "Nome", "ch.type": "Tipo", "ch.state": "Estado",
-    "unread": "não lidas", "you": "Você", "conv.region": "Conversa", "conv.file": "Arquivo", "conv.typing": "Um colega está digitando…", "ch.add": "Adicionar canal", "ch.phone": "Telefone", "ch.department": "Setor padrão", "ch.credentials": "Credenciais", "ch.create": "Criar", "ch.link": "Conectar celular", "ch.connected": "Conectado.", "ch.scan": "Leia este código no WhatsApp do celular (Aparelhos conectados).", "ch.pairing": "Código de pareamento", "ch.done": "Concluir", "ch.actions": "Ações", "download": "Baixar",
+    "unread": "não lidas", "you": "Você", "conv.region": "Conversa", "conv.file": "Arquivo", "sup.assign": "Atribuir", "sup.assign_to": "Atribuir a…", "conv.typing": "Um colega está digitando…", "ch.add": "Adicionar canal", "ch.phone": "Telefone", "ch.department": "Setor padrão", "ch.credentials": "Credenciais", "ch.create": "Criar", "ch.link": "Conectar celular", "ch.connected": "Conectado.", "ch.scan": "Leia este código no WhatsApp do celular (Aparelhos conectados).", "ch.pairing": "Código de pareamento", "ch.done": "Concluir", "ch.actions": "Ações", "download": "Baixar",
   },
 };
 export const LANGUAGES = [["pt-BR", "Português (Brasil)"], ["en", "English"]];
