@@ -46,6 +46,7 @@ from guiche_chatguru.client import (
     ChatGuruShapeError,
 )
 from guiche_chatguru.config import ChatGuruSettings
+from guiche_chatguru.mapping import map_conversations
 from guiche_chatguru.parse import ChatRecord, Note, Odd, parse_chat, parse_item
 
 log = logging.getLogger("guiche.plugin.chatguru")
@@ -322,6 +323,7 @@ class _Writer:
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.queue: asyncio.Queue[_Piece | None] = asyncio.Queue(maxsize=QUEUE_PIECES)
+        self.mapped: set[str] = set()
 
     async def put(self, piece: _Piece) -> None:
         await self.queue.put(piece)
@@ -376,6 +378,8 @@ class _Writer:
             )
             chats_done += piece.done
         metrics.CATALOG_CHATS.inc(chats_done)
+        with_messages = [piece.chat for piece in batch if piece.messages]
+        await map_conversations(run.tenant_id, run.account_id, with_messages, self.mapped)
         await run.add(
             messages=len(messages),
             inserted=inserted,

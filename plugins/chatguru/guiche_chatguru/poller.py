@@ -35,6 +35,7 @@ from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter
 from guiche_chatguru.catalog import PLUGIN
 from guiche_chatguru.client import ChatGuruClient, ChatGuruError
 from guiche_chatguru.config import ChatGuruSettings
+from guiche_chatguru.mapping import map_conversations
 from guiche_chatguru.parse import ChatRecord, Note, Odd, parse_chat, parse_item
 
 log = logging.getLogger("guiche.plugin.chatguru")
@@ -50,11 +51,16 @@ LAG_WINDOW = dt.timedelta(hours=1)
 
 async def poll_due(services: Any) -> int:
     """The scheduled task: poll every enabled account whose interval has passed; returns
-    how many polls ran here."""
-    rows = await store.raw(
-        "SELECT id, tenant, last_poll_at FROM chatguru_accounts WHERE polling_enabled "
-        "AND (lease_until IS NULL OR lease_until < now())"
-    )
+    how many polls ran here. It runs every second in every deployment, so a database
+    that is going away (shutdown, failover) costs one warning line, not a traceback."""
+    try:
+        rows = await store.raw(
+            "SELECT id, tenant, last_poll_at FROM chatguru_accounts WHERE polling_enabled "
+            "AND (lease_until IS NULL OR lease_until < now())"
+        )
+    except Exception as exc:
+        log.warning("chatguru poll skipped: %s: %s", type(exc).__name__, exc)
+        return 0
     now = dt.datetime.now(dt.UTC)
     due: list[tuple[dict[str, Any], ChatGuruSettings]] = []
     for row in rows:
@@ -73,9 +79,15 @@ async def poll_due(services: Any) -> int:
         ),
         return_exceptions=True,
     )
-    for result in results:
-        if isinstance(result, BaseException):
-            log.error("chatguru poll failed", exc_info=result)
+    for (row, _), result in zip(due, results, strict=True):
+        if isinstance(result, Exception):
+            metrics.POLL_ERRORS.inc()
+            log.warning(
+                "chatguru poll of account %s failed: %s: %s",
+                row["id"],
+                type(result).__name__,
+                result,
+            )
     return sum(1 for result in results if isinstance(result, dict))
 
 
@@ -280,6 +292,8 @@ async def _poll(
                 newest.timestamp,
                 added=len(messages),
             )
+    changed_with_messages = [chat for chat, messages, _ in found if messages]
+    await map_conversations(tenant_id, account_id, changed_with_messages, set())
     metrics.POLL_MESSAGES.inc(stored)
     for lag in lags:
         metrics.POLL_LAG.observe(lag.total_seconds())

@@ -308,6 +308,7 @@ async def chats(request: web.Request, *, query: ChatsQuery) -> dict[str, Any]:
         """
         SELECT c.account AS channel_id, c.chat_id, c.wa_chat_id, c.number, c.name, c.kind,
                c.status, c.archived, c.phone_id, c.last_message_at, c.messages,
+               c.conversation AS conversation_id,
                array(SELECT t.tag FROM chatguru_chat_tags t WHERE t.account = c.account
                    AND t.chat_id = c.chat_id AND t.to_at IS NULL ORDER BY t.tag) AS tags,
                array(SELECT f.step FROM chatguru_chat_funnel_steps f

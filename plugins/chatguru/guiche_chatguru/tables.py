@@ -41,6 +41,7 @@ class ChatGuruChat(Table, tablename="chatguru_chats"):
     account = UUID()
     chat_id = Varchar(length=64)
     wa_chat_id = Varchar(length=120)
+    conversation = UUID(null=True, default=None)
 
 
 class ChatGuruDelegation(Table, tablename="chatguru_delegations"):

@@ -34,6 +34,16 @@ async def test_catalog_stores_each_message_once(client: Any, account: Any) -> No
         "3c0bc406c949fe426c395555", "4d77873ba12a4babf7963d0c", "581e18cdc0212c293e6f274d"}]
     assert [m["direction"] for m in ana] == ["in", "out", "in", "in", "out", "in"]
     assert [m["type"] for m in ana] == ["text", "text", "image", "text", "text", "audio"]
+    # each chat is mapped to the conversation its messages landed in
+    chats = await fetch(
+        "SELECT chat_id, conversation FROM chatguru_chats WHERE account = {}", account.channel_id
+    )
+    for chat in chats:
+        conversations = {
+            m["conversation"] for m in stored if m["conversation"] == chat["conversation"]
+        }
+        assert chat["conversation"] is not None and len(conversations) == 1
+    assert len({chat["conversation"] for chat in chats}) == 3
 
 
 async def test_catalog_again_adds_nothing(client: Any, account: Any) -> None:
