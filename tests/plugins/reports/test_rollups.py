@@ -128,6 +128,17 @@ async def test_rollups_equal_the_raw_rows(
                     else:  # the middle of the exact value's 2% bucket
                         assert abs(figures[label] - exact) <= 0.011 * exact + 0.5
 
+    # without percentiles: the same counts and means, p50/p90 left out
+    resp = await client.get(
+        f"{API}/aggregates",
+        params={"by": "total", "from": "2026-11-01", "to": "2026-11-30", "percentiles": "false"},
+        headers=headers,
+    )
+    [total] = (await resp.json())["items"]
+    assert total["conversations"] == 60 and total["waiting"]["p50"] is None
+    waits = [r["waiting_s"] for r in rows if r["waiting_s"] is not None]
+    assert math.isclose(total["waiting"]["mean"], sum(waits) / len(waits))
+
     # a day's rows are dated in the company's zone
     for r in rows:
         local = r["closed_at"].astimezone(SP)
