@@ -106,8 +106,13 @@ def _figures(row: dict[str, Any], hists: dict[str, dict[int, int]]) -> dict[str,
     return out
 
 
-async def aggregate(services: Any, scope: Scope, by: str) -> list[dict[str, Any]]:
-    """One item per group (`key`: a date, an hour 0-23, an id, or null for no value)."""
+async def aggregate(
+    services: Any, scope: Scope, by: str, *, percentiles: bool = True
+) -> list[dict[str, Any]]:
+    """One item per group (`key`: a date, an hour 0-23, an id, or null for no value).
+
+    Without `percentiles` the histogram query is skipped (p50/p90 come back null): it is
+    most of the cost of a long range."""
     key = GROUPS[by]
     where, args = scope.where()
     sums = ", ".join(f"sum({c})::float8 AS {c}" for c in _SUMS)
@@ -123,7 +128,7 @@ async def aggregate(services: Any, scope: Scope, by: str) -> list[dict[str, Any]
     async with services.db.transaction() as transaction:
         conn = transaction.connection
         totals = await conn.fetch(totals_sql, *args)
-        hist_rows = await conn.fetch(hist_sql, *args)
+        hist_rows = await conn.fetch(hist_sql, *args) if percentiles else []
     hists: dict[Any, dict[str, dict[int, int]]] = {}
     for h in hist_rows:
         hists.setdefault(h["key"], {}).setdefault(h["m"], {})[h["b"]] = int(h["n"])

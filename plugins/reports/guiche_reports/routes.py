@@ -96,6 +96,7 @@ class AggregateQuery(_Filters):
     from_: Day | None = Field(default=None, alias="from")
     to: Day | None = None
     by: Literal["day", "hour", "agent", "department", "channel", "tabulation", "total"] = "day"
+    percentiles: bool = True
 
 
 class CostQuery(BaseModel):
@@ -198,7 +199,7 @@ async def get_aggregates(request: web.Request, *, query: AggregateQuery) -> dict
     _range(first, last)
     visible = await visibility_of(request, ctx.services)
     scope = aggregates.Scope(ctx.tenant_id, first, last, query.chosen(), visible)
-    items = await aggregates.aggregate(ctx.services, scope, query.by)
+    items = await aggregates.aggregate(ctx.services, scope, query.by, percentiles=query.percentiles)
     return {"from": first.isoformat(), "to": last.isoformat(), "by": query.by, "items": items}
 
 

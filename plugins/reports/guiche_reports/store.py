@@ -249,15 +249,23 @@ async def rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> None
 
 
 async def catch_up(
-    services: Any, tenant_id: uuid.UUID, settings: ReportsSettings, *, batch: int = 500
+    services: Any,
+    tenant_id: uuid.UUID,
+    settings: ReportsSettings,
+    *,
+    batch: int = 500,
+    max_batches: int = 40,
 ) -> int:
-    """Measure every conversation closed since the tenant's cursor (all of them the first
-    time), batch by batch, moving the cursor after each; returns how many were read."""
+    """Measure the conversations closed since the tenant's cursor (all of them the first
+    time), batch by batch, moving the cursor after each; returns how many were read.
+
+    At most `max_batches` per call, so one run of the periodic task stays short and the
+    next run goes on where it stopped (a backfill of a long history spans runs)."""
     async with services.db.transaction() as transaction:
         row = await transaction.connection.fetchrow(_CURSOR, tenant_id)
     after = (row["closed_at"], row["conversation"]) if row else None
     total = 0
-    while True:
+    for _ in range(max_batches):
         closed = await closed_conversations(services, tenant_id, after=after, limit=batch)
         if not closed:
             return total
@@ -269,6 +277,7 @@ async def catch_up(
         total += len(closed)
         if len(closed) < batch:
             return total
+    return total
 
 
 async def reset(services: Any, tenant_id: uuid.UUID) -> None:

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import guiche_reports
 import pytest
-from guiche_reports import dashboard
+from guiche_reports import dashboard, store
+from guiche_reports.config import ReportsSettings
 
 from tests.conftest import login
 from tests.core.routing.helpers import add_department, join, sql
@@ -127,6 +128,17 @@ async def test_rollups_equal_the_raw_rows(
                         assert figures[label] is None
                     else:  # the middle of the exact value's 2% bucket
                         assert abs(figures[label] - exact) <= 0.011 * exact + 0.5
+
+    # without percentiles: the same counts and means, p50/p90 left out
+    resp = await client.get(
+        f"{API}/aggregates",
+        params={"by": "total", "from": "2026-11-01", "to": "2026-11-30", "percentiles": "false"},
+        headers=headers,
+    )
+    [total] = (await resp.json())["items"]
+    assert total["conversations"] == 60 and total["waiting"]["p50"] is None
+    waits = [r["waiting_s"] for r in rows if r["waiting_s"] is not None]
+    assert math.isclose(total["waiting"]["mean"], sum(waits) / len(waits))
 
     # a day's rows are dated in the company's zone
     for r in rows:
@@ -328,3 +340,17 @@ async def test_dashboard_changes_are_marked_in_redis(
         company.tenant_id,
     )
     assert events == [{"n": 1}]
+
+
+async def test_a_long_backfill_spans_runs_and_resumes_at_the_cursor(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    company, _ = await scene(client, make_company, make_channel, n=20)
+    services = services_of_client(client)
+    settings = ReportsSettings()
+    done = [
+        await store.catch_up(services, company.tenant_id, settings, batch=7, max_batches=2)
+        for _ in range(3)
+    ]
+    assert done == [14, 6, 0]
+    assert len(await raw_rows(company.tenant_id)) == 20
