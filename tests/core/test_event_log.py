@@ -83,3 +83,62 @@ async def test_sealed_secrets_round_trip(client: Any) -> None:
     sealed = seal_secret(services, "whsec_abc")
     assert "whsec_abc" not in sealed
     assert open_secret(services, sealed) == "whsec_abc"
+
+
+async def test_a_transaction_with_the_newest_xid_is_waited_for(
+    client: Any, make_company: Any, database_url: str
+) -> None:
+    """A snapshot lists only transactions below the newest *completed* xid: the one that
+    got its xid last (nothing committed since) is in no `xip`, and must still be waited for."""
+    services = client.app[SERVICES]
+    company = await make_company()
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            held = await conn.fetchval(
+                "INSERT INTO events (tenant, type, data) VALUES ($1, 'test.held', '{}')"
+                " RETURNING seq",
+                company.tenant_id,
+            )
+            assert held is not None
+            assert await settled_seq(services, wait=0.2) is None
+    finally:
+        await conn.close()
+    assert (await settled_seq(services)) >= held
+
+
+async def test_a_cursor_below_the_settled_horizon_misses_nothing_under_concurrency(
+    client: Any, make_company: Any
+) -> None:
+    """Eight writers commit in any order while a reader moves its cursor up to the
+    settled horizon: every event below the cursor has been read."""
+    services = client.app[SERVICES]
+    company = await make_company()
+    made: list[int] = []
+    seen: list[int] = []
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        while not stop.is_set():
+            made.append((await publish_event(services, company.tenant_id, "t.x", {})).seq)
+
+    async def read() -> None:
+        cursor = 0
+        while not stop.is_set():
+            horizon = await settled_seq(services)
+            if horizon is None:
+                continue
+            events = await read_events(
+                services, company.tenant_id, after=cursor, limit=1000, until=horizon
+            )
+            seen.extend(e.seq for e in events)
+            cursor = events[-1].seq if len(events) == 1000 else max(cursor, horizon)
+
+    tasks = [asyncio.create_task(write()) for _ in range(8)] + [asyncio.create_task(read())]
+    await asyncio.sleep(2)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert seen, "the reader read nothing"
+    missed = sorted(seq for seq in set(made) - set(seen) if seq < max(seen))
+    assert missed == []
+    assert seen == sorted(seen) and len(seen) == len(set(seen))

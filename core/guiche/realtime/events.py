@@ -65,9 +65,13 @@ class BusEvent(PendingEvent):
         }
 
 
+# The WHERE gives the transaction its xid before `seq`'s nextval runs: log readers
+# (`guiche.runtime.event_log.settled_seq`) wait for running transactions by xid, and one
+# that held a seq but no xid yet would be invisible to them.
 _INSERT = """
 INSERT INTO events (tenant, type, conversation, department, assignee, data)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::jsonb[])
+WHERE pg_current_xact_id() IS NOT NULL
 RETURNING seq, created_at
 """
 

@@ -29,18 +29,31 @@ if TYPE_CHECKING:
 MAX_LIMIT = 1000
 
 _LAST = "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_seq_seq"
-#: Transactions running now, but those we can see belong to another database of the
-#: cluster (xids are cluster-wide; another database cannot write our events).
+#: Writing transactions running now. A snapshot's `xip` lists only those below its
+#: `xmax` (the latest *completed* xid + 1): one that got its xid after the last commit
+#: is not in it, so the running transactions of our database shown by
+#: `pg_stat_activity` (every session of Guichê's own role) are added. Transactions of
+#: another database are left out when we can tell (xids are cluster-wide; another
+#: database cannot write our events).
 _RUNNING = """
-SELECT array_agg(x::text) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-WHERE NOT EXISTS (
-    SELECT 1 FROM pg_stat_activity AS a
-    WHERE a.backend_xid = xid(x) AND a.datname IS DISTINCT FROM current_database()
-)
+SELECT coalesce(array_agg(DISTINCT t.x), '{}') FROM (
+    SELECT xid(s)::text AS x FROM pg_snapshot_xip(pg_current_snapshot()) AS s
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pg_stat_activity AS a
+        WHERE a.backend_xid = xid(s) AND a.datname IS DISTINCT FROM current_database()
+    )
+    UNION
+    SELECT backend_xid::text FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datname = current_database()
+) AS t
 """
-_STILL_RUNNING = (
-    "SELECT count(*) FROM unnest($1::text[]) AS x WHERE pg_xact_status(x::xid8) = 'in progress'"
-)
+_STILL_RUNNING = """
+SELECT count(*) FROM (
+    SELECT xid(s)::text AS x FROM pg_snapshot_xip(pg_current_snapshot()) AS s
+    UNION
+    SELECT backend_xid::text FROM pg_stat_activity WHERE backend_xid IS NOT NULL
+) AS t WHERE t.x = ANY($1::text[])
+"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ MAX_DELAY = 3600.0
 MAX_RETRY_AFTER = 6 * 3600.0
 BODY_KEEP = 1000
 LEASE_SECONDS = 120.0
-COMMIT_EVERY = 20
+COMMIT_EVERY = 50
 COMMIT_SECONDS = 0.5
 CONCURRENCY = 50
 USER_AGENT = "Guiche-Webhooks/1.0"
@@ -243,7 +243,7 @@ async def run_subscription(
     delivered = 0
     secrets = await signing_secrets(services, sub, now)
     deadline = time.monotonic() + LEASE_SECONDS / 3  # well inside the lease
-    read_ahead = min(1000, settings.max_batch * 20)
+    read_ahead = min(1000, max(100, settings.max_batch * 20))
     pending: list[dict[str, Any]] = []
     acked = cursor  # the last seq acknowledged (or skipped), not yet committed
     flushed_at = time.monotonic()

@@ -127,3 +127,24 @@ async def test_metrics_are_exported(setup: Setup, receiver: Receiver) -> None:
     assert 'guiche_webhooks_deliveries_total{outcome="ok"}' in text
     assert "guiche_webhooks_lag_seconds_bucket" in text
     assert "guiche_webhooks_events_delivered_total" in text
+
+
+async def test_another_companys_event_cannot_be_redelivered_or_replayed_into_mine(
+    setup: Setup, receiver: Receiver, make_company: Any
+) -> None:
+    from guiche.plugin import publish_event
+
+    sub = await setup.subscribe(receiver.url)
+    other = await make_company()
+    theirs = await publish_event(setup.services, other.tenant_id, "test.secret", {"x": 1})
+    resp = await setup.client.post(
+        f"{BASE}/{sub['id']}/redeliver", json={"event_id": f"evt_{theirs.seq}"},
+        headers=setup.headers,
+    )
+    assert resp.status == 404
+    resp = await setup.client.post(
+        f"{BASE}/{sub['id']}/replay", json={"from_seq": 1}, headers=setup.headers
+    )
+    assert resp.status == 200
+    await run(setup)
+    assert all(e["type"] != "test.secret" for e in receiver.events())
