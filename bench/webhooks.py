@@ -112,7 +112,7 @@ async def measure(args: Any) -> dict[str, Any]:
 
     from guiche.app import build_services, close_resources, open_resources
     from guiche.foundation.config import Settings
-    from guiche.plugin import publish_event, seal_secret
+    from guiche.plugin import encrypt_json, publish_event
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -141,7 +141,9 @@ async def measure(args: Any) -> dict[str, Any]:
                     await store.create_subscription(
                         services, company.tenant_id, url=f"{base}/hook", description="bench",
                         event_types=[], channel_ids=[], department_ids=[], active=True,
-                        sealed_secret=seal_secret(services, "whsec_" + secrets.token_hex(16)),
+                        sealed_secret=encrypt_json(
+                            services, {"v": "whsec_" + secrets.token_hex(16)}
+                        ),
                     )
                 await bulk_events(services, company.tenant_id, args.events)
                 await http.post(f"{base}/reset")
@@ -192,7 +194,7 @@ async def measure(args: Any) -> dict[str, Any]:
                 await store.create_subscription(
                     services, lagging.tenant_id, url=f"{base}/hook", description="lag",
                     event_types=[], channel_ids=[], department_ids=[], active=True,
-                    sealed_secret=seal_secret(services, "whsec_" + secrets.token_hex(16)),
+                    sealed_secret=encrypt_json(services, {"v": "whsec_" + secrets.token_hex(16)}),
                 )
                 await http.post(f"{base}/reset")
                 stop = asyncio.Event()

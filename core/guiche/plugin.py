@@ -50,7 +50,6 @@ from guiche.provider_http import call_log
 from guiche.provider_http.client import outbound_client
 from guiche.runtime.event_log import LoggedEvent, read_events, settled_seq
 from guiche.runtime.plugin_events import publish_event
-from guiche.runtime.sealing import open_secret, seal_secret
 from guiche.runtime.services import services_of as _services_of
 from guiche.specs import (
     API_VERSION,
@@ -351,4 +350,4 @@ __all__ += [
 ]
 
 # webhooks: the tenant's event log for log-driven consumers, and secrets kept at rest
-__all__ += ["LoggedEvent", "open_secret", "read_events", "seal_secret", "settled_seq"]
+__all__ += ["LoggedEvent", "read_events", "settled_seq"]

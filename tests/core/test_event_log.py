@@ -1,5 +1,4 @@
-"""`guiche.plugin.read_events` / `settled_seq` (the public event-log reader) and
-`seal_secret` / `open_secret`."""
+"""`guiche.plugin.read_events` / `settled_seq`: the public event-log reader."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from guiche.plugin import open_secret, publish_event, read_events, seal_secret, settled_seq
+from guiche.plugin import publish_event, read_events, settled_seq
 from guiche.runtime.services import SERVICES
 
 
@@ -76,13 +75,6 @@ async def test_settled_seq_waits_for_a_transaction_holding_an_earlier_seq(
     finally:
         await conn.close()
     assert (await settled_seq(services)) is not None
-
-
-async def test_sealed_secrets_round_trip(client: Any) -> None:
-    services = client.app[SERVICES]
-    sealed = seal_secret(services, "whsec_abc")
-    assert "whsec_abc" not in sealed
-    assert open_secret(services, sealed) == "whsec_abc"
 
 
 async def test_a_transaction_with_the_newest_xid_is_waited_for(

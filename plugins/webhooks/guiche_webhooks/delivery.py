@@ -32,7 +32,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from guiche.plugin import LoggedEvent, open_secret, publish_event, read_events, settled_seq
+from guiche.plugin import (
+    LoggedEvent,
+    decrypt_json,
+    enabled_contexts,
+    publish_event,
+    read_events,
+    settled_seq,
+)
 from guiche_webhooks import metrics, signing, store
 from guiche_webhooks.config import WebhooksSettings
 from guiche_webhooks.netguard import TargetRefused, check_url, delivery_client, refusal_of
@@ -124,10 +131,10 @@ async def signing_secrets(services: Any, sub: dict[str, Any], now: dt.datetime) 
             ("secret", "previous_secret", "previous_secret_until"),
             await store.sealed_secrets(services, sub["id"]), strict=True,
         ))}
-    secrets = [open_secret(services, sub["secret"])]
+    secrets = [decrypt_json(services, sub["secret"])["v"]]
     until = sub["previous_secret_until"]
     if sub["previous_secret"] and until is not None and until > now:
-        secrets.append(open_secret(services, sub["previous_secret"]))
+        secrets.append(decrypt_json(services, sub["previous_secret"])["v"])
     return secrets
 
 
@@ -179,13 +186,11 @@ async def post(
 
 async def enabled_settings(services: Any) -> dict[uuid.UUID, WebhooksSettings]:
     """Companies that enabled the plugin, with their (valid) settings."""
-    found: dict[uuid.UUID, WebhooksSettings] = {}
-    for tenant, raw in await store.enabled_tenants(services):
-        try:
-            found[tenant] = WebhooksSettings.model_validate(raw or {})
-        except ValueError:
-            log.warning("webhooks: company %s has invalid settings; skipped", tenant)
-    return found
+    return {
+        ctx.tenant_id: ctx.settings
+        for ctx in await enabled_contexts(services, "webhooks")
+        if isinstance(ctx.settings, WebhooksSettings)
+    }
 
 
 async def deliver_due(

@@ -18,10 +18,10 @@ from guiche.plugin import (
     RouteSpec,
     ValidationFailed,
     caller_of,
+    encrypt_json,
     endpoint,
     plugin_context,
     read_events,
-    seal_secret,
 )
 from guiche_webhooks import delivery, store
 from guiche_webhooks.netguard import GuardedResolver, TargetRefused, check_url
@@ -209,7 +209,7 @@ async def create(request: web.Request, *, body: SubscriptionIn) -> SubscriptionC
         ctx.services, caller_of(request).tenant_id, url=url, description=body.description,
         event_types=body.event_types, channel_ids=body.channel_ids,
         department_ids=body.department_ids, active=body.active,
-        sealed_secret=seal_secret(ctx.services, secret),
+        sealed_secret=encrypt_json(ctx.services, {"v": secret}),
     )
     return SubscriptionCreated.model_validate({**row, "state": _state(row), "secret": secret})
 
@@ -258,9 +258,8 @@ async def rotate(request: web.Request) -> SecretRotated:
     ctx = await plugin_context(request)
     secret = new_secret()
     until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=ctx.settings.secret_overlap_hours)
-    await store.rotate_secret(
-        ctx.services, ctx.tenant_id, _sub_id(request), seal_secret(ctx.services, secret), until
-    )
+    sealed = encrypt_json(ctx.services, {"v": secret})
+    await store.rotate_secret(ctx.services, ctx.tenant_id, _sub_id(request), sealed, until)
     return SecretRotated(secret=secret, previous_secret_until=until)
 
 

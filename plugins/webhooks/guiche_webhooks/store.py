@@ -314,15 +314,6 @@ async def purge_deliveries(services: Any, tenant_id: uuid.UUID, older_than: dt.d
     return int(result.split()[-1])
 
 
-async def enabled_tenants(services: Any) -> list[tuple[uuid.UUID, Any]]:
-    """(company, stored settings) of every company that enabled the plugin."""
-    async with transaction(services) as conn:
-        rows = await conn.fetch(
-            "SELECT tenant, settings FROM tenant_plugins WHERE plugin = 'webhooks' AND enabled"
-        )
-    return [(row["tenant"], _json(row["settings"])) for row in rows]
-
-
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
