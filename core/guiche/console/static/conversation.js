@@ -279,9 +279,14 @@ export function Conversation({ id, me, onRead }) {
         loadLatest().catch(() => {});
         if (ev.type === "message.new") markRead();
       }
-      if (ev.type === "conversation.updated") loadConv().catch(() => {});
+      if (ev.type === "conversation.updated") {
+        // handed to a colleague: an agent no longer sees it, so do not ask for it (a 404)
+        const to = ev.data && ev.data.assignee_id;
+        if (me.role === "agent" && me.user && to && to !== me.user.id) { location.hash = "#/inbox"; return; }
+        loadConv().catch(() => {});
+      }
     });
-    return () => { off(); clearTimeout(typingTimer); };
+    return () => { off(); clearTimeout(typingTimer); markRead.cancel(); };
   }, [id]);
 
   const shown = conv !== null;

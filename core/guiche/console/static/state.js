@@ -11,7 +11,9 @@ export const state = { live: null };
 /** Run `fn` at most once per `ms`, trailing (a burst of events, one reload). */
 export function debounce(fn, ms) {
   let timer = null;
-  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  const call = (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  call.cancel = () => clearTimeout(timer);  // e.g. when the view it serves goes away
+  return call;
 }
 
 export function fmtTime(iso) {
