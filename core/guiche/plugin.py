@@ -48,7 +48,7 @@ from guiche.plugin_host.context import PLUGIN_KEY, PluginContext, context_for_re
 from guiche.plugin_host.tenant_context import tenant_plugin_context  # chatguru
 from guiche.provider_http import call_log
 from guiche.provider_http.client import outbound_client
-from guiche.runtime.event_log import LoggedEvent, read_events, settled_seq
+from guiche.runtime.event_log import LoggedEvent, log_position, read_events, settled_seq
 from guiche.runtime.plugin_events import publish_event
 from guiche.runtime.services import services_of as _services_of
 from guiche.specs import (
@@ -65,6 +65,12 @@ from guiche.specs import (
     hookimpl,
 )
 from guiche.tenancy.rbac import ROLES, PermissionGrant
+
+# isort: split
+# reading a company's people, channels and provider usage (campaigns and others)
+from guiche.channel_host.facts import ChannelFacts, channel_facts
+from guiche.channel_host.usage import MessageUsage, message_usage
+from guiche.contacts.directory import ContactRef, find_contacts
 
 # isort: split
 # baileys_bridge: long-running services and plugin data encrypted at rest
@@ -350,4 +356,12 @@ __all__ += [
 ]
 
 # webhooks: the tenant's event log for log-driven consumers, and secrets kept at rest
-__all__ += ["LoggedEvent", "read_events", "settled_seq"]
+__all__ += ["LoggedEvent", "log_position", "read_events", "settled_seq"]
+__all__ += [
+    "ChannelFacts",
+    "ContactRef",
+    "MessageUsage",
+    "channel_facts",
+    "find_contacts",
+    "message_usage",
+]

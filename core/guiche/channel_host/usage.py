@@ -72,3 +72,38 @@ async def usage_totals(
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class MessageUsage:
+    """What the provider reported billing for one of the company's messages."""
+
+    message_id: uuid.UUID
+    category: str
+    billable: bool
+    currency: str
+    cost: float | None
+
+
+_BY_MESSAGE = """
+SELECT message_id, lower(category) AS category, billable, currency, cost::float8 AS cost
+FROM provider_usage WHERE tenant = $1 AND message_id = ANY($2::uuid[])
+"""
+
+
+async def message_usage(
+    services: Services, tenant_id: uuid.UUID, message_ids: list[uuid.UUID]
+) -> list[MessageUsage]:
+    """The usage rows of these messages (those the provider priced or counted)."""
+    async with services.db.transaction() as transaction:
+        rows = await transaction.connection.fetch(_BY_MESSAGE, tenant_id, message_ids)
+    return [
+        MessageUsage(
+            message_id=r["message_id"],
+            category=r["category"] or "",
+            billable=bool(r["billable"]),
+            currency=r["currency"] or "",
+            cost=r["cost"],
+        )
+        for r in rows
+    ]

@@ -149,3 +149,22 @@ async def settled_seq(services: Services, *, wait: float = 5.0) -> int | None:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
     return int(last)
+
+
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events WHERE tenant = $1"
+_FIRST_SEQ_SINCE = "SELECT min(seq) FROM events WHERE tenant = $1 AND created_at >= $2"
+
+
+async def log_position(
+    services: Services, tenant_id: uuid.UUID, *, since: dt.datetime | None = None
+) -> int:
+    """A cursor into the company's log for `read_events(after=...)`: without `since`, its
+    end (a new reader gets what happens next); with `since`, just before the first event
+    recorded at or after that time (a replay from then; the end when there is none)."""
+    async with services.db.transaction() as transaction:
+        conn = transaction.connection
+        if since is not None:
+            first = await conn.fetchval(_FIRST_SEQ_SINCE, tenant_id, since)
+            if first is not None:
+                return int(first) - 1
+        return int(await conn.fetchval(_LAST_SEQ, tenant_id))

@@ -30,7 +30,13 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from guiche.plugin import ApiError, company_locale, publish_event, send_message
+from guiche.plugin import (
+    ApiError,
+    channel_facts,
+    company_locale,
+    publish_event,
+    send_message,
+)
 
 from . import metrics, store
 from .content import Content, render, variables_for
@@ -196,9 +202,8 @@ async def _cap_left(services: Any, campaign: Any, timezone: str, settings: Any) 
     pool = await _pool(services)
     caps = [campaign["daily_cap"]] if campaign["daily_cap"] else []
     if settings.warmup_days:
-        created = await pool.fetchval(
-            "SELECT created_at FROM channels WHERE id = $1", campaign["channel"]
-        )
+        facts = await channel_facts(services, campaign["tenant"], campaign["channel"])
+        created = facts.created_at if facts is not None else None
         ramp = warmup_cap(settings, clock() - created) if created is not None else None
         caps += [ramp] if ramp is not None else []
     if not caps:

@@ -17,7 +17,9 @@ from guiche.plugin import (
     ApiError,
     InvalidPhone,
     ValidationFailed,
+    channel_facts,
     company_locale,
+    find_contacts,
     normalize_phone,
     send_message,
 )
@@ -40,7 +42,7 @@ async def add_opt_outs(
     ctx: Any, channel_id: uuid.UUID, raw_phones: list[str], source: str
 ) -> dict[str, Any]:
     pool = ctx.services.db.pool
-    if await pool.fetchrow(store.CHANNEL, channel_id, ctx.tenant_id) is None:
+    if await channel_facts(ctx.services, ctx.tenant_id, channel_id) is None:
         raise ValidationFailed(
             "channel not found", details=[{"field": "channel_id", "message": "channel not found"}]
         )
@@ -81,11 +83,8 @@ async def on_inbound(ctx: Any, message: Any, settings: Any) -> bool:
     await pool.execute(store.REPLIED, ctx.tenant_id, message.contact_id, message.channel_id)
     if message.type != "text" or not is_opt_out(message.body or "", settings.opt_out_keywords):
         return False
-    phone = await pool.fetchval(
-        "SELECT phone FROM contacts WHERE id = $1 AND tenant = $2",
-        message.contact_id,
-        ctx.tenant_id,
-    )
+    found = await find_contacts(ctx.services, ctx.tenant_id, ids=[message.contact_id])
+    phone = found[0].phone if found else None
     if not phone:
         return False
     async with pool.acquire() as conn, conn.transaction():

@@ -17,8 +17,11 @@ from guiche.plugin import (
     NotFound,
     RouteSpec,
     ValidationFailed,
+    channel_facts,
     company_locale,
     endpoint,
+    find_contacts,
+    message_usage,
     plugin_context,
 )
 
@@ -113,7 +116,7 @@ def _state_error(row: Any, action: str) -> Conflict:
 async def create_campaign(request: web.Request, *, body: CampaignIn) -> dict[str, Any]:
     ctx = await plugin_context(request)
     pool = ctx.services.db.pool
-    if await pool.fetchrow(store.CHANNEL, body.channel_id, ctx.tenant_id) is None:
+    if await channel_facts(ctx.services, ctx.tenant_id, body.channel_id) is None:
         raise _invalid("channel_id", "channel not found")
     row = await pool.fetchrow(
         store.INSERT,
@@ -213,13 +216,17 @@ async def add_targets(request: web.Request, *, body: TargetsIn) -> dict[str, Any
         raise _state_error(row, "add targets to")
     pool = ctx.services.db.pool
     if body.contact_ids is not None:
-        contacts = await pool.fetch(store.CONTACTS_BY_ID, ctx.tenant_id, body.contact_ids)
-        missing = set(body.contact_ids) - {c["id"] for c in contacts}
+        contacts = await find_contacts(ctx.services, ctx.tenant_id, ids=body.contact_ids)
+        missing = set(body.contact_ids) - {c.id for c in contacts}
         if missing:
             raise _invalid("contact_ids", f"{len(missing)} contacts not found")
     elif body.search is not None or body.department_id is not None:
-        contacts = await pool.fetch(
-            store.CONTACTS_BY_SEARCH, ctx.tenant_id, body.search, body.department_id, body.limit
+        contacts = await find_contacts(
+            ctx.services,
+            ctx.tenant_id,
+            search=body.search,
+            department_id=body.department_id,
+            limit=body.limit,
         )
     else:
         raise _invalid("contact_ids", "give contact_ids, search or department_id")
@@ -414,7 +421,7 @@ async def report(request: web.Request) -> dict[str, Any]:
     delivered = by_state["delivered"] + by_state["read"] + by_state["replied"]
     locale = await company_locale(ctx.services, ctx.tenant_id)
     daily = await pool.fetch(store.DAILY, row["id"], ctx.tenant_id, locale.timezone)
-    costs = await pool.fetch(store.COST, row["id"], ctx.tenant_id)
+    costs = await campaign_costs(ctx, row["id"])
     total = sum(by_state.values())
 
     def rate(part: int, whole: int) -> float | None:
@@ -438,16 +445,33 @@ async def report(request: web.Request) -> dict[str, Any]:
             else None
         ),
         "daily": [dict(d) | {"day": d["day"].isoformat()} for d in daily],
-        "cost": [
-            {
-                "currency": c["currency"],
-                "billable_messages": c["billable"],
-                "amount": float(c["cost"]) if c["cost"] is not None else None,
-                "categories": sorted(store.loads(c["categories"]) or {}),
-            }
-            for c in costs
-        ],
+        "cost": costs,
     }
+
+
+async def campaign_costs(ctx: Any, campaign_id: uuid.UUID) -> list[dict[str, Any]]:
+    """What the provider reported for the campaign's messages (core's usage rows, written
+    by the status webhooks that carry pricing), per currency."""
+    ids = [
+        r["message_id"]
+        for r in await ctx.services.db.pool.fetch(store.MESSAGE_IDS, campaign_id, ctx.tenant_id)
+    ]
+    by_currency: dict[str, dict[str, Any]] = {}
+    for usage in await message_usage(ctx.services, ctx.tenant_id, ids) if ids else []:
+        total = by_currency.setdefault(
+            usage.currency,
+            {"currency": usage.currency, "billable_messages": 0, "amount": None},
+        )
+        categories = total.setdefault("categories", set())
+        total["billable_messages"] += usage.billable
+        if usage.cost is not None:
+            total["amount"] = (total["amount"] or 0.0) + usage.cost
+        if usage.category:
+            categories.add(usage.category)
+    return [
+        total | {"categories": sorted(total["categories"])}
+        for _, total in sorted(by_currency.items())
+    ]
 
 
 @endpoint(MANAGE, body=OptOutsIn, summary="Opt phones out of campaigns on a channel", tags=TAGS)

@@ -50,8 +50,6 @@ WHERE id = $1 AND tenant = $2 AND status = ANY($4::text[])
 RETURNING {COLUMNS}
 """
 
-CHANNEL = "SELECT id, type FROM channels WHERE id = $1 AND tenant = $2"
-
 COUNTS = """
 SELECT state, count(*) AS n FROM campaign_targets
 WHERE campaign = $1 AND run = $2 GROUP BY state
@@ -75,20 +73,6 @@ FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[])
 LEFT JOIN campaign_opt_outs o ON o.tenant = $1 AND o.channel = $8 AND o.phone = t.phone
 ON CONFLICT (campaign, run, phone) DO NOTHING
 RETURNING state
-"""
-
-CONTACTS_BY_ID = """
-SELECT id, phone, name FROM contacts WHERE tenant = $1 AND id = ANY($2::uuid[])
-"""
-
-CONTACTS_BY_SEARCH = """
-SELECT id, phone, name FROM contacts
-WHERE tenant = $1 AND chat_kind = 'direct'
-  AND ($2::text IS NULL OR name ILIKE '%' || $2 || '%' OR phone LIKE '%' || $2 || '%')
-  AND ($3::uuid IS NULL OR id IN (SELECT contact FROM conversations
-                                   WHERE tenant = $1 AND department = $3))
-ORDER BY created_at, id
-LIMIT $4
 """
 
 # The driver's lease on a campaign: one driver at a time, re-driven when it expires.
@@ -236,15 +220,9 @@ GROUP BY 1 ORDER BY 1
 """
 
 
-# What the provider reported for the campaign's messages (core's provider_usage, one row
-# per billed message, written by the status webhooks that carry pricing).
-COST = """
-SELECT u.currency, count(*) FILTER (WHERE u.billable) AS billable, sum(u.cost) AS cost,
-       jsonb_object_agg(DISTINCT u.category, true) FILTER (WHERE u.category <> '') AS categories
-FROM campaign_targets t
-JOIN provider_usage u ON u.tenant = t.tenant AND u.message_id = t.message_id
-WHERE t.campaign = $1 AND t.tenant = $2
-GROUP BY u.currency
+MESSAGE_IDS = """
+SELECT message_id FROM campaign_targets
+WHERE campaign = $1 AND tenant = $2 AND message_id IS NOT NULL
 """
 
 

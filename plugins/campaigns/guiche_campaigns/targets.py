@@ -18,7 +18,11 @@ from typing import Any
 
 import orjson
 
-from guiche.plugin import InvalidPhone, normalize_phone
+from guiche.plugin import (
+    ContactRef,
+    InvalidPhone,
+    normalize_phone,
+)
 
 from . import store
 
@@ -157,14 +161,14 @@ async def import_csv(conn: Any, campaign: Any, content: Any, region: str) -> Add
     return added
 
 
-async def from_contacts(conn: Any, campaign: Any, rows: list[Any]) -> Added:
+async def from_contacts(conn: Any, campaign: Any, rows: list[ContactRef]) -> Added:
     """Targets from core contacts (a contact without a phone is reported, not added)."""
     added = Added(rows=len(rows))
     batch = Batch()
-    for row in rows:
-        if not row["phone"]:
-            _error(added, 0, f"contact {row['id']} has no phone")
+    for contact in rows:
+        if not contact.phone:
+            _error(added, 0, f"contact {contact.id} has no phone")
             continue
-        batch.add(row["id"], row["phone"], row["name"] or "", {})
+        batch.add(contact.id, contact.phone, contact.name, {})
     await store_batch(conn, campaign, batch, added)
     return added

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from guiche.plugin import NotFound
+from guiche.plugin import NotFound, log_position
 
 SUBSCRIPTION_FIELDS = (
     "id, tenant, url, description, event_types, channel_ids, department_ids, active,"
@@ -40,16 +40,16 @@ async def create_subscription(
     sealed_secret: str,
 ) -> dict[str, Any]:
     """New subscriptions start at the end of the company's log: they get what happens next."""
+    cursor = await log_position(services, tenant_id)
     async with transaction(services) as conn:
         row = await conn.fetchrow(
             f"""INSERT INTO webhook_subscriptions
                 (id, tenant, url, description, event_types, channel_ids, department_ids,
                  active, secret, cursor)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                    (SELECT coalesce(max(seq), 0) FROM events WHERE tenant = $2))
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             RETURNING {SUBSCRIPTION_FIELDS}""",
             uuid.uuid4(), tenant_id, url, description, event_types, channel_ids,
-            department_ids, active, sealed_secret,
+            department_ids, active, sealed_secret, cursor,
         )
     return dict(row)
 
@@ -158,16 +158,7 @@ async def set_cursor(
 
 async def seq_before(services: Any, tenant_id: uuid.UUID, since: dt.datetime) -> int:
     """The cursor that replays the company's events recorded at or after `since`."""
-    async with transaction(services) as conn:
-        first = await conn.fetchval(
-            "SELECT min(seq) FROM events WHERE tenant = $1 AND created_at >= $2",
-            tenant_id, since,
-        )
-        if first is None:
-            first = await conn.fetchval(
-                "SELECT coalesce(max(seq), 0) + 1 FROM events WHERE tenant = $1", tenant_id
-            )
-    return int(first) - 1
+    return await log_position(services, tenant_id, since=since)
 
 
 # --- the delivery worker -------------------------------------------------------------
