@@ -102,7 +102,11 @@ async def test_a_worker_killed_mid_campaign_leaves_every_target_sent_once(
             " WHERE campaign = {} AND state = 'sending'",
             cid,
         )
-        await fetch("UPDATE message_outbox SET locked_until = now() - interval '1 second'")
+        await fetch(
+            "UPDATE message_outbox o SET locked_until = now() - interval '1 second'"
+            " FROM campaign_targets t WHERE t.message_id = o.message_id AND t.campaign = {}",
+            cid,
+        )
 
         monkeypatch.setattr(broker_module, "IDLE_TIMEOUT_MS", 100)
         stop = asyncio.Event()
@@ -114,7 +118,11 @@ async def test_a_worker_killed_mid_campaign_leaves_every_target_sent_once(
                 while True:
                     await engine.tick(services=services)
                     body = await shop.get(client, f"campaigns/{campaign['id']}")
-                    outbox = await fetch("SELECT count(*) AS n FROM message_outbox")
+                    outbox = await fetch(  # this campaign's sends only: others share the db
+                        "SELECT count(*) AS n FROM message_outbox o JOIN campaign_targets t"
+                        " ON t.message_id = o.message_id WHERE t.campaign = {}",
+                        cid,
+                    )
                     if body["status"] == "finished" and outbox[0]["n"] == 0:
                         break
                     await asyncio.sleep(0.3)
