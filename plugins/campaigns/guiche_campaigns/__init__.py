@@ -6,9 +6,11 @@ tasks, the ledger fed by core's status and inbound hooks. See README.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from guiche.plugin import (
+    ConsolePage,
     PermissionGrant,
     PluginInfo,
     RouteSpec,
@@ -92,3 +94,17 @@ async def guiche_on_message(ctx: Any, message: Any) -> None:
     if message.direction != "in":
         return
     await on_inbound(ctx, message, ctx.settings or CampaignSettings())
+
+
+@hookimpl
+def guiche_console_pages() -> list[ConsolePage]:
+    """A console page (ES module in `console/`) for people holding READ."""
+    return [
+        ConsolePage(
+            "campaigns",
+            "Campaigns",
+            Path(__file__).parent / "console",
+            titles={"pt-BR": "Campanhas"},
+            permission=READ,
+        )
+    ]

@@ -3,11 +3,13 @@ aggregates, CSV export and a live dashboard (README.md: definitions, API, settin
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from guiche.channels import ConversationEvent
 from guiche.plugin import (
     ROLES,
+    ConsolePage,
     PermissionGrant,
     PluginContext,
     PluginInfo,
@@ -104,3 +106,17 @@ async def guiche_on_conversation_event(ctx: PluginContext, event: ConversationEv
     if event.action in REMEASURE:
         await store.refresh(ctx.services, ctx.tenant_id, ctx.settings, [event.conversation_id])
     await dashboard.mark_changed(ctx.services, ctx.tenant_id)
+
+
+@hookimpl
+def guiche_console_pages() -> list[ConsolePage]:
+    """A console page (ES module in `console/`) for people holding routes.READ."""
+    return [
+        ConsolePage(
+            "reports",
+            "Reports",
+            Path(__file__).parent / "console",
+            titles={"pt-BR": "Relatórios"},
+            permission=routes.READ,
+        )
+    ]
