@@ -25,10 +25,12 @@ from guiche_baileys_bridge.routes import (
     PAIRING_PATH,
     PERMISSION,
     QR_PNG_PATH,
+    QRCODE_PATH,
     SESSION_PATH,
     connect,
     logout,
     pairing_code,
+    qr_code,
     qr_png,
     session_state,
 )
@@ -76,6 +78,7 @@ def guiche_routes() -> list[RouteSpec]:
     return [
         RouteSpec("GET", SESSION_PATH, session_state, name="session"),
         RouteSpec("GET", QR_PNG_PATH, qr_png, name="qr_png"),
+        RouteSpec("GET", QRCODE_PATH, qr_code, name="qrcode"),
         RouteSpec("POST", PAIRING_PATH, pairing_code, name="pairing_code"),
         RouteSpec("POST", LOGOUT_PATH, logout, name="logout"),
         RouteSpec("POST", CONNECT_PATH, connect, name="connect"),

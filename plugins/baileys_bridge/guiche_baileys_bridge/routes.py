@@ -3,6 +3,7 @@ code instead of the QR, and logging the phone out."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import uuid
@@ -22,6 +23,8 @@ QR_PNG_PATH = "channels/{id}/qr.png"
 PAIRING_PATH = "channels/{id}/pairing-code"
 LOGOUT_PATH = "channels/{id}/logout"
 CONNECT_PATH = "channels/{id}/connect"
+#: The route the web console's "Link phone" dialog reads for any QR-linked channel type.
+QRCODE_PATH = "channels/{id}/qrcode"
 
 
 class SessionOut(BaseModel):
@@ -35,6 +38,17 @@ class SessionOut(BaseModel):
     pairing_code: str | None = None
     last_event_at: str | None = None
     running: bool = False
+
+
+class QrCodeOut(BaseModel):
+    """The console's QR shape (shared with evolution): `qr_code` is a base64 PNG."""
+
+    channel_id: uuid.UUID
+    state: str
+    detail: str = ""
+    qr_code: str | None = None
+    qr_text: str | None = None
+    pairing_code: str | None = None
 
 
 class PairingIn(BaseModel):
@@ -79,15 +93,36 @@ async def session_state(request: web.Request) -> SessionOut:
     )
 
 
+def _png(qr: str) -> bytes:
+    out = io.BytesIO()
+    segno.make_qr(qr, error="l").save(out, kind="png", scale=6, border=2)
+    return out.getvalue()
+
+
 @endpoint(PERMISSION, summary="The QR code to scan, as a PNG image", errors=(404,))
 async def qr_png(request: web.Request) -> web.Response:
     loaded = await _channel(request)
     row = await store.load(loaded.info.id)
     if row is None or not row["qr"]:
         raise NotFound("no QR code to scan right now", code="qr_not_available")
-    out = io.BytesIO()
-    segno.make_qr(row["qr"], error="l").save(out, kind="png", scale=6, border=2)
-    return web.Response(body=out.getvalue(), content_type="image/png")
+    return web.Response(body=_png(row["qr"]), content_type="image/png")
+
+
+@endpoint(PERMISSION, response=QrCodeOut, summary="State and QR (base64 PNG) for the console")
+async def qr_code(request: web.Request) -> QrCodeOut:
+    loaded = await _channel(request)
+    row = await store.load(loaded.info.id)
+    if row is None:
+        return QrCodeOut(channel_id=loaded.info.id, state="connecting", detail="starting")
+    qr = row["qr"] or None
+    return QrCodeOut(
+        channel_id=loaded.info.id,
+        state=row["state"],
+        detail=row["detail"] or "",
+        qr_code=base64.b64encode(_png(qr)).decode() if qr and row["state"] != "connected" else None,
+        qr_text=qr,
+        pairing_code=row["pairing_code"] or None,
+    )
 
 
 @endpoint(

@@ -6,6 +6,7 @@ event, channel state) → open → inbound (text, image into core storage) → r
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from typing import Any
 
@@ -73,6 +74,10 @@ async def test_qr_open_inbound_reply_acks_and_logout(
     png = await client.get(f"{url}/qr.png", headers=setup.headers)
     assert png.status == 200 and png.content_type == "image/png"
     assert (await png.read()).startswith(b"\x89PNG")
+    # the console's "Link phone" dialog reads the shape every QR channel answers
+    console_qr = await (await client.get(f"{url}/qrcode", headers=setup.headers)).json()
+    assert console_qr["state"] == "qr_required" and console_qr["qr_text"] == qr["qr"]
+    assert base64.b64decode(console_qr["qr_code"]).startswith(b"\x89PNG")
     [event] = await eventually(lambda: events_of(setup.company.tenant_id, "channel.qr"))
     assert event["qr"] == qr["qr"] and event["channel_id"] == session
     await eventually(lambda: _state_is(setup.channel_id, "qr_required"))
@@ -84,6 +89,8 @@ async def test_qr_open_inbound_reply_acks_and_logout(
     assert (shown["me"], shown["qr"]) == ("5511912345678", None)
     assert shown["last_event_at"] is not None
     assert (await client.get(f"{url}/qr.png", headers=setup.headers)).status == 404
+    linked = await (await client.get(f"{url}/qrcode", headers=setup.headers)).json()
+    assert (linked["state"], linked["qr_code"]) == ("connected", None)
 
     # a customer writes; the agent replies quoting it
     await fake_sidecar.push("message", session, load("bridge_message_text.json")["data"])
