@@ -338,7 +338,11 @@ class _Writer:
             count = 0
             while count < FLUSH_MESSAGES:
                 try:
-                    piece = await asyncio.wait_for(self.queue.get(), GATHER_SECONDS)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+                    # the TaskGroup's cancellation when a piece arrives at that moment,
+                    # and the writer would then serve forever (a cancelled job hung).
+                    async with asyncio.timeout(GATHER_SECONDS):
+                        piece = await self.queue.get()
                 except TimeoutError:
                     if batch:
                         break
