@@ -36,7 +36,6 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "guiche.ratelimit",
                 "guiche.specs",
                 "guiche.tenancy",
-                "guiche.whatsapp_web",
             }
         ),
     ),

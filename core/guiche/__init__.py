@@ -19,7 +19,6 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "guiche.ratelimit",
     "guiche.testing",
     "guiche.contract",
-    "guiche.whatsapp_web",
 )
 
 __all__ = ["PUBLIC_MODULES", "__version__"]

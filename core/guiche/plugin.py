@@ -73,6 +73,10 @@ from guiche.channel_host.usage import MessageUsage, message_usage
 from guiche.contacts.directory import ContactRef, find_contacts
 
 # isort: split
+# Baileys' WAMessage JSON, read once for every WhatsApp Web channel (a namespace)
+from guiche.channel_host import whatsapp_web
+
+# isort: split
 # baileys_bridge: long-running services and plugin data encrypted at rest
 from guiche.channel_host.sealed import CredentialsUnreadable, decrypt_json, encrypt_json
 
@@ -365,3 +369,4 @@ __all__ += [
     "find_contacts",
     "message_usage",
 ]
+__all__ += ["whatsapp_web"]

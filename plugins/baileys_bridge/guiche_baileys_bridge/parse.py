@@ -29,17 +29,7 @@ from guiche.channels import (
     StatusUpdate,
     WebhookBatch,
 )
-from guiche.whatsapp_web import (
-    as_int,
-    as_timestamp,
-    is_group_jid,
-    is_lid_jid,
-    is_phone_jid,
-    jid_user,
-    parse_message,
-    parse_status,
-    text_or_none,
-)
+from guiche.plugin import whatsapp_web as wa_json
 
 log = logging.getLogger("guiche.plugin.baileys_bridge")
 
@@ -62,25 +52,25 @@ def inbound_message(
     wa = data.get("message")
     if not isinstance(wa, dict):
         return None
-    message = parse_message(wa, accept_groups=accept_groups, now=now)
+    message = wa_json.parse_message(wa, accept_groups=accept_groups, now=now)
     if message is None:
         return None
     media = data.get("media")
     if message.media is not None and isinstance(media, dict):
-        encoded = text_or_none(media.get("base64"))
+        encoded = wa_json.text_or_none(media.get("base64"))
         message = message.model_copy(
             update={
                 "media": message.media.model_copy(
                     update={
                         "data_base64": encoded,
-                        "sha256": text_or_none(media.get("sha256")) or message.media.sha256,
-                        "size": as_int(media.get("size")) or message.media.size,
+                        "sha256": wa_json.text_or_none(media.get("sha256")) or message.media.sha256,
+                        "size": wa_json.as_int(media.get("size")) or message.media.size,
                     }
                 )
             }
         )
     remote = str((wa.get("key") or {}).get("remoteJid") or "")
-    if is_group_jid(remote):
+    if wa_json.is_group_jid(remote):
         author = _group_author(wa)
         if author is None:
             return None
@@ -92,13 +82,13 @@ def inbound_message(
 
 def _group_author(wa: dict[str, Any]) -> Sender | None:
     key = wa.get("key") or {}
-    name = None if key.get("fromMe") else text_or_none(wa.get("pushName"))
+    name = None if key.get("fromMe") else wa_json.text_or_none(wa.get("pushName"))
     participant = str(key.get("participant") or "")
     alt = str(key.get("participantAlt") or key.get("participantPn") or "")
-    if is_phone_jid(participant):
-        return Sender(phone=jid_user(participant), name=name)
-    if is_lid_jid(participant):
-        phone = jid_user(alt) if is_phone_jid(alt) else None
+    if wa_json.is_phone_jid(participant):
+        return Sender(phone=wa_json.jid_user(participant), name=name)
+    if wa_json.is_lid_jid(participant):
+        phone = wa_json.jid_user(alt) if wa_json.is_phone_jid(alt) else None
         return Sender(phone=phone, provider_user_id=participant, name=name)
     if key.get("fromMe"):
         return Sender(provider_user_id=str(key.get("remoteJid")))
@@ -108,7 +98,7 @@ def _group_author(wa: dict[str, Any]) -> Sender | None:
 def status_update(data: dict[str, Any], *, now: dt.datetime | None = None) -> StatusUpdate | None:
     """An `ack` frame's data (`key`, `status`, `status_code`, `timestamp`)."""
     item = {"key": data.get("key") or {}, "status": data.get("status_code", data.get("status"))}
-    update = parse_status(item, now=as_timestamp(data.get("timestamp")) or now)
+    update = wa_json.parse_status(item, now=wa_json.as_timestamp(data.get("timestamp")) or now)
     if update is not None and update.error is not None:
         update = update.model_copy(
             update={"error": update.error.model_copy(update={"code": "whatsapp_error"})}
@@ -124,17 +114,17 @@ def connection_update(
     state = str(data.get("state") or "")
     if state == "open":
         me = data.get("me") if isinstance(data.get("me"), dict) else {}
-        jid = text_or_none(me.get("id"))
+        jid = wa_json.text_or_none(me.get("id"))
         return ConnectionUpdate(
             state=ConnectionState.CONNECTED,
-            detail=text_or_none(me.get("name")) or "",
-            me=jid_user(jid) if jid else None,
+            detail=wa_json.text_or_none(me.get("name")) or "",
+            me=wa_json.jid_user(jid) if jid else None,
             timestamp=at,
             raw=data,
         )
     last = data.get("last_disconnect") if isinstance(data.get("last_disconnect"), dict) else {}
-    code = as_int(last.get("status_code"))
-    reason = text_or_none(last.get("reason")) or "unknown"
+    code = wa_json.as_int(last.get("status_code"))
+    reason = wa_json.text_or_none(last.get("reason")) or "unknown"
     if state == "connecting":
         detail = f"reconnecting ({reason})" if last else ""
         return ConnectionUpdate(
@@ -181,7 +171,7 @@ def qr_update(data: dict[str, Any], *, now: dt.datetime | None = None) -> Connec
     return ConnectionUpdate(
         state=ConnectionState.QR_REQUIRED,
         detail="scan the QR code with WhatsApp on the phone",
-        qr_code=text_or_none(data.get("qr")),
+        qr_code=wa_json.text_or_none(data.get("qr")),
         timestamp=now or dt.datetime.now(dt.UTC),
         raw={k: v for k, v in data.items() if k != "qr"},
     )

@@ -41,10 +41,11 @@ from guiche.channels import (
     WebhookBatch,
     WebhookRequest,
 )
+from guiche.plugin import whatsapp_web as wa_json
 from guiche_evolution.client import SEND_TIMEOUT, EvolutionClient, EvolutionError
 from guiche_evolution.config import EvolutionConfig
 from guiche_evolution.parse import parse_payload, qr_update
-from guiche_evolution.values import is_group_jid, not_on_whatsapp, text_or_none
+from guiche_evolution.values import not_on_whatsapp
 
 log = logging.getLogger("guiche.plugin.evolution")
 
@@ -79,7 +80,7 @@ def _digits(phone: str) -> str:
 def recipient_number(to: Recipient) -> str:
     """What Evolution's `number` field gets: a group's JID, else the phone's digits (Evolution
     restores its own JID form, Brazilian ninth digit included), else a `@lid` JID."""
-    if to.provider_user_id and is_group_jid(to.provider_user_id):
+    if to.provider_user_id and wa_json.is_group_jid(to.provider_user_id):
         return to.provider_user_id
     if to.phone and _digits(to.phone):
         return _digits(to.phone)
@@ -278,7 +279,7 @@ class EvolutionAdapter(ChannelAdapter):
                 raise _not_connected(await self._state_or_none(), exc) from None
             raise _send_error(exc) from None
         key = answer.get("key") if isinstance(answer, dict) else None
-        provider_id = text_or_none(key.get("id")) if isinstance(key, dict) else None
+        provider_id = wa_json.text_or_none(key.get("id")) if isinstance(key, dict) else None
         if not provider_id:
             # Evolution may well have sent it: retrying could send it twice.
             raise PermanentSendError(
@@ -288,7 +289,7 @@ class EvolutionAdapter(ChannelAdapter):
             )
         return SendResult(
             provider_message_id=provider_id,
-            recipient=text_or_none(key.get("remoteJid")) if isinstance(key, dict) else None,
+            recipient=wa_json.text_or_none(key.get("remoteJid")) if isinstance(key, dict) else None,
             raw=answer if isinstance(answer, dict) else {},
         )
 
@@ -385,7 +386,7 @@ class EvolutionAdapter(ChannelAdapter):
                 f"Evolution says instance {name!r} exists but does not list it",
                 code="instance_not_listed",
             )
-        token = text_or_none(row.get("token"))
+        token = wa_json.text_or_none(row.get("token"))
         log.info(
             "reusing an existing Evolution instance",
             extra={"channel": str(self.channel.id), "integration": row.get("integration")},
@@ -403,7 +404,7 @@ class EvolutionAdapter(ChannelAdapter):
         if not isinstance(answer, dict):
             raise ProvisioningError("Evolution answered /instance/connect with no JSON object")
         if answer.get("error"):
-            reason = text_or_none(str(answer.get("message") or "")) or "unknown error"
+            reason = wa_json.text_or_none(str(answer.get("message") or "")) or "unknown error"
             raise ProvisioningError(
                 f"Evolution could not start the session: {reason}", code="connect_failed"
             )
@@ -482,9 +483,9 @@ class EvolutionAdapter(ChannelAdapter):
             except EvolutionError as exc:
                 raise _send_error(exc) from None
             answer = answer if isinstance(answer, dict) else {}
-            encoded = text_or_none(answer.get("base64"))
-            mime = text_or_none(answer.get("mimetype")) or mime
-            filename = text_or_none(answer.get("fileName")) or filename
+            encoded = wa_json.text_or_none(answer.get("base64"))
+            mime = wa_json.text_or_none(answer.get("mimetype")) or mime
+            filename = wa_json.text_or_none(answer.get("fileName")) or filename
             if not encoded:
                 raise PermanentSendError("Evolution returned no media bytes", code="no_media")
         try:

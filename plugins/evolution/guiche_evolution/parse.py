@@ -30,13 +30,7 @@ from guiche.channels import (
     StatusUpdate,
     WebhookBatch,
 )
-from guiche.whatsapp_web import (
-    as_int,
-    jid_user,
-    parse_message,
-    text_or_none,
-)
-from guiche.whatsapp_web import parse_status as parse_wa_status
+from guiche.plugin import whatsapp_web as wa_json
 
 log = logging.getLogger("guiche.plugin.evolution")
 
@@ -93,7 +87,7 @@ def parse_payload(
         for item in _items(data):
             if event == SEND_MESSAGE and isinstance(item.get("key"), dict):
                 item = {**item, "key": {**item["key"], "fromMe": True}}  # always ours
-            message = parse_message(item, accept_groups=accept_groups, now=now)
+            message = wa_json.parse_message(item, accept_groups=accept_groups, now=now)
             if message is None:
                 batch.ignored += 1
             else:
@@ -128,14 +122,14 @@ def parse_connection(
     data: dict[str, Any], *, now: dt.datetime | None = None
 ) -> ConnectionUpdate | None:
     state = str(data.get("state") or data.get("status") or "").lower()
-    reason = as_int(data.get("statusReason"))
+    reason = wa_json.as_int(data.get("statusReason"))
     at = now or dt.datetime.now(dt.UTC)
     if state == "open":
-        wuid = text_or_none(data.get("wuid"))
+        wuid = wa_json.text_or_none(data.get("wuid"))
         return ConnectionUpdate(
             state=ConnectionState.CONNECTED,
-            detail=text_or_none(data.get("profileName")) or "",
-            me=jid_user(wuid) if wuid else None,
+            detail=wa_json.text_or_none(data.get("profileName")) or "",
+            me=wa_json.jid_user(wuid) if wuid else None,
             timestamp=at,
             raw=data,
         )
@@ -173,9 +167,9 @@ def strip_data_uri(value: str | None) -> str | None:
 
 def qr_update(qrcode: dict[str, Any], *, now: dt.datetime | None = None) -> ConnectionUpdate:
     """A QR (or pairing code) to scan, from `qrcode.updated` or `/instance/connect`."""
-    image = strip_data_uri(text_or_none(qrcode.get("base64")))
-    pairing = text_or_none(qrcode.get("pairingCode"))
-    code = text_or_none(qrcode.get("code"))
+    image = strip_data_uri(wa_json.text_or_none(qrcode.get("base64")))
+    pairing = wa_json.text_or_none(qrcode.get("pairingCode"))
+    code = wa_json.text_or_none(qrcode.get("code"))
     raw = {k: v for k, v in qrcode.items() if k != "base64"}
     if image or pairing or code:
         return ConnectionUpdate(
@@ -186,7 +180,7 @@ def qr_update(qrcode: dict[str, Any], *, now: dt.datetime | None = None) -> Conn
             timestamp=now,
             raw=raw,
         )
-    message = text_or_none(qrcode.get("message"))
+    message = wa_json.text_or_none(qrcode.get("message"))
     return ConnectionUpdate(
         state=ConnectionState.QR_REQUIRED,
         detail=message or "waiting for a QR code",
@@ -202,4 +196,4 @@ def parse_qrcode(data: dict[str, Any], *, now: dt.datetime | None = None) -> Con
 
 def parse_status(data: dict[str, Any], *, now: dt.datetime | None = None) -> StatusUpdate | None:
     """One `messages.update` item (core's reading, failures coded `evolution_error`)."""
-    return parse_wa_status(data, now=now, error_code="evolution_error")
+    return wa_json.parse_status(data, now=now, error_code="evolution_error")

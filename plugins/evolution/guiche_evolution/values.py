@@ -1,40 +1,13 @@
 """Evolution's error bodies, read defensively (its `response.message` is a string, a list
 of strings, a list of objects or a nested list). The Baileys value readers Evolution's
-payloads need (`as_int`, `as_bytes`, JIDs, ...) are core's `guiche.whatsapp_web`,
-re-exported here for this plugin's modules.
+payloads need (`as_int`, `as_bytes`, JIDs, ...) are `guiche.plugin.whatsapp_web`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from guiche.whatsapp_web import (
-    as_bytes,
-    as_int,
-    as_timestamp,
-    is_broadcast_jid,
-    is_group_jid,
-    is_lid_jid,
-    is_phone_jid,
-    jid_user,
-    text_or_none,
-)
-
-__all__ = [
-    "as_bytes",
-    "as_int",
-    "as_timestamp",
-    "error_reason",
-    "flatten_message",
-    "is_broadcast_jid",
-    "is_group_jid",
-    "is_lid_jid",
-    "is_phone_jid",
-    "jid_user",
-    "not_on_whatsapp",
-    "text_or_none",
-]
-
+from guiche.plugin import whatsapp_web as wa_json
 
 # --- error messages --------------------------------------------------------------------
 
@@ -51,7 +24,8 @@ def flatten_message(value: Any) -> str:
         return "; ".join(part for part in parts if part)
     if isinstance(value, dict):
         if value.get("exists") is False:
-            who = value.get("number") or jid_user(str(value.get("jid") or "")) or "the number"
+            jid = str(value.get("jid") or "")
+            who = value.get("number") or wa_json.jid_user(jid) or "the number"
             return f"{who} is not on WhatsApp"
         if "message" in value:
             return flatten_message(value["message"])

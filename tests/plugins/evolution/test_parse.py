@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from guiche_evolution.parse import event_name, parse_payload
 
+from guiche.channel_host.whatsapp_web import parse_vcard
 from guiche.channels import (
     ConnectionState,
     DeliveryStatus,
@@ -19,7 +20,6 @@ from guiche.channels import (
     MessageType,
     WebhookBatch,
 )
-from guiche.whatsapp_web import parse_vcard
 
 from .conftest import load, real, webhook_fixtures
 

@@ -6,15 +6,9 @@ import datetime as dt
 import hashlib
 
 import pytest
-from guiche_evolution.values import (
-    as_bytes,
-    as_int,
-    as_timestamp,
-    error_reason,
-    flatten_message,
-    jid_user,
-    not_on_whatsapp,
-)
+from guiche_evolution.values import error_reason, flatten_message, not_on_whatsapp
+
+from guiche.channel_host.whatsapp_web import as_bytes, as_int, as_timestamp, jid_user
 
 from .conftest import load
 
