@@ -104,7 +104,6 @@ if TYPE_CHECKING:
     from guiche.runtime.services import Services
 
 # campaigns: sending from a plugin through the outbox, phone numbers, a company's locale
-from guiche.companies.enablement import enabled_settings as _enabled_settings
 from guiche.contacts.locale import CompanyLocale, company_locale
 from guiche.contacts.phones import InvalidPhone, normalize_phone
 from guiche.outbound.direct_send import DirectSent
@@ -269,15 +268,6 @@ def provider_call(channel: ChannelInfo, operation: str) -> Iterator[None]:
         yield
 
 
-async def plugin_settings(
-    services: Services, tenant_id: uuid.UUID, plugin: str
-) -> dict[str, Any] | None:
-    """For tasks (no request, so no `plugin_context`): the settings `plugin` stored for the
-    tenant (validate them with your model; `{}` when never saved), or None when the tenant
-    has not enabled it (skip its work). Served from the process's cache."""
-    return (await _enabled_settings(services, tenant_id)).get(plugin)
-
-
 __all__ = [
     "API_VERSION",
     "AUTHENTICATED",
@@ -333,7 +323,6 @@ __all__ += [  # campaigns:
     "InvalidPhone",
     "company_locale",
     "normalize_phone",
-    "plugin_settings",
     "send_message",
 ]
 # baileys_bridge:

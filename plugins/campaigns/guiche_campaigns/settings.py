@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from guiche.plugin import plugin_settings
+from guiche.plugin import tenant_plugin_context
 
 DEFAULT_KEYWORDS = ["SAIR", "PARAR", "STOP", "CANCELAR"]
 
@@ -30,5 +30,5 @@ class CampaignSettings(BaseModel):
 
 async def load_settings(services: Any, tenant_id: uuid.UUID) -> CampaignSettings | None:
     """The company's settings, None when it has not enabled the plugin."""
-    stored = await plugin_settings(services, tenant_id, "campaigns")
-    return None if stored is None else CampaignSettings.model_validate(stored)
+    ctx = await tenant_plugin_context(services, tenant_id, "campaigns")
+    return None if ctx is None else ctx.settings

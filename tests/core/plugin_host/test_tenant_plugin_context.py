@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from guiche.companies.enablement import plugins_changed
 from guiche.plugin import tenant_plugin_context
 from guiche.runtime.services import SERVICES
 
@@ -33,5 +34,6 @@ async def test_disabled_or_invalid_settings_give_none(
     await enable_plugin(company.tenant_id, "hello", {"greeting": "Oi"}, enabled=False)
     assert await tenant_plugin_context(services, company.tenant_id, "hello") is None
     await enable_plugin(company.tenant_id, "hello", {"greeting": ""})  # below min_length
+    await plugins_changed(services, company.tenant_id)  # written behind the API's back
     assert await tenant_plugin_context(services, company.tenant_id, "hello") is None
     assert "invalid" in caplog.text
