@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -114,24 +113,16 @@ async def start_pool_waiting(
 ) -> None:
     """Open the engine's pool, waiting up to `wait_seconds` for a database that is
     starting, restarting or briefly unreachable (a worker replaced during a database
-    restart, or a container started before Postgres): it retries with a doubling pause
-    instead of exiting at once. Other errors (a wrong password, a missing database)
-    raise immediately."""
-    deadline = time.monotonic() + wait_seconds
-    pause = 0.2
-    while True:
-        try:
-            await engine.start_connection_pool(**pool_options)
-            return
-        except Exception as exc:
-            if not database_unavailable(exc) or time.monotonic() + pause > deadline:
-                raise
-            log.warning(
-                "database not reachable yet; retrying",
-                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": pause},
-            )
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 5.0)
+    restart, or a container started before Postgres) instead of exiting at once. Other
+    errors (a wrong password, a missing database) raise immediately."""
+    loop = asyncio.get_running_loop()
+    await retry_disconnects(
+        lambda: engine.start_connection_pool(**pool_options),
+        deadline=loop.time() + wait_seconds,
+        what="opening the connection pool",
+        first_delay=0.2,
+        max_delay=5.0,
+    )
 
 
 def make_engine(database_url: str) -> PostgresEngine:
