@@ -28,6 +28,8 @@ from guiche.foundation.logs import configure_logging
 if TYPE_CHECKING:
     from piccolo.engine.postgres import PostgresEngine
 
+    from guiche.channel_host.demo_channel import DemoChannel
+
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
 """How long the web server waits for in-flight requests after a stop signal."""
 
@@ -220,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _run_all(settings: Settings) -> int:
 
     from guiche.app import create_app
+    from guiche.channel_host.demo_channel import seed_demo_channel
     from guiche.companies.demo import seed_demo
     from guiche.http.runner import app_runner
     from guiche.plugin_host.services import run_services, select_services
@@ -235,8 +238,9 @@ async def _run_all(settings: Settings) -> int:
     try:
         password = settings.demo_password
         login = await seed_demo(password.get_secret_value() if password else None)
+        demo_channel = await seed_demo_channel(app[SERVICES], login.tenant_id)
         await start_site(runner, settings)
-        print(login_banner(settings, login.email, login.password), flush=True)
+        print(login_banner(settings, login.email, login.password, demo_channel), flush=True)
         queue = app[SERVICES].tasks
         assert queue is not None
         loops = [schedule(queue.broker, stop)]
@@ -363,7 +367,9 @@ def base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def login_banner(settings: Settings, email: str, password: str) -> str:
+def login_banner(
+    settings: Settings, email: str, password: str, demo_channel: DemoChannel | None = None
+) -> str:
     url = base_url(settings)
     body = json.dumps({"email": email, "password": password})
     curl = (
@@ -377,6 +383,14 @@ def login_banner(settings: Settings, email: str, password: str) -> str:
             f"  email:    {email}",
             f"  password: {password}",
             f"  login:    {curl}",
+            *(
+                [
+                    "A customer writes to the demo's sandbox channel (open the console first):",
+                    f"  message:  {demo_channel.curl()}",
+                ]
+                if demo_channel is not None
+                else []
+            ),
             "Press Ctrl+C to stop.",
         ]
     )

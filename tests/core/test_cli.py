@@ -343,6 +343,28 @@ async def post_login(login: dict[str, str]) -> dict[str, object]:
         return body
 
 
+async def demo_message_arrives(lines: list[str], token: str, url: str) -> None:
+    """The printed `message:` curl, run as printed, puts a customer's message in the demo
+    company's pending conversations."""
+    command = next(line.split("message:", 1)[1] for line in lines if "message:" in line)
+    ran = await asyncio.to_thread(
+        subprocess.run, ["sh", "-c", command], capture_output=True, text=True, timeout=30
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["messages"] == 1, ran.stdout
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{url}/api/v1/conversations?category=pending",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        [conversation] = (await resp.json())["items"]
+    assert conversation["channel"]["type"] == "sandbox"
+    assert conversation["last_message"]["body"] == "Olá! Meu pedido chegou?"
+
+
 def postgres_processes(pgdata: Path) -> list[int]:
     import psutil
 
@@ -361,14 +383,31 @@ def readme_run_example() -> list[str]:
     return block.rstrip("\n").split("\n")
 
 
+DEMO_WEBHOOK = re.compile(r"/webhooks/sandbox/([0-9a-f-]{36}) -H 'X-Guiche-Webhook-Secret: (\S+)'")
+
+
+def demo_channel_of(lines: list[str]) -> tuple[str, str]:
+    """The demo channel's id and webhook secret, from the printed `message:` curl."""
+    found = next(DEMO_WEBHOOK.search(line) for line in lines if line.strip().startswith("message:"))
+    assert found is not None
+    return found[1], found[2]
+
+
 def assert_readme_shows(lines: list[str], login: dict[str, str], port: int) -> None:
-    """The README's example is what a first start prints, but for the password and port."""
+    """The README's example is what a first start prints, but for the password, the port
+    and the demo channel's id and secret."""
     example = readme_run_example()
     shown = next(line.split()[-1] for line in example if line.strip().startswith("password:"))
-    printed = [
-        line.replace(login["password"], shown).replace(f"127.0.0.1:{port}", "127.0.0.1:8080")
-        for line in lines
+    replacements = [
+        (login["password"], shown),
+        (f"127.0.0.1:{port}", "127.0.0.1:8080"),
+        *zip(demo_channel_of(lines), demo_channel_of(example), strict=True),
     ]
+    printed = []
+    for line in lines:
+        for old, new in replacements:
+            line = line.replace(old, new)
+        printed.append(line)
     assert printed == example, (
         "README.md's `guiche run` example differs from what a first start prints; "
         "paste this block:\n" + "\n".join(printed)
@@ -433,6 +472,7 @@ async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
         tokens = await post_login(login)
         assert tokens["access_token"]
         assert tokens["tenant"]["slug"] == "demo"  # type: ignore[index]
+        await demo_message_arrives(lines, str(tokens["access_token"]), login["url"])
         assert postgres_processes(pgdata), "embedded postgres should be running"
         slug = chores_on_the_running_database(data_dir)
         assert postgres_processes(pgdata), "a chore must not stop the server guiche run uses"
@@ -455,12 +495,14 @@ async def test_run_embedded_end_to_end(tmp_path: Path) -> None:
     # A second start reuses the data: same keys, same demo company, a fresh password,
     # nothing left to migrate; on a terminal it logs human lines.
     secret = (data_dir / "secret_key").read_text()
+    demo_channel = demo_channel_of(lines)
     terminal = Terminal()
     try:
         proc, again, lines = await start_run(data_dir, port, stderr=terminal.slave)
         try:
             assert lines[0].startswith("Migrations: database is up to date (")
             assert again["password"] != login["password"]
+            assert demo_channel_of(lines) == demo_channel  # the same channel, same secret
             tokens_again = await post_login(again)
             assert tokens_again["tenant"] == tokens["tenant"]
         finally:
