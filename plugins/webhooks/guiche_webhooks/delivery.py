@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import functools
 import logging
 import random
 import time
@@ -66,6 +67,8 @@ class Outcome:
     body: str | None = None
     retry_after: float | None = None
     refused: bool = False
+    #: Sent as `X-Guiche-Delivery` and the delivery log's row id: one attempt, one id.
+    delivery_id: uuid.UUID | None = None
 
 
 def event_id(seq: int) -> str:
@@ -138,38 +141,53 @@ async def signing_secrets(services: Any, sub: dict[str, Any], now: dt.datetime) 
     return secrets
 
 
+@functools.lru_cache(maxsize=64)
+def post_timeout(limit_seconds: float) -> aiohttp.ClientTimeout:
+    """One immutable timeout per limit (built once, not per POST): the whole POST within
+    `limit_seconds`, the connection within 5 s of it (one timer per POST, not one per read)."""
+    return aiohttp.ClientTimeout(total=limit_seconds, sock_connect=min(5.0, limit_seconds))
+
+
 async def post(
     client: aiohttp.ClientSession, url: str, body: bytes, secrets: list[str], *,
-    limit_seconds: float, delivery_id: uuid.UUID,
+    limit_seconds: float, delivery_id: uuid.UUID, check: bool = True,
 ) -> Outcome:
-    """One signed POST; never raises for the receiver's or the network's failures."""
+    """One signed POST; never raises for the receiver's or the network's failures.
+
+    `check=False` skips the URL's static checks when they already passed in this pass
+    (same URL, same rules: a literal address does not change; a name is still checked by
+    the resolver on every new connection)."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Guiche-Delivery": str(delivery_id),
         signing.HEADER: signing.header_value(secrets, int(time.time()), body),
     }
-    timeout = aiohttp.ClientTimeout(
-        total=limit_seconds + 5, sock_connect=5.0, sock_read=limit_seconds
-    )
     started = time.perf_counter()
     try:
-        check_url(url)
+        if check:
+            check_url(url)
         async with client.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            url, data=body, headers=headers, timeout=post_timeout(limit_seconds),
+            allow_redirects=False,
         ) as response:
             raw = await response.content.read(BODY_KEEP * 4)
             status = response.status
             retry_after = response.headers.get("Retry-After")
     except TargetRefused as exc:
-        return Outcome(ok=False, error=f"refused: {exc}", refused=True)
+        return Outcome(
+            ok=False, error=f"refused: {exc}", refused=True, delivery_id=delivery_id
+        )
     except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
         refused = refusal_of(exc)
         if refused is not None:
-            return Outcome(ok=False, error=f"refused: {refused}", refused=True)
+            return Outcome(
+                ok=False, error=f"refused: {refused}", refused=True, delivery_id=delivery_id
+            )
         elapsed = int((time.perf_counter() - started) * 1000)
         return Outcome(
-            ok=False, latency_ms=elapsed, error=f"{type(exc).__name__}: {exc}"[:500]
+            ok=False, latency_ms=elapsed, error=f"{type(exc).__name__}: {exc}"[:500],
+            delivery_id=delivery_id,
         )
     elapsed_s = time.perf_counter() - started
     metrics.LATENCY.observe(elapsed_s)
@@ -180,7 +198,8 @@ async def post(
         latency_ms=int(elapsed_s * 1000),
         body=raw.decode("utf-8", "replace")[:BODY_KEEP],
         error=None if ok else f"HTTP {status}",
-        retry_after=retry_after_seconds(retry_after, dt.datetime.now(dt.UTC)),
+        retry_after=None if ok else retry_after_seconds(retry_after, dt.datetime.now(dt.UTC)),
+        delivery_id=delivery_id,
     )
 
 
@@ -240,64 +259,117 @@ async def run_subscription(
     """Deliver in order from the cursor until caught up (or the pass's time is up).
 
     Acknowledged POSTs are logged and the cursor moved every `COMMIT_EVERY` POSTs or
-    `COMMIT_SECONDS` (and before anything else happens): one statement for many. A worker
-    killed in between delivers those batches again — at least once, same ids.
+    `COMMIT_SECONDS`: one statement for many. Neither that write nor the next page's read
+    holds the POSTs up: the commit runs while the next POSTs go out (one commit in flight,
+    waited for before the next one, and before anything else is recorded), and the next
+    page is read while this one is posted. A worker killed in between delivers the
+    uncommitted POSTs again — at least once, same ids.
     """
+    run = _SubscriptionRun(services, sub, now)
     types = list(sub["event_types"]) or None
-    cursor = sub["cursor"]
     delivered = 0
     secrets = await signing_secrets(services, sub, now)
     deadline = time.monotonic() + LEASE_SECONDS / 3  # well inside the lease
     read_ahead = min(1000, max(100, settings.max_batch * 20))
-    pending: list[dict[str, Any]] = []
-    acked = cursor  # the last seq acknowledged (or skipped), not yet committed
-    flushed_at = time.monotonic()
 
-    async def commit() -> bool:
-        nonlocal pending, flushed_at
-        if acked == cursor and not pending:
-            return True
-        ok = await store.delivered(
-            services, sub, cursor=acked, now=now, lease_seconds=LEASE_SECONDS,
-            attempts=pending,
+    def read_after(seq: int) -> asyncio.Task[list[LoggedEvent]]:
+        return asyncio.ensure_future(
+            read_events(
+                services, sub["tenant"], after=seq, limit=read_ahead, types=types, until=horizon
+            )
         )
-        pending, flushed_at = [], time.monotonic()
-        return ok
 
-    while time.monotonic() < deadline:
-        events = await read_events(
-            services, sub["tenant"], after=acked, limit=read_ahead, types=types, until=horizon
-        )
-        for start in range(0, len(events), settings.max_batch):
-            chunk = events[start : start + settings.max_batch]
-            batch = [e for e in chunk if wanted(sub, e)]
-            if batch:
-                outcome = await send(services, client, sub, settings, batch, secrets)
-                if not outcome.ok:
-                    if not await commit():
+    next_page: asyncio.Task[list[LoggedEvent]] | None = read_after(run.acked)
+    try:
+        while next_page is not None and time.monotonic() < deadline:
+            events = await next_page
+            next_page = read_after(events[-1].seq) if len(events) == read_ahead else None
+            for start in range(0, len(events), settings.max_batch):
+                chunk = events[start : start + settings.max_batch]
+                batch = [e for e in chunk if wanted(sub, e)]
+                if batch:
+                    outcome = await send(
+                        services, client, sub, settings, batch, secrets, check=not delivered
+                    )
+                    if not outcome.ok:
+                        if not await run.settle():
+                            return delivered
+                        await log_attempt(services, sub, batch, outcome, now, kind="delivery")
+                        await fail(services, sub, settings, outcome, now)
                         return delivered
-                    await log_attempt(services, sub, batch, outcome, now, kind="delivery")
-                    await fail(services, sub, settings, outcome, now)
-                    return delivered
-                pending.append(
-                    {"seqs": [e.seq for e in batch], "status_code": outcome.status_code,
-                     "latency_ms": outcome.latency_ms, "response_body": outcome.body}
-                )
-                delivered += len(batch)
-                observe(batch)
-            acked = chunk[-1].seq
-            if len(pending) >= COMMIT_EVERY or time.monotonic() - flushed_at > COMMIT_SECONDS:
-                if not await commit():
+                    run.acknowledge(batch, outcome)
+                    delivered += len(batch)
+                    observe(batch)
+                run.acked = chunk[-1].seq
+                if run.due() and not await run.flush():
                     return delivered  # the lease was lost: another worker carries on
-                cursor = acked
-        if len(events) < read_ahead:
-            break
-    if not await commit():
+        if not await run.settle():
+            return delivered
+        if next_page is None and time.monotonic() < deadline:
+            await store.skip_to(services, sub, horizon)  # caught up: nothing more it wants
+        await store.release(services, sub, now)
         return delivered
-    if time.monotonic() < deadline:
-        await store.skip_to(services, sub, horizon)  # caught up: nothing more it wants
-    await store.release(services, sub, now)
-    return delivered
+    finally:
+        if next_page is not None:
+            next_page.cancel()
+        await run.abandon()
+
+
+class _SubscriptionRun:
+    """One pass's acknowledged-but-unrecorded POSTs and its commit in flight."""
+
+    def __init__(self, services: Any, sub: dict[str, Any], now: dt.datetime) -> None:
+        self.services, self.sub, self.now = services, sub, now
+        self.cursor: int = sub["cursor"]  # the last seq whose commit was started
+        self.acked: int = self.cursor  # the last seq acknowledged (or skipped)
+        self.pending: list[dict[str, Any]] = []
+        self.flushed_at = time.monotonic()
+        self.in_flight: asyncio.Task[bool] | None = None
+
+    def acknowledge(self, batch: list[LoggedEvent], outcome: Outcome) -> None:
+        self.pending.append(
+            {"id": str(outcome.delivery_id), "seqs": [e.seq for e in batch],
+             "status_code": outcome.status_code,
+             "latency_ms": outcome.latency_ms, "response_body": outcome.body}
+        )
+
+    def due(self) -> bool:
+        return (
+            len(self.pending) >= COMMIT_EVERY
+            or time.monotonic() - self.flushed_at > COMMIT_SECONDS
+        )
+
+    async def flush(self) -> bool:
+        """Wait for the commit in flight, then start one for what is pending (not waited
+        for). False when the lease was lost."""
+        if self.in_flight is not None:
+            task, self.in_flight = self.in_flight, None
+            if not await task:
+                return False
+        if self.acked == self.cursor and not self.pending:
+            return True
+        attempts, self.pending, self.flushed_at = self.pending, [], time.monotonic()
+        self.cursor = self.acked
+        self.in_flight = asyncio.ensure_future(
+            store.delivered(
+                self.services, self.sub, cursor=self.cursor, now=self.now,
+                lease_seconds=LEASE_SECONDS, attempts=attempts,
+            )
+        )
+        return True
+
+    async def settle(self) -> bool:
+        """Everything acknowledged so far recorded; False when the lease was lost."""
+        if not await self.flush():
+            return False
+        task, self.in_flight = self.in_flight, None
+        return task is None or await task
+
+    async def abandon(self) -> None:
+        """On the way out (also by an exception): let a started commit finish."""
+        if self.in_flight is not None:
+            await asyncio.gather(self.in_flight, return_exceptions=True)
+            self.in_flight = None
 
 
 def observe(batch: list[LoggedEvent]) -> None:
@@ -309,16 +381,16 @@ def observe(batch: list[LoggedEvent]) -> None:
 
 async def send(
     services: Any, client: aiohttp.ClientSession, sub: dict[str, Any], settings: WebhooksSettings,
-    batch: list[LoggedEvent], secrets: list[str],
+    batch: list[LoggedEvent], secrets: list[str], *, check: bool = True,
 ) -> Outcome:
     outcome = await post(
         client, sub["url"], payload(sub["id"], batch), secrets,
-        limit_seconds=settings.timeout_seconds, delivery_id=uuid.uuid4(),
+        limit_seconds=settings.timeout_seconds, delivery_id=uuid.uuid4(), check=check,
     )
-    metrics.DELIVERIES.labels(
+    metrics.DELIVERED[
         "ok" if outcome.ok else "refused" if outcome.refused
         else "http_error" if outcome.status_code else "network"
-    ).inc()
+    ].inc()
     return outcome
 
 
@@ -329,7 +401,7 @@ async def log_attempt(
     await store.log_delivery(
         services, sub, kind=kind, seqs=[e.seq for e in batch], succeeded=outcome.ok,
         status_code=outcome.status_code, latency_ms=outcome.latency_ms, error=outcome.error,
-        response_body=outcome.body, at=now,
+        response_body=outcome.body, at=now, delivery_id=outcome.delivery_id,
     )
 
 

@@ -243,7 +243,7 @@ async def delivered(
     """After 2xx answers: log them and move the cursor, in one statement. False when the
     lease was lost (another worker owns the subscription now; the log rows are kept).
     `attempts`: `seqs`, `status_code`, `latency_ms`, `response_body` each."""
-    rows = [{**attempt, "id": str(uuid.uuid4())} for attempt in attempts]
+    rows = [{"id": str(uuid.uuid4()), **attempt} for attempt in attempts]  # ids: the POSTs' own
     async with transaction(services) as conn:
         done = await conn.fetchval(
             """WITH logged AS (
@@ -266,14 +266,15 @@ async def delivered(
 async def log_delivery(
     services: Any, sub: dict[str, Any], *, kind: str, seqs: list[int], succeeded: bool,
     status_code: int | None, latency_ms: int | None, error: str | None,
-    response_body: str | None, at: dt.datetime,
+    response_body: str | None, at: dt.datetime, delivery_id: uuid.UUID | None = None,
 ) -> None:
     async with transaction(services) as conn:
         await conn.execute(
             """INSERT INTO webhook_deliveries (id, tenant, subscription, created_at, kind, seqs,
                    succeeded, status_code, latency_ms, error, response_body)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-            uuid.uuid4(), sub["tenant"], sub["id"], at, kind, seqs, succeeded, status_code,
+            delivery_id or uuid.uuid4(), sub["tenant"], sub["id"], at, kind, seqs, succeeded,
+            status_code,
             latency_ms, error, response_body,
         )
 

@@ -39,6 +39,8 @@ async def test_the_log_shows_each_attempt(setup: Setup, receiver: Receiver) -> N
     assert ok["succeeded"] and ok["status_code"] == 200
     assert ok["event_ids"] == [f"evt_{s}" for s in seqs]
     assert ok["latency_ms"] is not None and ok["response_body"] == "answer 200"
+    # the attempt's id is the one the receiver saw (X-Guiche-Delivery): one attempt, one id
+    assert receiver.received[-1].headers["X-Guiche-Delivery"] == ok["id"]
     assert not failed["succeeded"] and failed["status_code"] == 503
     assert failed["error"] == "HTTP 503" and failed["response_body"] == "answer 503"
 
