@@ -47,7 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from guiche.foundation.errors import ApiError
     from guiche.plugin_host.manager import PluginError
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(with_plugins=wants_plugin_commands(argv)).parse_args(argv)
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
@@ -77,7 +82,20 @@ class CommandError(Exception):
     """An operator mistake a command reports in one line (exit 1)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def wants_plugin_commands(argv: Sequence[str]) -> bool:
+    """Plugins' commands are loaded only for a command core does not own (or for help),
+    so `guiche run` and the chores never import plugins just to parse their arguments."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first is None or first not in CORE_COMMANDS
+
+
+CORE_COMMANDS = frozenset(
+    {"run", "web", "worker", "scheduler", "migrate", "plugins", "doctor", "service", "new",
+     "tenants", "users"}
+)
+
+
+def build_parser(*, with_plugins: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guiche",
         description="Guichê: a plugin-based customer-service gateway. "
@@ -135,7 +153,36 @@ def build_parser() -> argparse.ArgumentParser:
         sub = user_commands.add_parser(name, help=f"{name.split('-')[0]} platform-admin rights")
         sub.add_argument("email")
         sub.set_defaults(handler=cmd_platform_admin, platform_admin=value)
+    if with_plugins:
+        add_plugin_commands(commands)
     return parser
+
+
+def add_plugin_commands(commands: Any) -> None:
+    """`guiche <plugin> <name>` for every installed plugin's `guiche_commands`."""
+    from guiche.plugin_host.commands import collect_commands
+    from guiche.plugin_host.manager import build_plugin_manager
+    from guiche.plugin_host.registry import PluginRegistry
+
+    try:
+        blocked = load_settings().plugins_blocked
+    except ConfigError:
+        blocked = []  # the command itself reports the environment's problems
+    registry = PluginRegistry.from_manager(build_plugin_manager(blocked=blocked))
+    for plugin, specs in sorted(collect_commands(registry).items()):
+        if plugin in CORE_COMMANDS:
+            continue  # core's own command keeps its name
+        group = commands.add_parser(plugin, help=f"{plugin} plugin commands")
+        subcommands = group.add_subparsers(dest=f"{plugin}_command", required=True)
+        for name, spec in sorted(specs.items()):
+            sub = subcommands.add_parser(name, help=spec.help, description=spec.help)
+            if spec.per_company:
+                sub.add_argument(
+                    "--company", required=True, metavar="SLUG|ID", help="the company (tenant)"
+                )
+            if spec.arguments is not None:
+                spec.arguments(sub)
+            sub.set_defaults(handler=cmd_plugin_command, plugin_command=(plugin, spec))
 
 
 def settings_for(
@@ -324,6 +371,56 @@ def cmd_service(args: argparse.Namespace) -> int:
         return asyncio.run(_until_signal(lambda stop: run_service(settings, stop, args.names)))
     except UnknownService as exc:
         raise CommandError(str(exc.args[0])) from None
+
+
+def cmd_plugin_command(args: argparse.Namespace) -> int:
+    """A plugin's command, with the services open on DATABASE_URL or `guiche run`'s
+    embedded database and its keys (Redis when configured: its events reach the web
+    processes' sockets)."""
+    from guiche.database.embedded import local_key_env
+
+    plugin, spec = args.plugin_command
+    command = f"{plugin} {spec.name}"
+    settings = load_settings()
+    if not settings.database_url:
+        os.environ.update(local_key_env(settings))  # the keys `guiche run` keeps
+    with with_database(settings_for(command, keys=True, embedded=True)) as ready:
+        return asyncio.run(_plugin_command(ready, spec, args))
+
+
+async def _plugin_command(settings: Settings, spec: Any, args: argparse.Namespace) -> int:
+    from guiche.app import build_services, close_resources, open_resources
+    from guiche.tasks.queue import TaskQueue
+
+    services = build_services(settings)
+    await open_resources(services)
+    try:
+        if spec.per_company:
+            args.tenant_id = await company_id(args.company)
+        queue = TaskQueue.for_services(services)
+        await queue.start()
+        services.tasks = queue
+        try:
+            return int(await spec.func(services, args) or 0)
+        finally:
+            services.tasks = None
+            await queue.stop()
+    finally:
+        await close_resources(services)
+
+
+async def company_id(text: str) -> uuid.UUID:
+    """A company named by its slug or id; a CommandError when there is none."""
+    from guiche.models import Tenant
+
+    try:
+        condition = Tenant.id == uuid.UUID(text)
+    except ValueError:
+        condition = Tenant.slug == text
+    row = await Tenant.select(Tenant.id).where(condition).first()
+    if row is None:
+        raise CommandError(f"no company {text!r} (see `guiche tenants list`)")
+    return row["id"]
 
 
 async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:

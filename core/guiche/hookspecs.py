@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the types are the public ones; pluggy checks names, not ann
     from guiche.runtime.services import Services
     from guiche.specs import (
         ChannelSpec,
+        CommandSpec,
         ConsolePage,
         PluginInfo,
         RouteSpec,
@@ -126,6 +127,7 @@ REGISTRATION_HOOKS = (
     "guiche_piccolo_app",
     "guiche_services",
     "guiche_console_pages",
+    "guiche_commands",
 )
 EVENT_HOOKS = (
     "guiche_on_message",
@@ -153,3 +155,12 @@ def guiche_console_pages() -> list[ConsolePage]:
     """Return a list of `ConsolePage`: pages this plugin adds to the web console, each an
     ES module served from the plugin's package (docs/plugins.md, "Console pages")."""
 
+
+
+# --- operator commands a plugin adds to the CLI (registration hook) -------------------
+
+
+@hookspec
+def guiche_commands() -> list[CommandSpec]:
+    """Return a list of `CommandSpec`: operator commands run as `guiche <plugin> <name>`
+    (docs/plugins.md, "CLI commands")."""

@@ -98,7 +98,7 @@ from guiche.conversations.timeline import (
     reference_names,
 )
 from guiche.plugin_host.enabled import enabled_contexts
-from guiche.specs import ServiceSpec
+from guiche.specs import CommandSpec, ServiceSpec
 
 if TYPE_CHECKING:
     from guiche.runtime.services import Services
@@ -327,6 +327,7 @@ __all__ += [  # campaigns:
 ]
 # baileys_bridge:
 __all__ += ["CredentialsUnreadable", "ServiceSpec", "decrypt_json", "encrypt_json"]
+__all__ += ["CommandSpec"]
 
 # reports:
 __all__ += [

@@ -136,6 +136,26 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class CommandSpec:
+    """An operator command a plugin adds to the `guiche` CLI: `guiche <plugin> <name>`.
+
+    `arguments(parser)` adds its argparse options; `func(services, args)` is `async def`
+    and returns the exit code. It runs with the services open on `DATABASE_URL` (else
+    `guiche run`'s embedded database), like a web process: events it publishes reach the
+    companies' sockets, tasks it kicks go to the workers (in-process without Redis).
+    With `per_company`, core adds `--company SLUG|ID` and passes the company's id as
+    `args.tenant_id` (an unknown company is a one-line error). Ctrl+C cancels `func`
+    (`asyncio.CancelledError`): clean up, then let it propagate (exit 130).
+    """
+
+    name: str
+    help: str
+    func: Callable[..., Awaitable[int]]
+    arguments: Callable[[Any], None] | None = None
+    per_company: bool = True
+
+
+@dataclass(frozen=True)
 class ConsolePage:
     """One console page a plugin adds.
 

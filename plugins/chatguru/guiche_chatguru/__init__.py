@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from guiche.plugin import (
     ChannelSpec,
+    CommandSpec,
     PermissionGrant,
     PluginInfo,
     RouteSpec,
     TaskSpec,
     hookimpl,
 )
-from guiche_chatguru import catalog, poller, routes
+from guiche_chatguru import catalog, command, poller, routes
 from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter
 from guiche_chatguru.config import ChatGuruCredentials, ChatGuruSettings, OperatorSettings
 
@@ -98,3 +99,8 @@ def guiche_piccolo_app() -> str:
 
 
 __all__ = ["CHANNEL_TYPE", "ChatGuruAdapter", "ChatGuruCredentials", "ChatGuruSettings"]
+
+
+@hookimpl
+def guiche_commands() -> list[CommandSpec]:
+    return command.COMMANDS

@@ -28,6 +28,7 @@ from guiche.hookspecs import EVENT_HOOKS, REGISTRATION_HOOKS
 from guiche.http.endpoint import endpoint_of
 from guiche.plugin import (
     ChannelSpec,
+    CommandSpec,
     ConsolePage,
     PermissionGrant,
     PluginContext,
@@ -77,6 +78,10 @@ async def tick() -> None:
 
 async def full_service(services: Services, stop: Any) -> None:
     await stop.wait()
+
+
+async def full_command(services: Any, args: Any) -> int:
+    return 0
 
 
 class FullPlugin:
@@ -146,6 +151,10 @@ class FullPlugin:
     def guiche_console_pages(self) -> list[ConsolePage]:
         folder = Path(__file__).parent / "full_console"
         return [ConsolePage("board", "Board", folder, titles={"pt-BR": "Quadro"})]
+
+    @hookimpl
+    def guiche_commands(self) -> list[CommandSpec]:
+        return [CommandSpec("sync", "sync the board", full_command)]
 
     @hookimpl
     async def guiche_on_message(self, ctx: PluginContext, message: Any) -> None:
@@ -232,6 +241,9 @@ async def test_registration_hooks_are_consumed(full_client: Any) -> None:
     from guiche.console.pages import PAGES_KEY
 
     assert [page.slug for page in full_client.app[PAGES_KEY]["full"]] == ["board"]
+    from guiche.plugin_host.commands import collect_commands
+
+    assert list(collect_commands(registry)["full"]) == ["sync"]
 
 
 async def test_mounted_plugin_routes_keep_their_endpoint_declaration(full_client: Any) -> None:
