@@ -82,6 +82,7 @@ from guiche.channel_host.sealed import CredentialsUnreadable, decrypt_json, encr
 
 # reports: conversation histories, provider usage and the companies that enabled a plugin
 from guiche.channel_host.usage import UsageTotal, usage_totals
+from guiche.conversations.imported_notes import ImportedNote, add_notes
 from guiche.conversations.timeline import (
     INBOUND,
     OUTBOUND,
@@ -327,7 +328,7 @@ __all__ += [  # campaigns:
 ]
 # baileys_bridge:
 __all__ += ["CredentialsUnreadable", "ServiceSpec", "decrypt_json", "encrypt_json"]
-__all__ += ["CommandSpec"]
+__all__ += ["CommandSpec", "ImportedNote", "add_notes"]
 
 # reports:
 __all__ += [

@@ -37,7 +37,10 @@ class NoteListQuery(PageQuery, _OneTarget):
 
 
 class NoteAuthor(BaseModel):
-    id: uuid.UUID
+    """Who wrote it: one of the company's people, or (`id` null) someone in another
+    system a plugin imported the note from (a ChatGuru agent)."""
+
+    id: uuid.UUID | None
     name: str
 
 
@@ -57,7 +60,8 @@ COLUMNS = (
     Note.conversation,
     Note.created_at,
     Note.author.id.as_alias("author_id"),
-    Note.author.name.as_alias("author_name"),
+    Note.author.name.as_alias("author_user_name"),
+    Note.author_name,
 )
 
 
@@ -70,8 +74,10 @@ async def _outs(tenant_id: uuid.UUID, rows: list[dict[str, Any]]) -> list[NoteOu
 def _out(row: dict[str, Any], names: dict[uuid.UUID, str]) -> NoteOut:
     author = None
     if row["author_id"] is not None:
-        name = names.get(row["author_id"], row["author_name"])
+        name = names.get(row["author_id"], row["author_user_name"])
         author = NoteAuthor(id=row["author_id"], name=name or "")
+    elif row["author_name"]:
+        author = NoteAuthor(id=None, name=row["author_name"])
     return NoteOut(
         id=row["id"],
         body=row["body"],

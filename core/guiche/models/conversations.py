@@ -49,3 +49,7 @@ class Note(Table, tablename="notes"):
     conversation = ForeignKey(Conversation, null=True, default=None)
     body = Text()
     created_at = Timestamptz(default=TimestamptzNow())
+    #: Imported notes (`guiche.conversations.imported_notes`): the writer's name in the
+    #: other system, and the key that keeps a re-import from adding it twice.
+    author_name = Varchar(length=200, null=True, default=None)
+    source_key = Varchar(length=300, null=True, default=None)

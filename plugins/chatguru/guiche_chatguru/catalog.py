@@ -46,7 +46,7 @@ from guiche_chatguru.client import (
     ChatGuruShapeError,
 )
 from guiche_chatguru.config import ChatGuruSettings
-from guiche_chatguru.mapping import map_conversations
+from guiche_chatguru.mapping import copy_notes, map_conversations
 from guiche_chatguru.parse import ChatRecord, Note, Odd, parse_chat, parse_item
 
 log = logging.getLogger("guiche.plugin.chatguru")
@@ -384,6 +384,8 @@ class _Writer:
         metrics.CATALOG_CHATS.inc(chats_done)
         with_messages = [piece.chat for piece in batch if piece.messages]
         await map_conversations(run.tenant_id, run.account_id, with_messages, self.mapped)
+        chats = [piece.chat.id for piece in batch]  # notes met earlier come along now
+        await copy_notes(run.services, run.tenant_id, run.account_id, chats)
         await run.add(
             messages=len(messages),
             inserted=inserted,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from guiche.channels import ChatKind
-from guiche.plugin import ApiError, messages_by_phone
+from guiche.plugin import ApiError, ImportedNote, add_notes, messages_by_phone
 from guiche_chatguru import store
 from guiche_chatguru.parse import ChatRecord
 
@@ -53,3 +54,37 @@ async def map_conversations(
                 chat.id,
             )
             done.add(chat.id)
+
+
+async def copy_notes(
+    services: Any, tenant_id: uuid.UUID, account_id: uuid.UUID, chat_ids: Iterable[str]
+) -> int:
+    """The panel's notes of these chats as core notes on their chat's conversation (agents
+    see them in the conversation), through the public `add_notes`, read from
+    `chatguru_notes` (so notes met before the chat's conversation was known come along
+    later). Keyed by the account and ChatGuru's note id: a re-run or a poll adds none
+    twice. A chat with no conversation yet (no message) keeps its notes in
+    `chatguru_notes` only. Returns how many were added."""
+    wanted = sorted(set(chat_ids))
+    if not wanted:
+        return 0
+    rows = await store.raw(
+        "SELECT n.note_id, n.author, n.text, n.at, c.conversation FROM chatguru_notes n "
+        "JOIN chatguru_chats c ON c.account = n.account AND c.chat_id = n.chat_id "
+        "WHERE n.account = {} AND n.tenant = {} AND n.chat_id = ANY({}) "
+        "AND c.conversation IS NOT NULL AND n.text <> ''",
+        account_id,
+        tenant_id,
+        wanted,
+    )
+    notes = [
+        ImportedNote(
+            key=f"chatguru:{account_id}:{row['note_id']}",
+            body=row["text"],
+            created_at=row["at"],
+            author_name=f"{row['author']} (ChatGuru)" if row["author"] else "ChatGuru",
+            conversation_id=row["conversation"],
+        )
+        for row in rows
+    ]
+    return await add_notes(services, tenant_id, notes)

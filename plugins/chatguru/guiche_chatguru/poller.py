@@ -35,7 +35,7 @@ from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter
 from guiche_chatguru.catalog import PLUGIN
 from guiche_chatguru.client import ChatGuruClient, ChatGuruError
 from guiche_chatguru.config import ChatGuruSettings
-from guiche_chatguru.mapping import map_conversations
+from guiche_chatguru.mapping import copy_notes, map_conversations
 from guiche_chatguru.parse import ChatRecord, Note, Odd, parse_chat, parse_item
 
 log = logging.getLogger("guiche.plugin.chatguru")
@@ -294,6 +294,7 @@ async def _poll(
             )
     changed_with_messages = [chat for chat, messages, _ in found if messages]
     await map_conversations(tenant_id, account_id, changed_with_messages, set())
+    await copy_notes(services, tenant_id, account_id, [chat.id for chat, _, _ in found])
     metrics.POLL_MESSAGES.inc(stored)
     for lag in lags:
         metrics.POLL_LAG.observe(lag.total_seconds())

@@ -85,3 +85,38 @@ async def test_log_position_starts_a_reader_at_the_end_or_replays_from_a_time(
     assert replay == first.seq - 1
     later = second.created_at + dt.timedelta(seconds=1)
     assert await log_position(services, company.tenant_id, since=later) == second.seq
+
+
+async def test_imported_notes_are_added_once_and_only_on_the_companys_own_rows(
+    client, make_company, make_channel, post_webhook
+):
+    import pytest
+
+    from guiche.plugin import ImportedNote, add_notes
+
+    services = client.app[SERVICES]
+    mine, theirs = await make_company(), await make_company()
+    for company in (mine, theirs):
+        channel = await make_channel(company.tenant_id)
+        await post_webhook(channel, [text_message("oi", phone="5511987650009")])
+    [own] = await fetch("SELECT id, contact FROM conversations WHERE tenant = {}", mine.tenant_id)
+    [other] = await fetch("SELECT id FROM conversations WHERE tenant = {}", theirs.tenant_id)
+    at = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+    notes = [
+        ImportedNote("x:1", "cliente VIP", at, "Bia (X)", conversation_id=own["id"]),
+        ImportedNote("x:2", "prefere tarde", at, None, contact_id=own["contact"]),
+        ImportedNote("x:3", "not mine", at, "Eve", conversation_id=other["id"]),
+    ]
+    assert await add_notes(services, mine.tenant_id, notes) == 2
+    assert await add_notes(services, mine.tenant_id, notes) == 0  # keyed: nothing twice
+    stored = await fetch(
+        "SELECT body, author_name, created_at FROM notes WHERE tenant = {} ORDER BY body",
+        mine.tenant_id,
+    )
+    assert [(n["body"], n["author_name"]) for n in stored] == [
+        ("cliente VIP", "Bia (X)"), ("prefere tarde", None)
+    ]
+    assert stored[0]["created_at"] == at  # when it was written there
+    assert await fetch("SELECT id FROM notes WHERE tenant = {}", theirs.tenant_id) == []
+    with pytest.raises(ValueError, match="exactly one"):
+        ImportedNote("x:4", "both", at, conversation_id=own["id"], contact_id=own["contact"])

@@ -28,6 +28,20 @@ async def test_catalog_stores_each_message_once(client: Any, account: Any) -> No
     assert len({m["provider_message_id"] for m in stored}) == len(stored)
     assert job["inserted"] == len(stored)
     assert job["notes"] == 1
+    # the panel's note is a core note on its chat's conversation, written by its agent
+    [note] = await fetch(
+        "SELECT n.conversation, n.author, n.author_name, n.body FROM notes n"
+        " JOIN chatguru_chats c ON c.conversation = n.conversation WHERE c.account = {}",
+        account.channel_id,
+    )
+    assert note["author"] is None and note["author_name"].endswith("(ChatGuru)")
+    resp = await client.get(
+        "/api/v1/notes", params={"conversation_id": str(note["conversation"])},
+        headers=account.headers,
+    )
+    [shown] = (await resp.json())["items"]
+    assert shown["body"] == note["body"]
+    assert shown["author"] == {"id": None, "name": note["author_name"]}
     # Ana's history: her fixture pages, in order, with directions and media kept
     ana = [m for m in stored if m["provider_message_id"] in {
         "64d4d4b4716cd193800da372", "89b03fd9aeaf01cdaf22a1ff", "2b1b8d7b845bf248433d7ba6",
@@ -51,6 +65,9 @@ async def test_catalog_again_adds_nothing(client: Any, account: Any) -> None:
     second = await catalog(client, account)
     assert second["state"] == "done" and second["inserted"] == 0
     assert len(await messages_of(account.channel_id)) == first["inserted"]
+    notes = await fetch("SELECT count(*) AS n FROM notes WHERE source_key LIKE {}",
+                        f"chatguru:{account.channel_id}:%")
+    assert notes[0]["n"] == first["notes"] == 1
 
 
 async def test_odd_items_429_and_expired_session_do_not_stop_it(client, account) -> None:
