@@ -33,12 +33,12 @@ from guiche.runtime.services import SERVICES, Services
 from guiche.tasks.queue import tasks_context
 from guiche.tenancy.rbac import PermissionRegistry
 from guiche.web.authentication import auth_middleware, check_auth_settings
-from guiche.web.middleware import error_middleware
+from guiche.web.middleware import error_middleware, stepping_aside
 from guiche.web.observability import request_context_middleware, setup_observability
 from guiche.web.openapi import setup_openapi
 from guiche.web.ratelimit import rate_limit_middleware
 from guiche.web.security import cors_middleware, security_headers_middleware
-from guiche.websocket.ws import setup_realtime
+from guiche.websocket.ws import WS_PATH, setup_realtime
 
 log = logging.getLogger("guiche")
 
@@ -94,6 +94,11 @@ async def close_resources(services: Services) -> None:
     await services.db.close_connection_pool()
 
 
+#: Served without middleware: a socket's upgrade request lives as long as the socket
+#: (see `guiche.web.middleware.stepping_aside`); its handler authenticates itself.
+SOCKET_PATHS = frozenset({WS_PATH})
+
+
 def create_app(
     settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, Any]] = ()
 ) -> web.Application:
@@ -103,13 +108,16 @@ def create_app(
     services = build_services(settings, extra_plugins=extra_plugins)
     app = web.Application(
         middlewares=[
-            request_context_middleware,
-            error_middleware,
-            security_headers_middleware,
-            cors_middleware,
-            auth_middleware,
-            rate_limit_middleware,
-            plugin_gate_middleware,
+            stepping_aside(SOCKET_PATHS, middleware)
+            for middleware in (
+                request_context_middleware,
+                error_middleware,
+                security_headers_middleware,
+                cors_middleware,
+                auth_middleware,
+                rate_limit_middleware,
+                plugin_gate_middleware,
+            )
         ],
         client_max_size=settings.max_body_bytes,
     )

@@ -44,7 +44,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from guiche.auth.access import USER_ACCESS, UserAccess, user_access
-from guiche.auth.principal import PRINCIPAL_KEY, Principal
+from guiche.auth.principal import Principal
 from guiche.auth.tokens import InvalidToken, decode_access_token
 from guiche.auth.visibility import Viewer, viewer_for
 from guiche.foundation.errors import (
@@ -67,7 +67,8 @@ from guiche.routing.presence import (
     set_presence,
 )
 from guiche.runtime.services import SERVICES, Services, services_of
-from guiche.web.authentication import principal_for, verified_claims
+from guiche.web.authentication import principal_for, resolve_principal, verified_claims
+from guiche.web.middleware import error_answer
 from guiche.web.observability import METRICS
 from guiche.websocket.hub import HUB, Connection, Hub
 
@@ -107,7 +108,9 @@ async def _handshake_auth(request: web.Request, services: Services) -> SocketAut
             return await _token_auth(services, token.strip())
         except InvalidToken as exc:
             raise Unauthorized(str(exc), code="invalid_token") from None
-    principal: Principal | None = request.get(PRINCIPAL_KEY)  # header, checked by the middleware
+    # No middleware runs for /ws (`guiche.web.middleware.stepping_aside`): the header
+    # credentials are read here, the way the REST API's auth middleware reads them.
+    principal = await resolve_principal(request)
     if principal is None:
         return None
     expires_at = None
@@ -160,18 +163,28 @@ def _json_object(data: Any) -> dict[str, Any] | None:
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
+    """The socket's whole life in this one frame: no middleware wraps `/ws`, so its
+    failures before the upgrade are answered here, as JSON errors like the API's."""
     services = services_of(request)
     hub = request.app[HUB]
-    auth = await _handshake_auth(request, services)
-    if auth is not None and not auth.principal.can(READ_PERMISSION):
-        raise Forbidden(f"Missing permission {READ_PERMISSION!r}", code="permission_denied")
-    ws = web.WebSocketResponse(
-        heartbeat=services.settings.ws_heartbeat_seconds,
-        max_msg_size=MAX_FRAME_BYTES,
-        # Per-socket deflate would undo the encode-once fan-out and cost memory per socket.
-        compress=False,
-    )
-    await ws.prepare(request)
+    try:
+        auth = await _handshake_auth(request, services)
+        if auth is not None and not auth.principal.can(READ_PERMISSION):
+            raise Forbidden(f"Missing permission {READ_PERMISSION!r}", code="permission_denied")
+        ws = web.WebSocketResponse(
+            heartbeat=services.settings.ws_heartbeat_seconds,
+            max_msg_size=MAX_FRAME_BYTES,
+            # Per-socket deflate would undo the encode-once fan-out and cost memory per
+            # socket.
+            compress=False,
+        )
+        await ws.prepare(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error_answer(request, exc)
+    except Exception as exc:
+        return error_answer(request, exc)
     ready_id: Any = None
     if auth is None:
         outcome = await _first_frame_auth(ws, services)

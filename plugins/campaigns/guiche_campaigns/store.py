@@ -93,15 +93,20 @@ SELECT {COLUMNS}, driver_token FROM campaigns WHERE id = $1
 """
 
 # Claim the next target: an abandoned claim (lease expired) first, then the next pending.
+#: An expired claim first (its send may have reached core: same key, never twice), else
+#: the next pending row. Two index range scans of (campaign, run, state, seq) that stop
+#: at the first row: one query sorting every open row cost 51 ms per claim at 87,000
+#: pending targets (20 claims/s), where this costs well under a millisecond.
 CLAIM_TARGET = """
 UPDATE campaign_targets t SET state = 'sending', attempts = attempts + 1,
        lease_until = now() + make_interval(secs => $3), updated_at = now()
-WHERE t.id = (
-    SELECT id FROM campaign_targets
-    WHERE campaign = $1 AND run = $2
-      AND (state = 'pending' OR (state = 'sending' AND lease_until < now()))
-    ORDER BY (state = 'sending') DESC, seq
-    LIMIT 1 FOR UPDATE SKIP LOCKED)
+WHERE t.id = coalesce(
+    (SELECT id FROM campaign_targets
+     WHERE campaign = $1 AND run = $2 AND state = 'sending' AND lease_until < now()
+     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED),
+    (SELECT id FROM campaign_targets
+     WHERE campaign = $1 AND run = $2 AND state = 'pending'
+     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED))
 RETURNING t.id, t.contact, t.phone, t.name, t.variables, t.attempts
 """
 

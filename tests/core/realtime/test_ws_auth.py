@@ -140,3 +140,39 @@ async def test_malformed_and_unknown_commands_get_error_frames(client, make_comp
     assert unknown["error"]["code"] == unhashable["error"]["code"] == "unknown_command"
     assert invalid["error"]["code"] == "validation_error"
     assert invalid["error"]["details"][0]["field"] == "conversation_id"
+
+
+async def test_bearer_header_opens_a_socket_and_a_bad_one_is_a_json_401(client, make_company):
+    """`/ws` runs outside the middlewares: it reads header credentials and answers its
+    refusals before the upgrade itself, in the API's JSON error shape."""
+    company = await make_company()
+    agent = await company.add("agent")
+    bearer = {"Authorization": f"Bearer {await token_of(client, agent)}"}
+    ws = await client.ws_connect("/ws", headers=bearer)
+    ready = orjson.loads((await ws.receive()).data)
+    assert ready["type"] == "ready" and ready["user_id"] == str(agent.user_id)
+    await ws.close()
+
+    for headers in ({"Authorization": "Bearer nope"}, {"Authorization": "Basic x"},
+                    {"x-api-key": "gk_unknown"}):
+        resp = await client.get("/ws", headers=headers)
+        assert resp.status == 401, headers
+        error = (await resp.json())["error"]
+        assert error["code"] and error["message"]
+
+
+async def test_an_open_socket_holds_no_middleware_frame(client, make_company):
+    """The handler's task awaits the socket directly: none of the seven middlewares'
+    coroutines stays suspended for the socket's life (~3.5 KiB each socket before)."""
+    import gc
+    import inspect
+
+    company = await make_company()
+    socket = await connect(client, await company.add("agent"))
+    assert (await socket.command("ping"))["type"] == "pong"
+    middlewares = [
+        c for c in gc.get_objects()
+        if inspect.iscoroutine(c) and c.cr_frame is not None
+        and c.cr_code.co_name.endswith("_middleware")
+    ]
+    assert middlewares == []
