@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "send", "history", "ws", "faults", "campaigns", "webhooks")
+BENCHMARKS = ("ingest", "send", "history", "ws", "faults", "campaigns", "webhooks", "chatguru")
 """In the order they run; a name without its bench/<name>.py is skipped."""
 
 HERE = Path(__file__).resolve().parent
