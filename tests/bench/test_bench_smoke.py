@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,24 +90,30 @@ TARGET_KEYS = {"name", "figure", "op", "threshold", "value", "met"}
 def run_smoke(
     name: str, server_url: str, redis_url: str, *extra: str, timeout: float = 240
 ) -> dict[str, Any]:
+    """Run `bench.<name> --smoke` and return its report. In its own process group, so a
+    run that overstays `timeout` is killed with every process it started (servers,
+    workers, fakes), not left running beside the next tests."""
     env = {**os.environ, "DATABASE_URL": server_url, "REDIS_URL": redis_url}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            f"bench.{name}",
-            "--smoke",
-            "--no-lock",
-            "--profile",
-            "never",
-            *extra,
-        ],
+    argv = [sys.executable, "-m", f"bench.{name}", "--smoke", "--no-lock", "--profile", "never"]
+    with subprocess.Popen(
+        [*argv, *extra],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-    )
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(
+                f"bench.{name} --smoke overstayed {timeout:.0f} s (killed with its "
+                f"processes):\n{stderr[-3000:]}"
+            ) from None
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one JSON document on stdout, got {len(lines)} lines"
