@@ -417,6 +417,9 @@ def guiche_env(
         "GUICHE_ENCRYPTION_KEYS": fernet_key,
         "GUICHE_HOST": "127.0.0.1",
         "GUICHE_RATE_LIMIT_PER_MINUTE": "0",
+        # One login serves a whole run: a 100,000-target campaign outlives the default
+        # 15-minute access token (the harness would poll with an expired one).
+        "GUICHE_ACCESS_TOKEN_TTL_SECONDS": "86400",
         "GUICHE_LOG_LEVEL": log_level,
         "GUICHE_LOG_JSON": "true",
         "GUICHE_DATA_DIR": str(data_dir or Path(tempfile.gettempdir()) / "guiche-bench"),
