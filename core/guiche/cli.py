@@ -86,16 +86,23 @@ def wants_plugin_commands(argv: Sequence[str]) -> bool:
     """Plugins' commands are loaded only for a command core does not own (or for help),
     so `guiche run` and the chores never import plugins just to parse their arguments."""
     first = next((arg for arg in argv if not arg.startswith("-")), None)
-    return first is None or first not in CORE_COMMANDS
+    return first is None or first not in core_commands()
 
 
-CORE_COMMANDS = frozenset(
-    {"run", "web", "worker", "scheduler", "migrate", "plugins", "doctor", "service", "new",
-     "tenants", "users"}
-)
+def core_commands() -> frozenset[str]:
+    """The commands core registers, read from its own parser (never listed twice)."""
+    return frozenset(_core_parser()[1].choices)
 
 
 def build_parser(*, with_plugins: bool = False) -> argparse.ArgumentParser:
+    parser, commands = _core_parser()
+    if with_plugins:
+        add_plugin_commands(commands)
+    return parser
+
+
+def _core_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """The parser with core's commands, and its subcommands action (for plugins' own)."""
     parser = argparse.ArgumentParser(
         prog="guiche",
         description="Guichê: a plugin-based customer-service gateway. "
@@ -153,9 +160,7 @@ def build_parser(*, with_plugins: bool = False) -> argparse.ArgumentParser:
         sub = user_commands.add_parser(name, help=f"{name.split('-')[0]} platform-admin rights")
         sub.add_argument("email")
         sub.set_defaults(handler=cmd_platform_admin, platform_admin=value)
-    if with_plugins:
-        add_plugin_commands(commands)
-    return parser
+    return parser, commands
 
 
 def add_plugin_commands(commands: Any) -> None:
@@ -170,7 +175,7 @@ def add_plugin_commands(commands: Any) -> None:
         blocked = []  # the command itself reports the environment's problems
     registry = PluginRegistry.from_manager(build_plugin_manager(blocked=blocked))
     for plugin, specs in sorted(collect_commands(registry).items()):
-        if plugin in CORE_COMMANDS:
+        if plugin in commands.choices:
             continue  # core's own command keeps its name
         group = commands.add_parser(plugin, help=f"{plugin} plugin commands")
         subcommands = group.add_subparsers(dest=f"{plugin}_command", required=True)
@@ -389,24 +394,13 @@ def cmd_plugin_command(args: argparse.Namespace) -> int:
 
 
 async def _plugin_command(settings: Settings, spec: Any, args: argparse.Namespace) -> int:
-    from guiche.app import build_services, close_resources, open_resources
-    from guiche.tasks.queue import TaskQueue
+    from guiche.app import build_services
+    from guiche.worker import opened_with_tasks
 
-    services = build_services(settings)
-    await open_resources(services)
-    try:
+    async with opened_with_tasks(build_services(settings)) as services:
         if spec.per_company:
             args.tenant_id = await company_id(args.company)
-        queue = TaskQueue.for_services(services)
-        await queue.start()
-        services.tasks = queue
-        try:
-            return int(await spec.func(services, args) or 0)
-        finally:
-            services.tasks = None
-            await queue.stop()
-    finally:
-        await close_resources(services)
+        return int(await spec.func(services, args) or 0)
 
 
 async def company_id(text: str) -> uuid.UUID:

@@ -7,8 +7,9 @@ server in one event loop and the dedicated processes stop cleanly on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +21,7 @@ from taskiq.schedule_sources import LabelScheduleSource
 from guiche.app import build_services, close_resources, open_resources
 from guiche.foundation.config import ConfigError, Settings
 from guiche.plugin_host.services import run_services, select_services
+from guiche.runtime.services import Services
 from guiche.tasks.queue import DRAIN_TIMEOUT_SECONDS, TaskQueue
 
 log = logging.getLogger("guiche.tasks")
@@ -134,13 +136,22 @@ async def run_service(
     services opened and tasks kicked to Redis (or run in-process without it)."""
     services = build_services(settings, extra_plugins=extra_plugins)
     chosen = select_services(services.plugins.services, names=names)
+    async with opened_with_tasks(services):
+        await run_services(services, chosen, stop)
+
+
+@contextlib.asynccontextmanager
+async def opened_with_tasks(services: Services) -> AsyncIterator[Services]:
+    """`services` open, with a task queue to kick on (Redis, or in-process without it):
+    what a process that is neither web nor worker needs to run plugin code
+    (`guiche service`, plugins' CLI commands)."""
     await open_resources(services)
     try:
         queue = TaskQueue.for_services(services)
         await queue.start()
         services.tasks = queue
         try:
-            await run_services(services, chosen, stop)
+            yield services
         finally:
             services.tasks = None
             await queue.stop()

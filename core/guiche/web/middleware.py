@@ -48,17 +48,18 @@ def error_response(
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        return error_answer(request, exc)
     except Exception as exc:
         return error_answer(request, exc)
 
 
 def error_answer(request: web.Request, exc: Exception) -> web.Response:
     """The JSON error for a failure (`error_middleware`'s, and `/ws`'s before its upgrade,
-    which no middleware wraps)."""
+    which no middleware wraps); a redirect or an already-JSON HTTP error is raised on
+    as it is."""
+    if isinstance(exc, web.HTTPException) and (
+        exc.status < 400 or exc.content_type == "application/json"
+    ):
+        raise exc
     if isinstance(exc, ApiError):
         return json_response(exc.body(), status=exc.status, headers=exc.headers)
     if isinstance(exc, web.HTTPException):

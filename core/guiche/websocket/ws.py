@@ -179,10 +179,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             compress=False,
         )
         await ws.prepare(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        return error_answer(request, exc)
     except Exception as exc:
         return error_answer(request, exc)
     ready_id: Any = None
