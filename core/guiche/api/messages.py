@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 from guiche.api.common import path_id
 from guiche.auth.principal import current_principal
+from guiche.auth.visibility import require_visible, viewer_for
+from guiche.conversations.history import message_page
 from guiche.foundation.errors import (
     NotFound,
     PayloadTooLarge,
@@ -27,15 +29,13 @@ from guiche.foundation.errors import (
 from guiche.foundation.jsonio import json_response
 from guiche.http.endpoint import endpoint
 from guiche.http.multipart import file_part, read_chunk
-from guiche.http.pagination import Page, PageQuery, paginate
+from guiche.http.pagination import Page, PageQuery, decode_cursor, split_page
 from guiche.media.attachments import message_media
 from guiche.media.files import media_row, save_upload, storage_of
 from guiche.media.storage import StorageError
-from guiche.models import Message
 from guiche.outbound.schemas import MessageOut, SendMessageRequest
-from guiche.outbound.service import create_outbound, load_visible_conversation
+from guiche.outbound.service import create_outbound
 from guiche.runtime.services import services_of
-from guiche.tenancy.scope import owned
 
 routes = web.RouteTableDef()
 TAGS = ("messages",)
@@ -55,14 +55,20 @@ MULTIPART_OVERHEAD = 64 * 1024
 async def list_messages(request: web.Request, *, query: PageQuery) -> Page[MessageOut]:
     principal = current_principal(request)
     conversation_id = path_id(request, "conversation")
-    await load_visible_conversation(principal, conversation_id)
-    select = (
-        owned(Message, principal.tenant_id)
-        .where(Message.conversation == conversation_id)
-        .output(load_json=True)
+    before = decode_cursor(query.cursor) if query.cursor else None
+    rows = await message_page(
+        services_of(request).db,
+        await viewer_for(principal, only_visibility=True),
+        conversation_id,
+        limit=query.limit + 1,
+        before=before,
     )
-    rows, cursor = await paginate(select, Message, query)
-    return Page[MessageOut](items=[MessageOut.from_row(row) for row in rows], next_cursor=cursor)
+    if not rows:  # no messages, or not the caller's to see: only the latter is a 404
+        await require_visible(principal, conversation_id)
+    page, cursor = split_page(rows, query.limit)
+    return Page[MessageOut](
+        items=[MessageOut.from_history_row(row) for row in page], next_cursor=cursor
+    )
 
 
 @routes.post("/api/v1/conversations/{id}/messages")

@@ -58,9 +58,13 @@ class Viewer:
         return "(" + " OR ".join(clauses) + ")", [self.user_id, list(self.departments)]
 
 
-async def viewer_for(principal: Principal) -> Viewer:
+async def viewer_for(principal: Principal, *, only_visibility: bool = False) -> Viewer:
+    """The principal's facts. `only_visibility`: the caller only asks `can_see`/`sql`, so
+    for someone who sees everything the department list (one query) is not loaded; lists
+    scoped to "my departments" need it whoever asks."""
     departments: frozenset[uuid.UUID] = frozenset()
-    if principal.user_id is not None:
+    sees_all = principal.can("conversations.read_all")
+    if principal.user_id is not None and not (only_visibility and sees_all):
         rows = await DepartmentMember.select(DepartmentMember.department).where(
             (DepartmentMember.tenant == principal.tenant_id)
             & (DepartmentMember.user == principal.user_id)
@@ -69,7 +73,7 @@ async def viewer_for(principal: Principal) -> Viewer:
     return Viewer(
         tenant_id=principal.tenant_id,
         user_id=principal.user_id,
-        all=principal.can("conversations.read_all"),
+        all=sees_all,
         departments_in_full=principal.can("conversations.read_departments"),
         departments=departments,
     )
@@ -84,7 +88,7 @@ async def require_visible(principal: Principal, conversation_id: uuid.UUID) -> N
         .where((Conversation.id == conversation_id) & (Conversation.tenant == principal.tenant_id))
         .first()
     )
-    viewer = await viewer_for(principal) if row is not None else None
+    viewer = await viewer_for(principal, only_visibility=True) if row is not None else None
     if (
         row is None
         or viewer is None

@@ -124,6 +124,38 @@ class MessageOut(BaseModel):
             updated_at=row["updated_at"],
         )
 
+    @classmethod
+    def from_history_row(cls, row: dict[str, Any]) -> MessageOut:
+        """A row of `guiche.conversations.history.message_page` (content and media id
+        already picked out of the payload). Built without validation: the row is our own
+        table's, typed by its columns, and a history page builds hundreds of these."""
+        return cls.model_construct(
+            id=row["id"],
+            conversation_id=row["conversation"],
+            contact_id=row["contact"],
+            channel_id=row["channel"],
+            direction=row["direction"],
+            type=row["type"],
+            body=row["body"],
+            status=row["status"],
+            error=_json(row["error"]),
+            provider_message_id=row["provider_message_id"],
+            sender_id=row["sender"],
+            reply_to_id=row["reply_to"],
+            media_id=_uuid(row["media_id"]),
+            content=_json(row["content"]) or {},
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    """A uuid read out of a payload as text; a malformed one is no media id."""
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
 
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value

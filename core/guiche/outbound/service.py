@@ -140,7 +140,7 @@ async def load_visible_conversation(
     if not rows:
         raise NotFound("conversation not found")
     row = rows[0]
-    viewer = await viewer_for(principal)
+    viewer = await viewer_for(principal, only_visibility=True)
     if not viewer.can_see(
         department_id=row["department"], assignee_id=row["assignee"], status=row["status"]
     ):
