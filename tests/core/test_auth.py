@@ -11,9 +11,10 @@ from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
 from guiche.app import create_app
+from guiche.auth import tokens
 from guiche.auth.passwords import needs_rehash
 from guiche.auth.throttle import RedisCounters, login_throttle
-from guiche.auth.tokens import issue_access_token
+from guiche.auth.tokens import InvalidToken, decode_access_token, issue_access_token
 from guiche.companies.accounts import find_or_create_user
 from guiche.foundation.config import ConfigError
 from guiche.models import Membership, RefreshToken, User
@@ -138,6 +139,44 @@ async def test_expired_access_token_is_refused(client, company):
     error = await _error(resp, 401, "invalid_token")
     assert "expired" in error["message"]
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_a_remembered_token_still_expires_and_a_forged_one_is_never_remembered(
+    client, company, make_settings, monkeypatch
+):
+    """Verified tokens are remembered (`_verified`); expiry is still checked on every use,
+    and the memory is keyed by the signing key, so another key's token never matches."""
+    settings = client.app[SERVICES].settings
+    claims = {
+        "user_id": company.owner.user_id,
+        "tenant_id": company.tenant_id,
+        "role": "owner",
+        "platform_admin": False,
+    }
+    token = issue_access_token(settings, ttl_seconds=120, **claims)
+    assert decode_access_token(settings, token).user_id == company.owner.user_id
+    assert (await client.get("/api/v1/auth/me", headers=_bearer(token))).status == 200
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=121)
+
+    class _Later(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return later
+
+    monkeypatch.setattr(tokens.dt, "datetime", _Later)
+    with pytest.raises(InvalidToken, match="expired"):
+        decode_access_token(settings, token)
+    monkeypatch.undo()
+
+    other = make_settings(secret_key="another-secret-" + "z" * 40)
+    with pytest.raises(InvalidToken):
+        decode_access_token(other, token)  # same token, another key: verified anew
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):
+        await _error(
+            await client.get("/api/v1/auth/me", headers=_bearer(forged)), 401, "invalid_token"
+        )
 
 
 async def test_forged_and_malformed_credentials_are_refused(client, company, make_settings):

@@ -8,6 +8,7 @@ takes effect at once. The refresh token (`guiche.auth.refresh`) is what a sessio
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass
 
@@ -77,11 +78,25 @@ def issue_access_token(
 
 
 def decode_access_token(settings: Settings, token: str) -> AccessClaims:
-    """Verify signature, expiry and type; raise InvalidToken otherwise."""
+    """Verify signature, expiry and type; raise InvalidToken otherwise.
+
+    A client sends the same token with every request until it expires, so a verified
+    token's claims are kept (`_verified`, bounded) and only the expiry is checked again:
+    the HMAC and the JSON decoding were a fifth of a history page's own time. Whether
+    the session still stands is not decided here (`guiche.auth.access`, per request)."""
+    claims = _verified(signing_key(settings), token)
+    if claims.expires_at <= dt.datetime.now(dt.UTC):
+        raise InvalidToken("Access token expired")
+    return claims
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(key: str, token: str) -> AccessClaims:
+    """A token's claims once its signature and shape check out (errors are not cached)."""
     try:
         claims = jwt.decode(
             token,
-            signing_key(settings),
+            key,
             algorithms=[ALGORITHM],
             options={"require": ["sub", "tid", "role", "exp", "iat", "typ"]},
         )
