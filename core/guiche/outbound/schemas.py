@@ -106,22 +106,10 @@ class MessageOut(BaseModel):
     def from_row(cls, row: dict[str, Any]) -> MessageOut:
         payload = _json(row.get("payload")) or {}
         return cls(
-            id=row["id"],
-            conversation_id=row["conversation"],
-            contact_id=row["contact"],
-            channel_id=row["channel"],
-            direction=row["direction"],
-            type=row["type"],
-            body=row["body"],
-            status=row["status"],
+            **_columns(row),
             error=_json(row.get("error")),
-            provider_message_id=row["provider_message_id"],
-            sender_id=row["sender"],
-            reply_to_id=row["reply_to"],
             media_id=payload.get("media_id"),
             content=payload.get("normalised") or {},
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
         )
 
     @classmethod
@@ -130,23 +118,30 @@ class MessageOut(BaseModel):
         already picked out of the payload). Built without validation: the row is our own
         table's, typed by its columns, and a history page builds hundreds of these."""
         return cls.model_construct(
-            id=row["id"],
-            conversation_id=row["conversation"],
-            contact_id=row["contact"],
-            channel_id=row["channel"],
-            direction=row["direction"],
-            type=row["type"],
-            body=row["body"],
-            status=row["status"],
+            **_columns(row),
             error=_json(row["error"]),
-            provider_message_id=row["provider_message_id"],
-            sender_id=row["sender"],
-            reply_to_id=row["reply_to"],
             media_id=_uuid(row["media_id"]),
             content=_json(row["content"]) or {},
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
         )
+
+
+def _columns(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields a message row's columns give as they are (both row shapes share them)."""
+    return {
+        "id": row["id"],
+        "conversation_id": row["conversation"],
+        "contact_id": row["contact"],
+        "channel_id": row["channel"],
+        "direction": row["direction"],
+        "type": row["type"],
+        "body": row["body"],
+        "status": row["status"],
+        "provider_message_id": row["provider_message_id"],
+        "sender_id": row["sender"],
+        "reply_to_id": row["reply_to"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
