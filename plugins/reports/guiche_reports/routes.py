@@ -105,8 +105,9 @@ class CostQuery(BaseModel):
     from_: Day | None = Field(default=None, alias="from")
     to: Day | None = None
     last_hours: int | None = Field(default=None, ge=1, le=24 * 31)
-    by: Literal["hour", "day", "channel", "channel_type", "category"] = "day"
+    by: Literal["hour", "day", "channel", "channel_type", "category", "campaign"] = "day"
     channel_type: str | None = Field(default=None, max_length=60)
+    campaign_id: uuid.UUID | None = None
 
 
 class Widget(BaseModel):
@@ -203,10 +204,12 @@ async def get_aggregates(request: web.Request, *, query: AggregateQuery) -> dict
     return {"from": first.isoformat(), "to": last.isoformat(), "by": query.by, "items": items}
 
 
-@endpoint(COSTS, query=CostQuery, summary="Provider cost by hour, day, channel or category")
+@endpoint(
+    COSTS, query=CostQuery, summary="Provider cost by hour, day, channel, category or campaign"
+)
 async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]:
     """`last_hours=24` for a rolling window; else local days `from`..`to` (default: the
-    current month)."""
+    current month). `by=campaign` keys by campaign id; `campaign_id` keeps one campaign's."""
     ctx = await plugin_context(request)
     cal = Calendar.of(ctx.settings)
     now = dt.datetime.now(dt.UTC)
@@ -227,6 +230,7 @@ async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]
         until,
         query.by,
         channel_type=query.channel_type,
+        campaign_id=query.campaign_id,
     )
     return {"since": since, "until": until, "by": query.by, "items": items}
 
