@@ -12,7 +12,9 @@ messages sent any other way belong to no campaign.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import uuid
 from typing import Any
 
@@ -100,3 +102,30 @@ async def costs(
         g["cost"] += cost
         g["unpriced"] += unpriced
     return [groups[k] for k in sorted(groups)]
+
+
+COLUMNS = ("currency", "messages", "billable", "cost", "unpriced")
+
+
+def csv_bytes(
+    items: list[dict[str, Any]], by: str, *, delimiter: str = ",", bom: bool = False
+) -> bytes:
+    """`costs` as a CSV: one line per group and currency, the group in a column named
+    after `by` (`campaign_id` for campaigns). With `;` (pt-BR spreadsheets) amounts take a
+    decimal comma."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(("campaign_id" if by == "campaign" else by, *COLUMNS))
+    for item in items:
+        cost = f"{item['cost']:.6f}"
+        writer.writerow(
+            (
+                item["key"],
+                item["currency"],
+                item["messages"],
+                item["billable"],
+                cost.replace(".", ",") if delimiter == ";" else cost,
+                item["unpriced"],
+            )
+        )
+    return (("\ufeff" if bom else "") + buffer.getvalue()).encode()

@@ -110,6 +110,11 @@ class CostQuery(BaseModel):
     campaign_id: uuid.UUID | None = None
 
 
+class CostExportQuery(CostQuery):
+    delimiter: Literal[",", ";"] = ","
+    bom: bool = False
+
+
 class Widget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -204,10 +209,9 @@ async def get_aggregates(request: web.Request, *, query: AggregateQuery) -> dict
     return {"from": first.isoformat(), "to": last.isoformat(), "by": query.by, "items": items}
 
 
-@endpoint(
-    COSTS, query=CostQuery, summary="Provider cost by hour, day, channel, category or campaign"
-)
-async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]:
+async def _cost_items(
+    request: web.Request, query: CostQuery
+) -> tuple[dt.datetime, dt.datetime, list[dict[str, Any]]]:
     """`last_hours=24` for a rolling window; else local days `from`..`to` (default: the
     current month). `by=campaign` keys by campaign id; `campaign_id` keeps one campaign's."""
     ctx = await plugin_context(request)
@@ -232,7 +236,32 @@ async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]
         channel_type=query.channel_type,
         campaign_id=query.campaign_id,
     )
+    return since, until, items
+
+
+@endpoint(
+    COSTS, query=CostQuery, summary="Provider cost by hour, day, channel, category or campaign"
+)
+async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]:
+    since, until, items = await _cost_items(request, query)
     return {"since": since, "until": until, "by": query.by, "items": items}
+
+
+@endpoint(
+    COSTS,
+    query=CostExportQuery,
+    summary="Provider cost as CSV (the same groups as GET costs)",
+    content_type="text/csv",
+)
+async def export_costs(request: web.Request, *, query: CostExportQuery) -> web.Response:
+    _, _, items = await _cost_items(request, query)
+    return web.Response(
+        body=costs.csv_bytes(items, query.by, delimiter=query.delimiter, bom=query.bom),
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="costs-by-{query.by}.csv"',
+        },
+    )
 
 
 @endpoint(READ, summary="Today's indicators and the queue now")

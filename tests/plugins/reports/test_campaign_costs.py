@@ -115,6 +115,17 @@ async def test_a_campaigns_sends_are_its_cost_and_nothing_else_is(
     assert everything["marketing"]["messages"] == 3  # the bot's message: counted, no campaign
     assert abs(everything["marketing"]["cost"] - 0.625) < 1e-9
 
+    resp = await client.get(
+        f"{API}/costs.csv",
+        params={"last_hours": "24", "by": "campaign", "delimiter": ";", "bom": "true"},
+        headers=shop.headers,
+    )
+    assert resp.status == 200 and resp.content_type == "text/csv"
+    text = (await resp.read()).decode()
+    assert text.startswith("\ufeffcampaign_id;currency;messages;billable;cost;unpriced\r\n")
+    assert f"{natal};USD;1;1;0,062500;0\r\n" in text
+    assert f"{black_friday};USD;2;2;0,072500;0\r\n" in text and text.count("\r\n") == 3
+
     assert set(await _costs(client, other, by="campaign")) == {theirs}
     assert await _costs(client, other, by="campaign", campaign_id=black_friday) == {}
 
