@@ -132,7 +132,10 @@ async def test_a_campaigns_sends_are_its_cost_and_nothing_else_is(
     # The campaigns plugin's own report reads the same usage rows (the provider's prices)
     report = await shop.get(client, f"campaigns/{black_friday}/report")
     [cost] = report["cost"]
-    assert cost["billable_messages"] == 2 and cost["amount"] == 0.01
+    assert (cost["billable_messages"], cost["amount"]) == (2, 0.01)
+    assert cost["categories"] == ["marketing", "utility"]
+    [cost] = (await shop.get(client, f"campaigns/{natal}/report"))["cost"]
+    assert (cost["billable_messages"], cost["amount"]) == (1, None)  # no rates there
 
 
 async def test_a_campaign_id_must_be_a_uuid(client, make_shop):  # noqa: F811
