@@ -112,6 +112,7 @@ class ProviderUsageOut(BaseModel):
     cost: Decimal | None
     currency: str
     details: dict[str, Any]
+    origin: str | None = None  # what sent the message (`campaign:<id>`), None when untagged
     created_at: dt.datetime
 
 
@@ -138,6 +139,7 @@ async def list_provider_usage(request: web.Request, *, query: UsageQuery) -> Pag
         ProviderUsage.cost,
         ProviderUsage.currency,
         ProviderUsage.details,
+        ProviderUsage.origin,
         ProviderUsage.created_at,
     ).output(load_json=True)
     if query.channel_id is not None:

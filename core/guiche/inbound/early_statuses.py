@@ -10,10 +10,11 @@ when the sender records the key (`record_sent_key`, inside its `sent` transactio
   applies the parked statuses with ingest's own forward-only `apply_status` and
   deletes them. Statuses for ids that are never ours expire (`purge_early_statuses`).
 - An echo that claimed the key first is merged into our message: the key (and any
-  usage row or reply pointing at the echo) moves to ours, the status the echo reached
-  is carried over, the echo row is deleted, and a `message.merged` event tells clients
-  to drop it. Echoes are the rows ingest stores for `from_me` messages: direction
-  `out`, no sender, `payload.normalised.from_me` true.
+  usage row or reply pointing at the echo) moves to ours — the usage row taking our
+  message's `origin` —, the status the echo reached is carried over, the echo row is
+  deleted, and a `message.merged` event tells clients to drop it. Echoes are the rows
+  ingest stores for `from_me` messages: direction `out`, no sender,
+  `payload.normalised.from_me` true.
 
 Race-safety: ingest (before parking) and the sender (before claiming the key) take a
 transaction-scoped advisory lock on (channel, provider id). Under READ COMMITTED the
@@ -90,7 +91,10 @@ WHERE channel = $1 AND provider_message_id = $2
 """
 
 _MOVE_USAGE = """
-UPDATE provider_usage SET message_id = $3 WHERE channel = $1 AND provider_message_id = $2
+UPDATE provider_usage
+SET message_id = $3,
+    origin = (SELECT origin FROM messages WHERE id = $3 AND created_at = $4)
+WHERE channel = $1 AND provider_message_id = $2
 """
 
 _MOVE_REPLIES = """
@@ -211,7 +215,9 @@ async def _merge(
     await conn.execute(
         _MOVE_KEY, channel.id, provider_message_id, message["id"], message["created_at"]
     )
-    await conn.execute(_MOVE_USAGE, channel.id, provider_message_id, message["id"])
+    await conn.execute(
+        _MOVE_USAGE, channel.id, provider_message_id, message["id"], message["created_at"]
+    )
     await conn.execute(_MOVE_REPLIES, message["conversation"], echo["id"], message["id"])
     await conn.execute(_DELETE_ECHO, echo["id"], echo["created_at"])
     log.info(

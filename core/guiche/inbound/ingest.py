@@ -90,7 +90,7 @@ class IngestResult:
 
 
 _STATUS_TARGET = """
-SELECT k.message_id, k.message_created_at, m.conversation, c.department, c.assignee
+SELECT k.message_id, k.message_created_at, m.conversation, m.origin, c.department, c.assignee
 FROM message_keys k
 JOIN messages m ON m.id = k.message_id AND m.created_at = k.message_created_at
 LEFT JOIN conversations c ON c.id = m.conversation
@@ -113,8 +113,8 @@ RETURNING id
 
 _RECORD_USAGE = """
 INSERT INTO provider_usage (tenant, channel, message_id, provider_message_id, pricing_model,
-                            category, billable, details, cost, currency)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, coalesce($10, 'USD'))
+                            category, billable, details, cost, currency, origin)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, coalesce($10, 'USD'), $11)
 ON CONFLICT (channel, provider_message_id) DO NOTHING
 """
 
@@ -160,6 +160,7 @@ async def apply_status(conn: Any, channel: ChannelRow, update: StatusUpdate) -> 
             dumps_text(update.pricing.model_dump(mode="json", exclude_none=True)),
             Decimal(str(update.pricing.cost)) if update.pricing.cost is not None else None,
             update.pricing.currency,
+            target["origin"],  # the sender's tag (cost per campaign), None for most
         )
     if moved is None:
         return StatusOutcome(known=True)

@@ -29,6 +29,8 @@ class Message(Table, tablename="messages"):
     error = JSONB(null=True, default=None)
     sender = ForeignKey(User, null=True, default=None)
     reply_to = UUID(null=True, default=None)
+    #: An opaque tag from the plugin that sent it (`campaign:<id>`), carried onto usage.
+    origin = Varchar(length=200, null=True, default=None)
     updated_at = Timestamptz(default=TimestamptzNow())
 
 

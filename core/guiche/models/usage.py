@@ -33,6 +33,8 @@ class ProviderUsage(Table, tablename="provider_usage"):
     cost = Numeric(digits=(12, 6), null=True, default=None)
     currency = Varchar(length=3, default="USD")
     details = JSONB(default={})
+    #: The message's `origin` (who sent it, e.g. `campaign:<id>`): cost per origin.
+    origin = Varchar(length=200, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
 
 

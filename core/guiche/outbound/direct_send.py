@@ -13,6 +13,10 @@ Exactly once per `idempotency_key`: the key is claimed in `idempotency_keys` in 
 transaction (namespaced `plugin:`), so a caller that crashed after the commit and calls
 again gets the first message back (`replayed`) instead of a second one. A contact who
 opted out (core's `contacts.opted_out`) is refused with 409 `contact_opted_out`.
+
+`origin` is an opaque tag naming what sent the message (`campaign:<id>`): stored on the
+message and copied onto the provider's usage rows for it, so `usage_totals` can total
+cost per origin. Core never interprets it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
     from guiche.runtime.services import Services
 
 KEY_PREFIX = "plugin:"
+ORIGIN_MAX = 200
+"""The longest `origin` (the width of `messages.origin` and `provider_usage.origin`)."""
 _REQUEST = TypeAdapter(SendRequest)
 
 _CHANNEL = "SELECT id, type, is_active FROM channels WHERE id = $1 AND tenant = $2"
@@ -146,6 +152,7 @@ async def send_direct(
     phone: str | None = None,
     contact_name: str = "",
     after_store: Callable[[DirectSent], Awaitable[None]] | None = None,
+    origin: str | None = None,
 ) -> DirectSent:
     """Store a message for `contact_id` (or `phone`, finding or creating its contact) on one
     of the tenant's channels and enqueue its send; see the module docstring.
@@ -158,11 +165,16 @@ async def send_direct(
     `after_store` is awaited after the commit and before the send is enqueued: record the
     message id where your status hook will look for it, so no status can beat it. Should
     it raise, the message is still sent (the outbox sweeper picks it up).
+
+    `origin` (1 to 200 characters, `<kind>:<id>` by convention) tags the message and its
+    provider usage; a replayed key keeps the first call's message and origin.
     """
     if (contact_id is None) == (phone is None):
         raise _invalid("contact_id", "give exactly one of contact_id or phone")
     if not 1 <= len(idempotency_key) <= 180:
         raise _invalid("idempotency_key", "must be 1 to 180 characters")
+    if origin is not None and not 1 <= len(origin) <= ORIGIN_MAX:
+        raise _invalid("origin", f"must be 1 to {ORIGIN_MAX} characters")
     request = _as_request(message)
     key = KEY_PREFIX + idempotency_key
     pool = services.db.pool
@@ -225,7 +237,14 @@ async def send_direct(
             )
         locked = await conn.fetchrow(_LOCK, conversation["id"])
         stored, event = await insert_outbound(
-            conn, principal, conversation, prepared, now, locked["department"], locked["assignee"]
+            conn,
+            principal,
+            conversation,
+            prepared,
+            now,
+            locked["department"],
+            locked["assignee"],
+            origin,
         )
         events = await record_events(conn, [event])
         sent = DirectSent(stored.id, conversation["id"], contact["id"], stored.status)

@@ -91,8 +91,8 @@ SELECT status, department, assignee FROM conversations WHERE id = $1 AND tenant 
 
 _INSERT_MESSAGE = """
 INSERT INTO messages (id, created_at, tenant, conversation, contact, channel, direction, type,
-                      body, payload, status, sender, reply_to)
-VALUES ($1, $2, $3, $4, $5, $6, 'out', $7, $8, $9::jsonb, 'pending', $10, $11)
+                      body, payload, status, sender, reply_to, origin)
+VALUES ($1, $2, $3, $4, $5, $6, 'out', $7, $8, $9::jsonb, 'pending', $10, $11, $12)
 RETURNING *
 """
 
@@ -372,9 +372,11 @@ async def insert_outbound(
     now: dt.datetime,
     department: uuid.UUID | None,
     assignee: uuid.UUID | None,
+    origin: str | None = None,
 ) -> tuple[MessageOut, PendingEvent]:
     """Inside the caller's transaction: the `pending` message, its outbox row and the
-    conversation's activity; returns the message and its `message.new` event to record."""
+    conversation's activity; returns the message and its `message.new` event to record.
+    `origin` tags the message for cost per origin (a plugin's send, `send_direct`)."""
     row = await conn.fetchrow(
         _INSERT_MESSAGE,
         prepared.message_id,
@@ -388,6 +390,7 @@ async def insert_outbound(
         orjson.dumps(prepared.payload).decode(),
         principal.user_id,
         prepared.reply_to,
+        origin,
     )
     await conn.execute(outbox.INSERT, prepared.message_id, now, principal.tenant_id)
     await conn.execute(_TOUCH_CONVERSATION, conversation["id"], now, principal.user_id is not None)

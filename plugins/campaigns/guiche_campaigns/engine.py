@@ -6,9 +6,11 @@ loops: wait for the next slot (the campaign's jittered gap, then the channel's s
 `guiche.ratelimit` bucket for campaign traffic, a budget separate from agents' live
 sends), claim the next target row in Postgres (`sending`, with a lease), hand the message
 to core's outbox with `guiche.plugin.send_message` under the idempotency key
-`campaign:<target id>`, and settle the row (`queued` with the message id, or `failed` /
-`opted_out` with the reason). A slice ends after `SLICE_SECONDS`; the driver then
-re-kicks itself, so a campaign of any size is never more than one task on Redis.
+`campaign:<target id>` and the origin `campaign:<campaign id>` (core carries it to the
+provider's usage rows: cost per campaign), and settle the row (`queued` with the message
+id, or `failed` / `opted_out` with the reason). A slice ends after `SLICE_SECONDS`; the
+driver then re-kicks itself, so a campaign of any size is never more than one task on
+Redis.
 
 Crashes: a driver killed between claim and settle leaves a `sending` row whose lease
 expires and a campaign lease that expires; the scheduler's `tick` re-drives campaigns
@@ -213,6 +215,12 @@ async def _cap_left(services: Any, campaign: Any, timezone: str, settings: Any) 
     return min(caps) - await pool.fetchval(store.SENT_TODAY, campaign["channel"], midnight)
 
 
+def origin_of(campaign_id: Any) -> str:
+    """The tag core carries from a campaign's messages to their provider usage rows, so
+    cost per campaign is core's `usage_totals(origin=...)` (and the reports plugin's)."""
+    return f"campaign:{campaign_id}"
+
+
 async def send_one(services: Any, campaign: Any, target: Any) -> str:
     """Hand one claimed target to core's outbox and settle its row; returns its state."""
     pool = await _pool(services)
@@ -236,6 +244,7 @@ async def send_one(services: Any, campaign: Any, target: Any) -> str:
             idempotency_key=f"campaign:{target['id']}",
             contact_name=target["name"],
             after_store=record,
+            origin=origin_of(campaign["id"]),
             **by,
         )
     except ApiError as exc:

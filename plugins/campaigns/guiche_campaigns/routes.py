@@ -21,8 +21,8 @@ from guiche.plugin import (
     company_locale,
     endpoint,
     find_contacts,
-    message_usage,
     plugin_context,
+    usage_totals,
 )
 
 from . import engine, store, targets
@@ -421,7 +421,7 @@ async def report(request: web.Request) -> dict[str, Any]:
     delivered = by_state["delivered"] + by_state["read"] + by_state["replied"]
     locale = await company_locale(ctx.services, ctx.tenant_id)
     daily = await pool.fetch(store.DAILY, row["id"], ctx.tenant_id, locale.timezone)
-    costs = await campaign_costs(ctx, row["id"])
+    costs = await campaign_costs(ctx, row)
     total = sum(by_state.values())
 
     def rate(part: int, whole: int) -> float | None:
@@ -449,22 +449,27 @@ async def report(request: web.Request) -> dict[str, Any]:
     }
 
 
-async def campaign_costs(ctx: Any, campaign_id: uuid.UUID) -> list[dict[str, Any]]:
-    """What the provider reported for the campaign's messages (core's usage rows, written
-    by the status webhooks that carry pricing), per currency."""
-    ids = [
-        r["message_id"]
-        for r in await ctx.services.db.pool.fetch(store.MESSAGE_IDS, campaign_id, ctx.tenant_id)
-    ]
+async def campaign_costs(ctx: Any, campaign: Any) -> list[dict[str, Any]]:
+    """What the provider reported for the campaign's messages, per currency: core's usage
+    rows (written by the status webhooks that carry pricing) tagged with the campaign's
+    origin, all runs, since the campaign was created — one grouped read, however many
+    messages it sent."""
+    totals = await usage_totals(
+        ctx.services,
+        ctx.tenant_id,
+        campaign["created_at"],
+        dt.datetime.now(dt.UTC) + dt.timedelta(days=1),  # the database stamps usage rows
+        origin=engine.origin_of(campaign["id"]),
+    )
     by_currency: dict[str, dict[str, Any]] = {}
-    for usage in await message_usage(ctx.services, ctx.tenant_id, ids) if ids else []:
+    for usage in totals:
         total = by_currency.setdefault(
             usage.currency,
             {"currency": usage.currency, "billable_messages": 0, "amount": None},
         )
         categories = total.setdefault("categories", set())
-        total["billable_messages"] += usage.billable
-        if usage.cost is not None:
+        total["billable_messages"] += usage.count if usage.billable else 0
+        if usage.priced:
             total["amount"] = (total["amount"] or 0.0) + usage.cost
         if usage.category:
             categories.add(usage.category)

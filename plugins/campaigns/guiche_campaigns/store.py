@@ -225,12 +225,6 @@ GROUP BY 1 ORDER BY 1
 """
 
 
-MESSAGE_IDS = """
-SELECT message_id FROM campaign_targets
-WHERE campaign = $1 AND tenant = $2 AND message_id IS NOT NULL
-"""
-
-
 def jsonb(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, default=str).decode()
 

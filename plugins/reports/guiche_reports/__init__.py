@@ -67,6 +67,7 @@ def guiche_routes() -> list[RouteSpec]:
         RouteSpec("GET", "conversations.csv", routes.export_conversations, name="export"),
         RouteSpec("GET", "aggregates", routes.get_aggregates, name="aggregates"),
         RouteSpec("GET", "costs", routes.get_costs, name="costs"),
+        RouteSpec("GET", "costs.csv", routes.export_costs, name="export_costs"),
         RouteSpec("GET", "dashboard", routes.get_dashboard, name="dashboard"),
         RouteSpec("GET", "dashboard/layout", routes.get_layout, name="layout"),
         RouteSpec("PUT", "dashboard/layout", routes.put_layout, name="save_layout"),

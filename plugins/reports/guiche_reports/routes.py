@@ -105,8 +105,14 @@ class CostQuery(BaseModel):
     from_: Day | None = Field(default=None, alias="from")
     to: Day | None = None
     last_hours: int | None = Field(default=None, ge=1, le=24 * 31)
-    by: Literal["hour", "day", "channel", "channel_type", "category"] = "day"
+    by: Literal["hour", "day", "channel", "channel_type", "category", "campaign"] = "day"
     channel_type: str | None = Field(default=None, max_length=60)
+    campaign_id: uuid.UUID | None = None
+
+
+class CostExportQuery(CostQuery):
+    delimiter: Literal[",", ";"] = ","
+    bom: bool = False
 
 
 class Widget(BaseModel):
@@ -203,10 +209,11 @@ async def get_aggregates(request: web.Request, *, query: AggregateQuery) -> dict
     return {"from": first.isoformat(), "to": last.isoformat(), "by": query.by, "items": items}
 
 
-@endpoint(COSTS, query=CostQuery, summary="Provider cost by hour, day, channel or category")
-async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]:
+async def _cost_items(
+    request: web.Request, query: CostQuery
+) -> tuple[dt.datetime, dt.datetime, list[dict[str, Any]]]:
     """`last_hours=24` for a rolling window; else local days `from`..`to` (default: the
-    current month)."""
+    current month). `by=campaign` keys by campaign id; `campaign_id` keeps one campaign's."""
     ctx = await plugin_context(request)
     cal = Calendar.of(ctx.settings)
     now = dt.datetime.now(dt.UTC)
@@ -227,8 +234,34 @@ async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]
         until,
         query.by,
         channel_type=query.channel_type,
+        campaign_id=query.campaign_id,
     )
+    return since, until, items
+
+
+@endpoint(
+    COSTS, query=CostQuery, summary="Provider cost by hour, day, channel, category or campaign"
+)
+async def get_costs(request: web.Request, *, query: CostQuery) -> dict[str, Any]:
+    since, until, items = await _cost_items(request, query)
     return {"since": since, "until": until, "by": query.by, "items": items}
+
+
+@endpoint(
+    COSTS,
+    query=CostExportQuery,
+    summary="Provider cost as CSV (the same groups as GET costs)",
+    content_type="text/csv",
+)
+async def export_costs(request: web.Request, *, query: CostExportQuery) -> web.Response:
+    _, _, items = await _cost_items(request, query)
+    return web.Response(
+        body=costs.csv_bytes(items, query.by, delimiter=query.delimiter, bom=query.bom),
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="costs-by-{query.by}.csv"',
+        },
+    )
 
 
 @endpoint(READ, summary="Today's indicators and the queue now")
