@@ -121,7 +121,7 @@ def _items(groups: dict[Any, _Sum], plain: Any) -> list[dict[str, Any]]:
     return [{"key": plain(k), **_figures(groups[k].sums, groups[k].hists)} for k in ordered]
 
 
-def _block_plan(scope: Scope, by: str) -> tuple[str, dict[str, uuid.UUID]] | None:
+def block_plan(scope: Scope, by: str) -> tuple[str, dict[str, uuid.UUID]] | None:
     """The single dimension whose blocks answer this question, with the filters to apply
     (None: it needs the full-key hourly rollups). An agent's own figures are a filter."""
     filters = dict(scope.filters)
@@ -144,7 +144,7 @@ async def aggregate(
     """One item per group (`key`: a date, an hour 0-23, an id, or null for no value).
 
     Without `percentiles` the histograms are not read (p50/p90 come back null)."""
-    plan = _block_plan(scope, by)
+    plan = block_plan(scope, by)
     if plan is None:
         return await _from_hourly(services, scope, by, percentiles)
     dim, filters = plan
@@ -153,14 +153,10 @@ async def aggregate(
     return await _from_blocks(services, scope, by, dim, filters.get(dim), percentiles)
 
 
-async def _from_blocks(
-    services: Any,
-    scope: Scope,
-    by: str,
-    dim: str,
-    value: uuid.UUID | None,
-    with_hists: bool,
-) -> list[dict[str, Any]]:
+def block_sql(
+    scope: Scope, by: str, dim: str, value: uuid.UUID | None, with_hists: bool
+) -> tuple[str, list[Any]]:
+    """The one statement that reads a question's blocks (the benchmark runs it raw)."""
     columns = ", ".join(("b.start", "b.key", *(f"b.{c}" for c in SUMS)))
     if with_hists:
         columns += ", " + ", ".join(f"b.{c}" for c in HISTS)
@@ -182,6 +178,18 @@ async def _from_blocks(
     if value is not None:
         args.append(str(value))
         sql += f" AND b.key = ${len(args)}"
+    return sql, args
+
+
+async def _from_blocks(
+    services: Any,
+    scope: Scope,
+    by: str,
+    dim: str,
+    value: uuid.UUID | None,
+    with_hists: bool,
+) -> list[dict[str, Any]]:
+    sql, args = block_sql(scope, by, dim, value, with_hists)
     async with services.db.transaction() as transaction:
         rows = await transaction.connection.fetch(sql, *args)
     groups: dict[Any, _Sum] = {}
@@ -198,15 +206,21 @@ async def _from_blocks(
     return _items(groups, lambda k: k.isoformat() if isinstance(k, dt.date) else k)
 
 
-async def _from_hourly(
-    services: Any, scope: Scope, by: str, with_hists: bool
-) -> list[dict[str, Any]]:
-    """Sums per group in SQL; the histograms of every matching row merged here."""
+def hourly_sql(scope: Scope, by: str) -> tuple[str, str, list[Any]]:
+    """The sums per group and the histograms of every matching hourly row."""
     key = GROUPS[by]
     where, args = scope.where()
     sums = ", ".join(f"sum({c})::{'float8' if '_sum' in c else 'bigint'} AS {c}" for c in SUMS)
     totals_sql = f"SELECT {key} AS key, {sums} FROM reports_hourly WHERE {where} GROUP BY 1"
     hists_sql = f"SELECT {key} AS key, {', '.join(HISTS)} FROM reports_hourly WHERE {where}"
+    return totals_sql, hists_sql, args
+
+
+async def _from_hourly(
+    services: Any, scope: Scope, by: str, with_hists: bool
+) -> list[dict[str, Any]]:
+    """Sums per group in SQL; the histograms of every matching row merged here."""
+    totals_sql, hists_sql, args = hourly_sql(scope, by)
     async with services.db.transaction() as transaction:
         conn = transaction.connection
         totals = await conn.fetch(totals_sql, *args)

@@ -177,8 +177,7 @@ async def refresh(
         if rows:
             await conn.executemany(_UPSERT, rows)
     days |= {row[13] for row in rows}
-    for day in sorted(days):
-        await rebuild_day(services, tenant_id, day)
+    await rebuild_days(services, tenant_id, days)
     return len(rows)
 
 
@@ -279,8 +278,22 @@ def blocks_of(first: dt.date, last: dt.date) -> list[tuple[int, dt.date]]:
 
 
 async def rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> None:
-    """Rebuild one local day's hourly rollups and level-0 blocks from that day's metrics
-    rows, then every block above it (each from its two halves)."""
+    """Rebuild one local day's rollups and every block above it."""
+    await rebuild_days(services, tenant_id, [day])
+
+
+async def rebuild_days(services: Any, tenant_id: uuid.UUID, days: Iterable[dt.date]) -> None:
+    """Rebuild these local days' hourly rollups and level-0 blocks from their metrics rows,
+    then each block above them once (level by level, each from its two halves)."""
+    days = sorted(set(days))
+    for day in days:
+        await _rebuild_day(services, tenant_id, day)
+    for level in range(1, MAX_LEVEL + 1):
+        for start in sorted({block_start(day, level) for day in days}):
+            await _rebuild_block(services, tenant_id, level, start)
+
+
+async def _rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> None:
     async with services.db.transaction() as transaction:
         conn = transaction.connection
         await conn.execute(_DAY_LOCK, str(tenant_id), day.isoformat())
@@ -294,8 +307,6 @@ async def rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> None
             await conn.executemany(_HOURLY_INSERT, hourly)
         if blocks:
             await conn.executemany(_BLOCK_INSERT, blocks)
-    for level in range(1, MAX_LEVEL + 1):
-        await _rebuild_block(services, tenant_id, level, block_start(day, level))
 
 
 async def _rebuild_block(services: Any, tenant_id: uuid.UUID, level: int, start: dt.date) -> None:

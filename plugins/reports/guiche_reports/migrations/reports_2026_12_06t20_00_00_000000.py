@@ -54,7 +54,7 @@ CREATE TABLE reports_blocks (
     response_sum_bs double precision NOT NULL DEFAULT 0,
     response_count integer NOT NULL DEFAULT 0,
 {_BLOCK_MEASURES},
-    PRIMARY KEY (tenant, dim, level, start, key)
+    PRIMARY KEY (tenant, level, start, dim, key)
 );
 """
 
