@@ -20,7 +20,7 @@ from typing import Any
 
 from guiche_reports.histogram import packed, percentiles
 from guiche_reports.metrics import MEASURES
-from guiche_reports.store import DIMENSIONS, HISTS, SUMS, blocks_of
+from guiche_reports.store import DIMENSIONS, HISTS, SUMS, blocks_of, frontier_of
 from guiche_reports.visibility import EVERYTHING, Visibility
 
 GROUPS = {
@@ -153,10 +153,29 @@ async def aggregate(
     return await _from_blocks(services, scope, by, dim, filters.get(dim), percentiles)
 
 
+def covering(first: dt.date, last: dt.date, frontier: dt.date | None) -> list[tuple[int, dt.date]]:
+    """(level, start) of the blocks answering `first`..`last`: aligned blocks up to the day
+    before the frontier (complete there), single days from the frontier on."""
+    one = dt.timedelta(days=1)
+    complete = min(last, frontier - one) if frontier is not None else first - one
+    out = blocks_of(first, complete) if complete >= first else []
+    day = max(first, complete + one)
+    while day <= last:
+        out.append((0, day))
+        day += one
+    return out
+
+
 def block_sql(
-    scope: Scope, by: str, dim: str, value: uuid.UUID | None, with_hists: bool
+    scope: Scope,
+    by: str,
+    dim: str,
+    value: uuid.UUID | None,
+    with_hists: bool,
+    frontier: dt.date | None,
 ) -> tuple[str, list[Any]]:
-    """The one statement that reads a question's blocks (the benchmark runs it raw)."""
+    """The statement that reads a question's blocks (the benchmark runs it raw): the fewest
+    blocks for the days before the frontier, level-0 rows for the days from it on."""
     columns = ", ".join(("b.start", "b.key", *(f"b.{c}" for c in SUMS)))
     if with_hists:
         columns += ", " + ", ".join(f"b.{c}" for c in HISTS)
@@ -168,7 +187,7 @@ def block_sql(
             " AND b.level = 0 AND b.start BETWEEN $3 AND $4"
         )
     else:
-        blocks = blocks_of(scope.first_day, scope.last_day)
+        blocks = covering(scope.first_day, scope.last_day, frontier)
         args += [[level for level, _ in blocks], [start for _, start in blocks]]
         sql = (
             f"SELECT {columns} FROM unnest($3::smallint[], $4::date[]) AS r(level, start)"
@@ -189,9 +208,11 @@ async def _from_blocks(
     value: uuid.UUID | None,
     with_hists: bool,
 ) -> list[dict[str, Any]]:
-    sql, args = block_sql(scope, by, dim, value, with_hists)
     async with services.db.transaction() as transaction:
-        rows = await transaction.connection.fetch(sql, *args)
+        conn = transaction.connection
+        frontier = await frontier_of(conn, scope.tenant_id) if by != "day" else None
+        sql, args = block_sql(scope, by, dim, value, with_hists, frontier)
+        rows = await conn.fetch(sql, *args)
     groups: dict[Any, _Sum] = {}
     for row in rows:
         if by == "day":

@@ -112,6 +112,15 @@ SELECT dim, key, {", ".join(_FIGURES)} FROM reports_blocks
 WHERE tenant = $1 AND level = $2 AND start = ANY($3::date[])
 """
 _DROP_BLOCK = "DELETE FROM reports_blocks WHERE tenant = $1 AND level = $2 AND start = $3"
+_FRONTIER = "SELECT day FROM reports_frontier WHERE tenant = $1"
+_SET_FRONTIER = """
+INSERT INTO reports_frontier (tenant, day) VALUES ($1, $2)
+ON CONFLICT (tenant) DO UPDATE SET day = EXCLUDED.day
+"""
+_FRONTIER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/frontier', 0))"
+_FRONTIER_LOCK_SHARED = (
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text || '/frontier', 0))"
+)
 
 _CURSOR = "SELECT closed_at, conversation FROM reports_cursor WHERE tenant = $1"
 _SET_CURSOR = """
@@ -278,24 +287,35 @@ def blocks_of(first: dt.date, last: dt.date) -> list[tuple[int, dt.date]]:
 
 
 async def rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> None:
-    """Rebuild one local day's rollups and every block above it."""
+    """Rebuild one local day's rollups (and the blocks above it, for a day before the
+    frontier)."""
     await rebuild_days(services, tenant_id, [day])
 
 
 async def rebuild_days(services: Any, tenant_id: uuid.UUID, days: Iterable[dt.date]) -> None:
     """Rebuild these local days' hourly rollups and level-0 blocks from their metrics rows,
-    then each block above them once (level by level, each from its two halves)."""
-    days = sorted(set(days))
-    for day in days:
-        await _rebuild_day(services, tenant_id, day)
+    then, for the days before the company's frontier, each block above them once (level
+    by level, each from its two halves). Days from the frontier on (today: every live
+    close) need no block above them: aggregates read those days' level-0 rows."""
+    past: list[dt.date] = []
+    for day in sorted(set(days)):
+        frontier = await _rebuild_day(services, tenant_id, day)
+        if frontier is not None and day < frontier:
+            past.append(day)
     for level in range(1, MAX_LEVEL + 1):
-        for start in sorted({block_start(day, level) for day in days}):
-            await _rebuild_block(services, tenant_id, level, start)
+        for start in sorted({block_start(day, level) for day in past}):
+            async with services.db.transaction() as transaction:
+                await _rebuild_block(transaction.connection, tenant_id, level, start)
 
 
-async def _rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> None:
+async def _rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> dt.date | None:
+    """One day's rebuild; returns the frontier as it stood (read under its shared lock, so
+    `advance` either ran before and this day's blocks are ours to rebuild, or runs after
+    and reads this day's committed rows)."""
     async with services.db.transaction() as transaction:
         conn = transaction.connection
+        await conn.execute(_FRONTIER_LOCK_SHARED, str(tenant_id))
+        frontier = await conn.fetchval(_FRONTIER, tenant_id)
         await conn.execute(_DAY_LOCK, str(tenant_id), day.isoformat())
         rows = await conn.fetch(_DAY_ROWS, tenant_id, day)
         await conn.execute(
@@ -307,26 +327,55 @@ async def _rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> Non
             await conn.executemany(_HOURLY_INSERT, hourly)
         if blocks:
             await conn.executemany(_BLOCK_INSERT, blocks)
+    return frontier
 
 
-async def _rebuild_block(services: Any, tenant_id: uuid.UUID, level: int, start: dt.date) -> None:
-    """A block from its two halves, in its own transaction under the block's lock: the
-    lock is taken after the half that changed was committed, so whichever rebuild of a
-    block runs last reads every committed half (concurrent closes never lose one)."""
+async def _rebuild_block(conn: Any, tenant_id: uuid.UUID, level: int, start: dt.date) -> None:
+    """A block from its two halves, under the block's lock: the lock is taken after the
+    half that changed was committed (or in the transaction that wrote it), so whichever
+    rebuild of a block runs last reads every half (concurrent rebuilds never lose one)."""
     halves = [start, start + dt.timedelta(days=1 << (level - 1))]
+    await conn.execute(_DAY_LOCK, str(tenant_id), f"L{level}/{start.isoformat()}")
+    groups: dict[tuple[int, str], _Group] = {}
+    for r in await conn.fetch(_CHILDREN, tenant_id, level - 1, halves):
+        child = (r["dim"], r["key"])
+        (groups.get(child) or groups.setdefault(child, _Group())).add_rollup(r)
+    await conn.execute(_DROP_BLOCK, tenant_id, level, start)
+    if groups:
+        rows = [
+            (tenant_id, dim, level, start, key, *g.values()) for (dim, key), g in groups.items()
+        ]
+        await conn.executemany(_BLOCK_INSERT, rows)
+
+
+async def frontier_of(conn: Any, tenant_id: uuid.UUID) -> dt.date | None:
+    """The first day whose blocks above level 0 may be incomplete (None: every day)."""
+    return await conn.fetchval(_FRONTIER, tenant_id)
+
+
+async def advance(services: Any, tenant_id: uuid.UUID, today: dt.date) -> bool:
+    """Complete the blocks above level 0 of every day from the frontier to yesterday and
+    move the frontier to `today` (run by the periodic task; at most once a day does work).
+
+    One transaction under the frontier's exclusive lock: a day rebuilt meanwhile either
+    committed before (its rows are read here) or waits and then sees the new frontier
+    (and rebuilds its blocks itself)."""
     async with services.db.transaction() as transaction:
         conn = transaction.connection
-        await conn.execute(_DAY_LOCK, str(tenant_id), f"L{level}/{start.isoformat()}")
-        groups: dict[tuple[int, str], _Group] = {}
-        for r in await conn.fetch(_CHILDREN, tenant_id, level - 1, halves):
-            child = (r["dim"], r["key"])
-            (groups.get(child) or groups.setdefault(child, _Group())).add_rollup(r)
-        await conn.execute(_DROP_BLOCK, tenant_id, level, start)
-        if groups:
-            rows = [
-                (tenant_id, dim, level, start, key, *g.values()) for (dim, key), g in groups.items()
-            ]
-            await conn.executemany(_BLOCK_INSERT, rows)
+        await conn.execute(_FRONTIER_LOCK, str(tenant_id))
+        frontier = await conn.fetchval(_FRONTIER, tenant_id)
+        if frontier is not None and frontier >= today:
+            return False
+        first = frontier or await conn.fetchval(
+            "SELECT min(start) FROM reports_blocks WHERE tenant = $1 AND level = 0", tenant_id
+        )
+        if first is not None and first < today:
+            days = [first + dt.timedelta(days=i) for i in range((today - first).days)]
+            for level in range(1, MAX_LEVEL + 1):
+                for start in sorted({block_start(day, level) for day in days}):
+                    await _rebuild_block(conn, tenant_id, level, start)
+        await conn.execute(_SET_FRONTIER, tenant_id, today)
+    return True
 
 
 async def catch_up(

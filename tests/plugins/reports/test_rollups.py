@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import guiche_reports
 import pytest
 from guiche_reports import aggregates, dashboard, histogram, store
+from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
 
 from tests.conftest import login
@@ -35,7 +36,12 @@ def nearest_rank(values: list[float], fraction: float) -> float | None:
 
 
 async def scene(
-    client: Any, make_company: Any, make_channel: Any, n: int = 60, hours: int = 72
+    client: Any,
+    make_company: Any,
+    make_channel: Any,
+    n: int = 60,
+    hours: int = 72,
+    base: dt.datetime = dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC),
 ) -> Any:
     """A company with 3 agents, 2 departments, 2 tabulations and `n` finished conversations
     over `hours` (three days; some transferred, some reopened), written as core would have."""
@@ -47,7 +53,6 @@ async def scene(
     tabs = [await add_tabulation(company.tenant_id, name) for name in ("Venda", "Dúvida")]
     channel = await make_channel(company.tenant_id)
     rng = random.Random(18)
-    base = dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC)
     for i in range(n):
         agent = rng.choice(agents)
         start = base + dt.timedelta(hours=rng.randrange(0, hours), minutes=rng.randrange(60))
@@ -411,12 +416,19 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
     every grouping, unfiltered (day blocks), filtered on one dimension (its blocks) and on
     two (the hourly rollups), each equal to the raw rows; and each block-answered question
     answered the same by the hourly rollups."""
-    company, headers = await scene(client, make_company, make_channel, n=80, hours=400 * 24)
+    company, headers = await scene(
+        client,
+        make_company,
+        make_channel,
+        n=80,
+        hours=400 * 24,
+        base=dt.datetime(2025, 10, 1, 12, tzinfo=dt.UTC),  # all before today: blocks built
+    )
     services = services_of_client(client)
     await guiche_reports.catch_up(services)
     rows = await raw_rows(company.tenant_id)
     assert len(rows) == 80
-    first, last = dt.date(2026, 11, 20), dt.date(2027, 11, 30)  # cuts the data at both ends
+    first, last = dt.date(2025, 10, 20), dt.date(2026, 10, 30)  # cuts the data at both ends
     inside = [r for r in rows if first <= r["day"] <= last]
     assert 0 < len(inside) < len(rows)
     agent, dept = inside[0]["agent"], inside[0]["department"]
@@ -514,6 +526,67 @@ async def test_a_supervisor_reads_the_hourly_rollups_and_an_agent_the_blocks(
             f"{API}/aggregates", params={**params, "agent_id": str(uuid.uuid4())}, headers=headers
         )
         assert (await resp.json())["items"] == []
+
+
+async def test_a_live_close_rebuilds_its_day_only_and_the_frontier_completes_its_blocks(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    """Closes of today (from the frontier on) rebuild today's rows only; aggregates read
+    today from its level-0 rows until `advance` builds the blocks above it."""
+    company, headers = await scene(client, make_company, make_channel, n=12)
+    services = services_of_client(client)
+    await guiche_reports.catch_up(services)  # past days measured, frontier moved to today
+    settings = ReportsSettings()
+    today = Calendar.of(settings).local(dt.datetime.now(dt.UTC)).date()
+    [frontier] = await sql("SELECT day FROM reports_frontier WHERE tenant = {}", company.tenant_id)
+    assert frontier["day"] == today
+
+    async def above_today() -> int:
+        found = await sql(
+            "SELECT coalesce(sum(conversations), 0) AS n FROM reports_blocks WHERE tenant = {}"
+            " AND dim = 0 AND level > 0 AND start <= {}"
+            " AND start + (1 << level) > {}",
+            company.tenant_id,
+            today,
+            today,
+        )
+        return int(found[0]["n"])
+
+    before = await above_today()  # blocks holding today also hold past days
+    agent = (await company.add("agent")).user_id
+    channel = await make_channel(company.tenant_id)
+    now = dt.datetime.now(dt.UTC)
+    start = max(now - dt.timedelta(minutes=30), dt.datetime.combine(today, dt.time(), SP))
+    minutes = (now - start).total_seconds() / 60 * 0.9
+    await history(
+        company.tenant_id,
+        channel.id,
+        start,
+        [
+            (0, "opened", ("PENDING", None)),
+            (0, "in", None),
+            (minutes / 3, "assigned", ("ACTIVE", agent)),
+            (minutes / 2, "out", agent),
+            (minutes, "closed", ("CLOSED", agent)),
+        ],
+    )
+    await guiche_reports.catch_up(services)
+    rows = await raw_rows(company.tenant_id)
+    assert len(rows) == 13 and sum(1 for r in rows if r["day"] == today) >= 1
+
+    async def check() -> None:
+        for by in ("agent", "total", "day"):
+            params = {"by": by, "from": "2026-11-01", "to": today.isoformat()}
+            resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
+            assert_equal_to_raw((await resp.json())["items"], rows, by)
+
+    assert await above_today() == before  # today's close touched no block above its day
+    await check()
+    assert await store.advance(services, company.tenant_id, today + dt.timedelta(days=1))
+    live = sum(1 for r in rows if r["day"] == today)
+    assert await above_today() == before + store.MAX_LEVEL * live  # one block per level
+    await check()
+    assert not await store.advance(services, company.tenant_id, today)  # never backwards
 
 
 def test_packed_histograms_merge_by_addition_and_blocks_cover_a_range_exactly() -> None:

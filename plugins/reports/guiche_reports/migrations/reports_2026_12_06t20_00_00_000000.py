@@ -1,7 +1,8 @@
 """Rollups that answer a year in milliseconds: histograms as packed counts (`bytea`, merged
 by integer addition, `guiche_reports.histogram`) instead of JSONB objects, and
 `reports_blocks`: per single dimension (total, agent, department, channel, tabulation,
-hour of day), sums and histograms over aligned blocks of 2**level days.
+hour of day), sums and histograms over aligned blocks of 2**level days; and
+`reports_frontier`: the first day whose blocks above level 0 may be incomplete.
 
 The first version's rollups are dropped and the catch-up cursors forgotten: the next runs
 of `reports.catch_up` measure every closed conversation again and build both tables (a
@@ -56,9 +57,15 @@ CREATE TABLE reports_blocks (
 {_BLOCK_MEASURES},
     PRIMARY KEY (tenant, level, start, dim, key)
 );
+
+CREATE TABLE reports_frontier (
+    tenant uuid PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+    day date NOT NULL
+);
 """
 
 DOWN = f"""
+DROP TABLE IF EXISTS reports_frontier;
 DROP TABLE IF EXISTS reports_blocks;
 DELETE FROM reports_hourly;
 DELETE FROM reports_cursor;
