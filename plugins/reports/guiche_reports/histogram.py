@@ -82,10 +82,14 @@ def percentiles(value: int, fractions: tuple[float, ...]) -> list[float | None]:
     """Nearest-rank percentiles of a packed histogram, each as its bucket's middle."""
     if value == 0:
         return [None] * len(fractions)
-    slots = -(-value.bit_length() // _SLOT_BITS)
-    cumulative = list(accumulate(_counts(value.to_bytes(4 * slots, "little"))))
+    low = ((value & -value).bit_length() - 1) // _SLOT_BITS  # empty buckets below: skipped
+    body = value >> (_SLOT_BITS * low)
+    slots = -(-body.bit_length() // _SLOT_BITS)
+    cumulative = list(accumulate(_counts(body.to_bytes(4 * slots, "little"))))
     total = cumulative[-1]
-    return [bucket_value(bisect_left(cumulative, max(1, math.ceil(f * total)))) for f in fractions]
+    return [
+        bucket_value(low + bisect_left(cumulative, max(1, math.ceil(f * total)))) for f in fractions
+    ]
 
 
 def percentile(histogram: dict[int, int], fraction: float) -> float | None:
