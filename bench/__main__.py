@@ -15,7 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "send", "history", "ws", "faults", "campaigns", "webhooks", "chatguru")
+BENCHMARKS = (
+    "ingest",
+    "send",
+    "history",
+    "ws",
+    "faults",
+    "campaigns",
+    "webhooks",
+    "chatguru",
+    "reports",
+)
 """In the order they run; a name without its bench/<name>.py is skipped."""
 
 HERE = Path(__file__).resolve().parent

@@ -78,6 +78,7 @@ MUST_BE_ZERO: dict[str, dict[str, set[str]]] = {
     "history": {"figures": {"import_duplicates"}, "ceiling": set()},
     "ws": {"figures": {"ingest_errors", "ingest_abandoned"}, "ceiling": set()},
     "campaigns": {"figures": {"duplicates"}, "ceiling": set()},
+    "reports": {"figures": {"http_errors", "export_rows_missing"}, "ceiling": set()},
     "faults": {
         "figures": {"inbound_lost", "inbound_duplicates", "outbound_lost", "outbound_duplicates"},
         "ceiling": set(),

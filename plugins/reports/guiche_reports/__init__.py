@@ -3,6 +3,7 @@ aggregates, CSV export and a live dashboard (README.md: definitions, API, settin
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from guiche.plugin import (
     hookimpl,
 )
 from guiche_reports import dashboard, routes, store
+from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
 from guiche_reports.visibility import READ_ALL, READ_DEPARTMENTS
 
@@ -81,10 +83,14 @@ def guiche_piccolo_app() -> str:
 
 
 async def catch_up(services: Any) -> int:
-    """Measure what the hooks missed (or everything, for a company that just enabled us)."""
+    """Measure what the hooks missed (or everything, for a company that just enabled us),
+    then complete the day blocks up to yesterday (`store.advance`)."""
     total = 0
+    now = dt.datetime.now(dt.UTC)
     for ctx in await enabled_contexts(services, NAME):
         total += await store.catch_up(services, ctx.tenant_id, ctx.settings)
+        today = Calendar.of(ctx.settings).local(now).date()
+        await store.advance(services, ctx.tenant_id, today)
     return total
 
 

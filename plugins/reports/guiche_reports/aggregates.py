@@ -1,9 +1,14 @@
-"""Aggregates answered from the hourly rollups: counts, means and p50/p90 of every time,
-SLA %, reopen rate and messages, grouped by day, hour of day, agent, department, channel
-or tabulation over a range of local days.
+"""Aggregates answered from the rollups: counts, means and p50/p90 of every time, SLA %,
+reopen rate and messages, grouped by day, hour of day, agent, department, channel or
+tabulation over a range of local days.
 
-Two queries whatever the range: the sums per group, and the merged histograms per
-(group, measure), from which p50/p90 are read (`store.percentile`).
+Most questions involve at most one of agent, department, channel, tabulation and hour
+(as the grouping or as a filter; an agent's own figures are a filter on agent): those are
+answered from `reports_blocks`, a few hundred rows whatever the range (a year is about 16
+blocks per value). Any other combination (two filters, a supervisor's "own or my
+departments") merges the full-key hourly rollups, which costs in proportion to the range.
+Either way one query, and the same figures: sums added, histograms merged by integer
+addition (`histogram.packed`) and read by bisection.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from guiche_reports.histogram import packed, percentiles
 from guiche_reports.metrics import MEASURES
-from guiche_reports.store import percentile
+from guiche_reports.store import DIMENSIONS, HISTS, SUMS, blocks_of, frontier_of
 from guiche_reports.visibility import EVERYTHING, Visibility
 
 GROUPS = {
@@ -28,20 +34,6 @@ GROUPS = {
 }
 
 FILTERS = ("agent", "department", "channel", "tabulation")
-
-_SUMS = (
-    "conversations",
-    "reopened",
-    "transfers",
-    "sla_met",
-    "sla_counted",
-    "messages_in",
-    "messages_out",
-    "response_sum_s",
-    "response_sum_bs",
-    "response_count",
-    *(f"{m}_{part}" for m in MEASURES for part in ("n", "sum")),
-)
 
 
 @dataclass(frozen=True)
@@ -71,18 +63,13 @@ def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-def _time_figures(row: dict[str, Any], hists: dict[str, dict[int, int]], m: str) -> dict[str, Any]:
+def _time_figures(row: dict[str, Any], hists: dict[str, int], m: str) -> dict[str, Any]:
     n = row[f"{m}_n"]
-    hist = hists.get(m, {})
-    return {
-        "count": n,
-        "mean": _ratio(row[f"{m}_sum"], n),
-        "p50": percentile(hist, 0.5),
-        "p90": percentile(hist, 0.9),
-    }
+    p50, p90 = percentiles(hists.get(m, 0), (0.5, 0.9))
+    return {"count": n, "mean": _ratio(row[f"{m}_sum"], n), "p50": p50, "p90": p90}
 
 
-def _figures(row: dict[str, Any], hists: dict[str, dict[int, int]]) -> dict[str, Any]:
+def _figures(row: dict[str, Any], hists: dict[str, int]) -> dict[str, Any]:
     sla = _ratio(row["sla_met"], row["sla_counted"])
     out: dict[str, Any] = {
         "conversations": row["conversations"],
@@ -106,52 +93,170 @@ def _figures(row: dict[str, Any], hists: dict[str, dict[int, int]]) -> dict[str,
     return out
 
 
+@dataclass
+class _Sum:
+    """One group's rollup rows added up."""
+
+    sums: dict[str, Any]
+    hists: dict[str, int]
+
+
+def _merge(groups: dict[Any, _Sum], key: Any, row: Any, with_hists: bool) -> None:
+    g = groups.get(key)
+    if g is None:
+        g = groups[key] = _Sum({c: 0 for c in SUMS}, dict.fromkeys(MEASURES, 0))
+    sums = g.sums
+    for c in SUMS:
+        sums[c] += row[c]
+    if with_hists:
+        hists = g.hists
+        for m in MEASURES:
+            stored = row[f"{m}_hist"]
+            if stored:
+                hists[m] += packed(stored)
+
+
+def _items(groups: dict[Any, _Sum], plain: Any) -> list[dict[str, Any]]:
+    ordered = sorted(groups, key=lambda k: (k is None, k))  # NULL last, as SQL's ORDER BY
+    return [{"key": plain(k), **_figures(groups[k].sums, groups[k].hists)} for k in ordered]
+
+
+def block_plan(scope: Scope, by: str) -> tuple[str, dict[str, uuid.UUID]] | None:
+    """The single dimension whose blocks answer this question, with the filters to apply
+    (None: it needs the full-key hourly rollups). An agent's own figures are a filter."""
+    filters = dict(scope.filters)
+    visible = scope.visible
+    if not visible.all:
+        if visible.departments_in_full and visible.departments:
+            return None
+        assert visible.user_id is not None
+        if filters.setdefault("agent", visible.user_id) != visible.user_id:
+            return "nothing", {}
+    dims = set(filters) | ({by} if by not in ("day", "total") else set())
+    if len(dims) > 1:
+        return None
+    return (dims.pop() if dims else "total"), filters
+
+
 async def aggregate(
     services: Any, scope: Scope, by: str, *, percentiles: bool = True
 ) -> list[dict[str, Any]]:
     """One item per group (`key`: a date, an hour 0-23, an id, or null for no value).
 
-    Without `percentiles` the histogram query is skipped (p50/p90 come back null): it is
-    most of the cost of a long range."""
+    Without `percentiles` the histograms are not read (p50/p90 come back null)."""
+    plan = block_plan(scope, by)
+    if plan is None:
+        return await _from_hourly(services, scope, by, percentiles)
+    dim, filters = plan
+    if dim == "nothing":
+        return []
+    return await _from_blocks(services, scope, by, dim, filters.get(dim), percentiles)
+
+
+def covering(first: dt.date, last: dt.date, frontier: dt.date | None) -> list[tuple[int, dt.date]]:
+    """(level, start) of the blocks answering `first`..`last`: aligned blocks up to the day
+    before the frontier (complete there), single days from the frontier on."""
+    one = dt.timedelta(days=1)
+    complete = min(last, frontier - one) if frontier is not None else first - one
+    out = blocks_of(first, complete) if complete >= first else []
+    day = max(first, complete + one)
+    while day <= last:
+        out.append((0, day))
+        day += one
+    return out
+
+
+def block_sql(
+    scope: Scope,
+    by: str,
+    dim: str,
+    value: uuid.UUID | None,
+    with_hists: bool,
+    frontier: dt.date | None,
+) -> tuple[str, list[Any]]:
+    """The statement that reads a question's blocks (the benchmark runs it raw): the fewest
+    blocks for the days before the frontier, level-0 rows for the days from it on."""
+    columns = ", ".join(("b.start", "b.key", *(f"b.{c}" for c in SUMS)))
+    if with_hists:
+        columns += ", " + ", ".join(f"b.{c}" for c in HISTS)
+    args: list[Any] = [scope.tenant_id, DIMENSIONS[dim]]
+    if by == "day":  # one row per day and value: the level-0 blocks
+        args += [scope.first_day, scope.last_day]
+        sql = (
+            f"SELECT {columns} FROM reports_blocks b WHERE b.tenant = $1 AND b.dim = $2"
+            " AND b.level = 0 AND b.start BETWEEN $3 AND $4"
+        )
+    else:
+        blocks = covering(scope.first_day, scope.last_day, frontier)
+        args += [[level for level, _ in blocks], [start for _, start in blocks]]
+        sql = (
+            f"SELECT {columns} FROM unnest($3::smallint[], $4::date[]) AS r(level, start)"
+            " JOIN reports_blocks b ON b.tenant = $1 AND b.dim = $2"
+            " AND b.level = r.level AND b.start = r.start"
+        )
+    if value is not None:
+        args.append(str(value))
+        sql += f" AND b.key = ${len(args)}"
+    return sql, args
+
+
+async def _from_blocks(
+    services: Any,
+    scope: Scope,
+    by: str,
+    dim: str,
+    value: uuid.UUID | None,
+    with_hists: bool,
+) -> list[dict[str, Any]]:
+    async with services.db.transaction() as transaction:
+        conn = transaction.connection
+        frontier = await frontier_of(conn, scope.tenant_id) if by != "day" else None
+        sql, args = block_sql(scope, by, dim, value, with_hists, frontier)
+        rows = await conn.fetch(sql, *args)
+    groups: dict[Any, _Sum] = {}
+    for row in rows:
+        if by == "day":
+            key: Any = row["start"]
+        elif by == "total":
+            key = None
+        elif by == "hour":
+            key = int(row["key"])
+        else:
+            key = row["key"] or None
+        _merge(groups, key, row, with_hists)
+    return _items(groups, lambda k: k.isoformat() if isinstance(k, dt.date) else k)
+
+
+def hourly_sql(scope: Scope, by: str) -> tuple[str, str, list[Any]]:
+    """The sums per group and the histograms of every matching hourly row."""
     key = GROUPS[by]
     where, args = scope.where()
-    sums = ", ".join(f"sum({c})::float8 AS {c}" for c in _SUMS)
-    totals_sql = (
-        f"SELECT {key} AS key, {sums} FROM reports_hourly WHERE {where} GROUP BY 1 ORDER BY 1"
-    )
-    hist_sql = " UNION ALL ".join(
-        f"SELECT {key} AS key, '{m}' AS m, h.key::int AS b, sum(h.value::int) AS n "
-        f"FROM reports_hourly r CROSS JOIN LATERAL jsonb_each_text(r.{m}_hist) h "
-        f"WHERE {where} GROUP BY 1, 2, 3"
-        for m in MEASURES
-    )
+    sums = ", ".join(f"sum({c})::{'float8' if '_sum' in c else 'bigint'} AS {c}" for c in SUMS)
+    totals_sql = f"SELECT {key} AS key, {sums} FROM reports_hourly WHERE {where} GROUP BY 1"
+    hists_sql = f"SELECT {key} AS key, {', '.join(HISTS)} FROM reports_hourly WHERE {where}"
+    return totals_sql, hists_sql, args
+
+
+async def _from_hourly(
+    services: Any, scope: Scope, by: str, with_hists: bool
+) -> list[dict[str, Any]]:
+    """Sums per group in SQL; the histograms of every matching row merged here."""
+    totals_sql, hists_sql, args = hourly_sql(scope, by)
     async with services.db.transaction() as transaction:
         conn = transaction.connection
         totals = await conn.fetch(totals_sql, *args)
-        hist_rows = await conn.fetch(hist_sql, *args) if percentiles else []
-    hists: dict[Any, dict[str, dict[int, int]]] = {}
-    for h in hist_rows:
-        hists.setdefault(h["key"], {}).setdefault(h["m"], {})[h["b"]] = int(h["n"])
-    items = []
-    for t in totals:
-        row = _integers(dict(t))
-        value = t["key"]
-        items.append(
-            {
-                "key": value.isoformat() if isinstance(value, dt.date) else _plain(value),
-                **_figures(row, hists.get(value, {})),
-            }
-        )
-    return items
-
-
-def _integers(row: dict[str, Any]) -> dict[str, Any]:
-    """Sums of counts back to integers (they come back as float8 with the time sums)."""
-    return {
-        c: (v if c.endswith("_sum") or c.startswith("response_sum") or c == "key" else int(v or 0))
-        for c, v in row.items()
-    }
+        rows = await conn.fetch(hists_sql, *args) if with_hists else []
+    groups = {t["key"]: _Sum(dict(t), dict.fromkeys(MEASURES, 0)) for t in totals}
+    for row in rows:
+        hists = groups[row["key"]].hists
+        for m in MEASURES:
+            stored = row[f"{m}_hist"]
+            if stored:
+                hists[m] += packed(stored)
+    return _items(groups, _plain)
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
     return str(value) if isinstance(value, uuid.UUID) else value

@@ -1,5 +1,6 @@
-"""The dashboard: today's indicators from the rollups, the queue as it is now, each
-person's saved layout, and the live `dashboard.updated` event.
+"""The dashboard: today's indicators from the rollups (`aggregates.aggregate`: for most
+callers one day's block row), the queue as it is now, each person's saved layout, and the
+live `dashboard.updated` event.
 
 Live updates are coalesced: a conversation event marks the company changed (a Redis key
 when Redis is configured, else this process's memory) and a task every 5 seconds
@@ -17,21 +18,13 @@ from typing import Any
 import orjson
 
 from guiche.plugin import publish_event, queue_snapshot
+from guiche_reports.aggregates import Scope, aggregate
 from guiche_reports.calendar import Calendar
 from guiche_reports.visibility import Visibility
 
 EVENT = "dashboard.updated"
 _DIRTY_KEY = "guiche:reports:dirty:{}"
 _dirty_here: set[uuid.UUID] = set()
-
-_TODAY = """
-SELECT coalesce(sum(conversations), 0) AS conversations,
-       coalesce(sum(duration_s_sum), 0) AS duration_sum,
-       coalesce(sum(duration_s_n), 0) AS duration_n,
-       coalesce(sum(waiting_s_sum), 0) AS waiting_sum, coalesce(sum(waiting_s_n), 0) AS waiting_n,
-       coalesce(sum(sla_met), 0) AS sla_met, coalesce(sum(sla_counted), 0) AS sla_counted
-FROM reports_hourly WHERE tenant = $1 AND day = $2
-"""
 
 _LAYOUT = 'SELECT layout, updated_at FROM reports_layouts WHERE tenant = $1 AND "user" = $2'
 _SAVE_LAYOUT = """
@@ -51,21 +44,15 @@ DEFAULT_LAYOUT: dict[str, Any] = {
 }
 
 
-def _mean(total: float, n: int) -> float | None:
-    return float(total) / n if n else None
-
-
 async def indicators(
     services: Any, tenant_id: uuid.UUID, calendar: Calendar, visible: Visibility
 ) -> dict[str, Any]:
     """Today's figures (conversations finished today, local day) and the queue now, as far
     as `visible` allows (an agent: their own conversations and seat)."""
     today = calendar.local(dt.datetime.now(dt.UTC)).date()
-    args: list[Any] = [tenant_id, today]
-    restriction = visible.clause(args)
-    sql = _TODAY + (f" AND {restriction}" if restriction else "")
-    async with services.db.transaction() as transaction:
-        row = await transaction.connection.fetchrow(sql, *args)
+    scope = Scope(tenant_id, today, today, {}, visible)
+    totals = await aggregate(services, scope, "total", percentiles=False)
+    row = totals[0] if totals else None
     queue = await queue_snapshot(services, tenant_id)
     departments = [d for d in queue.departments if visible.sees_queue_of(d.department_id)]
     agents = [a for a in queue.agents if visible.sees_seat_of(a.user_id)]
@@ -73,12 +60,10 @@ async def indicators(
     now = dt.datetime.now(dt.UTC)
     return {
         "day": today.isoformat(),
-        "today_conversations": int(row["conversations"]),
-        "mean_duration_seconds": _mean(row["duration_sum"], int(row["duration_n"])),
-        "mean_waiting_seconds": _mean(row["waiting_sum"], int(row["waiting_n"])),
-        "sla_pct": None
-        if not row["sla_counted"]
-        else 100.0 * int(row["sla_met"]) / int(row["sla_counted"]),
+        "today_conversations": row["conversations"] if row else 0,
+        "mean_duration_seconds": row["duration"]["mean"] if row else None,
+        "mean_waiting_seconds": row["waiting"]["mean"] if row else None,
+        "sla_pct": row["sla_pct"] if row else None,
         "queue": {
             "waiting": sum(d.waiting for d in departments),
             "oldest_wait_seconds": (now - oldest).total_seconds() if oldest else None,

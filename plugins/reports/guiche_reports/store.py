@@ -1,29 +1,30 @@
-"""Keeping the metrics table and its hourly rollups true, incrementally.
+"""Keeping the metrics table and its rollups true, incrementally.
 
 `refresh` recomputes the metrics rows of some conversations from their timelines (core's
 `conversation_timelines`), then rebuilds the rollups of every local day a row entered or
-left. A day's rollup is rebuilt whole from that day's metrics rows under a lock on
+left. A day's rollups are rebuilt whole from that day's metrics rows under a lock on
 (tenant, day), so concurrent closes and the catch-up task never double count, and a
 repeated run changes nothing.
+
+Two rollup tables: `reports_hourly` (per local day and hour x agent x department x
+channel x tabulation: any combination of filters) and `reports_blocks` (per single
+dimension value over aligned blocks of 2**level days, level 0 = one day): a range of days
+is a handful of blocks (`blocks_of`), so the common aggregates read a few hundred rows
+whatever the range. A block is rebuilt from its two halves whenever a day under it is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
-
 from guiche.plugin import closed_conversations, conversation_timelines
 from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
+from guiche_reports.histogram import bucket, encode, encode_packed, packed
 from guiche_reports.metrics import MEASURES, Metrics, measure
-
-BUCKET_BASE = 1.02
-"""Histogram buckets grow by 2%: percentiles read from rollups are within 1% of exact."""
 
 _METRIC_COLUMNS = (
     "tenant",
@@ -74,7 +75,7 @@ SELECT {", ".join(_METRIC_COLUMNS)} FROM reports_conversations WHERE tenant = $1
 """
 
 _ROLLUP_KEY = ("hour", "agent", "department", "channel", "tabulation")
-_ROLLUP_SUMS = (
+SUMS = (
     "conversations",
     "reopened",
     "transfers",
@@ -85,18 +86,41 @@ _ROLLUP_SUMS = (
     "response_sum_s",
     "response_sum_bs",
     "response_count",
+    *(f"{m}_{part}" for m in MEASURES for part in ("n", "sum")),
 )
-_ROLLUP_COLUMNS = (
-    "tenant",
-    "day",
-    *_ROLLUP_KEY,
-    *_ROLLUP_SUMS,
-    *(f"{m}_{part}" for m in MEASURES for part in ("n", "sum", "hist")),
-)
-_ROLLUP_INSERT = f"""
-INSERT INTO reports_hourly ({", ".join(_ROLLUP_COLUMNS)})
-VALUES ({", ".join(f"${i}" for i in range(1, len(_ROLLUP_COLUMNS) + 1))})
+"""The additive columns of every rollup row (hourly and block)."""
+HISTS = tuple(f"{m}_hist" for m in MEASURES)
+_FIGURES = (*SUMS, *HISTS)
+_HOURLY_COLUMNS = ("tenant", "day", *_ROLLUP_KEY, *_FIGURES)
+_HOURLY_INSERT = f"""
+INSERT INTO reports_hourly ({", ".join(_HOURLY_COLUMNS)})
+VALUES ({", ".join(f"${i}" for i in range(1, len(_HOURLY_COLUMNS) + 1))})
 """
+
+DIMENSIONS = {"total": 0, "agent": 1, "department": 2, "channel": 3, "tabulation": 4, "hour": 5}
+"""The block table's single dimensions (`dim`); a row's `key` is '' for the total or for
+no value, else the id (or the hour of day) as text."""
+MAX_LEVEL = 9
+"""Blocks span 2**level days, level 0 to 9 (512 days); a longer range takes more of them."""
+_BLOCK_COLUMNS = ("tenant", "dim", "level", "start", "key", *_FIGURES)
+_BLOCK_INSERT = f"""
+INSERT INTO reports_blocks ({", ".join(_BLOCK_COLUMNS)})
+VALUES ({", ".join(f"${i}" for i in range(1, len(_BLOCK_COLUMNS) + 1))})
+"""
+_CHILDREN = f"""
+SELECT dim, key, {", ".join(_FIGURES)} FROM reports_blocks
+WHERE tenant = $1 AND level = $2 AND start = ANY($3::date[])
+"""
+_DROP_BLOCK = "DELETE FROM reports_blocks WHERE tenant = $1 AND level = $2 AND start = $3"
+_FRONTIER = "SELECT day FROM reports_frontier WHERE tenant = $1"
+_SET_FRONTIER = """
+INSERT INTO reports_frontier (tenant, day) VALUES ($1, $2)
+ON CONFLICT (tenant) DO UPDATE SET day = EXCLUDED.day
+"""
+_FRONTIER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/frontier', 0))"
+_FRONTIER_LOCK_SHARED = (
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text || '/frontier', 0))"
+)
 
 _CURSOR = "SELECT closed_at, conversation FROM reports_cursor WHERE tenant = $1"
 _SET_CURSOR = """
@@ -105,32 +129,6 @@ ON CONFLICT (tenant) DO UPDATE SET closed_at = EXCLUDED.closed_at,
     conversation = EXCLUDED.conversation
 """
 _RESET_CURSOR = "DELETE FROM reports_cursor WHERE tenant = $1"
-
-
-def bucket(seconds: float) -> int:
-    """The histogram bucket of a time: `floor(log_1.02(1 + s))`."""
-    return math.floor(math.log1p(max(seconds, 0.0)) / math.log(BUCKET_BASE))
-
-
-def bucket_value(index: int) -> float:
-    """A bucket's representative time: the middle of its range."""
-    low = BUCKET_BASE**index - 1
-    high = BUCKET_BASE ** (index + 1) - 1
-    return (low + high) / 2
-
-
-def percentile(histogram: dict[int, int], fraction: float) -> float | None:
-    """Nearest-rank percentile of a histogram, as its bucket's representative time."""
-    total = sum(histogram.values())
-    if total == 0:
-        return None
-    rank = max(1, math.ceil(fraction * total))
-    seen = 0
-    for index in sorted(histogram):
-        seen += histogram[index]
-        if seen >= rank:
-            return bucket_value(index)
-    return None  # pragma: no cover - rank <= total
 
 
 def _row(m: Metrics, cal: Calendar) -> tuple[Any, ...]:
@@ -188,64 +186,196 @@ async def refresh(
         if rows:
             await conn.executemany(_UPSERT, rows)
     days |= {row[13] for row in rows}
-    for day in sorted(days):
-        await rebuild_day(services, tenant_id, day)
+    await rebuild_days(services, tenant_id, days)
     return len(rows)
 
 
-def _rollups(tenant_id: uuid.UUID, day: dt.date, rows: Iterable[Any]) -> list[tuple[Any, ...]]:
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in rows:
-        key = tuple(r[k] for k in _ROLLUP_KEY)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = dict.fromkeys(_ROLLUP_SUMS, 0)
-            for m in MEASURES:
-                g[f"{m}_n"], g[f"{m}_sum"], g[f"{m}_hist"] = 0, 0.0, {}
-        g["conversations"] += 1
-        g["reopened"] += 1 if r["reopens"] else 0
-        g["transfers"] += r["transfers"]
+class _Group:
+    """The sums and histograms of some metrics rows (or of some rollup rows, merged)."""
+
+    __slots__ = ("hists", "packed", "sums")
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {c: 0.0 if "_sum" in c else 0 for c in SUMS}
+        self.hists: dict[str, dict[int, int]] = {m: {} for m in MEASURES}
+        self.packed: dict[str, int] = dict.fromkeys(MEASURES, 0)
+
+    def add_row(self, r: Any, buckets: list[tuple[str, float, int]]) -> None:
+        """One metrics row; `buckets`: its (measure, time, bucket) for each time it has."""
+        s = self.sums
+        s["conversations"] += 1
+        s["reopened"] += 1 if r["reopens"] else 0
+        s["transfers"] += r["transfers"]
         if r["sla_met"] is not None:
-            g["sla_counted"] += 1
-            g["sla_met"] += 1 if r["sla_met"] else 0
-        g["messages_in"] += r["messages_in"]
-        g["messages_out"] += r["messages_out"]
-        g["response_sum_s"] += r["response_sum_s"]
-        g["response_sum_bs"] += r["response_sum_bs"]
-        g["response_count"] += r["response_count"]
-        for m in MEASURES:
-            value = r[m]
-            if value is None:
-                continue
-            g[f"{m}_n"] += 1
-            g[f"{m}_sum"] += value
-            hist = g[f"{m}_hist"]
-            b = bucket(value)
+            s["sla_counted"] += 1
+            s["sla_met"] += 1 if r["sla_met"] else 0
+        s["messages_in"] += r["messages_in"]
+        s["messages_out"] += r["messages_out"]
+        s["response_sum_s"] += r["response_sum_s"]
+        s["response_sum_bs"] += r["response_sum_bs"]
+        s["response_count"] += r["response_count"]
+        for m, value, b in buckets:
+            s[f"{m}_n"] += 1
+            s[f"{m}_sum"] += value
+            hist = self.hists[m]
             hist[b] = hist.get(b, 0) + 1
-    out = []
-    for key, g in groups.items():
-        values = [
-            orjson.dumps({str(k): v for k, v in g[c].items()}).decode()
-            if c.endswith("_hist")
-            else g[c]
-            for c in _ROLLUP_COLUMNS[2 + len(_ROLLUP_KEY) :]
+
+    def add_rollup(self, r: Any) -> None:
+        """One stored rollup row (sums and stored histograms)."""
+        s = self.sums
+        for c in SUMS:
+            s[c] += r[c]
+        for m in MEASURES:
+            self.packed[m] += packed(r[f"{m}_hist"])
+
+    def values(self) -> list[Any]:
+        """The row's `_FIGURES`, histograms in their stored form."""
+        hists = [
+            encode(self.hists[m]) if self.hists[m] else encode_packed(self.packed[m])
+            for m in MEASURES
         ]
-        out.append((tenant_id, day, *key, *values))
+        return [*(self.sums[c] for c in SUMS), *hists]
+
+
+def _buckets(r: Any) -> list[tuple[str, float, int]]:
+    return [(m, r[m], bucket(r[m])) for m in MEASURES if r[m] is not None]
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _rollups(
+    tenant_id: uuid.UUID, day: dt.date, rows: Iterable[Any]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A day's hourly rollup rows (full key) and its level-0 block rows (one per value of
+    each single dimension)."""
+    hourly: dict[tuple[Any, ...], _Group] = {}
+    blocks: dict[tuple[int, str], _Group] = {}
+    for r in rows:
+        buckets = _buckets(r)
+        key = tuple(r[k] for k in _ROLLUP_KEY)
+        (hourly.get(key) or hourly.setdefault(key, _Group())).add_row(r, buckets)
+        for name, dim in DIMENSIONS.items():
+            bkey = (dim, "" if name == "total" else _text(r[name]))
+            (blocks.get(bkey) or blocks.setdefault(bkey, _Group())).add_row(r, buckets)
+    return (
+        [(tenant_id, day, *key, *g.values()) for key, g in hourly.items()],
+        [(tenant_id, dim, 0, day, key, *g.values()) for (dim, key), g in blocks.items()],
+    )
+
+
+def block_start(day: dt.date, level: int) -> dt.date:
+    """The first day of the level's block holding `day` (blocks aligned on day ordinals)."""
+    return dt.date.fromordinal(day.toordinal() >> level << level)
+
+
+def blocks_of(first: dt.date, last: dt.date) -> list[tuple[int, dt.date]]:
+    """The fewest aligned blocks (level, start) covering `first`..`last` exactly: at most
+    two per level, so a year takes about 16 whatever the data."""
+    low, high = first.toordinal(), last.toordinal() + 1
+    out: list[tuple[int, dt.date]] = []
+    while low < high:
+        level = 0
+        while (
+            level < MAX_LEVEL and low % (1 << (level + 1)) == 0 and low + (1 << (level + 1)) <= high
+        ):
+            level += 1
+        out.append((level, dt.date.fromordinal(low)))
+        low += 1 << level
     return out
 
 
 async def rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> None:
-    """Rebuild one local day's hourly rollups from that day's metrics rows."""
+    """Rebuild one local day's rollups (and the blocks above it, for a day before the
+    frontier)."""
+    await rebuild_days(services, tenant_id, [day])
+
+
+async def rebuild_days(services: Any, tenant_id: uuid.UUID, days: Iterable[dt.date]) -> None:
+    """Rebuild these local days' hourly rollups and level-0 blocks from their metrics rows,
+    then, for the days before the company's frontier, each block above them once (level
+    by level, each from its two halves). Days from the frontier on (today: every live
+    close) need no block above them: aggregates read those days' level-0 rows."""
+    past: list[dt.date] = []
+    for day in sorted(set(days)):
+        frontier = await _rebuild_day(services, tenant_id, day)
+        if frontier is not None and day < frontier:
+            past.append(day)
+    for level in range(1, MAX_LEVEL + 1):
+        for start in sorted({block_start(day, level) for day in past}):
+            async with services.db.transaction() as transaction:
+                await _rebuild_block(transaction.connection, tenant_id, level, start)
+
+
+async def _rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> dt.date | None:
+    """One day's rebuild; returns the frontier as it stood (read under its shared lock, so
+    `advance` either ran before and this day's blocks are ours to rebuild, or runs after
+    and reads this day's committed rows)."""
     async with services.db.transaction() as transaction:
         conn = transaction.connection
+        await conn.execute(_FRONTIER_LOCK_SHARED, str(tenant_id))
+        frontier = await conn.fetchval(_FRONTIER, tenant_id)
         await conn.execute(_DAY_LOCK, str(tenant_id), day.isoformat())
         rows = await conn.fetch(_DAY_ROWS, tenant_id, day)
         await conn.execute(
             "DELETE FROM reports_hourly WHERE tenant = $1 AND day = $2", tenant_id, day
         )
-        rollups = _rollups(tenant_id, day, rows)
-        if rollups:
-            await conn.executemany(_ROLLUP_INSERT, rollups)
+        await conn.execute(_DROP_BLOCK, tenant_id, 0, day)
+        hourly, blocks = _rollups(tenant_id, day, rows)
+        if hourly:
+            await conn.executemany(_HOURLY_INSERT, hourly)
+        if blocks:
+            await conn.executemany(_BLOCK_INSERT, blocks)
+    return frontier
+
+
+async def _rebuild_block(conn: Any, tenant_id: uuid.UUID, level: int, start: dt.date) -> None:
+    """A block from its two halves, under the block's lock: the lock is taken after the
+    half that changed was committed (or in the transaction that wrote it), so whichever
+    rebuild of a block runs last reads every half (concurrent rebuilds never lose one)."""
+    halves = [start, start + dt.timedelta(days=1 << (level - 1))]
+    await conn.execute(_DAY_LOCK, str(tenant_id), f"L{level}/{start.isoformat()}")
+    groups: dict[tuple[int, str], _Group] = {}
+    for r in await conn.fetch(_CHILDREN, tenant_id, level - 1, halves):
+        child = (r["dim"], r["key"])
+        (groups.get(child) or groups.setdefault(child, _Group())).add_rollup(r)
+    await conn.execute(_DROP_BLOCK, tenant_id, level, start)
+    if groups:
+        rows = [
+            (tenant_id, dim, level, start, key, *g.values()) for (dim, key), g in groups.items()
+        ]
+        await conn.executemany(_BLOCK_INSERT, rows)
+
+
+async def frontier_of(conn: Any, tenant_id: uuid.UUID) -> dt.date | None:
+    """The first day whose blocks above level 0 may be incomplete (None: every day)."""
+    return await conn.fetchval(_FRONTIER, tenant_id)
+
+
+async def advance(services: Any, tenant_id: uuid.UUID, today: dt.date) -> bool:
+    """Complete the blocks above level 0 of every day from the frontier to yesterday and
+    move the frontier to `today` (run by the periodic task; at most once a day does work).
+
+    One transaction under the frontier's exclusive lock: a day rebuilt meanwhile either
+    committed before (its rows are read here) or waits and then sees the new frontier
+    (and rebuilds its blocks itself)."""
+    async with services.db.transaction() as transaction:
+        conn = transaction.connection
+        await conn.execute(_FRONTIER_LOCK, str(tenant_id))
+        frontier = await conn.fetchval(_FRONTIER, tenant_id)
+        if frontier is not None and frontier >= today:
+            return False
+        first = frontier or await conn.fetchval(
+            "SELECT min(start) FROM reports_blocks WHERE tenant = $1 AND level = 0", tenant_id
+        )
+        if first is not None and first < today:
+            days = [first + dt.timedelta(days=i) for i in range((today - first).days)]
+            for level in range(1, MAX_LEVEL + 1):
+                for start in sorted({block_start(day, level) for day in days}):
+                    await _rebuild_block(conn, tenant_id, level, start)
+        await conn.execute(_SET_FRONTIER, tenant_id, today)
+    return True
 
 
 async def catch_up(

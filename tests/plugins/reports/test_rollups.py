@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import guiche_reports
 import pytest
-from guiche_reports import dashboard, store
+from guiche_reports import aggregates, dashboard, histogram, store
+from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
 
 from tests.conftest import login
@@ -34,9 +35,16 @@ def nearest_rank(values: list[float], fraction: float) -> float | None:
     return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
 
 
-async def scene(client: Any, make_company: Any, make_channel: Any, n: int = 60) -> Any:
+async def scene(
+    client: Any,
+    make_company: Any,
+    make_channel: Any,
+    n: int = 60,
+    hours: int = 72,
+    base: dt.datetime = dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC),
+) -> Any:
     """A company with 3 agents, 2 departments, 2 tabulations and `n` finished conversations
-    over three days (some transferred, some reopened), written as core would have."""
+    over `hours` (three days; some transferred, some reopened), written as core would have."""
     company = await make_company()
     headers = await login(client, company.owner)
     await enable_reports(client, headers, sla_first_response_seconds=300)
@@ -45,10 +53,9 @@ async def scene(client: Any, make_company: Any, make_channel: Any, n: int = 60) 
     tabs = [await add_tabulation(company.tenant_id, name) for name in ("Venda", "Dúvida")]
     channel = await make_channel(company.tenant_id)
     rng = random.Random(18)
-    base = dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC)
     for i in range(n):
         agent = rng.choice(agents)
-        start = base + dt.timedelta(hours=rng.randrange(0, 72), minutes=rng.randrange(60))
+        start = base + dt.timedelta(hours=rng.randrange(0, hours), minutes=rng.randrange(60))
         wait = rng.randrange(0, 30)
         reply = wait + rng.randrange(1, 20)
         end = reply + rng.randrange(1, 90)
@@ -82,6 +89,49 @@ async def scene(client: Any, make_company: Any, make_channel: Any, n: int = 60) 
 
 async def raw_rows(tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     return await sql("SELECT * FROM reports_conversations WHERE tenant = {}", tenant_id)
+
+
+def assert_equal_to_raw(
+    items: list[dict[str, Any]], rows: list[dict[str, Any]], by: str, percentiles: bool = True
+) -> None:
+    """Every group's figures against the same figures computed from the metrics rows:
+    counts exact, means up to float rounding, p50/p90 the middle of the exact value's 2%
+    bucket."""
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        value = None if by == "total" else r[by]
+        if isinstance(value, dt.date):
+            value = value.isoformat()
+        elif isinstance(value, uuid.UUID):
+            value = str(value)
+        groups[value].append(r)
+    by_key = {item["key"]: item for item in items}
+    assert set(by_key) == set(groups), by
+    for key, members in groups.items():
+        item = by_key[key]
+        assert item["conversations"] == len(members)
+        assert item["messages_in"] == sum(r["messages_in"] for r in members)
+        assert item["messages_out"] == sum(r["messages_out"] for r in members)
+        assert item["transfers"] == sum(r["transfers"] for r in members)
+        assert item["reopened"] == sum(1 for r in members if r["reopens"])
+        counted = [r for r in members if r["sla_met"] is not None]
+        met = sum(1 for r in counted if r["sla_met"])
+        assert item["sla_pct"] == (100.0 * (met / len(counted)) if counted else None)
+        responses = sum(r["response_count"] for r in members)
+        assert item["agent_response"]["count"] == responses
+        for name in TIMES:
+            for variant, suffix in ((name, "_s"), (f"{name}_business", "_bs")):
+                values = [r[name + suffix] for r in members if r[name + suffix] is not None]
+                figures = item[variant]
+                assert figures["count"] == len(values)
+                if values:
+                    assert math.isclose(figures["mean"], sum(values) / len(values))
+                for fraction, label in ((0.5, "p50"), (0.9, "p90")):
+                    exact = nearest_rank(values, fraction)
+                    if exact is None or not percentiles:
+                        assert figures[label] is None
+                    else:  # the middle of the exact value's 2% bucket
+                        assert abs(figures[label] - exact) <= 0.011 * exact + 0.5
 
 
 async def test_rollups_equal_the_raw_rows(
@@ -354,3 +404,221 @@ async def test_a_long_backfill_spans_runs_and_resumes_at_the_cursor(
     ]
     assert done == [14, 6, 0]
     assert len(await raw_rows(company.tenant_id)) == 20
+
+
+BY = ("day", "hour", "agent", "department", "channel", "tabulation", "total")
+
+
+async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    """80 conversations over ~400 days (blocks up to the top level, ranges cut mid-block):
+    every grouping, unfiltered (day blocks), filtered on one dimension (its blocks) and on
+    two (the hourly rollups), each equal to the raw rows; and each block-answered question
+    answered the same by the hourly rollups."""
+    company, headers = await scene(
+        client,
+        make_company,
+        make_channel,
+        n=80,
+        hours=400 * 24,
+        base=dt.datetime(2025, 10, 1, 12, tzinfo=dt.UTC),  # all before today: blocks built
+    )
+    services = services_of_client(client)
+    await guiche_reports.catch_up(services)
+    rows = await raw_rows(company.tenant_id)
+    assert len(rows) == 80
+    first, last = dt.date(2025, 10, 20), dt.date(2026, 10, 30)  # cuts the data at both ends
+    inside = [r for r in rows if first <= r["day"] <= last]
+    assert 0 < len(inside) < len(rows)
+    agent, dept = inside[0]["agent"], inside[0]["department"]
+    scopes = {
+        "everything": {},
+        "one agent": {"agent_id": str(agent)},
+        "agent and department": {"agent_id": str(agent), "department_id": str(dept)},
+    }
+    for label, filters in scopes.items():
+        chosen = [
+            r for r in inside if all(str(r[k.removesuffix("_id")]) == v for k, v in filters.items())
+        ]
+        for by in BY:
+            params = {"by": by, "from": first.isoformat(), "to": last.isoformat(), **filters}
+            resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
+            assert resp.status == 200, await resp.text()
+            items = (await resp.json())["items"]
+            assert_equal_to_raw(items, chosen, by)
+            scope = aggregates.Scope(
+                company.tenant_id,
+                first,
+                last,
+                {k.removesuffix("_id"): uuid.UUID(v) for k, v in filters.items()},
+            )
+            hourly = await aggregates._from_hourly(services, scope, by, True)
+            assert [i["key"] for i in hourly] == [i["key"] for i in items], (label, by)
+            for a, b in zip(hourly, items, strict=True):
+                for name in TIMES:
+                    assert a[name]["p50"] == b[name]["p50"] and a[name]["p90"] == b[name]["p90"]
+                    assert a[name]["count"] == b[name]["count"]
+
+    # a reopen takes a conversation out of its day and of every block above it
+    gone = inside[0]
+    await sql("UPDATE conversations SET status = 'ACTIVE' WHERE id = {}", gone["conversation"])
+    await store.refresh(services, company.tenant_id, ReportsSettings(), [gone["conversation"]])
+    params = {"by": "total", "from": first.isoformat(), "to": last.isoformat()}
+    resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
+    [total] = (await resp.json())["items"]
+    assert total["conversations"] == len(inside) - 1
+    assert_equal_to_raw([total], [r for r in inside if r is not gone], "total")
+    tops = await sql(
+        "SELECT sum(conversations) AS n FROM reports_blocks WHERE tenant = {} AND dim = 0"
+        " AND level = {}",
+        company.tenant_id,
+        store.MAX_LEVEL,
+    )
+    assert tops == [{"n": 79}]
+
+
+async def test_a_supervisor_reads_the_hourly_rollups_and_an_agent_the_blocks(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    """Own-or-my-departments cannot be read from single-dimension blocks; an agent's own
+    figures can (a filter on agent): both equal to their rows."""
+    company, _ = await scene(client, make_company, make_channel, n=30)
+    await guiche_reports.catch_up(services_of_client(client))
+    rows = await raw_rows(company.tenant_id)
+    dept = rows[0]["department"]
+    supervisor = await company.add("supervisor")
+    await join(company.tenant_id, dept, supervisor.user_id)
+    agent = rows[0]["agent"]
+    await sql(
+        "UPDATE reports_conversations SET agent = {} WHERE tenant = {} AND conversation = {}",
+        supervisor.user_id,
+        company.tenant_id,
+        rows[-1]["conversation"],
+    )
+    await store.rebuild_day(services_of_client(client), company.tenant_id, rows[-1]["day"])
+    rows = await raw_rows(company.tenant_id)
+    mine = [r for r in rows if r["department"] == dept or r["agent"] == supervisor.user_id]
+    headers = await login(client, supervisor)
+    for by in BY:
+        params = {"by": by, "from": "2026-11-01", "to": "2026-11-30"}
+        resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
+        assert_equal_to_raw((await resp.json())["items"], mine, by)
+
+    member = await company.add("agent")  # takes over an agent's conversations
+    await sql(
+        "UPDATE reports_conversations SET agent = {} WHERE tenant = {} AND agent = {}",
+        member.user_id,
+        company.tenant_id,
+        agent,
+    )
+    for day in {r["day"] for r in rows if r["agent"] == agent}:
+        await store.rebuild_day(services_of_client(client), company.tenant_id, day)
+    rows = await raw_rows(company.tenant_id)
+    headers = await login(client, member)
+    own = [r for r in rows if r["agent"] == member.user_id]
+    assert own
+    for by in BY:
+        params = {"by": by, "from": "2026-11-01", "to": "2026-11-30"}
+        resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
+        assert_equal_to_raw((await resp.json())["items"], own, by)
+        resp = await client.get(
+            f"{API}/aggregates", params={**params, "agent_id": str(uuid.uuid4())}, headers=headers
+        )
+        assert (await resp.json())["items"] == []
+
+
+async def test_a_live_close_rebuilds_its_day_only_and_the_frontier_completes_its_blocks(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    """Closes of today (from the frontier on) rebuild today's rows only; aggregates read
+    today from its level-0 rows until `advance` builds the blocks above it."""
+    company, headers = await scene(client, make_company, make_channel, n=12)
+    services = services_of_client(client)
+    await guiche_reports.catch_up(services)  # past days measured, frontier moved to today
+    settings = ReportsSettings()
+    today = Calendar.of(settings).local(dt.datetime.now(dt.UTC)).date()
+    [frontier] = await sql("SELECT day FROM reports_frontier WHERE tenant = {}", company.tenant_id)
+    assert frontier["day"] == today
+
+    async def above_today() -> int:
+        found = await sql(
+            "SELECT coalesce(sum(conversations), 0) AS n FROM reports_blocks WHERE tenant = {}"
+            " AND dim = 0 AND level > 0 AND start <= {}"
+            " AND start + (1 << level) > {}",
+            company.tenant_id,
+            today,
+            today,
+        )
+        return int(found[0]["n"])
+
+    before = await above_today()  # blocks holding today also hold past days
+    agent = (await company.add("agent")).user_id
+    channel = await make_channel(company.tenant_id)
+    now = dt.datetime.now(dt.UTC)
+    start = max(now - dt.timedelta(minutes=30), dt.datetime.combine(today, dt.time(), SP))
+    minutes = (now - start).total_seconds() / 60 * 0.9
+    await history(
+        company.tenant_id,
+        channel.id,
+        start,
+        [
+            (0, "opened", ("PENDING", None)),
+            (0, "in", None),
+            (minutes / 3, "assigned", ("ACTIVE", agent)),
+            (minutes / 2, "out", agent),
+            (minutes, "closed", ("CLOSED", agent)),
+        ],
+    )
+    await guiche_reports.catch_up(services)
+    rows = await raw_rows(company.tenant_id)
+    assert len(rows) == 13 and sum(1 for r in rows if r["day"] == today) >= 1
+
+    async def check() -> None:
+        for by in ("agent", "total", "day"):
+            params = {"by": by, "from": "2026-11-01", "to": today.isoformat()}
+            resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
+            assert_equal_to_raw((await resp.json())["items"], rows, by)
+
+    assert await above_today() == before  # today's close touched no block above its day
+    await check()
+    assert await store.advance(services, company.tenant_id, today + dt.timedelta(days=1))
+    live = sum(1 for r in rows if r["day"] == today)
+    assert await above_today() == before + store.MAX_LEVEL * live  # one block per level
+    await check()
+    assert not await store.advance(services, company.tenant_id, today)  # never backwards
+
+
+def test_packed_histograms_merge_by_addition_and_blocks_cover_a_range_exactly() -> None:
+    rng = random.Random(3)
+    merged: dict[int, int] = {}
+    total = 0
+    for _ in range(50):
+        hist: dict[int, int] = {}
+        for _ in range(rng.randrange(1, 40)):
+            b = histogram.bucket(rng.expovariate(1 / 600))
+            hist[b] = hist.get(b, 0) + 1
+            merged[b] = merged.get(b, 0) + 1
+        stored = histogram.encode(hist)
+        assert histogram.encode_packed(histogram.packed(stored)) == stored
+        total += histogram.packed(stored)
+    assert histogram.encode_packed(total) == histogram.encode(merged)
+    values = sorted(b for b, n in merged.items() for _ in range(n))
+    for fraction in (0.01, 0.5, 0.9, 1.0):
+        rank = values[max(1, math.ceil(fraction * len(values))) - 1]
+        assert histogram.percentiles(total, (fraction,)) == [histogram.bucket_value(rank)]
+    assert histogram.percentiles(0, (0.5, 0.9)) == [None, None]
+
+    for first, days in (
+        (dt.date(2026, 1, 1), 365),
+        (dt.date(2026, 11, 7), 30),
+        (dt.date(2026, 3, 3), 1),
+    ):
+        last = first + dt.timedelta(days=days - 1)
+        blocks = store.blocks_of(first, last)
+        covered = [
+            start + dt.timedelta(days=i) for level, start in blocks for i in range(1 << level)
+        ]
+        assert covered == [first + dt.timedelta(days=i) for i in range(days)]
+        assert all(store.block_start(start, level) == start for level, start in blocks)
+        assert len(blocks) <= 2 * store.MAX_LEVEL
