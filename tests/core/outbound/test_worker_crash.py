@@ -90,10 +90,13 @@ async def test_worker_killed_mid_send_is_marked_unknown_not_sent_again(
         message_id = uuid.UUID(created["id"])
 
         # 1. The worker process is inside adapter.send for this message: kill it there.
-        try:
-            started = await redis.blpop([marker], timeout=WORKER_START)
-        except TimeoutError:  # redis-py may time the blocking read out itself
-            started = None
+        started = None
+        deadline = asyncio.get_running_loop().time() + WORKER_START
+        while started is None and asyncio.get_running_loop().time() < deadline:
+            try:  # short blocking reads: redis-py may time a long one out itself
+                started = await redis.blpop([marker], timeout=5)
+            except TimeoutError:
+                continue
         assert started is not None, log_path.read_text()
         assert started[1].decode() == created["id"]
         proc.kill()
