@@ -6,9 +6,10 @@ lets each caller `await grouper.submit(item)` as if it were alone, while one *fl
 (`flush(items) -> answers`, in the items' order) serves every item submitted meanwhile.
 
 No timer holds a caller back: a flush starts on the next turn of the event loop (or
-after `window` seconds, when given), and what arrives while flushes are running waits
-for the next, so a lone caller pays one loop turn and a busy process gets large groups
-for free. At most `max_flushes` run at once; a group carries at most `max_items`.
+after `window` seconds, when given), and what arrives while flushes are running goes
+into the next, as soon as one ends: a lone caller pays one loop turn and a busy
+process gets large groups for free. At most `max_flushes` run at once; a group carries
+at most `max_items`.
 
 Each answer is its own: a flush may return an exception in an item's place, which is
 raised to that caller alone; an exception *raised* by the flush goes to its whole group.
@@ -51,30 +52,42 @@ class Grouper(Generic[T, R]):
     _idle: int = 0  # drains waiting out their turn: they will take what is queued
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # referenced while running
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no flush running."""
+        return not self._queue and not self._running
+
     async def submit(self, item: T) -> R:
         """`item`'s answer, from the first flush that takes it."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if not self._idle and self._running < self.max_flushes:
             self._running += 1
+            self._idle += 1  # until its first step, this turn's callers join its group
             task = asyncio.create_task(self._drain(), name="guiche-grouper")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _drain(self) -> None:
+        idle = True
         try:
-            while self._queue:
-                self._idle += 1
-                try:
-                    await asyncio.sleep(self.window)  # 0: one turn; this turn's callers join
-                finally:
-                    self._idle -= 1
+            while True:
+                if self.window:
+                    await asyncio.sleep(self.window)
                 group = self._queue[: self.max_items]
                 del self._queue[: len(group)]
+                idle = False
+                self._idle -= 1
                 if group:
                     await self._run(group)
+                if not self._queue:
+                    return
+                idle = True
+                self._idle += 1  # what arrived meanwhile: the next group, at once
         finally:
+            if idle:
+                self._idle -= 1
             self._running -= 1
 
     async def _run(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:

@@ -103,8 +103,28 @@ class _Failure(Exception):
         self.error = {"code": code, "message": message, "details": details or {}}
 
 
-async def send_message(message_id: str, *, services: Services) -> Outcome:
-    """The `core.send_message` task. Returns what happened (for logs and tests)."""
+async def send_message(
+    message_id: str | list[str], *, services: Services
+) -> Outcome | list[Outcome]:
+    """The `core.send_message` task. Returns what happened (for logs and tests).
+
+    One task may carry several message ids (sends kicked together, the sweeper's
+    re-kicks): each is sent as if alone, concurrently, and their claims and settles
+    share statements (`guiche.outbound.groups`); one failing does not stop the others.
+    """
+    if not isinstance(message_id, list):
+        return await _send_one(message_id, services)
+    outcomes = await asyncio.gather(
+        *(_send_one(one, services) for one in message_id), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome  # the others are settled; this one is the sweeper's again
+    return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+
+
+async def _send_one(message_id: str, services: Services) -> Outcome:
+    """One message: claim, call the provider, settle."""
     settings = services.settings
     try:
         target = uuid.UUID(str(message_id))
