@@ -57,6 +57,11 @@ class Grouper(Generic[T, R]):
         """Nothing queued and no flush running."""
         return not self._queue and not self._running
 
+    async def wait_idle(self) -> None:
+        """Until every flush started has ended (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def submit(self, item: T) -> R:
         """`item`'s answer, from the first flush that takes it."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
