@@ -63,6 +63,16 @@ class RateLimiter(Protocol):
         """
         ...
 
+    async def reserve_block(
+        self, key: str, *, rate: float, burst: int, count: int, max_wait: float
+    ) -> list[Reservation]:
+        """`count` unit reservations in one update, each answered as if made in turn."""
+        ...
+
+    async def refund(self, key: str, *, rate: float, burst: int, tokens: int) -> None:
+        """Give back `tokens` booked and never used (the bucket never exceeds `burst`)."""
+        ...
+
 
 def _check(rate: float, burst: int, cost: int) -> None:
     if rate <= 0:
