@@ -22,6 +22,7 @@ Statuses, events and the claim's meaning (`guiche.outbound.outbox`) are unchange
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 MAX_GROUP = 100
 """Sends per statement: a worker's concurrency (`guiche.worker.MAX_CONCURRENT_TASKS`)."""
+MAX_IN_FLIGHT = 100
+"""Sends a process runs at once (`sender.send_message`): a task may carry 50 ids, so
+taskiq's limit of 100 tasks no longer bounds them; more would only queue on the HTTP
+pool and book limiter slots beyond `max_wait`, to be refused and retried."""
 MAX_STATEMENTS = 2
 """Groups in flight at once per statement kind: one per database CPU on the reference host."""
 
@@ -78,6 +83,7 @@ class SendGroups:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.claims: Grouper[tuple[uuid.UUID, float], Claimed | None] = Grouper(
             self._claim, max_items=MAX_GROUP, max_flushes=MAX_STATEMENTS, on_orphan=self._orphan
         )

@@ -111,12 +111,17 @@ async def send_message(
     One task may carry several message ids (sends kicked together, the sweeper's
     re-kicks): each is sent as if alone, concurrently, and their claims and settles
     share statements (`guiche.outbound.groups`); one failing does not stop the others.
+    A process runs at most `groups.MAX_IN_FLIGHT` sends at once, however they came.
     """
+    in_flight = groups_for(services).in_flight
+
+    async def one(message_id: str) -> Outcome:
+        async with in_flight:
+            return await _send_one(message_id, services)
+
     if not isinstance(message_id, list):
-        return await _send_one(message_id, services)
-    outcomes = await asyncio.gather(
-        *(_send_one(one, services) for one in message_id), return_exceptions=True
-    )
+        return await one(message_id)
+    outcomes = await asyncio.gather(*(one(each) for each in message_id), return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome  # the others are settled; this one is the sweeper's again
