@@ -176,6 +176,7 @@ async def import_history(
         inserted=done.inserted,
         duplicates=done.duplicates,
         conversations_created=done.conversations_created,
+        conversations=done.conversations,
     )
 
 

@@ -42,7 +42,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -98,11 +98,13 @@ Identity = tuple[str, str]
 @dataclass
 class BulkResult:
     """What an import did: messages written, messages skipped as already stored (from
-    any source, or repeated within the import), conversations it had to create."""
+    any source, or repeated within the import), conversations it had to create, and
+    the conversation each imported provider id's sender's history is in."""
 
     inserted: int = 0
     duplicates: int = 0
     conversations_created: int = 0
+    conversations: dict[str, uuid.UUID] = field(default_factory=dict)
 
 
 class _Row(NamedTuple):
@@ -239,6 +241,9 @@ async def import_history(
         for chunk in _chunks(messages, batch_size):
             rows = await _rows_of(chunk)
             targets = await importer.resolve(chunk, rows)
+            importer.result.conversations.update(
+                (row.provider_message_id, targets[row.identity][1]) for row in rows
+            )
             claim = await retrying(partial(importer.claim, rows), what="history import claim")
             writing.append(asyncio.create_task(importer.write(claim, rows, targets)))
             if len(writing) >= WRITES_IN_FLIGHT:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from guiche_chatguru.parse import ChatRecord, Note
@@ -219,4 +220,96 @@ async def store_notes(
         [n.author for n in notes],
         [n.text for n in notes],
         [n.at for n in notes],
+    )
+
+
+@dataclass
+class ChatProgress:
+    """What one committed catalog batch did to one chat: the last page whose messages
+    are stored, whether the chat is finished, how many messages it added, its newest
+    message and (once known) the conversation its messages are in."""
+
+    chat_id: str
+    page: int = 0
+    done: bool = False
+    added: int = 0
+    newest_id: str | None = None
+    newest_at: dt.datetime | None = None
+    conversation: uuid.UUID | None = None
+    notes: list[Note] = field(default_factory=list)
+
+
+_RECORD_BATCH = """
+WITH new_notes AS (
+    INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at)
+    SELECT {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::varchar[], {}::text[],
+        {}::timestamptz[])
+    ON CONFLICT (account, note_id) DO NOTHING
+    RETURNING 1
+), chats AS (
+    UPDATE chatguru_chats c SET
+        catalog_page = u.page,
+        catalog_done = c.catalog_done OR u.done,
+        messages = c.messages + u.added,
+        newest_message_id = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+            OR c.newest_message_at <= u.newest_at) THEN u.newest_id ELSE c.newest_message_id END,
+        newest_message_at = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+            OR c.newest_message_at <= u.newest_at) THEN u.newest_at ELSE c.newest_message_at END,
+        conversation = coalesce(c.conversation, u.conversation),
+        updated_at = now()
+    FROM unnest({}::varchar[], {}::integer[], {}::boolean[], {}::integer[], {}::varchar[],
+        {}::timestamptz[], {}::uuid[]) AS u(chat_id, page, done, added, newest_id, newest_at,
+        conversation)
+    WHERE c.account = {} AND c.tenant = {} AND c.chat_id = u.chat_id
+    RETURNING 1
+)
+UPDATE chatguru_catalog_jobs SET messages = messages + {}, inserted = inserted + {},
+    duplicates = duplicates + {}, notes = notes + {}, odd = odd + {},
+    chats_done = chats_done + {}, heartbeat_at = now()
+WHERE id = {}
+"""
+
+
+async def record_batch(
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    job_id: uuid.UUID,
+    chats: list[ChatProgress],
+    *,
+    messages: int,
+    inserted: int,
+    duplicates: int,
+    odd: int,
+) -> None:
+    """After a catalog batch's messages committed: its notes, every chat's checkpoint,
+    message count, watermark (only forward in time) and conversation, and the job's
+    counters, in one statement (one round trip per batch, not several per page). Chats
+    are sorted so concurrent writers lock them in one order."""
+    chats = sorted(chats, key=lambda chat: chat.chat_id)
+    notes = [(chat.chat_id, note) for chat in chats for note in chat.notes]
+    await raw(
+        _RECORD_BATCH,
+        tenant_id,
+        account_id,
+        [chat_id for chat_id, _ in notes],
+        [n.id for _, n in notes],
+        [n.author for _, n in notes],
+        [n.text for _, n in notes],
+        [n.at for _, n in notes],
+        [c.chat_id for c in chats],
+        [c.page for c in chats],
+        [c.done for c in chats],
+        [c.added for c in chats],
+        [c.newest_id for c in chats],
+        [c.newest_at for c in chats],
+        [c.conversation for c in chats],
+        account_id,
+        tenant_id,
+        messages,
+        inserted,
+        duplicates,
+        len(notes),
+        odd,
+        sum(c.done for c in chats),
+        job_id,
     )

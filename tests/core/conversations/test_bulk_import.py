@@ -102,6 +102,31 @@ async def test_reimport_adds_nothing_and_emits_one_summary_event(
     assert [(e.type, e.data["inserted"]) for e in received] == [(HISTORY_IMPORTED, 30)]
 
 
+async def test_the_outcome_maps_every_provider_id_to_its_conversation(
+    client, make_company, make_channel
+):
+    """`ImportOutcome.conversations`: each imported provider id, duplicates included, to
+    the conversation its sender's history is in (a cataloger maps chats with it)."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    services = client.app[SERVICES]
+    row = await _row(channel)
+    messages = _history(5) + _history(3, phone="5521998765432")
+    first = await plugin.import_history(services, row, messages, batch_size=3)
+    stored = await fetch(
+        "SELECT provider_message_id, conversation FROM messages WHERE tenant = {}",
+        company.tenant_id,
+    )
+    where = {m["provider_message_id"]: m["conversation"] for m in stored}
+    assert dict(first.conversations) == where
+    assert len(set(first.conversations.values())) == 2
+    again = await plugin.import_history(services, row, messages[:2])
+    assert again.duplicates == 2
+    assert dict(again.conversations) == {
+        m.provider_message_id: first.conversations[m.provider_message_id] for m in messages[:2]
+    }
+
+
 async def test_a_history_imported_newest_first_still_spans_its_conversation(
     client, make_company, make_channel
 ):
