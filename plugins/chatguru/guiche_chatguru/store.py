@@ -42,8 +42,9 @@ async def account(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> dict[str, Any]
     return rows[0] if rows else None
 
 
+#: ChatRecord attribute → the history table and its value column.
 _HISTORY = {
-    "delegations": ("chatguru_delegations", "agent_id"),
+    "agents": ("chatguru_delegations", "agent_id"),
     "tags": ("chatguru_chat_tags", "tag"),
     "funnel_steps": ("chatguru_chat_funnel_steps", "step"),
 }
@@ -103,16 +104,10 @@ async def upsert_chats(
                 account_id,
                 agents,
             )
-        for chat in chats:
-            values = {
-                "delegations": chat.agents,
-                "tags": chat.tags,
-                "funnel_steps": chat.funnel_steps,
-            }
-            for key, (table, column) in _HISTORY.items():
-                await _sync_history(
-                    table, column, tenant_id, account_id, chat.id, list(values[key]), now
-                )
+        ids = [chat.id for chat in chats]
+        for key, (table, column) in _HISTORY.items():
+            pairs = sorted({(c.id, value) for c in chats for value in getattr(c, key)})
+            await _sync_history(table, column, tenant_id, account_id, ids, pairs, now)
 
 
 async def _sync_history(
@@ -120,28 +115,36 @@ async def _sync_history(
     column: str,
     tenant_id: uuid.UUID,
     account_id: uuid.UUID,
-    chat_id: str,
-    current: list[str],
+    chat_ids: list[str],
+    current: list[tuple[str, str]],
     now: dt.datetime,
 ) -> None:
+    """Close the open rows of these chats whose value is gone, open one per (chat, value)
+    not open yet: two statements for all the chats, not two per chat."""
+    chats = [chat_id for chat_id, _ in current]
+    values = [value for _, value in current]
     await raw(
-        f"UPDATE {table} SET to_at = {{}} WHERE account = {{}} AND chat_id = {{}} "
-        f"AND to_at IS NULL AND NOT ({column} = ANY({{}}::varchar[]))",
+        f"UPDATE {table} t SET to_at = {{}} WHERE t.account = {{}} "
+        f"AND t.chat_id = ANY({{}}::varchar[]) AND t.to_at IS NULL AND NOT EXISTS ("
+        f"SELECT 1 FROM unnest({{}}::varchar[], {{}}::varchar[]) AS u(chat_id, value) "
+        f"WHERE u.chat_id = t.chat_id AND u.value = t.{column})",
         now,
         account_id,
-        chat_id,
-        current,
+        chat_ids,
+        chats,
+        values,
     )
     if current:
         await raw(
             f"INSERT INTO {table} (tenant, account, chat_id, {column}, from_at) "
-            f"SELECT {{}}, {{}}, {{}}, unnest({{}}::varchar[]), {{}} "
+            f"SELECT {{}}, {{}}, u.chat_id, u.value, {{}} "
+            f"FROM unnest({{}}::varchar[], {{}}::varchar[]) AS u(chat_id, value) "
             f"ON CONFLICT (account, chat_id, {column}) WHERE to_at IS NULL DO NOTHING",
             tenant_id,
             account_id,
-            chat_id,
-            current,
             now,
+            chats,
+            values,
         )
 
 
