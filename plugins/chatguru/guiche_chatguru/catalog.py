@@ -4,8 +4,9 @@ A job (`chatguru_catalog_jobs`) runs as the task `chatguru.catalog`. It lists ev
 (the chat list page by page, then archived chats), stores them, then walks the chats
 not yet done with `concurrency` readers: each reads its chat's message pages from the
 newest (page 1) until an empty page and hands every page to the job's one writer, which
-stores pages of many chats together with one `guiche.plugin.import_history` call per
-`FLUSH_MESSAGES` messages (a catalog of many small chats is not one import per chat).
+stores pages of many chats together: one `guiche.plugin.history_import` session per job,
+one call per `FLUSH_MESSAGES` messages (a catalog of many small chats is not one import
+per chat).
 
 Resumable: once a batch is committed, each of its chats' checkpoint (`catalog_page`,
 the pages whose messages are committed) moves, and a finished chat is `catalog_done`.
@@ -32,8 +33,9 @@ from typing import Any
 from guiche.channels import ImportOutcome, InboundMessage
 from guiche.plugin import (
     Conflict,
+    HistoryImport,
     NotFound,
-    import_history,
+    history_import,
     load_channel,
     publish_event,
     tenant_plugin_context,
@@ -317,9 +319,9 @@ class _Piece:
 class _Writer:
     """The one writer of a job: pages from every chat reader are gathered into batches
     of about `FLUSH_MESSAGES` (or whatever came within `GATHER_SECONDS`) and stored with
-    one `import_history` call; only then do their chats' checkpoints move, with one
-    statement per batch (`store.record_batch`), while the next batch is gathered and
-    imported. Readers wait when it is `QUEUE_PIECES` pages behind."""
+    one call of the job's import session; only then do their chats' checkpoints move,
+    with one statement per batch (`store.record_batch`), while the next batch is
+    gathered and imported. Readers wait when it is `QUEUE_PIECES` pages behind."""
 
     def __init__(self, run: _Run) -> None:
         self.run = run
@@ -333,54 +335,63 @@ class _Writer:
         await self.queue.put(None)
 
     async def serve(self) -> None:
-        # The bookkeeping of batch N runs while batch N+1 is gathered and imported; it
-        # is awaited before N+1's, so a chat's checkpoint only moves forward.
-        recording: asyncio.Task[None] | None = None
-        closed = False
-        try:
-            while not closed:
-                batch: list[_Piece] = []
-                count = 0
-                while count < FLUSH_MESSAGES:
-                    try:
-                        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can
-                        # swallow the TaskGroup's cancellation when a piece arrives at that
-                        # moment, and the writer would then serve forever (a cancelled job
-                        # hung).
-                        async with asyncio.timeout(GATHER_SECONDS):
-                            piece = await self.queue.get()
-                    except TimeoutError:
-                        if batch:
-                            break
+        # One import session for the job. Two batches in flight: while batch N is
+        # written, N+1 is gathered and prepared (rows, senders, keys); each batch's
+        # bookkeeping waits for the one before it, so checkpoints only move forward.
+        run = self.run
+        async with history_import(run.services, run.channel) as session:
+            pending: list[asyncio.Task[None]] = []
+            closed = False
+            try:
+                while not closed:
+                    batch, closed = await self.gather()
+                    if not batch:
                         continue
-                    if piece is None:
-                        closed = True
-                        break
-                    batch.append(piece)
-                    count += len(piece.messages)
-                if not batch:
-                    continue
-                outcome = await self.store(batch)
-                if recording is not None:
-                    await recording
-                recording = asyncio.create_task(self.record(batch, outcome))
-            if recording is not None:
-                await recording
-        finally:
-            if recording is not None and not recording.done():
-                recording.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await recording
+                    previous = pending[-1] if pending else None
+                    pending.append(asyncio.create_task(self.commit(session, batch, previous)))
+                    if len(pending) >= 2:
+                        await pending.pop(0)
+                while pending:
+                    await pending.pop(0)
+            finally:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
-    async def store(self, batch: list[_Piece]) -> ImportOutcome:
-        """The batch's messages, committed (a re-run skips what is already stored)."""
+    async def gather(self) -> tuple[list[_Piece], bool]:
+        """About `FLUSH_MESSAGES` messages' pages, or what came within `GATHER_SECONDS`
+        of the first; and whether the readers are all done."""
+        batch: list[_Piece] = []
+        count = 0
+        while count < FLUSH_MESSAGES:
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # TaskGroup's cancellation when a piece arrives at that moment, and the
+                # writer would then serve forever (a cancelled job hung).
+                async with asyncio.timeout(GATHER_SECONDS):
+                    piece = await self.queue.get()
+            except TimeoutError:
+                if batch:
+                    break
+                continue
+            if piece is None:
+                return batch, True
+            batch.append(piece)
+            count += len(piece.messages)
+        return batch, False
+
+    async def commit(
+        self, session: HistoryImport, batch: list[_Piece], previous: asyncio.Task[None] | None
+    ) -> None:
+        """The batch's messages, committed (a re-run skips what is already stored), then
+        its bookkeeping, after the previous batch's."""
         messages = [m for piece in batch for m in piece.messages]
-        if not messages:
-            return ImportOutcome()
-        outcome = await import_history(self.run.services, self.run.channel, messages)
+        outcome = await session.add(messages) if messages else ImportOutcome()
         metrics.CATALOG_MESSAGES.labels("inserted").inc(outcome.inserted)
         metrics.CATALOG_MESSAGES.labels("duplicate").inc(outcome.duplicates)
-        return outcome
+        if previous is not None:
+            await previous
+        await self.record(batch, outcome)
 
     async def record(self, batch: list[_Piece], outcome: ImportOutcome) -> None:
         """What the committed batch did to its chats and to the job, in one statement;
