@@ -157,80 +157,11 @@ async def known_chats(account_id: uuid.UUID) -> dict[str, dict[str, Any]]:
     return {row["chat_id"]: row for row in rows}
 
 
-async def chat_state(account_id: uuid.UUID, chat_id: str) -> dict[str, Any]:
-    rows = await raw(
-        "SELECT catalog_done, catalog_page, newest_message_id, newest_message_at "
-        "FROM chatguru_chats WHERE account = {} AND chat_id = {}",
-        account_id,
-        chat_id,
-    )
-    return rows[0]
-
-
-async def checkpoint(
-    account_id: uuid.UUID,
-    chat_id: str,
-    *,
-    page: int | None = None,
-    done: bool | None = None,
-    added: int = 0,
-) -> None:
-    """The catalog's progress through one chat: pages completed (oldest last), done."""
-    await raw(
-        "UPDATE chatguru_chats SET catalog_page = coalesce({}, catalog_page), "
-        "catalog_done = coalesce({}, catalog_done), messages = messages + {}, "
-        "updated_at = now() WHERE account = {} AND chat_id = {}",
-        page,
-        done,
-        added,
-        account_id,
-        chat_id,
-    )
-
-
-async def set_watermark(
-    account_id: uuid.UUID, chat_id: str, message_id: str, at: dt.datetime, *, added: int = 0
-) -> None:
-    """The newest message stored for the chat: the poller reads only what is newer. Only
-    moves forward in time."""
-    await raw(
-        "UPDATE chatguru_chats SET newest_message_id = {}, newest_message_at = {}, "
-        "messages = messages + {}, updated_at = now() "
-        "WHERE account = {} AND chat_id = {} "
-        "AND (newest_message_at IS NULL OR newest_message_at <= {})",
-        message_id,
-        at,
-        added,
-        account_id,
-        chat_id,
-        at,
-    )
-
-
-async def store_notes(
-    tenant_id: uuid.UUID, account_id: uuid.UUID, chat_id: str, notes: list[Note]
-) -> None:
-    if not notes:
-        return
-    await raw(
-        "INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at) "
-        "SELECT {}, {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::text[], "
-        "{}::timestamptz[]) ON CONFLICT (account, note_id) DO NOTHING",
-        tenant_id,
-        account_id,
-        chat_id,
-        [n.id for n in notes],
-        [n.author for n in notes],
-        [n.text for n in notes],
-        [n.at for n in notes],
-    )
-
-
 @dataclass
 class ChatProgress:
-    """What one committed catalog batch did to one chat: the last page whose messages
-    are stored, whether the chat is finished, how many messages it added, its newest
-    message and (once known) the conversation its messages are in."""
+    """What one committed catalog batch (or poll) did to one chat: the last page whose
+    messages are stored, whether the chat is finished, how many messages it added, its
+    newest message, its notes and (once known) the conversation its messages are in."""
 
     chat_id: str
     page: int = 0
@@ -315,4 +246,51 @@ async def record_batch(
         odd,
         sum(c.done for c in chats),
         job_id,
+    )
+
+
+_RECORD_WATERMARKS = """
+WITH new_notes AS (
+    INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at)
+    SELECT {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::varchar[], {}::text[],
+        {}::timestamptz[])
+    ON CONFLICT (account, note_id) DO NOTHING
+    RETURNING 1
+)
+UPDATE chatguru_chats c SET
+    messages = c.messages + u.added,
+    newest_message_id = u.newest_id,
+    newest_message_at = u.newest_at,
+    updated_at = now()
+FROM unnest({}::varchar[], {}::integer[], {}::varchar[], {}::timestamptz[])
+    AS u(chat_id, added, newest_id, newest_at)
+WHERE c.account = {} AND c.tenant = {} AND c.chat_id = u.chat_id
+    AND (c.newest_message_at IS NULL OR c.newest_message_at <= u.newest_at)
+"""
+
+
+async def record_watermarks(
+    tenant_id: uuid.UUID, account_id: uuid.UUID, chats: list[ChatProgress]
+) -> None:
+    """After a poll's messages are stored: the chats' notes, counts and watermarks (only
+    forward in time), in one statement instead of two per chat."""
+    notes = [(chat.chat_id, note) for chat in chats for note in chat.notes]
+    moved = sorted((c for c in chats if c.newest_at is not None), key=lambda c: c.chat_id)
+    if not notes and not moved:
+        return
+    await raw(
+        _RECORD_WATERMARKS,
+        tenant_id,
+        account_id,
+        [chat_id for chat_id, _ in notes],
+        [n.id for _, n in notes],
+        [n.author for _, n in notes],
+        [n.text for _, n in notes],
+        [n.at for _, n in notes],
+        [c.chat_id for c in moved],
+        [c.added for c in moved],
+        [c.newest_id for c in moved],
+        [c.newest_at for c in moved],
+        account_id,
+        tenant_id,
     )
