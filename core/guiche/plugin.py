@@ -213,12 +213,11 @@ async def history_import(
     services: Services, channel: LoadedChannel, *, batch_size: int = 5000
 ) -> AsyncIterator[HistoryImport]:
     """A long history import in several calls — a cataloger that must know each batch
-    committed before it moves its own checkpoints: senders and conversations are
-    resolved once for the session, one `history.imported` event is sent when the block
-    ends (none if it raises), and a call may overlap the previous one's COPY. Each call
-    returns once its messages are committed and their conversations' times moved. Same
-    guarantees as `import_history`: each call is idempotent, a failed one is simply made
-    again."""
+    committed before it moves its own checkpoints — at the cost of one: senders and
+    conversations are resolved once for the session, conversations' times are written
+    and one `history.imported` event is sent when the block ends (no event if it raises),
+    and a call may overlap the previous one's COPY. Same guarantees as `import_history`:
+    each call is idempotent, a failed one is simply made again."""
     session = _HistoryImport(services, _row_of(channel), batch_size=batch_size)
     try:
         yield HistoryImport(session)

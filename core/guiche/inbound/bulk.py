@@ -271,13 +271,15 @@ async def import_history(
 class HistoryImport:
     """One import fed in several calls (a cataloger's batches, each of which it must
     know committed before it moves its own checkpoints): `add()` returns once that
-    call's messages are committed and their conversations' times moved, with what that
-    call did. Senders and their conversations are remembered across calls, and one
-    `history.imported` event is sent at `close()` for the whole session. Calls may
-    overlap: the next call builds its rows, resolves its senders and claims its keys (in
-    call order, one call at a time) while the previous one's COPY runs, so the database
-    is not idle between two calls. Idempotent like `import_history`: a call that failed
-    or was cut off is simply made again."""
+    call's messages are committed, with what that call did. What one import_history()
+    call does once per import is done once for the whole session: senders and their
+    conversations are remembered across calls, conversations' times are written every
+    `TOUCH_FLUSH_CONVERSATIONS` conversations and at `close()`, and one
+    `history.imported` event is sent at `close()`. Calls may overlap: the next call builds
+    its rows, resolves its senders and claims its keys (in call order, one call at a
+    time) while the previous one's COPY runs, so the database is not idle between two
+    calls. Idempotent like `import_history`: a call that failed or was cut off is simply
+    made again."""
 
     def __init__(
         self, services: Services, channel_row: ChannelRow, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -321,10 +323,6 @@ class HistoryImport:
                 inserted, duplicates = await task
                 outcome.inserted += inserted
                 outcome.duplicates += duplicates
-            # like import_history per call: a worker killed after this call keeps its
-            # conversations' times right (a re-run finds its messages stored, and
-            # duplicates move nothing)
-            await importer.flush_touches()
         except BaseException as exc:
             for task in mine:
                 if isinstance(exc, asyncio.CancelledError):
