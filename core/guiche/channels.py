@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -344,11 +344,15 @@ class IngestOutcome:
 class ImportOutcome:
     """What `guiche.plugin.import_history` did: messages written, messages skipped as
     already stored (from any source, or repeated within the import), conversations it
-    had to create."""
+    had to create, and `conversations`: for every provider id imported, the conversation
+    its sender's history is in on the channel (where it was written; for a duplicate,
+    where the import would have put it), so a cataloger maps its chats to conversations
+    without a query per chat."""
 
     inserted: int = 0
     duplicates: int = 0
     conversations_created: int = 0
+    conversations: Mapping[str, uuid.UUID] = field(default_factory=dict, compare=False, repr=False)
 
 
 class LoadedChannel(Protocol):

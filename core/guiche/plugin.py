@@ -6,8 +6,8 @@ A plugin imports from here (and `guiche.channels`), never from core internals.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from guiche.auth.principal import current_principal
@@ -41,6 +41,7 @@ from guiche.http.webhook_receiver import (
     read_webhook,
     receive_for_channel,
 )
+from guiche.inbound.bulk import HistoryImport as _HistoryImport
 from guiche.inbound.bulk import import_history as _import_history
 from guiche.inbound.ingest import ingest
 from guiche.media.attachments import message_media as _message_media
@@ -176,7 +177,54 @@ async def import_history(
         inserted=done.inserted,
         duplicates=done.duplicates,
         conversations_created=done.conversations_created,
+        conversations=done.conversations,
     )
+
+
+def _outcome(done: Any) -> ImportOutcome:
+    return ImportOutcome(
+        inserted=done.inserted,
+        duplicates=done.duplicates,
+        conversations_created=done.conversations_created,
+        conversations=done.conversations,
+    )
+
+
+class HistoryImport:
+    """An `import_history` fed in several calls (see `history_import`)."""
+
+    def __init__(self, session: _HistoryImport) -> None:
+        self._session = session
+
+    async def add(self, messages: Iterable[InboundMessage]) -> ImportOutcome:
+        """Store these messages like `import_history` does; returns once they are
+        committed, with what this call did. Calls may overlap (the next one prepares
+        while the previous one is written); they are prepared in call order."""
+        return _outcome(await self._session.add(messages))
+
+    @property
+    def total(self) -> ImportOutcome:
+        """The whole session's counts so far."""
+        return _outcome(self._session.result)
+
+
+@asynccontextmanager
+async def history_import(
+    services: Services, channel: LoadedChannel, *, batch_size: int = 5000
+) -> AsyncIterator[HistoryImport]:
+    """A long history import in several calls — a cataloger that must know each batch
+    committed before it moves its own checkpoints — at the cost of one: senders and
+    conversations are resolved once for the session, conversations' times are written
+    and one `history.imported` event is sent when the block ends (no event if it raises),
+    and a call may overlap the previous one's COPY. Same guarantees as `import_history`:
+    each call is idempotent, a failed one is simply made again."""
+    session = _HistoryImport(services, _row_of(channel), batch_size=batch_size)
+    try:
+        yield HistoryImport(session)
+    except BaseException:
+        await session.abort()
+        raise
+    await session.close()
 
 
 async def plugin_context(request: Any) -> PluginContext:
@@ -283,6 +331,7 @@ __all__ = [
     "ConsolePage",  # console
     "Endpoint",
     "Forbidden",
+    "HistoryImport",
     "NotFound",
     "PermissionGrant",
     "PluginContext",
@@ -298,6 +347,7 @@ __all__ = [
     "caller_of",
     "channels_by_identity",
     "endpoint",
+    "history_import",
     "hookimpl",
     "import_history",
     "ingest_batch",

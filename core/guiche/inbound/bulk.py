@@ -42,7 +42,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -98,11 +98,13 @@ Identity = tuple[str, str]
 @dataclass
 class BulkResult:
     """What an import did: messages written, messages skipped as already stored (from
-    any source, or repeated within the import), conversations it had to create."""
+    any source, or repeated within the import), conversations it had to create, and
+    the conversation each imported provider id's sender's history is in."""
 
     inserted: int = 0
     duplicates: int = 0
     conversations_created: int = 0
+    conversations: dict[str, uuid.UUID] = field(default_factory=dict)
 
 
 class _Row(NamedTuple):
@@ -239,6 +241,9 @@ async def import_history(
         for chunk in _chunks(messages, batch_size):
             rows = await _rows_of(chunk)
             targets = await importer.resolve(chunk, rows)
+            importer.result.conversations.update(
+                (row.provider_message_id, targets[row.identity][1]) for row in rows
+            )
             claim = await retrying(partial(importer.claim, rows), what="history import claim")
             writing.append(asyncio.create_task(importer.write(claim, rows, targets)))
             if len(writing) >= WRITES_IN_FLIGHT:
@@ -261,6 +266,99 @@ async def import_history(
     if importer.result.inserted:
         await _announce(services, channel_row, importer.result)
     return importer.result
+
+
+class HistoryImport:
+    """One import fed in several calls (a cataloger's batches, each of which it must
+    know committed before it moves its own checkpoints): `add()` returns once that
+    call's messages are committed, with what that call did. What one import_history()
+    call does once per import is done once for the whole session: senders and their
+    conversations are remembered across calls, conversations' times are written every
+    `TOUCH_FLUSH_CONVERSATIONS` conversations and at `close()`, and one
+    `history.imported` event is sent at `close()`. Calls may overlap: the next call builds
+    its rows, resolves its senders and claims its keys (in call order, one call at a
+    time) while the previous one's COPY runs, so the database is not idle between two
+    calls. Idempotent like `import_history`: a call that failed or was cut off is simply
+    made again."""
+
+    def __init__(
+        self, services: Services, channel_row: ChannelRow, *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._importer = _Importer(services, channel_row)
+        self._batch_size = batch_size
+        self._turn = asyncio.Lock()  # calls prepare (resolve, claim) one at a time, in order
+        self._writing: list[asyncio.Task[tuple[int, int]]] = []
+
+    @property
+    def result(self) -> BulkResult:
+        """The whole session's totals so far."""
+        return self._importer.result
+
+    async def add(self, messages: Iterable[InboundMessage]) -> BulkResult:
+        importer = self._importer
+        outcome = BulkResult()
+        mine: list[asyncio.Task[tuple[int, int]]] = []
+        try:
+            async with self._turn:
+                created = importer.result.conversations_created
+                for chunk in _chunks(messages, self._batch_size):
+                    rows = await _rows_of(chunk)
+                    targets = await importer.resolve(chunk, rows)
+                    outcome.conversations.update(
+                        (row.provider_message_id, targets[row.identity][1]) for row in rows
+                    )
+                    claim = await retrying(
+                        partial(importer.claim, rows), what="history import claim"
+                    )
+                    task = asyncio.create_task(importer.write(claim, rows, targets))
+                    mine.append(task)
+                    self._writing.append(task)
+                    await self._make_room(WRITES_IN_FLIGHT - 1)
+                    if len(importer.touches) >= TOUCH_FLUSH_CONVERSATIONS:
+                        await importer.flush_touches()
+                outcome.conversations_created = importer.result.conversations_created - created
+            for task in mine:
+                inserted, duplicates = await task
+                outcome.inserted += inserted
+                outcome.duplicates += duplicates
+        except BaseException as exc:
+            for task in mine:
+                if isinstance(exc, asyncio.CancelledError):
+                    task.cancel()
+            await asyncio.gather(*mine, return_exceptions=True)
+            raise
+        finally:
+            self._writing = [task for task in self._writing if not task.done()]
+        return outcome
+
+    async def _make_room(self, keep: int) -> None:
+        """Wait for the oldest writes until at most `keep` are in flight (any call's)."""
+        while True:
+            self._writing = [task for task in self._writing if not task.done()]
+            if len(self._writing) <= keep:
+                return
+            await asyncio.wait([self._writing[0]])
+
+    async def close(self) -> BulkResult:
+        """Wait for what is still being written, write the conversations' times and, if
+        anything was inserted, send the one `history.imported` event."""
+        importer = self._importer
+        await asyncio.gather(*self._writing, return_exceptions=True)
+        self._writing = []
+        await importer.flush_touches()
+        if importer.result.inserted:
+            await _announce(importer.services, importer.channel, importer.result)
+        return importer.result
+
+    async def abort(self) -> None:
+        """After a failure: wait for the writes, keep committed conversations' times
+        consistent; no event."""
+        await asyncio.gather(*self._writing, return_exceptions=True)
+        self._writing = []
+        with contextlib.suppress(Exception):
+            await self._importer.flush_touches()
 
 
 def _chunks(messages: Iterable[InboundMessage], size: int) -> Iterator[list[InboundMessage]]:
@@ -422,8 +520,9 @@ class _Importer:
 
     async def write(
         self, claim: _Claim, rows: list[_Row], targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]]
-    ) -> None:
-        """COPY the claimed messages and commit them with their keys.
+    ) -> tuple[int, int]:
+        """COPY the claimed messages and commit them with their keys; returns how many
+        were inserted and how many were duplicates.
 
         A COPY that fails for a retryable reason rolled its keys back with it: the batch
         claims them again (a later batch may have taken some meanwhile: duplicates now)
@@ -449,6 +548,7 @@ class _Importer:
         fresh_rows = await retrying(attempt, what="history import batch")
         self.result.inserted += len(fresh_rows)
         self._owe_touches(fresh_rows, targets)
+        return len(fresh_rows), len(rows) - len(fresh_rows)
 
     async def _copy(
         self,

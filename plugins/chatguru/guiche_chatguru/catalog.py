@@ -4,8 +4,9 @@ A job (`chatguru_catalog_jobs`) runs as the task `chatguru.catalog`. It lists ev
 (the chat list page by page, then archived chats), stores them, then walks the chats
 not yet done with `concurrency` readers: each reads its chat's message pages from the
 newest (page 1) until an empty page and hands every page to the job's one writer, which
-stores pages of many chats together with one `guiche.plugin.import_history` call per
-`FLUSH_MESSAGES` messages (a catalog of many small chats is not one import per chat).
+stores pages of many chats together: one `guiche.plugin.history_import` session per job,
+one call per `FLUSH_MESSAGES` messages (a catalog of many small chats is not one import
+per chat).
 
 Resumable: once a batch is committed, each of its chats' checkpoint (`catalog_page`,
 the pages whose messages are committed) moves, and a finished chat is `catalog_done`.
@@ -29,11 +30,12 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
-from guiche.channels import InboundMessage
+from guiche.channels import ImportOutcome, InboundMessage
 from guiche.plugin import (
     Conflict,
+    HistoryImport,
     NotFound,
-    import_history,
+    history_import,
     load_channel,
     publish_event,
     tenant_plugin_context,
@@ -46,7 +48,7 @@ from guiche_chatguru.client import (
     ChatGuruShapeError,
 )
 from guiche_chatguru.config import ChatGuruSettings
-from guiche_chatguru.mapping import copy_notes, map_conversations
+from guiche_chatguru.mapping import copy_notes
 from guiche_chatguru.parse import ChatRecord, Note, Odd, parse_chat, parse_item
 
 log = logging.getLogger("guiche.plugin.chatguru")
@@ -54,11 +56,12 @@ log = logging.getLogger("guiche.plugin.chatguru")
 PLUGIN = "chatguru"
 TASK = "catalog"
 PROGRESS_EVENT = "chatguru.catalog"
-FLUSH_MESSAGES = 2000
+#: Messages per writer batch: one `import_history` call and one bookkeeping statement.
+FLUSH_MESSAGES = 10_000
 #: A writer batch waits this long for more pages before storing what it has.
 GATHER_SECONDS = 0.2
 #: Pages read ahead of the writer (the readers wait beyond that).
-QUEUE_PIECES = 256
+QUEUE_PIECES = 512
 STALE_AFTER = dt.timedelta(seconds=60)
 HEARTBEAT_SECONDS = 10.0
 PROGRESS_EVERY = 1.0
@@ -273,13 +276,12 @@ class _Run:
         with contextlib.suppress(Exception):  # progress is best effort, the job goes on
             await publish_event(self.services, self.tenant_id, PROGRESS_EVENT, data)
 
-    async def chat(self, chat: ChatRecord, writer: _Writer) -> None:
-        """Read one chat from its checkpoint to its oldest page; each page goes to the
-        writer, which commits it and then moves the chat's checkpoint."""
-        state = await store.chat_state(self.account_id, chat.id)
+    async def chat(self, chat: ChatRecord, writer: _Writer, checkpoint: int) -> None:
+        """Read one chat from its checkpoint (the last page committed) to its oldest page;
+        each page goes to the writer, which commits it and then moves the checkpoint."""
         seen: set[str] = set()
-        page = state["catalog_page"]
-        for page in range(state["catalog_page"] + 1, MAX_PAGES):
+        page = checkpoint
+        for page in range(checkpoint + 1, MAX_PAGES):
             await self.check_cancel()
             items = await self.client.message_page(chat.id, page)
             if not items:
@@ -317,8 +319,9 @@ class _Piece:
 class _Writer:
     """The one writer of a job: pages from every chat reader are gathered into batches
     of about `FLUSH_MESSAGES` (or whatever came within `GATHER_SECONDS`) and stored with
-    one `import_history` call; only then do their chats' checkpoints move. Readers wait
-    when it is `QUEUE_PIECES` pages behind."""
+    one call of the job's import session; only then do their chats' checkpoints move,
+    with one statement per batch (`store.record_batch`), while the next batch is
+    gathered and imported. Readers wait when it is `QUEUE_PIECES` pages behind."""
 
     def __init__(self, run: _Run) -> None:
         self.run = run
@@ -332,68 +335,100 @@ class _Writer:
         await self.queue.put(None)
 
     async def serve(self) -> None:
-        closed = False
-        while not closed:
-            batch: list[_Piece] = []
-            count = 0
-            while count < FLUSH_MESSAGES:
-                try:
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
-                    # the TaskGroup's cancellation when a piece arrives at that moment,
-                    # and the writer would then serve forever (a cancelled job hung).
-                    async with asyncio.timeout(GATHER_SECONDS):
-                        piece = await self.queue.get()
-                except TimeoutError:
-                    if batch:
-                        break
-                    continue
-                if piece is None:
-                    closed = True
-                    break
-                batch.append(piece)
-                count += len(piece.messages)
-            if batch:
-                await self.flush(batch)
-
-    async def flush(self, batch: list[_Piece]) -> None:
+        # One import session for the job. Two batches in flight: while batch N is
+        # written, N+1 is gathered and prepared (rows, senders, keys); each batch's
+        # bookkeeping waits for the one before it, so checkpoints only move forward.
         run = self.run
+        async with history_import(run.services, run.channel) as session:
+            pending: list[asyncio.Task[None]] = []
+            closed = False
+            try:
+                while not closed:
+                    batch, closed = await self.gather()
+                    if not batch:
+                        continue
+                    previous = pending[-1] if pending else None
+                    pending.append(asyncio.create_task(self.commit(session, batch, previous)))
+                    if len(pending) >= 2:
+                        await pending.pop(0)
+                while pending:
+                    await pending.pop(0)
+            finally:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def gather(self) -> tuple[list[_Piece], bool]:
+        """About `FLUSH_MESSAGES` messages' pages, or what came within `GATHER_SECONDS`
+        of the first; and whether the readers are all done."""
+        batch: list[_Piece] = []
+        count = 0
+        while count < FLUSH_MESSAGES:
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # TaskGroup's cancellation when a piece arrives at that moment, and the
+                # writer would then serve forever (a cancelled job hung).
+                async with asyncio.timeout(GATHER_SECONDS):
+                    piece = await self.queue.get()
+            except TimeoutError:
+                if batch:
+                    break
+                continue
+            if piece is None:
+                return batch, True
+            batch.append(piece)
+            count += len(piece.messages)
+        return batch, False
+
+    async def commit(
+        self, session: HistoryImport, batch: list[_Piece], previous: asyncio.Task[None] | None
+    ) -> None:
+        """The batch's messages, committed (a re-run skips what is already stored), then
+        its bookkeeping, after the previous batch's."""
         messages = [m for piece in batch for m in piece.messages]
-        inserted = duplicates = 0
-        if messages:
-            outcome = await import_history(run.services, run.channel, messages)
-            inserted, duplicates = outcome.inserted, outcome.duplicates
-            metrics.CATALOG_MESSAGES.labels("inserted").inc(inserted)
-            metrics.CATALOG_MESSAGES.labels("duplicate").inc(duplicates)
-        chats_done = 0
+        outcome = await session.add(messages) if messages else ImportOutcome()
+        metrics.CATALOG_MESSAGES.labels("inserted").inc(outcome.inserted)
+        metrics.CATALOG_MESSAGES.labels("duplicate").inc(outcome.duplicates)
+        if previous is not None:
+            await previous
+        await self.record(batch, outcome)
+
+    async def record(self, batch: list[_Piece], outcome: ImportOutcome) -> None:
+        """What the committed batch did to its chats and to the job, in one statement;
+        then the panel's notes of chats that got notes or a conversation now."""
+        run = self.run
+        chats: dict[str, store.ChatProgress] = {}
         for piece in batch:
-            chat = piece.chat
-            await store.store_notes(run.tenant_id, run.account_id, chat.id, piece.notes)
-            if piece.messages:
-                newest = max(piece.messages, key=lambda message: message.timestamp)
-                await store.set_watermark(
-                    run.account_id, chat.id, newest.provider_message_id, newest.timestamp
+            chat = chats.get(piece.chat.id)
+            if chat is None:
+                chat = chats[piece.chat.id] = store.ChatProgress(piece.chat.id)
+            chat.page = max(chat.page, piece.page, 0)
+            chat.done = chat.done or piece.done
+            chat.added += len(piece.messages)
+            chat.notes.extend(piece.notes)
+            for message in piece.messages:
+                if chat.newest_at is None or message.timestamp >= chat.newest_at:
+                    chat.newest_id, chat.newest_at = message.provider_message_id, message.timestamp
+            if piece.messages and piece.chat.id not in self.mapped:
+                chat.conversation = outcome.conversations.get(
+                    piece.messages[0].provider_message_id
                 )
-            await store.checkpoint(
-                run.account_id,
-                chat.id,
-                page=max(piece.page, 0),
-                done=True if piece.done else None,
-                added=len(piece.messages),
-            )
-            chats_done += piece.done
-        metrics.CATALOG_CHATS.inc(chats_done)
-        with_messages = [piece.chat for piece in batch if piece.messages]
-        await map_conversations(run.tenant_id, run.account_id, with_messages, self.mapped)
-        chats = [piece.chat.id for piece in batch]  # notes met earlier come along now
-        await copy_notes(run.services, run.tenant_id, run.account_id, chats)
-        await run.add(
-            messages=len(messages),
-            inserted=inserted,
-            duplicates=duplicates,
-            notes=sum(len(piece.notes) for piece in batch),
+        await store.record_batch(
+            run.tenant_id,
+            run.account_id,
+            run.job_id,
+            list(chats.values()),
+            messages=sum(chat.added for chat in chats.values()),
+            inserted=outcome.inserted,
+            duplicates=outcome.duplicates,
             odd=sum(piece.odd for piece in batch),
-            chats_done=chats_done,
         )
+        mapped = {chat.chat_id for chat in chats.values() if chat.conversation is not None}
+        self.mapped.update(mapped)
+        metrics.CATALOG_CHATS.inc(sum(chat.done for chat in chats.values()))
+        # notes met before their chat had a conversation come along once it has one
+        with_notes = [chat.chat_id for chat in chats.values() if chat.notes]
+        await copy_notes(run.services, run.tenant_id, run.account_id, [*with_notes, *mapped])
         await run.progress()
 
 
@@ -450,7 +485,7 @@ async def _walk(run: _Run, concurrency: int) -> None:
     chats = await list_chats(run.client, run.zone, run.odd)
     now = dt.datetime.now(dt.UTC)
     await store.upsert_chats(run.tenant_id, run.account_id, chats, now)
-    known = await store.known_chats(run.account_id)
+    known = await store.known_chats(run.account_id)  # checkpoints: no query per chat
     todo = [chat for chat in chats if not known[chat.id]["catalog_done"]]
     await store.raw(
         "UPDATE chatguru_catalog_jobs SET chats_total = {}, chats_done = {} WHERE id = {}",
@@ -471,7 +506,7 @@ async def _walk(run: _Run, concurrency: int) -> None:
             except asyncio.QueueEmpty:
                 return
             try:
-                await run.chat(chat, writer)
+                await run.chat(chat, writer, known[chat.id]["catalog_page"])
             except (ChatGuruShapeError, ValueError) as exc:  # this chat only
                 metrics.CATALOG_ERRORS.labels("chat").inc()
                 log.warning("chatguru catalog: chat %s failed: %s", chat.id, exc)

@@ -24,16 +24,22 @@ async def map_conversations(
 ) -> None:
     """Fill the conversation of each direct chat not mapped yet (`done` remembers the
     chats this caller already mapped)."""
-    for chat in {chat.id: chat for chat in chats}.values():
-        if chat.id in done or chat.kind is not ChatKind.DIRECT:
-            continue
-        rows = await store.raw(
-            "SELECT conversation FROM chatguru_chats WHERE account = {} AND chat_id = {}",
-            account_id,
-            chat.id,
-        )
-        if rows and rows[0]["conversation"] is not None:
-            done.add(chat.id)
+    wanted = {
+        chat.id: chat
+        for chat in chats
+        if chat.id not in done and chat.kind is ChatKind.DIRECT
+    }
+    if not wanted:
+        return
+    mapped = await store.raw(  # one query for all: most chats are mapped already
+        "SELECT chat_id FROM chatguru_chats WHERE account = {} "
+        "AND chat_id = ANY({}::varchar[]) AND conversation IS NOT NULL",
+        account_id,
+        sorted(wanted),
+    )
+    done.update(row["chat_id"] for row in mapped)
+    for chat in wanted.values():
+        if chat.id in done:
             continue
         try:
             page = await messages_by_phone(

@@ -9,6 +9,7 @@ accepted too, and a date without an offset is read in the account's time zone.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,8 +188,10 @@ def _note(item: dict[str, Any], zone: dt.tzinfo, odd: Odd) -> Note | None:
     return Note(note_id, str(n.get("author") or "")[:200], str(n.get("text") or ""), at)
 
 
+@functools.lru_cache(maxsize=4096)
 def chat_sender(chat: ChatRecord) -> tuple[Sender, Chat | None]:
-    """Who the conversation is with: the person's phone, or the group chat."""
+    """Who the conversation is with: the person's phone, or the group chat. Cached: a
+    chat's messages share one (frozen) sender instead of building it per message."""
     if chat.kind is ChatKind.GROUP:
         party = Sender(provider_user_id=chat.wa_chat_id, name=chat.name or None)
         return party, Chat(id=chat.wa_chat_id, kind=ChatKind.GROUP, title=chat.name or None)

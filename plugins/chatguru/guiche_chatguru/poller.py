@@ -240,6 +240,17 @@ async def _new_in_chat(
     return messages, notes
 
 
+def _progress(
+    chat: ChatRecord, messages: list[InboundMessage], notes: list[Note]
+) -> store.ChatProgress:
+    """What one poll stored for one chat: its notes, count and newest message."""
+    progress = store.ChatProgress(chat.id, added=len(messages), notes=notes)
+    if messages:
+        newest = max(messages, key=lambda message: message.timestamp)
+        progress.newest_id, progress.newest_at = newest.provider_message_id, newest.timestamp
+    return progress
+
+
 def _item_id(item: Any) -> str | None:
     if isinstance(item, dict) and isinstance(item.get("m"), dict):
         value = item["m"].get("_id")
@@ -281,17 +292,7 @@ async def _poll(
         duplicates += outcome.duplicates
     now = dt.datetime.now(dt.UTC)
     lags = [now - m.timestamp for m in pending if now - m.timestamp < LAG_WINDOW]
-    for chat, messages, notes in found:
-        await store.store_notes(tenant_id, account_id, chat.id, notes)
-        if messages:
-            newest = max(messages, key=lambda message: message.timestamp)
-            await store.set_watermark(
-                account_id,
-                chat.id,
-                newest.provider_message_id,
-                newest.timestamp,
-                added=len(messages),
-            )
+    await store.record_watermarks(tenant_id, account_id, [_progress(*each) for each in found])
     changed_with_messages = [chat for chat, messages, _ in found if messages]
     await map_conversations(tenant_id, account_id, changed_with_messages, set())
     await copy_notes(services, tenant_id, account_id, [chat.id for chat, _, _ in found])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from guiche_chatguru.parse import ChatRecord, Note
@@ -41,8 +42,9 @@ async def account(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> dict[str, Any]
     return rows[0] if rows else None
 
 
+#: ChatRecord attribute → the history table and its value column.
 _HISTORY = {
-    "delegations": ("chatguru_delegations", "agent_id"),
+    "agents": ("chatguru_delegations", "agent_id"),
     "tags": ("chatguru_chat_tags", "tag"),
     "funnel_steps": ("chatguru_chat_funnel_steps", "step"),
 }
@@ -102,16 +104,10 @@ async def upsert_chats(
                 account_id,
                 agents,
             )
-        for chat in chats:
-            values = {
-                "delegations": chat.agents,
-                "tags": chat.tags,
-                "funnel_steps": chat.funnel_steps,
-            }
-            for key, (table, column) in _HISTORY.items():
-                await _sync_history(
-                    table, column, tenant_id, account_id, chat.id, list(values[key]), now
-                )
+        ids = [chat.id for chat in chats]
+        for key, (table, column) in _HISTORY.items():
+            pairs = sorted({(c.id, value) for c in chats for value in getattr(c, key)})
+            await _sync_history(table, column, tenant_id, account_id, ids, pairs, now)
 
 
 async def _sync_history(
@@ -119,28 +115,36 @@ async def _sync_history(
     column: str,
     tenant_id: uuid.UUID,
     account_id: uuid.UUID,
-    chat_id: str,
-    current: list[str],
+    chat_ids: list[str],
+    current: list[tuple[str, str]],
     now: dt.datetime,
 ) -> None:
+    """Close the open rows of these chats whose value is gone, open one per (chat, value)
+    not open yet: two statements for all the chats, not two per chat."""
+    chats = [chat_id for chat_id, _ in current]
+    values = [value for _, value in current]
     await raw(
-        f"UPDATE {table} SET to_at = {{}} WHERE account = {{}} AND chat_id = {{}} "
-        f"AND to_at IS NULL AND NOT ({column} = ANY({{}}::varchar[]))",
+        f"UPDATE {table} t SET to_at = {{}} WHERE t.account = {{}} "
+        f"AND t.chat_id = ANY({{}}::varchar[]) AND t.to_at IS NULL AND NOT EXISTS ("
+        f"SELECT 1 FROM unnest({{}}::varchar[], {{}}::varchar[]) AS u(chat_id, value) "
+        f"WHERE u.chat_id = t.chat_id AND u.value = t.{column})",
         now,
         account_id,
-        chat_id,
-        current,
+        chat_ids,
+        chats,
+        values,
     )
     if current:
         await raw(
             f"INSERT INTO {table} (tenant, account, chat_id, {column}, from_at) "
-            f"SELECT {{}}, {{}}, {{}}, unnest({{}}::varchar[]), {{}} "
+            f"SELECT {{}}, {{}}, u.chat_id, u.value, {{}} "
+            f"FROM unnest({{}}::varchar[], {{}}::varchar[]) AS u(chat_id, value) "
             f"ON CONFLICT (account, chat_id, {column}) WHERE to_at IS NULL DO NOTHING",
             tenant_id,
             account_id,
-            chat_id,
-            current,
             now,
+            chats,
+            values,
         )
 
 
@@ -153,70 +157,140 @@ async def known_chats(account_id: uuid.UUID) -> dict[str, dict[str, Any]]:
     return {row["chat_id"]: row for row in rows}
 
 
-async def chat_state(account_id: uuid.UUID, chat_id: str) -> dict[str, Any]:
-    rows = await raw(
-        "SELECT catalog_done, catalog_page, newest_message_id, newest_message_at "
-        "FROM chatguru_chats WHERE account = {} AND chat_id = {}",
-        account_id,
-        chat_id,
-    )
-    return rows[0]
+@dataclass
+class ChatProgress:
+    """What one committed catalog batch (or poll) did to one chat: the last page whose
+    messages are stored, whether the chat is finished, how many messages it added, its
+    newest message, its notes and (once known) the conversation its messages are in."""
+
+    chat_id: str
+    page: int = 0
+    done: bool = False
+    added: int = 0
+    newest_id: str | None = None
+    newest_at: dt.datetime | None = None
+    conversation: uuid.UUID | None = None
+    notes: list[Note] = field(default_factory=list)
 
 
-async def checkpoint(
+_RECORD_BATCH = """
+WITH new_notes AS (
+    INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at)
+    SELECT {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::varchar[], {}::text[],
+        {}::timestamptz[])
+    ON CONFLICT (account, note_id) DO NOTHING
+    RETURNING 1
+), chats AS (
+    UPDATE chatguru_chats c SET
+        catalog_page = u.page,
+        catalog_done = c.catalog_done OR u.done,
+        messages = c.messages + u.added,
+        newest_message_id = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+            OR c.newest_message_at <= u.newest_at) THEN u.newest_id ELSE c.newest_message_id END,
+        newest_message_at = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+            OR c.newest_message_at <= u.newest_at) THEN u.newest_at ELSE c.newest_message_at END,
+        conversation = coalesce(c.conversation, u.conversation),
+        updated_at = now()
+    FROM unnest({}::varchar[], {}::integer[], {}::boolean[], {}::integer[], {}::varchar[],
+        {}::timestamptz[], {}::uuid[]) AS u(chat_id, page, done, added, newest_id, newest_at,
+        conversation)
+    WHERE c.account = {} AND c.tenant = {} AND c.chat_id = u.chat_id
+    RETURNING 1
+)
+UPDATE chatguru_catalog_jobs SET messages = messages + {}, inserted = inserted + {},
+    duplicates = duplicates + {}, notes = notes + {}, odd = odd + {},
+    chats_done = chats_done + {}, heartbeat_at = now()
+WHERE id = {}
+"""
+
+
+async def record_batch(
+    tenant_id: uuid.UUID,
     account_id: uuid.UUID,
-    chat_id: str,
+    job_id: uuid.UUID,
+    chats: list[ChatProgress],
     *,
-    page: int | None = None,
-    done: bool | None = None,
-    added: int = 0,
+    messages: int,
+    inserted: int,
+    duplicates: int,
+    odd: int,
 ) -> None:
-    """The catalog's progress through one chat: pages completed (oldest last), done."""
+    """After a catalog batch's messages committed: its notes, every chat's checkpoint,
+    message count, watermark (only forward in time) and conversation, and the job's
+    counters, in one statement (one round trip per batch, not several per page). Chats
+    are sorted so concurrent writers lock them in one order."""
+    chats = sorted(chats, key=lambda chat: chat.chat_id)
+    notes = [(chat.chat_id, note) for chat in chats for note in chat.notes]
     await raw(
-        "UPDATE chatguru_chats SET catalog_page = coalesce({}, catalog_page), "
-        "catalog_done = coalesce({}, catalog_done), messages = messages + {}, "
-        "updated_at = now() WHERE account = {} AND chat_id = {}",
-        page,
-        done,
-        added,
-        account_id,
-        chat_id,
-    )
-
-
-async def set_watermark(
-    account_id: uuid.UUID, chat_id: str, message_id: str, at: dt.datetime, *, added: int = 0
-) -> None:
-    """The newest message stored for the chat: the poller reads only what is newer. Only
-    moves forward in time."""
-    await raw(
-        "UPDATE chatguru_chats SET newest_message_id = {}, newest_message_at = {}, "
-        "messages = messages + {}, updated_at = now() "
-        "WHERE account = {} AND chat_id = {} "
-        "AND (newest_message_at IS NULL OR newest_message_at <= {})",
-        message_id,
-        at,
-        added,
-        account_id,
-        chat_id,
-        at,
-    )
-
-
-async def store_notes(
-    tenant_id: uuid.UUID, account_id: uuid.UUID, chat_id: str, notes: list[Note]
-) -> None:
-    if not notes:
-        return
-    await raw(
-        "INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at) "
-        "SELECT {}, {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::text[], "
-        "{}::timestamptz[]) ON CONFLICT (account, note_id) DO NOTHING",
+        _RECORD_BATCH,
         tenant_id,
         account_id,
-        chat_id,
-        [n.id for n in notes],
-        [n.author for n in notes],
-        [n.text for n in notes],
-        [n.at for n in notes],
+        [chat_id for chat_id, _ in notes],
+        [n.id for _, n in notes],
+        [n.author for _, n in notes],
+        [n.text for _, n in notes],
+        [n.at for _, n in notes],
+        [c.chat_id for c in chats],
+        [c.page for c in chats],
+        [c.done for c in chats],
+        [c.added for c in chats],
+        [c.newest_id for c in chats],
+        [c.newest_at for c in chats],
+        [c.conversation for c in chats],
+        account_id,
+        tenant_id,
+        messages,
+        inserted,
+        duplicates,
+        len(notes),
+        odd,
+        sum(c.done for c in chats),
+        job_id,
+    )
+
+
+_RECORD_WATERMARKS = """
+WITH new_notes AS (
+    INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at)
+    SELECT {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::varchar[], {}::text[],
+        {}::timestamptz[])
+    ON CONFLICT (account, note_id) DO NOTHING
+    RETURNING 1
+)
+UPDATE chatguru_chats c SET
+    messages = c.messages + u.added,
+    newest_message_id = u.newest_id,
+    newest_message_at = u.newest_at,
+    updated_at = now()
+FROM unnest({}::varchar[], {}::integer[], {}::varchar[], {}::timestamptz[])
+    AS u(chat_id, added, newest_id, newest_at)
+WHERE c.account = {} AND c.tenant = {} AND c.chat_id = u.chat_id
+    AND (c.newest_message_at IS NULL OR c.newest_message_at <= u.newest_at)
+"""
+
+
+async def record_watermarks(
+    tenant_id: uuid.UUID, account_id: uuid.UUID, chats: list[ChatProgress]
+) -> None:
+    """After a poll's messages are stored: the chats' notes, counts and watermarks (only
+    forward in time), in one statement instead of two per chat."""
+    notes = [(chat.chat_id, note) for chat in chats for note in chat.notes]
+    moved = sorted((c for c in chats if c.newest_at is not None), key=lambda c: c.chat_id)
+    if not notes and not moved:
+        return
+    await raw(
+        _RECORD_WATERMARKS,
+        tenant_id,
+        account_id,
+        [chat_id for chat_id, _ in notes],
+        [n.id for _, n in notes],
+        [n.author for _, n in notes],
+        [n.text for _, n in notes],
+        [n.at for _, n in notes],
+        [c.chat_id for c in moved],
+        [c.added for c in moved],
+        [c.newest_id for c in moved],
+        [c.newest_at for c in moved],
+        account_id,
+        tenant_id,
     )

@@ -3,6 +3,7 @@ against everything already stored, contacts by phone or provider user id, per te
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import uuid
@@ -100,6 +101,73 @@ async def test_reimport_adds_nothing_and_emits_one_summary_event(
     assert await _count("messages", company.tenant_id) == 30
     assert await _count("conversations", company.tenant_id) == 1
     assert [(e.type, e.data["inserted"]) for e in received] == [(HISTORY_IMPORTED, 30)]
+
+
+async def test_the_outcome_maps_every_provider_id_to_its_conversation(
+    client, make_company, make_channel
+):
+    """`ImportOutcome.conversations`: each imported provider id, duplicates included, to
+    the conversation its sender's history is in (a cataloger maps chats with it)."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    services = client.app[SERVICES]
+    row = await _row(channel)
+    messages = _history(5) + _history(3, phone="5521998765432")
+    first = await plugin.import_history(services, row, messages, batch_size=3)
+    stored = await fetch(
+        "SELECT provider_message_id, conversation FROM messages WHERE tenant = {}",
+        company.tenant_id,
+    )
+    where = {m["provider_message_id"]: m["conversation"] for m in stored}
+    assert dict(first.conversations) == where
+    assert len(set(first.conversations.values())) == 2
+    again = await plugin.import_history(services, row, messages[:2])
+    assert again.duplicates == 2
+    assert dict(again.conversations) == {
+        m.provider_message_id: first.conversations[m.provider_message_id] for m in messages[:2]
+    }
+
+
+async def test_a_session_of_overlapping_calls_stores_each_once_and_announces_once(
+    client, make_company, make_channel
+):
+    """`history_import`: calls overlap (the next prepares while the previous is written),
+    each returns its own counts once committed, a sender spread over calls keeps one
+    conversation, and the session sends one `history.imported` event at its end."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    services = client.app[SERVICES]
+    row = await _row(channel)
+    ana, bia = _history(30), _history(12, phone="5521998765432")
+    received: list[Any] = []
+    unsubscribe = services.bus.subscribe(received.append)
+    try:
+        async with plugin.history_import(services, row, batch_size=4) as session:
+            outcomes = await asyncio.gather(
+                session.add(ana[:10] + bia[:6]),
+                session.add(ana[10:] + bia[6:]),
+                session.add(ana[5:15]),  # already in the first call
+            )
+            assert received == []  # nothing announced before the end
+            total = session.total
+    finally:
+        unsubscribe()
+
+    assert [(o.inserted, o.duplicates) for o in outcomes] == [(16, 0), (26, 0), (0, 10)]
+    assert [o.conversations_created for o in outcomes] == [2, 0, 0]
+    assert (total.inserted, total.duplicates, total.conversations_created) == (42, 10, 2)
+    assert await _count("messages", company.tenant_id) == 42
+    conversations = await fetch(
+        "SELECT c.id, c.last_message_at, k.phone FROM conversations c"
+        " JOIN contacts k ON k.id = c.contact WHERE c.tenant = {} ORDER BY k.phone",
+        company.tenant_id,
+    )
+    assert [c["phone"] for c in conversations] == ["+5511987654321", "+5521998765432"]
+    assert conversations[0]["last_message_at"] == BASE_TIME + dt.timedelta(minutes=29)
+    where = {m: c for o in outcomes for m, c in o.conversations.items()}
+    assert {where[m.provider_message_id] for m in ana} == {conversations[0]["id"]}
+    assert {where[m.provider_message_id] for m in bia} == {conversations[1]["id"]}
+    assert [(e.type, e.data["inserted"]) for e in received] == [(HISTORY_IMPORTED, 42)]
 
 
 async def test_a_history_imported_newest_first_still_spans_its_conversation(

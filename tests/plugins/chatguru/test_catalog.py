@@ -215,3 +215,83 @@ async def test_metrics_count_the_catalog(client, account) -> None:
     text = await resp.text()
     assert "guiche_chatguru_catalog_messages_total" in text
     assert "guiche_chatguru_catalog_chats_total" in text
+
+
+async def test_one_batch_of_many_pages_records_each_chat(client, account) -> None:
+    """Every page of every chat in one writer batch (one bookkeeping statement): each
+    chat ends at its oldest page, with its count, newest message and conversation."""
+    fake = account.fake
+    fake.page_size = 2  # 3 to 5 pages per chat, all in one batch of FLUSH_MESSAGES
+    job = await catalog(client, account)
+    assert job["state"] == "done" and job["chats_done"] == 3, job
+    assert job["notes"] == 1 and job["messages"] == fake.message_count()
+    stored = await messages_of(account.channel_id)
+    chats = await fetch(
+        "SELECT chat_id, catalog_page, catalog_done, messages, newest_message_id,"
+        " newest_message_at, conversation FROM chatguru_chats WHERE account = {}",
+        account.channel_id,
+    )
+    assert len(chats) == 3
+    for chat in chats:
+        items = fake.items[chat["chat_id"]]
+        upstream = [item["m"]["_id"]["$oid"] for item in items if "m" in item]
+        pages = -(-len(items) // fake.page_size)  # the last page that is not empty
+        assert chat["catalog_done"] and chat["catalog_page"] == pages
+        assert chat["messages"] == len(upstream)
+        assert chat["newest_message_id"] == upstream[-1]  # chronological upstream
+        mine = [m for m in stored if m["provider_message_id"] in set(upstream)]
+        assert {m["conversation"] for m in mine} == {chat["conversation"]}
+        assert chat["newest_message_at"] == max(m["created_at"] for m in mine)
+
+
+async def test_killed_between_the_messages_and_their_checkpoint(
+    client, account, monkeypatch
+) -> None:
+    """A worker dies after a batch's messages committed but before its bookkeeping: no
+    checkpoint moved, so the next run reads those pages again and stores nothing twice,
+    and loses nothing."""
+    from guiche_chatguru import store
+
+    fake = account.fake
+    services = client.server.app[SERVICES]
+    reached = asyncio.Event()
+
+    async def die(*args: Any, **kwargs: Any) -> None:
+        reached.set()
+        await asyncio.sleep(30)  # killed here
+
+    monkeypatch.setattr(store, "record_batch", die)
+    job_id = await create_job(account.company.tenant_id, account.channel_id)
+    worker = asyncio.create_task(run_catalog(str(job_id), services))
+    await asyncio.wait_for(reached.wait(), 10)
+    worker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+    monkeypatch.undo()
+    partial = await messages_of(account.channel_id)
+    assert len(partial) == fake.message_count()  # the batch committed ...
+    chats = await fetch(
+        "SELECT catalog_page, catalog_done, messages FROM chatguru_chats WHERE account = {}",
+        account.channel_id,
+    )
+    assert all(c == {"catalog_page": 0, "catalog_done": False, "messages": 0} for c in chats)
+    await fetch(  # ... its checkpoints did not: the dead worker's job goes stale
+        "UPDATE chatguru_catalog_jobs SET heartbeat_at = now() - interval '5 minutes' "
+        "WHERE id = {}",
+        job_id,
+    )
+    job = await catalog(client, account)
+    assert job["state"] == "done" and job["chats_done"] == 3
+    assert job["inserted"] == 0 and job["duplicates"] == len(partial)
+    stored = await messages_of(account.channel_id)
+    assert len(stored) == fake.message_count()
+    assert len({m["provider_message_id"] for m in stored}) == len(stored)
+    chats = await fetch(
+        "SELECT catalog_done, messages, conversation FROM chatguru_chats WHERE account = {}",
+        account.channel_id,
+    )
+    assert all(c["catalog_done"] and c["conversation"] is not None for c in chats)
+    assert sum(c["messages"] for c in chats) == len(stored)
+    [note] = await fetch("SELECT count(*) AS n FROM notes WHERE source_key LIKE {}",
+                         f"chatguru:{account.channel_id}:%")
+    assert note["n"] == 1
