@@ -55,7 +55,7 @@ PAUSE_CHECK_SECONDS = 0.25
 STATUS_FRESH_SECONDS = 0.1
 """A slot's wait re-reads the campaign's status unless it was read this recently (at
 80/s, once every 8 sends rather than per send; slower campaigns still read it per slot)."""
-CATCH_UP_SECONDS = 0.5
+CATCH_UP_SECONDS = 1.0
 """A driver late on its schedule by less than this (a slow round trip, a busy loop)
 catches up; later than that it restarts the schedule rather than bursting."""
 CLAIM_BATCH = 32
@@ -67,7 +67,7 @@ PROGRESS_DB_SHARE = 0.05
 """Progress is counted at most once a second, and less often when counting a big
 campaign takes longer than this share of the time between counts."""
 CAP_RECHECK = 20
-MAX_IN_FLIGHT = 16
+MAX_IN_FLIGHT = 32
 """Targets being handed to the outbox at once by one driver (the pacing schedule still
 decides when each starts); each holds its own claim."""
 DRIVE_TASK = "campaigns.drive"
