@@ -1,5 +1,5 @@
-"""The per-process cache of loaded channels and tenants' plugin settings
-(`guiche.runtime.cache`): hits run no query, changes made through the API take effect at
+"""The per-process cache of loaded channels, tenants' plugin settings and companies' own
+settings (`guiche.runtime.cache`): hits run no query, changes made through the API take effect at
 once in the same process and, over Redis, in the others; the TTL is the safety net and 0
 turns the cache off."""
 
@@ -14,7 +14,9 @@ import pytest
 
 from guiche.channel_host.runtime import channel_changed, load_channel_adapter
 from guiche.companies.enablement import enabled_settings, plugins_changed
-from guiche.models import Channel, Department, TenantPlugin
+from guiche.contacts.locale import CompanyLocale, company_locale
+from guiche.contacts.phones import tenant_region
+from guiche.models import Channel, Department, Tenant, TenantPlugin
 from guiche.realtime.bus import RECONNECTED
 from guiche.runtime.cache import CHANNEL, RuntimeCache
 from guiche.runtime.services import SERVICES, Services
@@ -327,3 +329,63 @@ async def test_another_process_drops_its_entries_without_waiting_for_the_ttl(
     await and_notice_delivered(other, enable_over_api(one, headers, enabled=False))
     assert await load_channel_adapter(other, channel_id) is None
     assert await enabled_settings(other, company.tenant_id) == {}
+
+
+# --- companies' own settings (the region every send to a phone number reads) -----------------
+
+
+async def test_company_settings_are_cached_and_a_patch_drops_them(client: Any, ready: Any) -> None:
+    company, headers, _ = ready
+    services = services_of(client)
+    assert await tenant_region(company.tenant_id, services) == "BR"
+    # Changed behind the cache's back: a hit does not see it (no query per send).
+    await Tenant.update({Tenant.settings: {"default_region": "US"}}).where(
+        Tenant.id == company.tenant_id
+    )
+    assert await tenant_region(company.tenant_id, services) == "BR"
+
+    resp = await client.patch(
+        "/api/v1/tenant",
+        json={"settings": {"default_region": "PT", "timezone": "Europe/Lisbon"}},
+        headers=headers,
+    )
+    assert resp.status == 200, await resp.text()
+    assert await tenant_region(company.tenant_id, services) == "PT"
+    assert await company_locale(services, company.tenant_id) == CompanyLocale(
+        "PT", "Europe/Lisbon"
+    )
+
+
+async def test_company_settings_are_per_tenant(client: Any, ready: Any, make_company: Any) -> None:
+    company, headers, _ = ready
+    other = await make_company()
+    services = services_of(client)
+    assert await tenant_region(other.tenant_id, services) == "BR"
+    resp = await client.patch(
+        "/api/v1/tenant", json={"settings": {"default_region": "AR"}}, headers=headers
+    )
+    assert resp.status == 200, await resp.text()
+    assert await tenant_region(company.tenant_id, services) == "AR"
+    assert await tenant_region(other.tenant_id, services) == "BR"
+
+
+async def test_a_settings_patch_reaches_another_process(
+    make_client: Any, fake_plugin: FakeChannelPlugin, make_company: Any, require_redis: str
+) -> None:
+    plugins = ((fake_plugin.name, fake_plugin),)
+    one = await make_client(
+        extra_plugins=plugins, redis_url=require_redis, channel_cache_ttl_seconds=3600
+    )
+    two = await make_client(
+        extra_plugins=plugins, redis_url=require_redis, channel_cache_ttl_seconds=3600
+    )
+    company = await make_company()
+    headers = await login(one, company.owner)
+    other = services_of(two)
+    assert await tenant_region(company.tenant_id, other) == "BR"  # now cached in `two`
+
+    patch = one.patch(
+        "/api/v1/tenant", json={"settings": {"default_region": "MX"}}, headers=headers
+    )
+    await and_notice_delivered(other, patch)
+    assert await tenant_region(company.tenant_id, other) == "MX"

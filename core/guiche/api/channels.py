@@ -182,7 +182,7 @@ def _invalid(field: str, message: str) -> ValidationFailed:
 
 
 async def _phone(request: web.Request, tenant_id: uuid.UUID, raw: str) -> str:
-    region = await tenant_region(tenant_id, services_of(request).settings)
+    region = await tenant_region(tenant_id, services_of(request))
     try:
         return normalize_phone(raw, region, meta_test_numbers=True)
     except InvalidPhone as exc:

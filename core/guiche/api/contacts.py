@@ -74,7 +74,7 @@ class ContactOut(BaseModel):
 
 
 async def _normalized_phone(request: web.Request, tenant_id: uuid.UUID, raw: str) -> str:
-    region = await tenant_region(tenant_id, services_of(request).settings)
+    region = await tenant_region(tenant_id, services_of(request))
     try:
         return normalize_phone(raw, region)
     except InvalidPhone as exc:
@@ -177,7 +177,7 @@ async def import_contacts(request: web.Request) -> ImportReport:
     principal = current_principal(request)
     settings = services_of(request).settings
     data = await read_upload(request, settings.max_import_bytes)
-    region = await tenant_region(principal.tenant_id, settings)
+    region = await tenant_region(principal.tenant_id, services_of(request))
     async with Contact._meta.db.transaction():
         report = await import_csv(principal.tenant_id, data, region)
         await record_audit(

@@ -14,6 +14,7 @@ from guiche.auth.access import access_changed
 from guiche.auth.principal import current_principal
 from guiche.companies.accounts import create_tenant
 from guiche.companies.audit import record_audit
+from guiche.contacts.locale import company_settings_changed
 from guiche.foundation.errors import NotFound, ValidationFailed, pydantic_details
 from guiche.http.endpoint import endpoint
 from guiche.http.pagination import Page, PageQuery, paginate
@@ -181,6 +182,8 @@ async def update_company(request: web.Request, *, body: TenantPatch) -> TenantVi
             await record_audit(
                 principal, "tenant.updated", "tenant", principal.tenant_id, {"changes": changes}
             )
+    if "settings" in changes:  # committed: every process's cached copy is dropped
+        await company_settings_changed(services_of(request), principal.tenant_id)
     view, _ = await _tenant_view(principal.tenant_id)
     return view
 

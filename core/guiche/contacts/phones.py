@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 import re
 import uuid
+from typing import TYPE_CHECKING
 
 import phonenumbers
 
-from guiche.foundation.config import Settings
-from guiche.tenancy.settings import load_tenant_settings
+from guiche.contacts.locale import company_locale
+
+if TYPE_CHECKING:
+    from guiche.runtime.services import Services
 
 
 class InvalidPhone(ValueError):
@@ -129,7 +132,7 @@ def phone_digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
-async def tenant_region(tenant_id: uuid.UUID, settings: Settings) -> str:
+async def tenant_region(tenant_id: uuid.UUID, services: Services) -> str:
     """The region used to read this company's local numbers: its own setting, else the
-    deployment's `GUICHE_DEFAULT_REGION`."""
-    return (await load_tenant_settings(tenant_id)).default_region or settings.default_region
+    deployment's `GUICHE_DEFAULT_REGION` (cached per process: read on every send)."""
+    return (await company_locale(services, tenant_id)).region

@@ -182,7 +182,7 @@ async def send_direct(
     async with pool.acquire() as conn:
         if phone is not None:
             try:
-                region = await tenant_region(tenant_id, services.settings)
+                region = await tenant_region(tenant_id, services)
                 phone = normalize_phone(phone, region)
             except InvalidPhone as exc:
                 raise _invalid("phone", str(exc), "invalid_phone") from None

@@ -1,5 +1,6 @@
 """Per-process cache of what every webhook, send and request re-reads: loaded channels,
-tenants' enabled plugin settings and users' access (`guiche.auth.access`).
+tenants' enabled plugin settings, companies' own settings (`guiche.contacts.locale`) and
+users' access (`guiche.auth.access`).
 
 They change only through admin actions, yet were read (a query, a decrypt, a pydantic
 validation each) on every webhook, send, hook call or request. Entries are dropped:
@@ -33,6 +34,7 @@ log = logging.getLogger("guiche.cache")
 
 CHANNEL = "channel"
 TENANT_PLUGINS = "tenant_plugins"
+TENANT_SETTINGS = "tenant_settings"
 _EXTRAS_KEY = "guiche.runtime.cache"
 
 Key = tuple[str, uuid.UUID]

@@ -25,10 +25,13 @@ Pause/cancel take effect within `PAUSE_CHECK_SECONDS`: every wait re-reads the s
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
+import math
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -51,8 +54,22 @@ SLICE_SECONDS = 20.0
 DRIVER_LEASE_SECONDS = 30.0
 TARGET_LEASE_SECONDS = 30.0
 PAUSE_CHECK_SECONDS = 0.25
+STATUS_FRESH_SECONDS = 0.1
+"""A slot's wait re-reads the campaign's status unless it was read this recently (at
+80/s, once every 8 sends rather than per send; slower campaigns still read it per slot)."""
+CATCH_UP_SECONDS = 1.0
+"""A driver late on its schedule by less than this (a slow round trip, a busy loop)
+catches up; later than that it restarts the schedule rather than bursting."""
+CLAIM_BATCH = 32
+CLAIM_AHEAD_SECONDS = 0.5
+"""Targets are claimed in batches of up to `CLAIM_BATCH`, about this many seconds of the
+campaign's sends, and each is sent at its own slot; those not sent go back (`RELEASE`)."""
+EXPIRED_CHECK_SECONDS = 5.0
+PROGRESS_DB_SHARE = 0.05
+"""Progress is counted at most once a second, and less often when counting a big
+campaign takes longer than this share of the time between counts."""
 CAP_RECHECK = 20
-MAX_IN_FLIGHT = 8
+MAX_IN_FLIGHT = 32
 """Targets being handed to the outbox at once by one driver (the pacing schedule still
 decides when each starts); each holds its own claim."""
 DRIVE_TASK = "campaigns.drive"
@@ -76,20 +93,32 @@ async def counts(services: Any, campaign_id: uuid.UUID, run: int) -> dict[str, i
     return store.counts_of(await pool.fetch(store.COUNTS, campaign_id, run))
 
 
+_SAMPLES: dict[tuple[uuid.UUID, int], collections.deque[tuple[float, int]]] = {}
+"""(campaign, run) → recent (time, targets done) samples of this process: the rate over
+the last minute without scanning the ledger for recent sends."""
+
+
+def _rate(key: tuple[uuid.UUID, int], done: int) -> float:
+    now = asyncio.get_running_loop().time()
+    samples = _SAMPLES.setdefault(key, collections.deque(maxlen=240))
+    while samples and samples[0][0] < now - 60.0:
+        samples.popleft()
+    samples.append((now, done))
+    first_at, first_done = samples[0]
+    return (done - first_done) / (now - first_at) if now > first_at else 0.0
+
+
 async def progress(services: Any, campaign: Any, *, force: bool = False) -> None:
     """`campaign.progress` at most once a second per campaign (across processes)."""
     pool = await _pool(services)
     if not force and await pool.fetchval(store.PROGRESS_DUE, campaign["id"]) is None:
         return
     by_state = await counts(services, campaign["id"], campaign["run"])
-    recent = await pool.fetchval(
-        "SELECT count(*) FROM campaign_targets WHERE campaign = $1 AND run = $2"
-        " AND sent_at > now() - interval '60 seconds'",
-        campaign["id"],
-        campaign["run"],
-    )
     left = by_state["pending"] + by_state["sending"]
-    rate = float(recent) / 60.0
+    key = (campaign["id"], campaign["run"])
+    rate = _rate(key, sum(by_state.values()) - left)
+    if force:
+        _SAMPLES.pop(key, None)
     eta = left / rate if rate > 0 else None
     await publish_event(
         services,
@@ -143,35 +172,58 @@ async def _current(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> A
     return row
 
 
-async def _wait(services: Any, campaign_id: uuid.UUID, token: uuid.UUID, seconds: float) -> bool:
+@dataclass
+class _Driver:
+    """One slice's state: its lease, schedule, cursor and the targets it holds."""
+
+    campaign_id: uuid.UUID
+    token: uuid.UUID
+    pace_at: float | None = None
+    checked_at: float = -math.inf
+    cursor: int = 0
+    expired_at: float = -math.inf
+    claimed: collections.deque[tuple[float, Any]] = field(default_factory=collections.deque)
+    progress_at: float = -math.inf
+    progress_task: asyncio.Task[Any] | None = None
+
+
+async def _running(services: Any, driver: _Driver) -> bool:
+    if await _current(services, driver.campaign_id, driver.token) is None:
+        return False
+    driver.checked_at = asyncio.get_running_loop().time()
+    return True
+
+
+async def _wait(services: Any, driver: _Driver, seconds: float) -> bool:
     """Sleep `seconds`, re-reading the status often; False as soon as it stops running."""
     loop = asyncio.get_running_loop()
     until = loop.time() + seconds
     while True:
         left = until - loop.time()
         if left <= 0:
-            return await _current(services, campaign_id, token) is not None
+            if loop.time() - driver.checked_at < STATUS_FRESH_SECONDS:
+                return True
+            return await _running(services, driver)
         await asyncio.sleep(min(left, PAUSE_CHECK_SECONDS))
-        if await _current(services, campaign_id, token) is None:
+        if not await _running(services, driver):
             return False
 
 
-async def _slot(
-    services: Any, campaign: Any, token: uuid.UUID, settings: Any, pace: dict[str, float]
-) -> bool:
+async def _slot(services: Any, campaign: Any, driver: _Driver, settings: Any) -> bool:
     """Wait for the campaign's next slot, then for the channel's shared budget.
 
-    Slots are a schedule (`pace["at"]`, each a jittered gap after the previous slot), not
-    a gap after each send ends, so the time a send takes does not slow the rate; a driver
-    that fell more than a gap behind (a slow database) restarts the schedule rather than
-    bursting to catch up."""
+    Slots are a schedule (`driver.pace_at`, each a jittered gap after the previous slot),
+    not a gap after each send ends, so the time a send takes does not slow the rate; a
+    driver that fell more than `CATCH_UP_SECONDS` (or one gap) behind restarts the
+    schedule rather than bursting to catch up."""
     loop = asyncio.get_running_loop()
     gap = gap_seconds(campaign["rate_per_minute"], campaign["jitter"])
-    due = pace.get("at", loop.time())
-    if due < loop.time() - gap:
-        due = loop.time()
-    pace["at"] = due + gap
-    if not await _wait(services, campaign["id"], token, due - loop.time()):
+    now = loop.time()
+    due = driver.pace_at if driver.pace_at is not None else now
+    if due < now - max(gap, CATCH_UP_SECONDS):
+        due = now
+    driver.pace_at = due + gap
+    if not await _wait(services, driver, due - now):
         return False
     per_minute = settings.channel_rate_per_minute
     if not per_minute:
@@ -184,8 +236,8 @@ async def _slot(
             max_wait=5.0,
         )
         if decision.allowed:
-            return await _wait(services, campaign["id"], token, decision.wait)
-        if not await _wait(services, campaign["id"], token, max(decision.retry_after, 0.05)):
+            return await _wait(services, driver, decision.wait)
+        if not await _wait(services, driver, max(decision.retry_after, 0.05)):
             return False
 
 
@@ -294,13 +346,79 @@ async def drive(campaign_id: str, *, services: Any) -> str:
 async def _slice(services: Any, campaign_id: uuid.UUID, token: uuid.UUID) -> str:
     """Send until the slice ends; up to `MAX_IN_FLIGHT` claimed targets are being handed
     to the outbox at once (each claimed by this driver alone), and all have settled
-    before the driver lets go of its lease."""
+    before the driver lets go of its lease; claimed targets not handed go back."""
     inflight: set[asyncio.Task[Any]] = set()
+    driver = _Driver(campaign_id, token)
     try:
-        return await _sending(services, campaign_id, token, inflight)
+        return await _sending(services, driver, inflight)
     finally:
         if inflight:
             await asyncio.gather(*inflight, return_exceptions=True)
+        await _release(services, driver)
+        if driver.progress_task is not None:
+            await asyncio.gather(driver.progress_task, return_exceptions=True)
+
+
+async def _release(services: Any, driver: _Driver) -> None:
+    if not driver.claimed:
+        return
+    rows = [row for _, row in driver.claimed]
+    driver.claimed.clear()
+    pool = await _pool(services)
+    try:
+        await pool.execute(
+            store.RELEASE,
+            driver.campaign_id,
+            [row["id"] for row in rows],
+            [row["attempts"] for row in rows],
+        )
+    except Exception:  # their leases expire and the next driver claims them again
+        log.exception("could not release claimed targets", extra={"n": len(rows)})
+
+
+async def _claim(services: Any, campaign: Any, driver: _Driver, *, rescan: bool) -> bool:
+    """Fill `driver.claimed`: expired claims first (at the start, then now and then), then
+    the next pending rows after the cursor (`rescan`: from the start again, for rows a
+    release put back behind it). False when there was nothing to claim."""
+    pool = await _pool(services)
+    loop = asyncio.get_running_loop()
+    per_second = campaign["rate_per_minute"] / 60.0
+    batch = max(1, min(CLAIM_BATCH, math.ceil(per_second * CLAIM_AHEAD_SECONDS)))
+    rows: list[Any] = []
+    if rescan or loop.time() >= driver.expired_at:
+        driver.expired_at = loop.time() + EXPIRED_CHECK_SECONDS
+        rows = list(
+            await pool.fetch(
+                store.CLAIM_EXPIRED, driver.campaign_id, campaign["run"],
+                TARGET_LEASE_SECONDS, batch,
+            )
+        )  # fmt: skip
+    if rescan:
+        driver.cursor = 0
+    if len(rows) < batch:
+        fresh = await pool.fetch(
+            store.CLAIM_NEXT, driver.campaign_id, campaign["run"], TARGET_LEASE_SECONDS,
+            driver.cursor, batch - len(rows),
+        )  # fmt: skip
+        rows += fresh
+        if fresh:
+            driver.cursor = max(driver.cursor, *(row["seq"] for row in fresh))
+    now = loop.time()
+    driver.claimed.extend((now, row) for row in sorted(rows, key=lambda row: row["seq"]))
+    return bool(rows)
+
+
+async def _next_target(services: Any, campaign: Any, driver: _Driver) -> Any | None:
+    """The next claimed target, claiming a batch when none is held; None when the run
+    has nothing left to claim. A target held long (a throttled channel) goes back first,
+    so none is sent on a lease about to expire."""
+    loop = asyncio.get_running_loop()
+    if driver.claimed and driver.claimed[0][0] < loop.time() - TARGET_LEASE_SECONDS / 3:
+        await _release(services, driver)
+    if not driver.claimed and not await _claim(services, campaign, driver, rescan=False):
+        if not await _claim(services, campaign, driver, rescan=True):
+            return None
+    return driver.claimed.popleft()[1]
 
 
 async def _send_guarded(services: Any, campaign: Any, target: Any, slots: Any) -> None:
@@ -312,15 +430,27 @@ async def _send_guarded(services: Any, campaign: Any, target: Any, slots: Any) -
         slots.release()
 
 
-async def _sending(
-    services: Any, campaign_id: uuid.UUID, token: uuid.UUID, inflight: set[asyncio.Task[Any]]
-) -> str:
+async def _progress_quietly(services: Any, campaign: Any, driver: _Driver) -> None:
+    """Progress off the send loop: counting a big campaign must not hold up its sends."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await progress(services, campaign)
+    except Exception:
+        log.exception("campaign progress failed", extra={"campaign": str(campaign["id"])})
+    took = loop.time() - started
+    driver.progress_at = loop.time() + max(1.0 - took, took / PROGRESS_DB_SHARE)
+
+
+async def _sending(services: Any, driver: _Driver, inflight: set[asyncio.Task[Any]]) -> str:
     pool = await _pool(services)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SLICE_SECONDS
+    campaign_id, token = driver.campaign_id, driver.token
     campaign = await _current(services, campaign_id, token)
     if campaign is None:
         return "stopped"
+    driver.checked_at = loop.time()
     locale = await company_locale(services, campaign["tenant"])
     settings = await load_settings(services, campaign["tenant"])
     if settings is None:
@@ -331,13 +461,11 @@ async def _sending(
         else None
     )
     renewed = loop.time()  # TAKE_DRIVER just set the lease
-    pace: dict[str, float] = {}
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     cap_left = await _cap_left(services, campaign, locale.timezone, settings)
     since_check = 0
     if cap_left is not None and cap_left <= 0:
         return "daily_cap"
-    next_progress = 0.0
     while loop.time() < deadline:
         if not in_window(window, clock(), locale.timezone):
             return "outside_window"  # the tick re-drives it; nothing is claimed meanwhile
@@ -348,7 +476,16 @@ async def _sending(
             since_check = 0
             if cap_left is not None and cap_left <= 0:
                 return "daily_cap"
-        if not await _slot(services, campaign, token, settings, pace):
+        target = await _next_target(services, campaign, driver)
+        if target is None:
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
+            if await pool.fetchval(store.OPEN_LEFT, campaign_id, campaign["run"]) == 0:
+                await finish(services, campaign)
+                return "finished"
+            return "waiting"  # another claim's lease is still live: re-driven later
+        if not await _slot(services, campaign, driver, settings):
+            driver.claimed.appendleft((loop.time(), target))  # released with the rest
             return "stopped"
         if loop.time() - renewed > DRIVER_LEASE_SECONDS / 3:  # the lease never runs out
             renewed = loop.time()
@@ -360,26 +497,19 @@ async def _sending(
                 token,
             )
         await slots.acquire()
-        target = await pool.fetchrow(
-            store.CLAIM_TARGET, campaign_id, campaign["run"], TARGET_LEASE_SECONDS
-        )
-        if target is None:
-            slots.release()
-            if inflight:
-                await asyncio.gather(*inflight, return_exceptions=True)
-            if await pool.fetchval(store.OPEN_LEFT, campaign_id, campaign["run"]) == 0:
-                await finish(services, campaign)
-                return "finished"
-            return "waiting"  # another claim's lease is still live: re-driven later
         task = asyncio.create_task(_send_guarded(services, campaign, target, slots))
         inflight.add(task)
         task.add_done_callback(inflight.discard)
         if cap_left is not None:  # another campaign on the number may send too: recheck
             cap_left -= 1
             since_check += 1
-        if loop.time() >= next_progress:  # the database decides across processes
-            next_progress = loop.time() + 1.0
-            await progress(services, campaign)
+        if loop.time() >= driver.progress_at and (
+            driver.progress_task is None or driver.progress_task.done()
+        ):  # the database decides across processes
+            driver.progress_at = math.inf  # set again when this one is done
+            driver.progress_task = asyncio.create_task(
+                _progress_quietly(services, campaign, driver)
+            )
     return "more"
 
 

@@ -68,6 +68,9 @@ async def test_pause_takes_effect_within_a_second_and_resume_finishes(
     await asyncio.sleep(0.6)
     assert len(fake_plugin.provider.sent) == frozen
     await settle(client)
+    # targets claimed ahead in a batch and not sent went back: none is left `sending`
+    states = [row["state"] for row in await ledger_rows(campaign["id"])]
+    assert "sending" not in states and states.count("pending") == 12 - frozen
     await shop.act(client, campaign["id"], "resume")
     await settle(client)
     assert sorted(_phones(fake_plugin)) == sorted(set(_phones(fake_plugin)))

@@ -4,8 +4,9 @@
 drives the campaign and sends through core's outbox; its fake provider records each
 accepted send on a Redis list. The test SIGKILLs it mid-run, wherever it is (between a
 claim and its settle, inside core's send, ...), moves the leases' expiry instead of
-waiting for it, and lets a live worker in this process recover: the scheduler's tick
-re-drives the campaign, the broker redelivers the dead worker's tasks. Every target ends
+waiting for it, and lets a live worker in this process recover: the scheduler's passes
+re-drive the campaign (its tick) and re-kick a message whose kick died with the worker
+(the outbox sweep), the broker redelivers the dead worker's tasks. Every target ends
 with exactly one message; no phone reached the provider twice.
 """
 
@@ -23,6 +24,7 @@ import pytest
 from guiche_campaigns import engine
 from redis.asyncio import Redis
 
+from guiche.outbound.sweeper import sweep_outbox
 from guiche.tasks import broker as broker_module
 from guiche.worker import run_worker
 from tests.conftest import drop_task_queue
@@ -115,8 +117,9 @@ async def test_a_worker_killed_mid_campaign_leaves_every_target_sent_once(
         )
         try:
             async with asyncio.timeout(60):
-                while True:
+                while True:  # the scheduler's passes: campaigns, and lost kicks
                     await engine.tick(services=services)
+                    await sweep_outbox(services=services)
                     body = await shop.get(client, f"campaigns/{campaign['id']}")
                     outbox = await fetch(  # this campaign's sends only: others share the db
                         "SELECT count(*) AS n FROM message_outbox o JOIN campaign_targets t"
