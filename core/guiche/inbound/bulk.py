@@ -279,7 +279,7 @@ class HistoryImport:
     its rows, resolves its senders and claims its keys (in call order, one call at a
     time) while the previous one's COPY runs, so the database is not idle between two
     calls. Idempotent like `import_history`: a call that failed or was cut off is simply
-    made again."""
+    made again — which also writes the conversation times a killed session owed."""
 
     def __init__(
         self, services: Services, channel_row: ChannelRow, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -547,7 +547,10 @@ class _Importer:
 
         fresh_rows = await retrying(attempt, what="history import batch")
         self.result.inserted += len(fresh_rows)
-        self._owe_touches(fresh_rows, targets)
+        # Duplicates owe their times too: an import killed after its COPY committed but
+        # before its times were written left its conversations behind, and the re-run,
+        # which finds only duplicates, is what moves them (forward only: idempotent).
+        self._owe_touches(rows, targets)
         return len(fresh_rows), len(rows) - len(fresh_rows)
 
     async def _copy(

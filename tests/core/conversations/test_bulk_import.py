@@ -400,3 +400,33 @@ async def test_replies_point_at_their_targets_and_own_messages_are_outbound(
     conversation = await fetch("SELECT * FROM conversations WHERE tenant = {}", company.tenant_id)
     assert conversation[0]["last_inbound_at"] == BASE_TIME
     assert conversation[0]["last_message_at"] == BASE_TIME + dt.timedelta(minutes=1)
+
+
+async def test_a_rerun_moves_the_conversation_times_a_killed_import_left_behind(
+    client, make_company, make_channel
+):
+    """A session killed after its messages committed but before it wrote its
+    conversations' times (it writes them every so many conversations and at its end)
+    leaves them behind; running the import again finds only duplicates and still moves
+    the times forward to cover them."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    services = client.app[SERVICES]
+    row = await _row(channel)
+    await plugin.import_history(services, row, _history(10), batch_size=4)
+    await fetch(  # what the killed session left: messages stored, times not written
+        "UPDATE conversations SET last_message_at = {}, last_inbound_at = {} WHERE tenant = {}",
+        BASE_TIME,
+        BASE_TIME,
+        company.tenant_id,
+    )
+
+    again = await plugin.import_history(services, row, _history(10), batch_size=4)
+
+    assert (again.inserted, again.duplicates) == (0, 10)
+    [conversation] = await fetch(
+        "SELECT last_message_at, last_inbound_at FROM conversations WHERE tenant = {}",
+        company.tenant_id,
+    )
+    last = BASE_TIME + dt.timedelta(minutes=9)
+    assert conversation["last_message_at"] == conversation["last_inbound_at"] == last
