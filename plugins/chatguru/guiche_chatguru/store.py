@@ -225,11 +225,7 @@ async def record_batch(
         _RECORD_BATCH,
         tenant_id,
         account_id,
-        [chat_id for chat_id, _ in notes],
-        [n.id for _, n in notes],
-        [n.author for _, n in notes],
-        [n.text for _, n in notes],
-        [n.at for _, n in notes],
+        *_note_columns(notes),
         [c.chat_id for c in chats],
         [c.page for c in chats],
         [c.done for c in chats],
@@ -246,6 +242,17 @@ async def record_batch(
         odd,
         sum(c.done for c in chats),
         job_id,
+    )
+
+
+def _note_columns(notes: list[tuple[str, Any]]) -> tuple[list[Any], ...]:
+    """(chat id, note) pairs as the five arrays both bookkeeping statements unnest."""
+    return (
+        [chat_id for chat_id, _ in notes],
+        [n.id for _, n in notes],
+        [n.author for _, n in notes],
+        [n.text for _, n in notes],
+        [n.at for _, n in notes],
     )
 
 
@@ -282,11 +289,7 @@ async def record_watermarks(
         _RECORD_WATERMARKS,
         tenant_id,
         account_id,
-        [chat_id for chat_id, _ in notes],
-        [n.id for _, n in notes],
-        [n.author for _, n in notes],
-        [n.text for _, n in notes],
-        [n.at for _, n in notes],
+        *_note_columns(notes),
         [c.chat_id for c in moved],
         [c.added for c in moved],
         [c.newest_id for c in moved],
