@@ -995,3 +995,23 @@ async def guiche_stack(
                 env=env,
                 worker=worker_proc,
             )
+
+
+@contextlib.asynccontextmanager
+async def plugin_services(database_url: str) -> AsyncIterator[Any]:
+    """Services as a plugin task gets them (engine, pool), in this process."""
+    from guiche.app import build_services, close_resources, open_resources
+    from guiche.foundation.config import Settings
+
+    settings = Settings(
+        database_url=database_url,
+        redis_url=None,
+        secret_key=secrets.token_urlsafe(48),
+        log_json=False,
+    )
+    services = build_services(settings)
+    await open_resources(services)
+    try:
+        yield services
+    finally:
+        await close_resources(services)

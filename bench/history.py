@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -30,7 +29,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +47,7 @@ from bench.common import (
     login,
     make_report,
     per_second,
+    plugin_services,
     profile_table,
     py_spy,
     ratio,
@@ -153,26 +153,6 @@ class Plan:
 
 
 # --- phase 1: the bulk import and its ceiling ----------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def importer_services(database_url: str) -> AsyncIterator[Any]:
-    """Services as a plugin task gets them (engine, pool), in this process."""
-    from guiche.app import build_services, close_resources, open_resources
-    from guiche.foundation.config import Settings
-
-    settings = Settings(
-        database_url=database_url,
-        redis_url=None,
-        secret_key=secrets.token_urlsafe(48),
-        log_json=False,
-    )
-    services = build_services(settings)
-    await open_resources(services)
-    try:
-        yield services
-    finally:
-        await close_resources(services)
 
 
 async def import_phase(services: Any, channel: Any, plan: Plan, start: int, stop: int) -> dict:
@@ -493,7 +473,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         channel = ChannelRow(stack.channel.id, tenant_id, "meta_cloud")
         conn = await asyncpg.connect(stack.database_url)
         try:
-            async with importer_services(stack.database_url) as services:
+            async with plugin_services(stack.database_url) as services:
                 await conn.execute("CHECKPOINT")
                 imported = await import_phase(services, channel, plan, 0, plan.messages)
                 copied = await ceiling_phase(conn, plan, tenant_id, stack.channel.id)

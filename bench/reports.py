@@ -35,7 +35,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from bench.common import (
     login,
     make_report,
     per_second,
+    plugin_services,
     ratio,
     run_benchmark,
 )
@@ -298,26 +299,6 @@ async def seed(conn: asyncpg.Connection, stack: Stack, plan: Plan) -> dict[str, 
 
 
 # --- phase 2: rollups -------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def plugin_services(database_url: str) -> AsyncIterator[Any]:
-    """Services as a plugin task gets them (engine, pool), in this process."""
-    from guiche.app import build_services, close_resources, open_resources
-    from guiche.foundation.config import Settings
-
-    settings = Settings(
-        database_url=database_url,
-        redis_url=None,
-        secret_key=secrets.token_urlsafe(48),
-        log_json=False,
-    )
-    services = build_services(settings)
-    await open_resources(services)
-    try:
-        yield services
-    finally:
-        await close_resources(services)
 
 
 async def build_rollups(
