@@ -236,16 +236,10 @@ async def import_history(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     importer = _Importer(services, channel_row)
-    writing: list[asyncio.Task[None]] = []
+    writing: list[asyncio.Task[tuple[int, int]]] = []
     try:
         for chunk in _chunks(messages, batch_size):
-            rows = await _rows_of(chunk)
-            targets = await importer.resolve(chunk, rows)
-            importer.result.conversations.update(
-                (row.provider_message_id, targets[row.identity][1]) for row in rows
-            )
-            claim = await retrying(partial(importer.claim, rows), what="history import claim")
-            writing.append(asyncio.create_task(importer.write(claim, rows, targets)))
+            writing.append(await importer.start_batch(chunk, importer.result.conversations))
             if len(writing) >= WRITES_IN_FLIGHT:
                 await writing.pop(0)
             if len(importer.touches) >= TOUCH_FLUSH_CONVERSATIONS:
@@ -304,15 +298,7 @@ class HistoryImport:
             async with self._turn:
                 created = importer.result.conversations_created
                 for chunk in _chunks(messages, self._batch_size):
-                    rows = await _rows_of(chunk)
-                    targets = await importer.resolve(chunk, rows)
-                    outcome.conversations.update(
-                        (row.provider_message_id, targets[row.identity][1]) for row in rows
-                    )
-                    claim = await retrying(
-                        partial(importer.claim, rows), what="history import claim"
-                    )
-                    task = asyncio.create_task(importer.write(claim, rows, targets))
+                    task = await importer.start_batch(chunk, outcome.conversations)
                     mine.append(task)
                     self._writing.append(task)
                     await self._make_room(WRITES_IN_FLIGHT - 1)
@@ -512,6 +498,18 @@ class _Importer:
                 raise
 
         return await retrying(attempt, what="history import senders")
+
+    async def start_batch(
+        self, chunk: list[InboundMessage], conversations: dict[str, uuid.UUID]
+    ) -> asyncio.Task[tuple[int, int]]:
+        """Build a batch's rows, resolve its senders, note each message's conversation in
+        `conversations` and claim its keys, in call order; its COPY runs as the returned
+        task, so the next batch is prepared meanwhile."""
+        rows = await _rows_of(chunk)
+        targets = await self.resolve(chunk, rows)
+        conversations.update((row.provider_message_id, targets[row.identity][1]) for row in rows)
+        claim = await retrying(partial(self.claim, rows), what="history import claim")
+        return asyncio.create_task(self.write(claim, rows, targets))
 
     def _forget_resolved(self) -> None:
         # new objects, not .clear(): batches still being written hold the old targets
