@@ -60,7 +60,6 @@ NODE_MISSING = (
 GONE_GRACE_SECONDS = 2.0
 #: `baileys_sessions.command` of a session that ended for good (logged out, banned,
 #: replaced): not started again until the operator asks (`POST .../connect`).
-HALT = "halt"
 MEDIA_TYPES = frozenset(
     {
         MessageType.IMAGE,
@@ -233,7 +232,7 @@ class Bridge:
         assert self.sidecar is not None and self.conn is not None
         info = loaded.info
         known = await store.load(info.id)
-        if known is not None and known["command"] == HALT:
+        if known is not None and known["command"] == store.HALT:
             return  # ended (logged out, banned): waits for the operator's connect
         taken = await store.acquire(
             info.id,
@@ -271,6 +270,11 @@ class Bridge:
             await store.clear_auth(channel_id)
         if release:
             await store.release(self.owner, channel_id)
+
+    async def end_session(self, channel_id: uuid.UUID, *, clear_auth: bool) -> None:
+        """Stop a session that is over; no bridge restarts it until the operator does."""
+        await self.stop_session(channel_id, release=False)
+        await store.end(self.owner, channel_id, clear_auth=clear_auth)
 
     async def stop_all(self) -> None:
         for channel_id in list(self.running):
@@ -352,8 +356,7 @@ class Bridge:
             if status is not None:
                 await ingest_batch(services, loaded, WebhookBatch(statuses=[status]))
         elif kind == "session_stopped":
-            await self.stop_session(info.id)
-            await store.set_command(info.id, info.tenant_id, HALT)
+            await self.end_session(info.id, clear_auth=False)
         elif kind == "error":
             log.warning(
                 "baileys_bridge: sidecar error %s", data, extra={"channel_id": str(info.id)}
@@ -393,11 +396,9 @@ class Bridge:
                 },
             )
         if is_final_close(data):
-            if update.state is ConnectionState.QR_REQUIRED:
-                await store.clear_auth(info.id)  # logged out: the keys are dead
-            await self.stop_session(info.id)
-            # No endless QRs for a phone nobody scans: wait for POST .../connect.
-            await store.set_command(info.id, info.tenant_id, HALT)
+            # Logged out: the keys are dead. No endless QRs for a phone nobody scans:
+            # the session waits for POST .../connect.
+            await self.end_session(info.id, clear_auth=update.state is ConnectionState.QR_REQUIRED)
 
     async def on_message(
         self, loaded: LoadedChannel, data: dict[str, Any], now: dt.datetime

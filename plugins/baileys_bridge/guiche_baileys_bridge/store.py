@@ -12,6 +12,10 @@ from typing import Any
 
 from guiche_baileys_bridge.tables import BaileysSession
 
+HALT = "halt"
+"""The command of an ended session (logged out, banned, stopped by the sidecar): no
+bridge starts it again until the operator asks for a new QR."""
+
 COLUMNS = (
     "channel_id, tenant_id, owner, address, secret_encrypted, lease_until, state, detail, me, "
     "qr, qr_at, pairing_code, command, last_event_at"
@@ -26,22 +30,24 @@ async def acquire(
     secret_encrypted: str,
     seconds: float,
 ) -> bool:
-    """Take (or keep) the lease on a channel's session; False while another holds it."""
+    """Take (or keep) the lease on a channel's session; False while another holds it or
+    the session has ended (`halt`: waits for the operator's connect)."""
     rows = await BaileysSession.raw(
         "INSERT INTO baileys_sessions (channel_id, tenant_id, owner, address, secret_encrypted,"
         " lease_until) VALUES ({}, {}, {}, {}, {}, now() + make_interval(secs => {}))"
         " ON CONFLICT (channel_id) DO UPDATE SET owner = excluded.owner,"
         " address = excluded.address, secret_encrypted = excluded.secret_encrypted,"
         " lease_until = excluded.lease_until"
-        " WHERE baileys_sessions.owner = excluded.owner OR baileys_sessions.owner = ''"
-        " OR baileys_sessions.lease_until IS NULL OR baileys_sessions.lease_until < now()"
-        " RETURNING channel_id",
+        " WHERE baileys_sessions.command <> {} AND (baileys_sessions.owner = excluded.owner"
+        " OR baileys_sessions.owner = '' OR baileys_sessions.lease_until IS NULL"
+        " OR baileys_sessions.lease_until < now()) RETURNING channel_id",
         channel_id,
         tenant_id,
         owner,
         address,
         secret_encrypted,
         seconds,
+        HALT,
     )
     return bool(rows)
 
@@ -66,6 +72,28 @@ async def release(owner: str, channel_id: uuid.UUID) -> None:
         " WHERE channel_id = {} AND owner = {}",
         channel_id,
         owner,
+    )
+
+
+async def end(owner: str, channel_id: uuid.UUID, *, clear_auth: bool) -> None:
+    """Mark the session ended and release its lease in one statement: were they two, a
+    bridge's reconcile could take the just-released lease and start the session again
+    before the `halt` is written."""
+    await BaileysSession.raw(
+        "UPDATE baileys_sessions SET command = {},"
+        " auth_encrypted = CASE WHEN {} THEN '' ELSE auth_encrypted END,"
+        " me = CASE WHEN {} THEN '' ELSE me END,"
+        " owner = CASE WHEN owner = {} THEN '' ELSE owner END,"
+        " address = CASE WHEN owner = {} THEN '' ELSE address END,"
+        " lease_until = CASE WHEN owner = {} THEN NULL ELSE lease_until END"
+        " WHERE channel_id = {}",
+        HALT,
+        clear_auth,
+        clear_auth,
+        owner,
+        owner,
+        owner,
+        channel_id,
     )
 
 
