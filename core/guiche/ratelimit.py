@@ -12,10 +12,18 @@ up to `max_wait` seconds away (the bucket goes into debt, never deeper than
 sleep once, until their own slot, instead of all waking when one token returns and all
 but one going back to sleep (a thundering herd that also leaves tokens unused).
 `acquire` is `reserve` with `max_wait=0`, so both can share a bucket.
+
+Blocks: the Redis limiter books the unit reservations that concurrent callers make on one
+bucket in one script call (`reserve_block`: the i-th unit gets the slot it would have had
+had the calls come one after another, so the rate is exactly what it was), grouped like
+`guiche.foundation.grouping` groups (no timer: those that arrive while the previous call
+is in flight). A caller cancelled before its answer came back has its token refunded
+(`refund`): the block books exactly what its callers asked, and gives back the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +32,8 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
+
+from guiche.foundation.grouping import Grouper
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,16 @@ class RateLimiter(Protocol):
         The booking is final: a caller that gives up (is cancelled) while waiting for
         its slot loses it, and the bucket's rate stays honoured (at worst under-used).
         """
+        ...
+
+    async def reserve_block(
+        self, key: str, *, rate: float, burst: int, count: int, max_wait: float
+    ) -> list[Reservation]:
+        """`count` unit reservations in one update, each answered as if made in turn."""
+        ...
+
+    async def refund(self, key: str, *, rate: float, burst: int, tokens: int) -> None:
+        """Give back `tokens` booked and never used (the bucket never exceeds `burst`)."""
         ...
 
 
@@ -82,6 +102,34 @@ def _take(
     return False, wait - max_wait, tokens
 
 
+def _take_block(
+    tokens: float, elapsed: float, *, rate: float, burst: int, count: int, max_wait: float
+) -> tuple[int, float]:
+    """`count` unit reservations at once: (how many fit in `max_wait`, tokens before them).
+
+    Unit i (from 1) waits `(i - tokens) / rate`, as the i-th of `count` calls of `_take`
+    in a row would; those past `max_wait` get nothing. Mirrored by `_BLOCK_SCRIPT`.
+    """
+    tokens = min(float(burst), tokens + max(0.0, elapsed) * rate)
+    fit = math.floor(tokens + max_wait * rate + 1e-9)
+    return max(0, min(count, fit)), tokens
+
+
+def _block_reservations(
+    granted: int, tokens: float, *, rate: float, count: int, max_wait: float
+) -> list[Reservation]:
+    """Each unit's answer from a block's result (`_take_block`'s)."""
+    answers = [Reservation(True, max(0.0, (i - tokens) / rate), 0.0) for i in range(1, granted + 1)]
+    left = tokens - granted
+    refused = Reservation(False, 0.0, max(0.0, (1 - left) / rate - max_wait))
+    return answers + [refused] * (count - granted)
+
+
+def _refill(tokens: float, elapsed: float, *, rate: float, burst: int, back: int) -> float:
+    """A refund: `back` unused tokens returned to the bucket, which never exceeds `burst`."""
+    return min(float(burst), tokens + max(0.0, elapsed) * rate + back)
+
+
 def _ttl_ms(rate: float, burst: int, tokens: float) -> int:
     """How long an idle bucket matters: once full again it equals a fresh one."""
     return math.ceil((burst - tokens) / rate * 1000) + 1000
@@ -103,10 +151,36 @@ class _BucketLimiter:
         allowed, seconds, _ = await self._update(key, rate, burst, cost, max_wait)
         return Reservation(allowed, seconds, 0.0) if allowed else Reservation(False, 0.0, seconds)
 
+    async def reserve_block(
+        self, key: str, *, rate: float, burst: int, count: int, max_wait: float
+    ) -> list[Reservation]:
+        """`count` unit reservations in one update, answered in order (see `_take_block`)."""
+        _check(rate, burst, 1)
+        _check_wait(max_wait)
+        if count < 1:
+            return []
+        granted, tokens = await self._update_block(key, rate, burst, count, max_wait)
+        return _block_reservations(granted, tokens, rate=rate, count=count, max_wait=max_wait)
+
+    async def refund(self, key: str, *, rate: float, burst: int, tokens: int) -> None:
+        """Give back `tokens` booked and never used (never filling past `burst`)."""
+        _check(rate, burst, 1)
+        if tokens > 0:
+            await self._refund(key, rate, burst, tokens)
+
     async def _update(
         self, key: str, rate: float, burst: int, cost: int, max_wait: float
     ) -> tuple[bool, float, float]:
         """Take from the bucket (see `_take`): (allowed, wait or retry_after, tokens after)."""
+        raise NotImplementedError
+
+    async def _update_block(
+        self, key: str, rate: float, burst: int, count: int, max_wait: float
+    ) -> tuple[int, float]:
+        """Take a block (see `_take_block`): (units granted, tokens before them)."""
+        raise NotImplementedError
+
+    async def _refund(self, key: str, rate: float, burst: int, tokens: int) -> None:
         raise NotImplementedError
 
 
@@ -129,6 +203,27 @@ class MemoryRateLimiter(_BucketLimiter):
         self._buckets[key] = (tokens, now, now + _ttl_ms(rate, burst, tokens) / 1000)
         self._sweep(now)
         return allowed, seconds, tokens
+
+    async def _update_block(
+        self, key: str, rate: float, burst: int, count: int, max_wait: float
+    ) -> tuple[int, float]:
+        now = self._clock()
+        tokens, ts, _ = self._buckets.get(key, (float(burst), now, 0.0))
+        granted, before = _take_block(
+            tokens, now - ts, rate=rate, burst=burst, count=count, max_wait=max_wait
+        )
+        after = before - granted
+        self._buckets[key] = (after, now, now + _ttl_ms(rate, burst, after) / 1000)
+        self._sweep(now)
+        return granted, before
+
+    async def _refund(self, key: str, rate: float, burst: int, tokens: int) -> None:
+        now = self._clock()
+        if key not in self._buckets:
+            return  # expired: it is full
+        held, ts, _ = self._buckets[key]
+        after = _refill(held, now - ts, rate=rate, burst=burst, back=tokens)
+        self._buckets[key] = (after, now, now + _ttl_ms(rate, burst, after) / 1000)
 
     def _sweep(self, now: float) -> None:
         if len(self._buckets) <= self._sweep_at:
@@ -172,6 +267,58 @@ return {allowed, string.format('%.17g', wait), string.format('%.17g', tokens)}
 """
 
 
+# `_take_block`, then `_refill`, mirrored like `_TAKE_SCRIPT` mirrors `_take`.
+_BLOCK_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local max_wait = tonumber(ARGV[5])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local granted = math.max(0, math.min(count, math.floor(tokens + max_wait * rate + 1e-9)))
+local after = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', after),
+  'ts', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - after) / rate * 1000) + 1000)
+return {granted, string.format('%.17g', tokens)}
+"""
+
+_REFUND_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local back = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  return 0
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate + back)
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
+  'ts', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return 1
+"""
+
+_BlockKey = tuple[str, float, int, float]  # key, rate, burst, max_wait
+
+
 class RedisRateLimiter(_BucketLimiter):
     """Buckets in Redis, shared by every process; idle buckets expire on their own.
 
@@ -189,6 +336,53 @@ class RedisRateLimiter(_BucketLimiter):
         self._prefix = prefix
         self._clock = clock
         self._script = redis.register_script(_TAKE_SCRIPT)
+        self._block_script = redis.register_script(_BLOCK_SCRIPT)
+        self._refund_script = redis.register_script(_REFUND_SCRIPT)
+        self._blocks: dict[_BlockKey, Grouper[None, Reservation]] = {}
+        self._refunds: set[asyncio.Future[None]] = set()  # referenced while running
+
+    async def reserve(
+        self, key: str, *, rate: float, burst: int, cost: int = 1, max_wait: float
+    ) -> Reservation:
+        """A unit reservation joins the block of its bucket's concurrent ones (see the
+        module's docstring); other costs go alone."""
+        if cost != 1:
+            return await super().reserve(key, rate=rate, burst=burst, cost=cost, max_wait=max_wait)
+        _check(rate, burst, cost)
+        _check_wait(max_wait)
+        block = (key, float(rate), burst, float(max_wait))
+        grouper = self._blocks.get(block)
+        if grouper is None:
+            grouper = self._blocks[block] = self._grouper(block)
+        try:
+            return await grouper.submit(None)
+        finally:
+            if grouper.idle and self._blocks.get(block) is grouper:
+                del self._blocks[block]  # an idle bucket's grouper is made anew
+
+    def _grouper(self, block: _BlockKey) -> Grouper[None, Reservation]:
+        key, rate, burst, max_wait = block
+
+        async def flush(items: list[None]) -> list[Reservation]:
+            return await self.reserve_block(
+                key, rate=rate, burst=burst, count=len(items), max_wait=max_wait
+            )
+
+        def orphan(_: None, reservation: Reservation) -> None:
+            if reservation.allowed:  # booked for a caller who is gone: give it back
+                orphans[0] += 1
+                if orphans[0] == 1:
+                    asyncio.get_running_loop().call_soon(give_back)
+
+        def give_back() -> None:
+            tokens, orphans[0] = orphans[0], 0
+            task = asyncio.ensure_future(self.refund(key, rate=rate, burst=burst, tokens=tokens))
+            self._refunds.add(task)
+            task.add_done_callback(self._refunds.discard)
+
+        orphans = [0]
+        grouper: Grouper[None, Reservation] = Grouper(flush, max_items=1000, on_orphan=orphan)
+        return grouper
 
     async def _update(
         self, key: str, rate: float, burst: int, cost: int, max_wait: float
@@ -197,6 +391,19 @@ class RedisRateLimiter(_BucketLimiter):
         args = [repr(float(rate)), burst, cost, repr(float(now)), repr(float(max_wait))]
         allowed, seconds, tokens = await self._script(keys=[self._prefix + key], args=args)
         return bool(allowed), float(seconds), float(tokens)
+
+    async def _update_block(
+        self, key: str, rate: float, burst: int, count: int, max_wait: float
+    ) -> tuple[int, float]:
+        now = self._clock() if self._clock is not None else -1.0
+        args = [repr(float(rate)), burst, count, repr(float(now)), repr(float(max_wait))]
+        granted, tokens = await self._block_script(keys=[self._prefix + key], args=args)
+        return int(granted), float(tokens)
+
+    async def _refund(self, key: str, rate: float, burst: int, tokens: int) -> None:
+        now = self._clock() if self._clock is not None else -1.0
+        args = [repr(float(rate)), burst, tokens, repr(float(now))]
+        await self._refund_script(keys=[self._prefix + key], args=args)
 
 
 def build_limiter(redis: Redis | None, database_url: str | None = None) -> RateLimiter:

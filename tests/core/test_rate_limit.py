@@ -184,6 +184,90 @@ async def test_redis_bucket_in_debt_outlives_its_debt(redis: Redis) -> None:
     assert 5000 < ttl_ms <= 7000  # an expired bucket would forget the debt and overspend
 
 
+# --- blocks: concurrent reservations booked together, unused tokens refunded -------------
+
+
+async def test_a_block_books_what_the_calls_one_by_one_would(
+    limiter_and_clock: tuple[Any, Clock],
+) -> None:
+    limiter, clock = limiter_and_clock
+    reference = MemoryRateLimiter(clock=clock)  # `_take`, one call after another
+    for count, max_wait, step in [(5, 1.0, 0.0), (7, 1.0, 0.3), (1, 0.0, 0.0), (12, 2.5, 4.0)]:
+        clock.now += step
+        block = await limiter.reserve_block("k", rate=4.0, burst=3, count=count, max_wait=max_wait)
+        one_by_one = [
+            await reference.reserve("k", rate=4.0, burst=3, max_wait=max_wait) for _ in range(count)
+        ]
+        assert block == pytest.approx(one_by_one)
+
+
+async def test_redis_books_concurrent_unit_reservations_in_one_call(redis: Redis) -> None:
+    limiter = RedisRateLimiter(redis, prefix=f"test:{uuid.uuid4().hex}:", clock=Clock())
+    calls: list[int] = []
+    script = limiter._block_script
+
+    async def counted(*, keys: list[str], args: list[Any]) -> Any:
+        calls.append(int(args[2]))
+        return await script(keys=keys, args=args)
+
+    limiter._block_script = counted  # type: ignore[method-assign]
+    reservations = await asyncio.gather(
+        *(limiter.reserve("k", rate=80.0, burst=80, max_wait=2.0) for _ in range(100))
+    )
+    assert calls == [100]  # one round trip for the hundred
+    assert sorted(r.wait for r in reservations) == pytest.approx(
+        [0.0] * 80 + [n / 80 for n in range(1, 21)]
+    )
+    assert not limiter._blocks  # no grouper kept for an idle bucket
+
+
+async def test_a_caller_cancelled_before_its_answer_has_its_token_refunded(redis: Redis) -> None:
+    limiter = RedisRateLimiter(redis, prefix=f"test:{uuid.uuid4().hex}:", clock=Clock())
+    script = limiter._block_script
+    release = asyncio.Event()
+
+    async def slow(*, keys: list[str], args: list[Any]) -> Any:
+        answer = await script(keys=keys, args=args)  # booked in Redis...
+        await release.wait()  # ...and the answer still on its way
+        return answer
+
+    limiter._block_script = slow  # type: ignore[method-assign]
+    callers = [
+        asyncio.create_task(limiter.reserve("k", rate=1.0, burst=3, max_wait=0)) for _ in range(3)
+    ]
+    await asyncio.sleep(0.05)
+    callers[1].cancel()
+    release.set()
+    assert (await callers[0]).allowed and (await callers[2]).allowed
+    for _ in range(20):  # the refund runs soon after, in the background
+        await asyncio.sleep(0.01)
+        if not limiter._refunds:
+            break
+    assert await limiter.acquire("k", rate=1.0, burst=3) == Decision(True, 0.0, 0)
+    assert not (await limiter.acquire("k", rate=1.0, burst=3)).allowed
+
+
+async def test_blocks_with_refunds_keep_the_rate(limiter_and_clock: tuple[Any, Clock]) -> None:
+    """Token-bucket bound on the slots kept: in any span, at most burst + rate × span."""
+    limiter, clock = limiter_and_clock
+    rate, burst = 10.0, 2
+    kept: list[float] = []
+    for step in range(60):
+        block = await limiter.reserve_block("k", rate=rate, burst=burst, count=6, max_wait=0.5)
+        granted = [clock.now + r.wait for r in block if r.allowed]
+        unused = step % 3  # some booked slots are never used: the farthest ones go back
+        if unused:
+            await limiter.refund("k", rate=rate, burst=burst, tokens=min(unused, len(granted)))
+            granted = granted[: max(0, len(granted) - unused)]
+        kept.extend(granted)
+        clock.now += 0.07
+    kept.sort()
+    assert len(kept) > 0.9 * rate * 60 * 0.07  # the rate is used, not starved
+    for i, first in enumerate(kept):
+        for j in range(i, len(kept)):
+            assert j - i + 1 <= burst + rate * (kept[j] - first) + 1e-6
+
+
 def test_build_limiter_picks_the_backend() -> None:
     assert isinstance(build_limiter(None), MemoryRateLimiter)
     fake_url = "redis://127.0.0.1:6379/0"  # no connection is made until a command runs

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from taskiq import InMemoryBroker
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
@@ -208,3 +209,29 @@ async def test_worker_and_scheduler_need_redis(make_settings: Callable[..., Sett
         await run_worker(settings, asyncio.Event())
     with pytest.raises(ConfigError, match=r"^REDIS_URL: required for `guiche scheduler`"):
         await run_scheduler(settings, asyncio.Event())
+
+
+async def test_concurrent_acks_share_one_xack(redis_settings: Settings) -> None:
+    """Deliveries finished together are acknowledged by one XACK, each ack returning only
+    once it is done (nothing left pending for another worker to run again)."""
+    plugin = TaskPlugin(unique("acks"))
+    extra = ((plugin.name, plugin),)
+    producer = TaskQueue.for_services(build_services(redis_settings, extra_plugins=extra))
+    await producer.start()
+    consumer = make_broker(redis_settings)
+    await consumer.startup()
+    try:
+        for n in range(5):
+            await producer.fire(f"{plugin.name}.echo", str(n))
+        deliveries = consumer.listen()
+        received = [await asyncio.wait_for(anext(deliveries), WAIT) for _ in range(5)]
+        await deliveries.aclose()
+        await asyncio.gather(*(delivery.ack() for delivery in received))
+        async with Redis(connection_pool=consumer.connection_pool) as conn:
+            pending = await conn.xpending(redis_settings.task_queue, broker_module.CONSUMER_GROUP)
+        assert pending["pending"] == 0
+        [acks] = consumer._acks.values()  # type: ignore[attr-defined]
+        assert (acks.stats.flushes, acks.stats.items) == (1, 5)
+    finally:
+        await consumer.shutdown()
+        await producer.stop()

@@ -44,6 +44,25 @@ RETURNING message_id, tenant, message_created_at, attempts,
 `in_doubt`: an earlier holder claimed and never settled nor released (it died, or lost
 the database, possibly after the provider accepted its call)."""
 
+CLAIM_MANY = """
+UPDATE message_outbox o
+SET attempts = o.attempts + 1,
+    locked_until = now() + make_interval(secs => $1),
+    lock_token = $2
+FROM (SELECT message_id FROM message_outbox
+      WHERE message_id = ANY($3::uuid[])
+        AND next_attempt_at <= now()
+        AND (locked_until IS NULL OR locked_until < now())
+      ORDER BY message_id
+      FOR UPDATE SKIP LOCKED) due
+WHERE o.message_id = due.message_id
+RETURNING o.message_id, o.tenant, o.message_created_at, o.attempts,
+          o.attempts - 1 > o.released_attempts AS in_doubt
+"""
+"""`CLAIM` for a group of messages, one lease token for all (a row's lease is its id and
+the token): lease seconds, token, ids. Rows locked by a concurrent claim or settle are
+skipped (that holder has them), so two groups sharing ids never deadlock."""
+
 _RESCHEDULE = """
 UPDATE message_outbox
 SET next_attempt_at = now() + make_interval(secs => {}),
@@ -122,6 +141,17 @@ async def reschedule(
         claim.token,
     )
     return bool(rows)
+
+
+async def release_lease(message_id: uuid.UUID, token: uuid.UUID) -> None:
+    """Give back a lease whose holder never called the provider: due again now, and this
+    attempt counted as released (no doubt for the next holder)."""
+    await Message.raw(
+        "UPDATE message_outbox SET locked_until = NULL, lock_token = NULL,"
+        " released_attempts = attempts WHERE message_id = {} AND lock_token = {}",
+        message_id,
+        token,
+    )
 
 
 async def release(message_id: uuid.UUID) -> None:

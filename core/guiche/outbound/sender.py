@@ -42,12 +42,12 @@ from guiche.channels import (
     RetryableSendError,
     SendResult,
 )
-from guiche.database.engine import connection, retry_disconnects
+from guiche.database.engine import retry_disconnects
 from guiche.foundation.jsonio import dumps_text
 from guiche.inbound.early_statuses import lock_name, record_sent_key
 from guiche.media.files import MediaUnavailable, inline_data
-from guiche.models import Message
 from guiche.outbound import outbox
+from guiche.outbound.groups import groups_for
 from guiche.outbound.outbox import Claim
 from guiche.outbound.retry import backoff_delay
 from guiche.outbound.service import kick_send
@@ -67,24 +67,6 @@ T = TypeVar("T")
 
 LEASE_MARGIN_SECONDS = 30.0
 """A lease outlives the send timeout by this much, so a live sender never loses its claim."""
-
-# The claim and the message it leases, in one round trip (`m.id` is NULL when the row is
-# gone). Placeholders: those of `outbox.CLAIM`.
-_CLAIM_AND_LOAD = f"""
-WITH claimed AS ({outbox.CLAIM})
-SELECT k.tenant AS claim_tenant, k.message_created_at AS claim_created_at, k.attempts,
-       k.in_doubt,
-       m.id, m.created_at, m.tenant, m.conversation, m.channel, m.direction, m.status,
-       m.payload, c.department, c.assignee
-FROM claimed k
-LEFT JOIN messages m
-  ON m.id = k.message_id AND m.created_at = k.message_created_at AND m.tenant = k.tenant
-LEFT JOIN conversations c ON c.id = m.conversation
-"""
-
-# A successful send settled in one statement when nothing raced it: see the migration
-# that creates `guiche_settle_sent`. Outcome `slow` means it changed nothing.
-_SETTLE_SENT = "SELECT * FROM guiche_settle_sent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 
 # The slow path's settle: the status and the outbox row's removal in one statement.
 # `unknown` too: a holder whose settle outlived its lease has the provider's answer,
@@ -121,27 +103,51 @@ class _Failure(Exception):
         self.error = {"code": code, "message": message, "details": details or {}}
 
 
-async def send_message(message_id: str, *, services: Services) -> Outcome:
-    """The `core.send_message` task. Returns what happened (for logs and tests)."""
+async def send_message(
+    message_id: str | list[str], *, services: Services
+) -> Outcome | list[Outcome]:
+    """The `core.send_message` task. Returns what happened (for logs and tests).
+
+    One task may carry several message ids (sends kicked together, the sweeper's
+    re-kicks): each is sent as if alone, concurrently, and their claims and settles
+    share statements (`guiche.outbound.groups`); one failing does not stop the others.
+    A process runs at most `groups.MAX_IN_FLIGHT` sends at once, however they came.
+    """
+    in_flight = groups_for(services).in_flight
+
+    async def one(message_id: str) -> Outcome:
+        async with in_flight:
+            return await _send_one(message_id, services)
+
+    if not isinstance(message_id, list):
+        return await one(message_id)
+    outcomes = await asyncio.gather(*(one(each) for each in message_id), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome  # the others are settled; this one is the sweeper's again
+    return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+
+
+async def _send_one(message_id: str, services: Services) -> Outcome:
+    """One message: claim, call the provider, settle."""
     settings = services.settings
     try:
         target = uuid.UUID(str(message_id))
     except ValueError:
         log.warning("send_message: not a message id", extra={"message_id": message_id})
         return "skipped"
-    token = uuid.uuid4()
     lease = settings.send_timeout_seconds + LEASE_MARGIN_SECONDS
-    rows = await Message.raw(_CLAIM_AND_LOAD, float(lease), token, target)
-    if not rows:  # settled, leased elsewhere or not due
+    claimed_row = await groups_for(services).claim(target, lease)
+    if claimed_row is None:  # settled, leased elsewhere or not due
         return "skipped"
-    row = rows[0]
+    row = claimed_row.row
     claimed = {
         "tenant": row["claim_tenant"],
         "message_created_at": row["claim_created_at"],
         "attempts": row["attempts"],
         "in_doubt": row["in_doubt"],
     }
-    claim = Claim.won(claimed, target, token, lease)
+    claim = Claim.won(claimed, target, claimed_row.token, lease)
     message = row if row["id"] is not None else None
     if message is None or message["status"] != "pending" or message["direction"] != "out":
         await outbox.release(claim.message_id)
@@ -328,21 +334,19 @@ async def _sent(
     event = _status_event(message, status.value, claim.attempts, provider_message_id=provider_id)
 
     async def settle() -> Any:
-        async with connection(services.db) as conn:
-            return await conn.fetchrow(
-                _SETTLE_SENT,
-                claim.message_id,
-                claim.message_created_at,
-                status.value,
-                provider_id,
-                channel.id,
-                event.tenant_id,  # the message's tenant, the channel's too (checked on load)
-                lock_name(channel.id, provider_id),
-                event.conversation_id,
-                event.department_id,
-                event.assignee_id,
-                dumps_text(event.data),  # stored as `record_events` would store it
-            )
+        return await groups_for(services).settle_sent(
+            claim.message_id,
+            claim.message_created_at,
+            status.value,
+            provider_id,
+            channel.id,
+            event.tenant_id,  # the message's tenant, the channel's too (checked on load)
+            lock_name(channel.id, provider_id),
+            event.conversation_id,
+            event.department_id,
+            event.assignee_id,
+            dumps_text(event.data),  # stored as `record_events` would store it
+        )
 
     row = await _settling(claim, "settle sent", settle)
     if row["outcome"] != "sent":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from guiche.channels import (
 )
 from guiche.companies.enablement import enabled_settings
 from guiche.foundation.errors import Conflict, NotFound, ValidationFailed
+from guiche.foundation.grouping import Grouper
 from guiche.foundation.message_ids import created_at_filter, new_message_id
 from guiche.media.files import kind_for, media_row, too_large_to_send
 from guiche.models import Conversation
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("guiche.outbound")
 
 SEND_TASK = "core.send_message"
+KICK_GROUP = 50
+"""Most message ids one send task carries: its sends run concurrently in one task slot."""
 _ATTACHED_AT_SEND = "attached-at-send"  # satisfies OutboundMedia's "has a source" check
 IDEMPOTENCY_KEY_MAX = 200
 
@@ -489,11 +492,37 @@ async def _after_commit(
 
 
 async def kick_send(services: Services, message_id: uuid.UUID) -> None:
-    """Enqueue the send; a failure here only delays it until the sweeper's next pass."""
+    """Enqueue the send; a failure here only delays it until the sweeper's next pass.
+
+    Sends kicked concurrently in this process share one task (one stream entry carrying
+    their ids, up to `KICK_GROUP`): see `kick_sends`.
+    """
     if services.tasks is None:
         log.warning("no task queue: message left for the outbox sweeper")
         return
+    kicks = services.send_kicks
+    if kicks is None:
+        kicks = services.send_kicks = Grouper(
+            lambda ids: _kick(services, ids), max_items=KICK_GROUP
+        )
+    await kicks.submit(message_id)
+
+
+async def kick_sends(services: Services, message_ids: Sequence[uuid.UUID]) -> None:
+    """Enqueue these sends, `KICK_GROUP` ids per task (the sweeper's re-kicks)."""
+    if services.tasks is None:
+        log.warning("no task queue: messages left for the outbox sweeper")
+        return
+    for start in range(0, len(message_ids), KICK_GROUP):
+        await _kick(services, list(message_ids[start : start + KICK_GROUP]))
+
+
+async def _kick(services: Services, message_ids: list[uuid.UUID]) -> list[None]:
+    ids = [str(message_id) for message_id in message_ids]
     try:
-        await services.tasks.fire(SEND_TASK, str(message_id))  # nobody waits on a result
+        assert services.tasks is not None
+        # nobody waits on a result; one id travels as a string, as before
+        await services.tasks.fire(SEND_TASK, ids if len(ids) > 1 else ids[0])
     except Exception:
         log.exception("could not enqueue the send: the outbox sweeper will")
+    return [None] * len(ids)

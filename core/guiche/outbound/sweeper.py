@@ -15,7 +15,7 @@ from guiche.database.engine import connection
 from guiche.media.files import purge_expired_media
 from guiche.models import IdempotencyKey
 from guiche.outbound import outbox
-from guiche.outbound.service import kick_send
+from guiche.outbound.service import kick_sends
 
 if TYPE_CHECKING:
     from guiche.runtime.services import Services
@@ -28,8 +28,7 @@ SWEEP_BATCH = 500
 async def sweep_outbox(*, services: Services) -> int:
     """Re-enqueue stale outbox rows; returns how many were kicked."""
     stale = await outbox.due(services.settings.outbox_sweep_grace_seconds, SWEEP_BATCH)
-    for message_id in stale:
-        await kick_send(services, message_id)
+    await kick_sends(services, stale)
     if stale:
         log.info("outbox sweep re-enqueued sends", extra={"count": len(stale)})
     return len(stale)

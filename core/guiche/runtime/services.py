@@ -92,6 +92,10 @@ class Services:
     background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
     # Concurrent webhooks' shared transactions (guiche.inbound.coalesce), made on first use.
     ingest_queue: Any = field(default=None, repr=False)
+    # Concurrent sends' shared claim and settle statements (guiche.outbound.groups).
+    send_groups: Any = field(default=None, repr=False)
+    # Concurrent kicks of core.send_message sharing one task (guiche.outbound.service).
+    send_kicks: Any = field(default=None, repr=False)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run follow-up work (plugin hooks) after a response, keeping a reference until done."""

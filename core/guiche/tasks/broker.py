@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -28,6 +28,7 @@ from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from guiche.foundation.config import Settings
+from guiche.foundation.grouping import Grouper
 from guiche.runtime.services import Services
 from guiche.specs import TaskSpec
 
@@ -50,7 +51,18 @@ class StreamBroker(RedisStreamBroker):
     for longer than `idle_timeout`. XAUTOCLAIM is atomic: two workers never claim one.
     It also stops when cancelled mid-read (see `_honour_cancellation`), so a worker
     shuts down promptly.
+
+    Acknowledgements are grouped: the deliveries that finish while one `XACK` is in
+    flight are acknowledged together by the next (`guiche.foundation.grouping`). Each
+    ack still returns only once its `XACK` is done, and no ack waits for a timer or for
+    a group to fill: taskiq holds a delivery's slot until its ack returns, so an ack
+    that waited for company would hold slots idle, and one that returned before its
+    `XACK` would leave a delivery unacknowledged if the worker stopped then.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acks: dict[str, Grouper[str, None]] = {}
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """New deliveries, then the idle ones reclaimed, in turn until cancelled."""
@@ -79,6 +91,24 @@ class StreamBroker(RedisStreamBroker):
                 for entry_id, fields in claimed[1]:
                     if fields:  # None: the entry was trimmed away meanwhile (Redis 6.2)
                         yield self._delivery(entry_id, fields)
+
+    def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
+        grouper = self._acks.get(queue_name)
+        if grouper is None:
+            grouper = self._acks[queue_name] = Grouper(self._xack(queue_name), max_items=1000)
+
+        async def ack() -> None:
+            await grouper.submit(id)
+
+        return ack
+
+    def _xack(self, queue_name: str) -> Callable[[list[str]], Awaitable[list[None]]]:
+        async def xack(ids: list[str]) -> list[None]:
+            async with Redis(connection_pool=self.connection_pool) as redis:
+                await redis.xack(queue_name, self.consumer_group_name, *ids)
+            return [None] * len(ids)
+
+        return xack
 
     def _delivery(self, entry_id: Any, fields: dict[bytes, bytes]) -> AckableMessage:
         return AckableMessage(

@@ -22,7 +22,7 @@ from guiche.channels import (
     StatusUpdate,
 )
 from guiche.inbound.early_statuses import lock_name
-from guiche.outbound import sender
+from guiche.outbound import groups, sender
 from guiche.realtime import events as ev
 from tests.conftest import published_events
 from tests.core.outbound.conftest import (
@@ -86,7 +86,7 @@ async def _pending_message(chat: Chat) -> dict[str, Any]:
 
 async def _settle_sql(conn: Any, chat: Chat, message: dict[str, Any], provider_id: str) -> Any:
     return await conn.fetchrow(
-        sender._SETTLE_SENT,
+        groups.SETTLE_SENT,
         message["id"],
         message["created_at"],
         "sent",
