@@ -232,26 +232,40 @@ class MemoryRateLimiter(_BucketLimiter):
         self._sweep_at = max(1024, 2 * len(self._buckets))
 
 
-# Same arithmetic as `_take`. Floats travel as "%.17g" strings: Redis would truncate
-# Lua numbers to integers on return, and shorter formats would round them.
-_TAKE_SCRIPT = """
+# The scripts' shared pieces. ARGV: rate, burst, cost/count/back, now (< 0: the server's
+# clock), max_wait.
+_ARGS = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
 local max_wait = tonumber(ARGV[5])
-if now < 0 then
+"""
+_NOW_AND_STATE = """if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
+"""
+_REFILLED = """if tokens == nil or ts == nil then
   tokens = burst
   ts = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+"""
+_SAVE = """redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', {tokens}),
+  'ts', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - {tokens}) / rate * 1000) + 1000)
+"""
+
+# Same arithmetic as `_take`. Floats travel as "%.17g" strings: Redis would truncate
+# Lua numbers to integers on return, and shorter formats would round them.
+_TAKE_SCRIPT = (
+    _ARGS
+    + _NOW_AND_STATE
+    + _REFILLED
+    + """local cost = tonumber(ARGV[3])
 local wait = math.max(0, (cost - tokens) / rate)
 local allowed = 0
 if wait <= max_wait then
@@ -260,61 +274,40 @@ if wait <= max_wait then
 else
   wait = wait - max_wait
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
-  'ts', string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return {allowed, string.format('%.17g', wait), string.format('%.17g', tokens)}
 """
+    + _SAVE.format(tokens="tokens")
+    + """return {allowed, string.format('%.17g', wait), string.format('%.17g', tokens)}
+"""
+)
 
 
 # `_take_block`, then `_refill`, mirrored like `_TAKE_SCRIPT` mirrors `_take`.
-_BLOCK_SCRIPT = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-local max_wait = tonumber(ARGV[5])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+_BLOCK_SCRIPT = (
+    _ARGS
+    + _NOW_AND_STATE
+    + _REFILLED
+    + """local count = tonumber(ARGV[3])
 local granted = math.max(0, math.min(count, math.floor(tokens + max_wait * rate + 1e-9)))
 local after = tokens - granted
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', after),
-  'ts', string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - after) / rate * 1000) + 1000)
-return {granted, string.format('%.17g', tokens)}
 """
+    + _SAVE.format(tokens="after")
+    + """return {granted, string.format('%.17g', tokens)}
+"""
+)
 
-_REFUND_SCRIPT = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local back = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
+_REFUND_SCRIPT = (
+    _ARGS
+    + _NOW_AND_STATE
+    + """local back = tonumber(ARGV[3])
 if tokens == nil or ts == nil then
   return 0
 end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate + back)
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
-  'ts', string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return 1
 """
+    + _SAVE.format(tokens="tokens")
+    + """return 1
+"""
+)
 
 _BlockKey = tuple[str, float, int, float]  # key, rate, burst, max_wait
 
