@@ -141,6 +141,30 @@ async def _replayed(row: Any, digest: str) -> DirectSent:
     )
 
 
+async def _reach(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    channel_id: uuid.UUID,
+    contact_id: uuid.UUID | None,
+    phone: str | None,
+    contact_name: str,
+) -> tuple[Any, Any, Any]:
+    """The channel, the contact (found, or created for a phone) and how to reach it."""
+    channel = await conn.fetchrow(_CHANNEL, channel_id, tenant_id)
+    if channel is None:
+        raise _invalid("channel_id", "channel not found")
+    if phone is not None:
+        contact = await conn.fetchrow(_UPSERT_CONTACT, tenant_id, phone, contact_name[:200])
+    else:
+        contact = await conn.fetchrow(_CONTACT, contact_id, tenant_id)
+        if contact is None:
+            raise _invalid("contact_id", "contact not found")
+    if contact["opted_out"]:
+        raise Conflict("The contact opted out of messages", code="contact_opted_out")
+    reach = await conn.fetchrow(_REACH, tenant_id, contact["id"], channel_id, channel["type"])
+    return channel, contact, reach
+
+
 async def send_direct(
     services: Services,
     tenant_id: uuid.UUID,
@@ -179,29 +203,24 @@ async def send_direct(
     key = KEY_PREFIX + idempotency_key
     pool = services.db.pool
     assert pool is not None, "the database pool opens with the app"
+    if phone is not None:
+        try:
+            phone = normalize_phone(phone, await tenant_region(tenant_id, services))
+        except InvalidPhone as exc:
+            raise _invalid("phone", str(exc), "invalid_phone") from None
+    digest = _digest(channel_id, str(contact_id or phone), request)
+    # No wait for a second pooled connection while this one is held (the region above
+    # and a replay's status below take their own): callers run by the dozen (a campaign
+    # driver), and a pool full of holders waiting for another connection never moves.
     async with pool.acquire() as conn:
-        if phone is not None:
-            try:
-                region = await tenant_region(tenant_id, services)
-                phone = normalize_phone(phone, region)
-            except InvalidPhone as exc:
-                raise _invalid("phone", str(exc), "invalid_phone") from None
-        digest = _digest(channel_id, str(contact_id or phone), request)
         earlier = await conn.fetchrow(_FIND_KEY, tenant_id, key)
-        if earlier is not None and earlier["response"] is not None:
-            return await _replayed(earlier, digest)
-        channel = await conn.fetchrow(_CHANNEL, channel_id, tenant_id)
-        if channel is None:
-            raise _invalid("channel_id", "channel not found")
-        if phone is not None:
-            contact = await conn.fetchrow(_UPSERT_CONTACT, tenant_id, phone, contact_name[:200])
-        else:
-            contact = await conn.fetchrow(_CONTACT, contact_id, tenant_id)
-            if contact is None:
-                raise _invalid("contact_id", "contact not found")
-        if contact["opted_out"]:
-            raise Conflict("The contact opted out of messages", code="contact_opted_out")
-        reach = await conn.fetchrow(_REACH, tenant_id, contact["id"], channel_id, channel["type"])
+        if earlier is None or earlier["response"] is None:
+            earlier = None
+            channel, contact, reach = await _reach(
+                conn, tenant_id, channel_id, contact_id, phone, contact_name
+            )
+    if earlier is not None:
+        return await _replayed(earlier, digest)
     conversation = {
         "id": reach["conversation"] or uuid.uuid4(),
         "tenant": tenant_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from guiche.foundation.errors import ApiError
 from guiche.plugin import DirectSent, send_message
+from guiche.runtime.cache import runtime_cache
 
 from .conftest import fetch, message_row, services_of_client, settle
 
@@ -118,3 +120,29 @@ async def test_opted_out_contacts_other_tenants_and_bad_input_are_refused(
     )
     await settle(client)
     assert len(fake_plugin.provider.sent) == 1
+
+
+async def test_a_send_never_waits_for_a_second_connection_while_holding_one(
+    client, company, make_channel
+):
+    """Each `send_message` holds at most one pooled connection at a time: a campaign
+    driver runs dozens at once, and when the company's settings fell out of the cache,
+    every one of them held a connection while asking the pool for another (the region
+    to read the phone in). With the pool full of such callers nothing ever returned:
+    a worker hung with every connection idle. Here all but one connection are taken."""
+    services = services_of_client(client)
+    channel = await make_channel(company.tenant_id)
+    pool = services.db.pool
+    assert pool is not None
+    runtime_cache(services).clear()  # the company's settings must be loaded again
+    held = [await pool.acquire() for _ in range(services.settings.db_pool_max - 1)]
+    try:
+        async with asyncio.timeout(30):  # a liveness guard: the deadlock never ends
+            sent = await _send(client, company.tenant_id, channel.id, idempotency_key="one")
+            runtime_cache(services).clear()
+            again = await _send(client, company.tenant_id, channel.id, idempotency_key="one")
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    await settle(client)
+    assert again.replayed and again.message_id == sent.message_id
