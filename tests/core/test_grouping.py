@@ -4,6 +4,7 @@ answer (or its own error), and a cancelled caller's answer is handed to `on_orph
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 
 import pytest
@@ -83,3 +84,38 @@ async def test_a_cancelled_callers_answer_goes_to_on_orphan() -> None:
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert orphans == [(2, 102)]
+
+
+async def test_a_drain_cancelled_before_its_first_step_leaves_the_grouper_working() -> None:
+    """Its bookkeeping lived in a `finally` an unstarted task never runs: the grouper
+    then counted a drain that was gone and queued every later item behind it forever."""
+
+    async def flush(items: list[int]) -> list[int]:
+        return items
+
+    grouper: Grouper[int, int] = Grouper(flush)
+    first = asyncio.create_task(grouper.submit(1))
+    await asyncio.sleep(0)  # `first` has queued its item and made a drain, not yet run
+    [drain] = grouper._tasks
+    drain.cancel()
+    async with asyncio.timeout(10):  # a liveness guard: the stalled grouper never answers
+        with pytest.raises(asyncio.CancelledError):
+            await first  # nobody was left to take it
+        assert grouper.idle
+        assert await asyncio.gather(grouper.submit(2), grouper.submit(3)) == [2, 3]
+    assert grouper.idle
+
+
+async def test_a_flush_does_not_run_in_the_context_of_the_caller_who_started_it() -> None:
+    """A caller's context (its Piccolo transaction, for one) is not the group's."""
+    current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="none")
+    seen: list[str] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        seen.append(current.get())
+        return items
+
+    grouper: Grouper[int, int] = Grouper(flush)
+    current.set("a caller's transaction")
+    assert await grouper.submit(1) == 1
+    assert seen == ["none"]

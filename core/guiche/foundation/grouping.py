@@ -15,11 +15,17 @@ Each answer is its own: a flush may return an exception in an item's place, whic
 raised to that caller alone; an exception *raised* by the flush goes to its whole group.
 A caller cancelled while waiting leaves its item in the flush (the flush may have begun);
 `on_orphan` is told of an answer nobody took, so what it holds can be given back.
+
+A flush serves many callers, so it runs in a context of its own, not in the copy of
+whichever caller started its task (that caller's Piccolo transaction, say, would be
+joined by `guiche.database.engine.connection`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -67,14 +73,35 @@ class Grouper(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if not self._idle and self._running < self.max_flushes:
-            self._running += 1
-            self._idle += 1  # until its first step, this turn's callers join its group
-            task = asyncio.create_task(self._drain(), name="guiche-grouper")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start()
         return await future
 
-    async def _drain(self) -> None:
+    def _start(self) -> None:
+        self._running += 1
+        self._idle += 1  # until its first step, this turn's callers join its group
+        started = [False]
+        task = asyncio.create_task(
+            self._drain(started), name="guiche-grouper", context=contextvars.Context()
+        )
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._ended, started))
+
+    def _ended(self, started: list[bool], task: asyncio.Task[None]) -> None:
+        """A drain cancelled before its first step never ran its `finally`: count it out
+        here, or the grouper would wait forever for a drain that is gone, and cancel
+        what it left queued if no other drain will take it (as a cancelled flush does)."""
+        self._tasks.discard(task)
+        if started[0]:
+            return
+        self._idle -= 1
+        self._running -= 1
+        if self._queue and not self._idle and not self._running:
+            for _, future in self._queue:
+                future.cancel()
+            self._queue.clear()
+
+    async def _drain(self, started: list[bool]) -> None:
+        started[0] = True
         idle = True
         try:
             while True:
