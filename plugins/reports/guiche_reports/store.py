@@ -7,8 +7,9 @@ left. A day's rollups are rebuilt whole from that day's metrics rows under a loc
 repeated run changes nothing.
 
 Two rollup tables: `reports_hourly` (per local day and hour x agent x department x
-channel x tabulation: any combination of filters) and `reports_blocks` (per single
-dimension value over aligned blocks of 2**level days, level 0 = one day): a range of days
+channel x tabulation: any combination of filters) and `reports_blocks` (per key of each
+kind, `KINDS`: one dimension, a pair, or all four ids, over aligned blocks of 2**level
+days, level 0 = one day): a range of days
 is a handful of blocks (`blocks_of`), so the common aggregates read a few hundred rows
 whatever the range. A block is rebuilt from its two halves whenever a day under it is.
 """
@@ -97,9 +98,27 @@ INSERT INTO reports_hourly ({", ".join(_HOURLY_COLUMNS)})
 VALUES ({", ".join(f"${i}" for i in range(1, len(_HOURLY_COLUMNS) + 1))})
 """
 
-DIMENSIONS = {"total": 0, "agent": 1, "department": 2, "channel": 3, "tabulation": 4, "hour": 5}
-"""The block table's single dimensions (`dim`); a row's `key` is '' for the total or for
-no value, else the id (or the hour of day) as text."""
+KINDS: dict[int, tuple[str, ...]] = {
+    0: (),
+    1: ("agent",),
+    2: ("department",),
+    3: ("channel",),
+    4: ("tabulation",),
+    5: ("hour",),
+    6: ("department", "agent"),
+    7: ("department", "channel"),
+    8: ("department", "tabulation"),
+    9: ("agent", "channel"),
+    10: ("agent", "tabulation"),
+    11: ("channel", "tabulation"),
+    12: ("department", "agent", "channel", "tabulation"),
+}
+"""The block table's kinds (`dim`): the dimensions a block row is keyed by. Its `key` is
+their values (ids, or the hour of day) as text joined by '|', '' for no value (the total's
+key is ''). Every pair of agent, department, channel and tabulation has its kind (a
+supervisor's "own or my departments" is a question on department and agent; an agent's
+figures by tabulation one on agent and tabulation), and the four together answer any
+combination of them; only the hour of day with another dimension needs the hourly rows."""
 MAX_LEVEL = 9
 """Blocks span 2**level days, level 0 to 9 (512 days); a longer range takes more of them."""
 _BLOCK_COLUMNS = ("tenant", "dim", "level", "start", "key", *_FIGURES)
@@ -248,16 +267,16 @@ def _text(value: Any) -> str:
 def _rollups(
     tenant_id: uuid.UUID, day: dt.date, rows: Iterable[Any]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """A day's hourly rollup rows (full key) and its level-0 block rows (one per value of
-    each single dimension)."""
+    """A day's hourly rollup rows (full key) and its level-0 block rows (one per key of
+    each kind)."""
     hourly: dict[tuple[Any, ...], _Group] = {}
     blocks: dict[tuple[int, str], _Group] = {}
     for r in rows:
         buckets = _buckets(r)
         key = tuple(r[k] for k in _ROLLUP_KEY)
         (hourly.get(key) or hourly.setdefault(key, _Group())).add_row(r, buckets)
-        for name, dim in DIMENSIONS.items():
-            bkey = (dim, "" if name == "total" else _text(r[name]))
+        for dim, names in KINDS.items():
+            bkey = (dim, "|".join(_text(r[name]) for name in names))
             (blocks.get(bkey) or blocks.setdefault(bkey, _Group())).add_row(r, buckets)
     return (
         [(tenant_id, day, *key, *g.values()) for key, g in hourly.items()],

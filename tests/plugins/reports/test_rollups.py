@@ -10,6 +10,7 @@ import os
 import random
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ import pytest
 from guiche_reports import aggregates, dashboard, histogram, store
 from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
+from guiche_reports.visibility import Visibility
 
 from tests.conftest import login
 from tests.core.routing.helpers import add_department, join, sql
@@ -413,9 +415,10 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
     client: Any, make_company: Any, make_channel: Any
 ) -> None:
     """80 conversations over ~400 days (blocks up to the top level, ranges cut mid-block):
-    every grouping, unfiltered (day blocks), filtered on one dimension (its blocks) and on
-    two (the hourly rollups), each equal to the raw rows; and each block-answered question
-    answered the same by the hourly rollups."""
+    every grouping, unfiltered (day blocks), filtered on one dimension (its blocks), on two
+    (pair blocks) and on three or four (the blocks keyed by all four ids), each equal to
+    the raw rows and to the same question answered from the hourly rollups; by hour with a
+    filter, from the hourly rollups."""
     company, headers = await scene(
         client,
         make_company,
@@ -431,11 +434,21 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
     first, last = dt.date(2025, 10, 20), dt.date(2026, 10, 30)  # cuts the data at both ends
     inside = [r for r in rows if first <= r["day"] <= last]
     assert 0 < len(inside) < len(rows)
-    agent, dept = inside[0]["agent"], inside[0]["department"]
+    one = inside[0]
+    agent, dept = one["agent"], one["department"]
+    channel, tab = one["channel"], one["tabulation"]
     scopes = {
         "everything": {},
         "one agent": {"agent_id": str(agent)},
         "agent and department": {"agent_id": str(agent), "department_id": str(dept)},
+        "department and channel": {"department_id": str(dept), "channel_id": str(channel)},
+        "channel and tabulation": {"channel_id": str(channel), "tabulation_id": str(tab)},
+        "all four": {
+            "agent_id": str(agent),
+            "department_id": str(dept),
+            "channel_id": str(channel),
+            "tabulation_id": str(tab),
+        },
     }
     for label, filters in scopes.items():
         chosen = [
@@ -453,6 +466,13 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
                 last,
                 {k.removesuffix("_id"): uuid.UUID(v) for k, v in filters.items()},
             )
+            plan = aggregates.block_plan(scope, by)
+            dims = set(scope.filters) | ({by} - {"day", "total"})
+            if by == "hour" and scope.filters:
+                assert plan is None, (label, by)  # the hour with another dimension
+            else:  # the smallest kind keyed by every dimension asked about
+                assert plan is not None and dims <= set(store.KINDS[plan.kind]), (label, by)
+                assert len(store.KINDS[plan.kind]) == (4 if len(dims) == 3 else len(dims))
             hourly = await aggregates._from_hourly(services, scope, by, True)
             assert [i["key"] for i in hourly] == [i["key"] for i in items], (label, by)
             for a, b in zip(hourly, items, strict=True):
@@ -478,11 +498,12 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
     assert tops == [{"n": 79}]
 
 
-async def test_a_supervisor_reads_the_hourly_rollups_and_an_agent_the_blocks(
+async def test_a_supervisor_reads_department_agent_blocks_and_an_agent_their_own(
     client: Any, make_company: Any, make_channel: Any
 ) -> None:
-    """Own-or-my-departments cannot be read from single-dimension blocks; an agent's own
-    figures can (a filter on agent): both equal to their rows."""
+    """Own-or-my-departments is read from the department x agent blocks (with a filter on
+    channel or tabulation, from the blocks keyed by all four ids; by hour, from the hourly
+    rollups), an agent's own figures from the agent blocks: all equal to their rows."""
     company, _ = await scene(client, make_company, make_channel, n=30)
     await guiche_reports.catch_up(services_of_client(client))
     rows = await raw_rows(company.tenant_id)
@@ -500,10 +521,31 @@ async def test_a_supervisor_reads_the_hourly_rollups_and_an_agent_the_blocks(
     rows = await raw_rows(company.tenant_id)
     mine = [r for r in rows if r["department"] == dept or r["agent"] == supervisor.user_id]
     headers = await login(client, supervisor)
+    scoped = Visibility(
+        all=False,
+        user_id=supervisor.user_id,
+        departments=frozenset({dept}),
+        departments_in_full=True,
+    )
+    month = aggregates.Scope(company.tenant_id, dt.date(2026, 11, 1), dt.date(2026, 11, 30), {})
+    assert aggregates.block_plan(replace(month, visible=scoped), "agent") == aggregates.BlockPlan(
+        6, {}, own_or_departments=True
+    )
+    tab = rows[0]["tabulation"]
     for by in BY:
         params = {"by": by, "from": "2026-11-01", "to": "2026-11-30"}
         resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
         assert_equal_to_raw((await resp.json())["items"], mine, by)
+        resp = await client.get(
+            f"{API}/aggregates", params={**params, "tabulation_id": str(tab)}, headers=headers
+        )
+        chosen = [r for r in mine if r["tabulation"] == tab]
+        assert_equal_to_raw((await resp.json())["items"], chosen, by)
+        resp = await client.get(
+            f"{API}/aggregates", params={**params, "agent_id": str(agent)}, headers=headers
+        )
+        chosen = [r for r in mine if r["agent"] == agent]
+        assert_equal_to_raw((await resp.json())["items"], chosen, by)
 
     member = await company.add("agent")  # takes over an agent's conversations
     await sql(
