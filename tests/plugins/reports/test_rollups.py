@@ -664,3 +664,91 @@ def test_packed_histograms_merge_by_addition_and_blocks_cover_a_range_exactly() 
         assert covered == [first + dt.timedelta(days=i) for i in range(days)]
         assert all(store.block_start(start, level) == start for level, start in blocks)
         assert len(blocks) <= 2 * store.MAX_LEVEL
+
+
+async def rollup_state(tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every hourly and block row of a company, in a stable order."""
+    hourly = await sql(
+        "SELECT * FROM reports_hourly WHERE tenant = {}"
+        " ORDER BY day, hour, agent, department, channel, tabulation",
+        tenant_id,
+    )
+    blocks = await sql(
+        "SELECT * FROM reports_blocks WHERE tenant = {} ORDER BY level, start, dim, key", tenant_id
+    )
+    return hourly + blocks
+
+
+def assert_same_rollups(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    """Equal row for row: counts and histograms exactly, float sums up to rounding."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for column, value in x.items():
+            if isinstance(value, float):
+                assert math.isclose(value, y[column], abs_tol=1e-6), column
+            else:
+                assert value == y[column], column
+
+
+async def test_changes_update_their_groups_by_difference_equal_to_a_full_rebuild(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    """Rows stored, moved to another day and group, and deleted update only the groups
+    they leave and enter: the rollups equal those rebuilt whole from the rows after each
+    change; rollups that lack a row being taken out make its day rebuilt whole."""
+    company, _ = await scene(client, make_company, make_channel, n=40)
+    services = services_of_client(client)
+    await guiche_reports.catch_up(services)  # every row added by difference
+    tenant = company.tenant_id
+
+    async def equal_to_full_rebuild() -> list[dict[str, Any]]:
+        state = await rollup_state(tenant)
+        days = {r["day"] for r in await raw_rows(tenant)} | {
+            r["start"]
+            for r in await sql(
+                "SELECT start FROM reports_blocks WHERE tenant = {} AND level = 0", tenant
+            )
+        }
+        await store.rebuild_days(services, tenant, days)
+        assert_same_rollups(state, await rollup_state(tenant))
+        return state
+
+    await equal_to_full_rebuild()
+    rows = await sql(
+        f"SELECT {', '.join(store.METRIC_COLUMNS)} FROM reports_conversations"
+        " WHERE tenant = {} ORDER BY closed_at",
+        tenant,
+    )
+    first, second, third = rows[0], rows[1], rows[-1]
+    moved = {
+        **first,
+        "day": third["day"],
+        "hour": third["hour"],
+        "agent": third["agent"],
+        "tabulation": None,
+    }
+    alone = {**second, "agent": None, "department": None, "channel": None}  # new groups
+    await store.store_rows(
+        services,
+        tenant,
+        [tuple(r[c] for c in store.METRIC_COLUMNS) for r in (moved, alone)],
+        [third["conversation"]],
+    )
+    assert len(await raw_rows(tenant)) == 39
+    state = await equal_to_full_rebuild()
+    lone = [r for r in state if r.get("dim") == 12 and r["key"] == f"|||{second['tabulation']}"]
+    assert [r["conversations"] for r in lone if r["level"] == 0] == [1]
+
+    # rollups missing a row (deleted by hand): the day is rebuilt from its rows
+    await sql("DELETE FROM reports_hourly WHERE tenant = {} AND day = {}", tenant, second["day"])
+    back = {**alone, "agent": second["agent"]}
+    await store.store_rows(services, tenant, [tuple(back[c] for c in store.METRIC_COLUMNS)], [])
+    day_rows = [r for r in await raw_rows(tenant) if r["day"] == second["day"]]
+    [hourly] = await sql(
+        "SELECT sum(conversations) AS n FROM reports_hourly WHERE tenant = {} AND day = {}",
+        tenant,
+        second["day"],
+    )
+    assert hourly["n"] == len(day_rows)
+    await equal_to_full_rebuild()

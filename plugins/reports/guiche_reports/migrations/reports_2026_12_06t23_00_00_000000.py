@@ -3,10 +3,12 @@ department, channel and tabulation, and the four together), so questions on two 
 of them (a supervisor's "own or my departments", two filters) read blocks instead of the
 hourly rollups.
 
-The rollups were built without those kinds: they are emptied, with the frontier and the
-catch-up cursors, so the next runs of `reports.catch_up` measure every closed
-conversation again and build every kind (a long history spans runs; until a day is
-rebuilt its aggregates are missing, never wrong)."""
+The rollups were built without those kinds, and they are now kept by differences (a
+stored row's contribution taken out, the new one's added), which needs rollups equal to
+the metrics rows: both are emptied, with the frontier and the catch-up cursors, so the
+next runs of `reports.catch_up` measure every closed conversation again and build every
+kind (a long history spans runs; until then its aggregates and lists are missing, never
+wrong)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
@@ -16,6 +18,7 @@ VERSION = "1.38.0"
 DESCRIPTION = "reports: day blocks keyed by pairs of dimensions and by all four ids"
 
 UP = """
+DELETE FROM reports_conversations;
 DELETE FROM reports_blocks;
 DELETE FROM reports_hourly;
 DELETE FROM reports_frontier;
