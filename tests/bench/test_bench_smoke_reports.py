@@ -12,7 +12,16 @@ from bench.common import REPORT_KEYS
 
 from .test_bench_smoke import assert_clean, run_smoke
 
-CASES = ("dashboard", "agent30", "agent365", "day30", "filters30", "supervisor30", "hour30")
+CASES = (
+    "dashboard",
+    "agent30",
+    "agent365",
+    "day30",
+    "filters30",
+    "supervisor30",
+    "hour30",
+    "hourly30",
+)
 
 
 @pytest.fixture(scope="module")

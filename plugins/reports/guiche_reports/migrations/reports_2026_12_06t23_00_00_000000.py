@@ -1,5 +1,6 @@
 """Block kinds keyed by several dimensions (`store.KINDS`: every pair of agent,
-department, channel and tabulation, and the four together), so questions on two or more
+department, channel and tabulation, the four together, department x agent x hour of
+day), so questions on two or more
 of them (a supervisor's "own or my departments", two filters) read blocks instead of the
 hourly rollups.
 
@@ -15,7 +16,7 @@ from piccolo.engine import engine_finder
 
 ID = "2026-12-06T23:00:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "reports: day blocks keyed by pairs of dimensions and by all four ids"
+DESCRIPTION = "reports: day blocks keyed by several dimensions, rollups kept by difference"
 
 UP = """
 DELETE FROM reports_conversations;
