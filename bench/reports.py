@@ -18,8 +18,7 @@ against raw SQL of the same statements; the CSV export against Postgres' own COP
    days and `by=day` over 30 days (day blocks); `by=agent` with two filters over 30 days
    (the blocks keyed by all four ids); `by=agent` asked by a supervisor of one department
    (own or my departments: the department x agent blocks); `by=hour` with a department
-   filter (department x agent x hour blocks) and with a channel filter (the full-key
-   hourly rollups). Ceiling: each statement the handler sends, through raw
+   filter (the full-key hourly rollups). Ceiling: each statement the handler sends, through raw
    asyncpg. Also `aggregate()` called in this process (no HTTP).
 4. `GET conversations.csv` of every row: rows/s and the web process' peak RSS
    (`VmHWM`, reset before); ceiling: `COPY (same SELECT) TO STDOUT (FORMAT csv)`.
@@ -77,7 +76,6 @@ CASES = (
     "day30",
     "filters30",
     "supervisor30",
-    "hour30",
     "hourly30",
 )
 API = "/api/v1/plugins/reports"
@@ -472,15 +470,9 @@ def cases(tenant: uuid.UUID, today: dt.date, seeded: dict[str, Any]) -> list[Cas
             supervisor=True,
         ),
         Case(
-            "hour30",
+            "hourly30",
             q("hour", month, department_id=str(two["department"])),
             Scope(tenant, month, today, {"department": two["department"]}),
-            "hour",
-        ),
-        Case(
-            "hourly30",
-            q("hour", month, channel_id=str(two["channel"])),
-            Scope(tenant, month, today, {"channel": two["channel"]}),
             "hour",
         ),
     ]
@@ -746,9 +738,8 @@ def build_report(
         "cases: dashboard (today), agent30/agent365/day30 (single-dimension day blocks), "
         "filters30 (by agent with a department and a channel filter: the blocks keyed by all "
         "four ids), supervisor30 (by agent, a supervisor's own-or-my-departments scope: the "
-        "department x agent blocks), hour30 (by hour with a department filter: the department "
-        "x agent x hour blocks), hourly30 (by hour with a channel filter: the full-key hourly "
-        "rollups)",
+        "department x agent blocks), hourly30 (by hour with a department filter: the full-key "
+        "hourly rollups)",
         "ceiling: the handler's statements through raw asyncpg (dashboard: its rollup read "
         "only, not core's queue snapshot); inprocess: aggregate() without HTTP",
     ]

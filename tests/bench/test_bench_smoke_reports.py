@@ -19,7 +19,6 @@ CASES = (
     "day30",
     "filters30",
     "supervisor30",
-    "hour30",
     "hourly30",
 )
 

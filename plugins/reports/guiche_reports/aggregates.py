@@ -6,8 +6,8 @@ A question is answered from `reports_blocks` by the smallest kind of block keyed
 dimension it involves (as the grouping or as a filter; an agent's own figures are a
 filter on agent, a supervisor's "own or my departments" involves agent and department):
 a few hundred rows whatever the range (a year is about 16 blocks per key). Only the hour
-of day together with a channel or a tabulation merges the full-key hourly rollups, which
-costs in proportion to the range.
+of day together with another dimension merges the full-key hourly rollups, which costs in
+proportion to the range.
 Either way one query, and the same figures: sums added, histograms merged by integer
 addition (`histogram.packed`) and read by bisection.
 """
@@ -140,7 +140,7 @@ def block_plan(scope: Scope, by: str) -> BlockPlan | None:
     """The smallest block kind whose dimensions hold every one the question involves (its
     grouping, its filters; an agent's own figures are a filter on agent, a supervisor's
     scope involves agent and department), with the filters to apply; None when none does
-    (the hour of day with a channel or a tabulation: the full-key hourly rollups)."""
+    (the hour of day with another dimension: the full-key hourly rollups)."""
     filters = dict(scope.filters)
     visible = scope.visible
     dims = set(filters) | ({by} if by not in ("day", "total") else set())

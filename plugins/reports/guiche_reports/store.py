@@ -118,16 +118,15 @@ KINDS: dict[int, tuple[str, ...]] = {
     10: ("agent", "tabulation"),
     11: ("channel", "tabulation"),
     12: ("department", "agent", "channel", "tabulation"),
-    13: ("department", "agent", "hour"),
 }
 """The block table's kinds (`dim`): the dimensions a block row is keyed by. Its `key` is
 their values (ids, or the hour of day) as text joined by '|', '' for no value (the total's
 key is ''). Every pair of agent, department, channel and tabulation has its kind (a
 supervisor's "own or my departments" is a question on department and agent; an agent's
 figures by tabulation one on agent and tabulation), and the four together answer any
-combination of them; the hour of day goes with department and agent (an agent's or a
-supervisor's figures by hour). Only the hour with a channel or a tabulation needs the
-hourly rows."""
+combination of them. Only the hour of day with another dimension needs the hourly rows
+(a department x agent x hour kind would answer an agent's or a supervisor's figures by
+hour, but doubled the block rows at the benchmark's size)."""
 MAX_LEVEL = 9
 """Blocks span 2**level days, level 0 to 9 (512 days); a longer range takes more of them."""
 _BLOCK_COLUMNS = ("tenant", "dim", "level", "start", "key", *_FIGURES)

@@ -1,6 +1,5 @@
 """Block kinds keyed by several dimensions (`store.KINDS`: every pair of agent,
-department, channel and tabulation, the four together, department x agent x hour of
-day), so questions on two or more
+department, channel and tabulation, and the four together), so questions on two or more
 of them (a supervisor's "own or my departments", two filters) read blocks instead of the
 hourly rollups.
 
