@@ -353,7 +353,8 @@ async def build_rollups(
     (`store.store_rows` of one of today's rows, stored again: its old contribution taken
     out of its groups, the new one added), today's full rebuild (`store.rebuild_day`: its
     hourly and level-0 rows from every row of the day) and a past day's (the busiest day,
-    with every block above it), each repeated."""
+    with every block above it), and a change on that past day (`store_rows` of one of its
+    rows: its groups at level 0 and in every block above), each repeated."""
     from guiche_reports import store
 
     days = [
@@ -384,9 +385,16 @@ async def build_rollups(
         tenant,
         today if live else busiest["day"],
     )
+    late = await conn.fetch(
+        f"SELECT {', '.join(store.METRIC_COLUMNS)} FROM reports_conversations"
+        " WHERE tenant = $1 AND day = $2 LIMIT 10",
+        tenant,
+        busiest["day"],
+    )
     per_day: list[float] = []
     past_day: list[float] = []
     close: list[float] = []
+    past_close: list[float] = []
     for k in range(10):
         started = time.perf_counter()
         await store.rebuild_day(services, tenant, today)
@@ -398,8 +406,12 @@ async def build_rollups(
         started = time.perf_counter()
         await store.store_rows(services, tenant, [tuple(row)], [])
         close.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await store.store_rows(services, tenant, [tuple(late[k % len(late)])], [])
+        past_close.append(time.perf_counter() - started)
     return {
         "close": latency_ms(close),
+        "past_close": latency_ms(past_close),
         "seconds": round(total, 1),
         "days": len(days),
         "advance_seconds": round(advance_seconds, 1),
@@ -688,6 +700,8 @@ def build_report(
         "advance_seconds": rollups["advance_seconds"],
         "close_p50_ms": rollups["close"]["p50_ms"],
         "close_max_ms": rollups["close"]["max_ms"],
+        "past_close_p50_ms": rollups["past_close"]["p50_ms"],
+        "past_close_max_ms": rollups["past_close"]["max_ms"],
         "today_rebuild_p50_ms": rollups["per_day"]["p50_ms"],
         "today_rebuild_max_ms": rollups["per_day"]["max_ms"],
         "today_conversations": rollups["today_rows"],
@@ -779,7 +793,8 @@ def table(report: dict[str, Any]) -> str:
         f"today ({f['today_conversations']:,} rows) rebuilt whole in "
         f"{f['today_rebuild_p50_ms']} ms, a past day"
         f" ({f['busiest_day_conversations']:,} rows) and its blocks in "
-        f"{f['past_day_rebuild_p50_ms']} ms; {f['hourly_rows']:,} hourly + "
+        f"{f['past_day_rebuild_p50_ms']} ms, a change on it {f['past_close_p50_ms']} ms; "
+        f"{f['hourly_rows']:,} hourly + "
         f"{f['block_rows']:,} block rows ({f['rollup_mib']} MiB)"
         f"\nexport: {f['export_rows']:,} rows at {f['export_rows_per_second']:,} rows/s "
         f"(COPY csv {c['copy_csv_rows_per_second']:,} rows/s), web RSS "

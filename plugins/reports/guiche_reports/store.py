@@ -154,7 +154,7 @@ _DELETE_HOURLY_GROUPS = "DELETE FROM reports_hourly h USING " + _HOURLY_MATCH.re
     "\nFROM "
 )
 _BLOCK_MATCH = """
-tenant = $1 AND level = 0 AND start = $2
+tenant = $1 AND level = $5 AND start = $2
 AND (dim, key) IN (SELECT * FROM unnest($3::smallint[], $4::text[]))
 """
 _BLOCK_GROUPS = f"SELECT dim, key, {', '.join(_FIGURES)} FROM reports_blocks WHERE {_BLOCK_MATCH}"
@@ -237,11 +237,14 @@ async def store_rows(
     """Store these metrics rows (`METRIC_COLUMNS` order) and delete the rows of `gone`,
     updating the rollups by their difference: each old row's contribution taken out of its
     hourly and level-0 groups, each new one's added, so a close costs the groups it
-    touches, not its day. Then, for days before the frontier, the blocks above them.
+    touches, not its day; for days before the frontier, the same in every block above.
+    One transaction.
 
     Locks, always in this order: the conversations (so two refreshes of one conversation
-    never both count it), the frontier (shared), the days (sorted). A full day rebuild
-    (`rebuild_day`) takes the same day lock, so both see each other's rows whole."""
+    never both count it), the frontier (shared), the days (sorted), the blocks above
+    (by level, then start). A full day rebuild (`rebuild_day`) takes the same day lock and
+    a block's rebuild from its halves the same block lock, so each sees the other's
+    changes whole."""
     ids = sorted({row[1] for row in rows} | set(gone), key=str)
     if not ids:
         return
@@ -259,16 +262,19 @@ async def store_rows(
             await conn.execute(_DELETE, tenant_id, list(gone))
         if rows:
             await conn.executemany(_UPSERT, rows)
-        for day in days:
-            await _apply_day(
+        applied = {
+            day: await _apply_day(
                 conn,
                 tenant_id,
                 day,
                 [r for r in old if r["day"] == day],
                 [r for r in new if r["day"] == day],
             )
-    past = [day for day in days if frontier is not None and day < frontier]
-    await _rebuild_above(services, tenant_id, past)
+            for day in days
+        }
+        if frontier is not None:
+            past = {day: done for day, done in applied.items() if day < frontier}
+            await _apply_above(conn, tenant_id, past)
 
 
 class _Group:
@@ -309,6 +315,15 @@ class _Group:
             s[c] += r[c]
         for m in MEASURES:
             self.packed[m] += packed(r[f"{m}_hist"])
+
+    def add_group(self, other: _Group) -> None:
+        """Another delta's sums and (signed) histogram counts."""
+        for c in SUMS:
+            self.sums[c] += other.sums[c]
+        for m in MEASURES:
+            hist = self.hists[m]
+            for b, n in other.hists[m].items():
+                hist[b] = hist.get(b, 0) + n
 
     def add_delta(self, delta: _Group) -> None:
         """A delta's sums and (signed) histogram counts, onto stored rows added here."""
@@ -368,13 +383,54 @@ def _rollups(
     )
 
 
+async def _merged_blocks(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    level: int,
+    start: dt.date,
+    deltas: dict[tuple[int, str], _Group],
+) -> dict[tuple[int, str], _Group]:
+    """The stored block rows of these keys with their deltas added."""
+    keys = list(deltas)
+    merged = {k: _Group() for k in keys}
+    found = await conn.fetch(
+        _BLOCK_GROUPS, tenant_id, start, [d for d, _ in keys], [k for _, k in keys], level
+    )
+    for r in found:
+        merged[(r["dim"], r["key"])].add_rollup(r)
+    for k, g in merged.items():
+        g.add_delta(deltas[k])
+    return merged
+
+
+async def _write_blocks(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    level: int,
+    start: dt.date,
+    merged: dict[tuple[int, str], _Group],
+) -> None:
+    keys = list(merged)
+    await conn.execute(
+        _DELETE_BLOCK_GROUPS, tenant_id, start, [d for d, _ in keys], [k for _, k in keys], level
+    )
+    rows = [
+        (tenant_id, dim, level, start, key, *g.values())
+        for (dim, key), g in merged.items()
+        if g.sums["conversations"] > 0
+    ]
+    if rows:
+        await conn.executemany(_BLOCK_INSERT, rows)
+
+
 async def _apply_day(
     conn: Any, tenant_id: uuid.UUID, day: dt.date, removed: list[Any], added: list[Any]
-) -> None:
+) -> tuple[dict[tuple[int, str], _Group], bool]:
     """Take `removed` rows out of the day's hourly and level-0 groups and add `added` ones
     (under the day's lock): only the groups they touch are read and written; a group left
     without conversations is deleted. Rollups that do not hold a removed row (written by
-    hand) make the day rebuilt whole from its rows instead."""
+    hand) make the day rebuilt whole from its rows instead. Returns the block deltas (for
+    the blocks above) and whether the day was rebuilt whole."""
     hourly: dict[tuple[Any, ...], _Group] = {}
     blocks: dict[tuple[int, str], _Group] = {}
     for sign, rows in ((-1, removed), (1, added)):
@@ -382,36 +438,58 @@ async def _apply_day(
             _add_to_groups(r, hourly, blocks, sign)
     hkeys = list(hourly)
     harg = [[k[i] for k in hkeys] for i in range(len(_ROLLUP_KEY))]
-    bkeys = list(blocks)
-    barg = [[dim for dim, _ in bkeys], [key for _, key in bkeys]]
     merged_h = {k: _Group() for k in hkeys}
     for r in await conn.fetch(_HOURLY_GROUPS, tenant_id, day, *harg):
         merged_h[tuple(r[k] for k in _ROLLUP_KEY)].add_rollup(r)
-    merged_b = {k: _Group() for k in bkeys}
-    for r in await conn.fetch(_BLOCK_GROUPS, tenant_id, day, *barg):
-        merged_b[(r["dim"], r["key"])].add_rollup(r)
-    for merged, deltas in ((merged_h, hourly), (merged_b, blocks)):
-        for k, g in merged.items():
-            g.add_delta(deltas[k])
+    for k, g in merged_h.items():
+        g.add_delta(hourly[k])
+    merged_b = await _merged_blocks(conn, tenant_id, 0, day, blocks)
     if not all(g.consistent() for g in (*merged_h.values(), *merged_b.values())):
         await _rebuild_day_rows(conn, tenant_id, day)
-        return
+        return blocks, True
     await conn.execute(_DELETE_HOURLY_GROUPS, tenant_id, day, *harg)
-    await conn.execute(_DELETE_BLOCK_GROUPS, tenant_id, day, *barg)
     hrows = [
         (tenant_id, day, *k, *g.values())
         for k, g in merged_h.items()
         if g.sums["conversations"] > 0
     ]
-    brows = [
-        (tenant_id, dim, 0, day, key, *g.values())
-        for (dim, key), g in merged_b.items()
-        if g.sums["conversations"] > 0
-    ]
     if hrows:
         await conn.executemany(_HOURLY_INSERT, hrows)
-    if brows:
-        await conn.executemany(_BLOCK_INSERT, brows)
+    await _write_blocks(conn, tenant_id, 0, day, merged_b)
+    return blocks, False
+
+
+async def _apply_above(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    applied: dict[dt.date, tuple[dict[tuple[int, str], _Group], bool]],
+) -> None:
+    """The days' block deltas added to every block above them, level by level, each block
+    once (its deltas summed over the days) under the block's lock. A block whose rows do
+    not hold what is taken out, or above a day rebuilt whole, is rebuilt from its two
+    halves (already updated in this transaction), and so is its parent."""
+    above: dict[tuple[int, dt.date], dict[tuple[int, str], _Group]] = {}
+    whole: set[tuple[int, dt.date]] = set()
+    for day, (deltas, rebuilt) in applied.items():
+        if rebuilt:
+            whole.add((1, block_start(day, 1)))
+            continue
+        for level in range(1, MAX_LEVEL + 1):
+            target = above.setdefault((level, block_start(day, level)), {})
+            for k, delta in deltas.items():
+                (target.get(k) or target.setdefault(k, _Group())).add_group(delta)
+    for level in range(1, MAX_LEVEL + 1):
+        starts = {start for (lv, start) in (*above, *whole) if lv == level}
+        for start in sorted(starts):
+            if (level, start) not in whole:
+                await conn.execute(_DAY_LOCK, str(tenant_id), f"L{level}/{start.isoformat()}")
+                merged = await _merged_blocks(conn, tenant_id, level, start, above[level, start])
+                if all(g.consistent() for g in merged.values()):
+                    await _write_blocks(conn, tenant_id, level, start, merged)
+                    continue
+            await _rebuild_block(conn, tenant_id, level, start)
+            if level < MAX_LEVEL:
+                whole.add((level + 1, block_start(start, level + 1)))
 
 
 def block_start(day: dt.date, level: int) -> dt.date:
