@@ -4,6 +4,7 @@ metrics rows; plus pagination, reopen, rebuild and the live dashboard event."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import os
@@ -752,4 +753,26 @@ async def test_changes_update_their_groups_by_difference_equal_to_a_full_rebuild
         second["day"],
     )
     assert hourly["n"] == len(day_rows)
+    await equal_to_full_rebuild()
+
+    # concurrent changes (the same conversation twice, others moved across days and
+    # blocks) serialise on their locks: the rollups equal a full rebuild
+    rows = await sql(
+        f"SELECT {', '.join(store.METRIC_COLUMNS)} FROM reports_conversations"
+        " WHERE tenant = {} ORDER BY closed_at",
+        tenant,
+    )
+    days = sorted({r["day"] for r in rows})
+    changes = [
+        {**r, "day": days[(i * 5) % len(days)], "agent": rows[-1 - i]["agent"]}
+        for i, r in enumerate(rows[:12])
+    ]
+    changes.append({**changes[0], "tabulation": None})  # the first conversation again
+    await asyncio.gather(
+        *(
+            store.store_rows(services, tenant, [tuple(c[k] for k in store.METRIC_COLUMNS)], [])
+            for c in changes
+        )
+    )
+    assert len(await raw_rows(tenant)) == 39
     await equal_to_full_rebuild()
