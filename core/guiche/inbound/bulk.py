@@ -51,6 +51,7 @@ import orjson
 
 from guiche.channels import ChatKind, DeliveryStatus, InboundMessage
 from guiche.database.engine import retrying
+from guiche.foundation.message_ids import new_message_id
 from guiche.inbound.identity import mark_chat_kinds, sender_keys
 from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
@@ -122,21 +123,25 @@ class _Row(NamedTuple):
     inbound: bool
 
 
-# The new messages' ids come from here: generating them in Postgres is one less
-# per-row Python cost; `guiche_message_id` stamps each with its time
-# (`guiche.foundation.message_ids`).
-# The batch's keys reach Postgres by binary COPY into a session-local table (no
-# array parameters to build and parse), then one statement claims them.
+# The new messages' ids are made here (`guiche.foundation.message_ids`: each carries its
+# message's time), not by `guiche_message_id()` in the claim: that SQL function ran once
+# per row on the one backend that claims keys, about seven times what making the id
+# costs in Python. The batch's keys and ids reach Postgres by binary COPY into a
+# session-local table (no array parameters to build and parse), then one statement
+# claims them; RETURNING says which id each claimed key got (a key twice in one batch
+# is claimed once, with one of its ids).
 _KEYS_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS guiche_import_keys (
-    provider_message_id varchar NOT NULL, created_at timestamptz NOT NULL
+CREATE TEMP TABLE IF NOT EXISTS guiche_import_claims (
+    provider_message_id varchar NOT NULL, created_at timestamptz NOT NULL,
+    message_id uuid NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-KEY_COLUMNS = ("provider_message_id", "created_at")
+KEYS_TABLE = "guiche_import_claims"
+KEY_COLUMNS = ("provider_message_id", "created_at", "message_id")
 _CLAIM_KEYS = """
 INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
-SELECT $1, k.provider_message_id, $2, guiche_message_id(k.created_at), k.created_at
-FROM guiche_import_keys k
+SELECT $1, k.provider_message_id, $2, k.message_id, k.created_at
+FROM guiche_import_claims k
 ON CONFLICT (channel, provider_message_id) DO NOTHING
 RETURNING provider_message_id, message_id
 """
@@ -452,15 +457,16 @@ class _Importer:
         try:
             await conn.execute(_KEYS_TABLE)
             await conn.copy_records_to_table(
-                "guiche_import_keys",
-                records=[(row.provider_message_id, row.created_at) for row in rows],
+                KEYS_TABLE,
+                records=[
+                    (row.provider_message_id, row.created_at, new_message_id(row.created_at))
+                    for row in rows
+                ],
                 columns=KEY_COLUMNS,
             )
             claimed: dict[str, uuid.UUID] = {
                 record["provider_message_id"]: record["message_id"]
-                for record in await conn.fetch(
-                    _CLAIM_KEYS, self.channel.id, self.channel.tenant_id
-                )
+                for record in await conn.fetch(_CLAIM_KEYS, self.channel.id, self.channel.tenant_id)
             }
         except BaseException:
             await claim.abandon()

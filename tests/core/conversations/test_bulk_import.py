@@ -14,6 +14,7 @@ import orjson
 from guiche import plugin
 from guiche.channel_host.runtime import channel_row as load_channel
 from guiche.channels import InboundMessage, MessageType, Sender
+from guiche.foundation.message_ids import time_window
 from guiche.inbound import bulk
 from guiche.inbound.bulk import HISTORY_IMPORTED
 from guiche.runtime.services import SERVICES
@@ -78,6 +79,14 @@ async def test_import_inserts_messages_into_one_closed_conversation_per_contact(
     assert [m["body"] for m in stored] == [f"mensagem {n}" for n in range(7)]
     assert stored[0]["payload"]["normalised"]["text"] == "mensagem 0"
     assert {m["status"] for m in stored} == {"received"}
+    for message in stored:  # ids made in Python carry their message's time, like SQL's
+        window = time_window(message["id"])
+        assert window is not None and window[0] <= message["created_at"] < window[1]
+    keys = await fetch(
+        "SELECT message_id, message_created_at FROM message_keys WHERE channel = {}", channel.id
+    )
+    claimed = {(k["message_id"], k["message_created_at"]) for k in keys}
+    assert {(m["id"], m["created_at"]) for m in stored} <= claimed  # each row is its key's
     assert await _count("message_keys", company.tenant_id) == 12
 
 
