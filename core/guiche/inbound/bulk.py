@@ -275,9 +275,9 @@ class HistoryImport:
     conversations are remembered across calls, conversations' times are written every
     `TOUCH_FLUSH_CONVERSATIONS` conversations and at `close()`, and one
     `history.imported` event is sent at `close()`. Calls may overlap: the next call builds
-    its rows, resolves its senders and claims its keys (in call order, one call at a
-    time) while the previous one's COPY runs, so the database is not idle between two
-    calls. Idempotent like `import_history`: a call that failed or was cut off is simply
+    its rows as soon as it is made, then resolves its senders and claims its keys (in
+    call order, one call at a time) while the previous one's COPY runs, so the database
+    is not idle between two calls and serialising rows never waits for a turn. Idempotent like `import_history`: a call that failed or was cut off is simply
     made again — which also writes the conversation times a killed session owed."""
 
     def __init__(
@@ -300,10 +300,15 @@ class HistoryImport:
         outcome = BulkResult()
         mine: list[asyncio.Task[tuple[int, int]]] = []
         try:
+            # Rows are built before this call's turn: while the call before it still
+            # resolves and claims (the turn), this one's serialising runs alongside.
+            chunks = [
+                (chunk, await _rows_of(chunk)) for chunk in _chunks(messages, self._batch_size)
+            ]
             async with self._turn:
                 created = importer.result.conversations_created
-                for chunk in _chunks(messages, self._batch_size):
-                    task = await importer.start_batch(chunk, outcome.conversations)
+                for chunk, rows in chunks:
+                    task = await importer.start_batch(chunk, outcome.conversations, rows)
                     mine.append(task)
                     self._writing.append(task)
                     await self._make_room(WRITES_IN_FLIGHT - 1)
@@ -506,12 +511,16 @@ class _Importer:
         return await retrying(attempt, what="history import senders")
 
     async def start_batch(
-        self, chunk: list[InboundMessage], conversations: dict[str, uuid.UUID]
+        self,
+        chunk: list[InboundMessage],
+        conversations: dict[str, uuid.UUID],
+        rows: list[_Row] | None = None,
     ) -> asyncio.Task[tuple[int, int]]:
-        """Build a batch's rows, resolve its senders, note each message's conversation in
-        `conversations` and claim its keys, in call order; its COPY runs as the returned
-        task, so the next batch is prepared meanwhile."""
-        rows = await _rows_of(chunk)
+        """Build a batch's rows (unless given), resolve its senders, note each message's
+        conversation in `conversations` and claim its keys, in call order; its COPY runs
+        as the returned task, so the next batch is prepared meanwhile."""
+        if rows is None:
+            rows = await _rows_of(chunk)
         targets = await self.resolve(chunk, rows)
         conversations.update((row.provider_message_id, targets[row.identity][1]) for row in rows)
         claim = await retrying(partial(self.claim, rows), what="history import claim")
