@@ -13,9 +13,11 @@ this import twice — is skipped, so an interrupted import is simply run again.
 
 Batches overlap: up to `WRITES_IN_FLIGHT` of them COPY at once on their own connections
 (one COPY keeps one Postgres backend busy) while the next one builds its rows, resolves
-its senders and claims its keys. Claims run one at a time, in batch order: a batch may
-wait for an earlier one to commit (a provider id in both), never the other way round,
-so they cannot deadlock. Every transaction here that fails for a retryable reason
+its senders and claims its keys (a `HistoryImport` session: up to
+`SESSION_WRITES_IN_FLIGHT` batches claim or COPY at once, senders still resolved one call
+at a time). A claim inserts its keys in key order: a batch may wait for another one to
+commit (a provider id in both), but two claims never wait for each other, so they
+cannot deadlock. Every transaction here that fails for a retryable reason
 (deadlock, serialization failure) is run again (`guiche.database.engine.retrying`); a batch whose
 COPY failed claims its keys again first.
 
@@ -71,6 +73,11 @@ CACHE_LIMIT = 200_000
 #: Batches whose messages are being written at once (each on its own connection): one
 #: COPY keeps one Postgres backend busy, two use a second CPU where there is one.
 WRITES_IN_FLIGHT = 2
+#: A `HistoryImport` session's batches claiming keys or writing at once, each in its own
+#: transaction: claims insert their keys in key order, so two that share a key wait for
+#: each other (the later one sees it taken) and never deadlock, and a session's claims
+#: need not wait for each other's turn.
+SESSION_WRITES_IN_FLIGHT = 3
 #: Batches of at least this many messages build their rows off the event loop.
 OFF_LOOP_ROWS = 500
 
@@ -142,6 +149,7 @@ _CLAIM_KEYS = """
 INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
 SELECT $1, k.provider_message_id, $2, k.message_id, k.created_at
 FROM guiche_import_claims k
+ORDER BY k.provider_message_id
 ON CONFLICT (channel, provider_message_id) DO NOTHING
 RETURNING provider_message_id, message_id
 """
@@ -274,11 +282,14 @@ class HistoryImport:
     call does once per import is done once for the whole session: senders and their
     conversations are remembered across calls, conversations' times are written every
     `TOUCH_FLUSH_CONVERSATIONS` conversations and at `close()`, and one
-    `history.imported` event is sent at `close()`. Calls may overlap: the next call builds
-    its rows as soon as it is made, then resolves its senders and claims its keys (in
-    call order, one call at a time) while the previous one's COPY runs, so the database
-    is not idle between two calls and serialising rows never waits for a turn. Idempotent like `import_history`: a call that failed or was cut off is simply
-    made again — which also writes the conversation times a killed session owed."""
+    `history.imported` event is sent at `close()`. Calls may overlap: a call builds its
+    rows as soon as it is made, resolves its senders in call order (one call at a
+    time), and its batches claim their keys and COPY in up to
+    `SESSION_WRITES_IN_FLIGHT` transactions at once, alongside other calls' batches, so
+    the database is not idle between two calls and one batch's round trips do not hold
+    the next one back. Idempotent like `import_history`: a call that failed or was cut
+    off is simply made again — which also writes the conversation times a killed
+    session owed."""
 
     def __init__(
         self, services: Services, channel_row: ChannelRow, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -287,7 +298,8 @@ class HistoryImport:
             raise ValueError("batch_size must be at least 1")
         self._importer = _Importer(services, channel_row)
         self._batch_size = batch_size
-        self._turn = asyncio.Lock()  # calls prepare (resolve, claim) one at a time, in order
+        self._turn = asyncio.Lock()  # calls resolve their senders one at a time, in order
+        self._slots = asyncio.Semaphore(SESSION_WRITES_IN_FLIGHT)  # claims + COPYs at once
         self._writing: list[asyncio.Task[tuple[int, int]]] = []
 
     @property
@@ -308,10 +320,14 @@ class HistoryImport:
             async with self._turn:
                 created = importer.result.conversations_created
                 for chunk, rows in chunks:
-                    task = await importer.start_batch(chunk, outcome.conversations, rows)
+                    targets = await importer.resolve(chunk, rows)
+                    outcome.conversations.update(
+                        (row.provider_message_id, targets[row.identity][1]) for row in rows
+                    )
+                    task = asyncio.create_task(self._claim_and_write(rows, targets))
                     mine.append(task)
                     self._writing.append(task)
-                    await self._make_room(WRITES_IN_FLIGHT - 1)
+                    await self._make_room(SESSION_WRITES_IN_FLIGHT)
                     if len(importer.touches) >= TOUCH_FLUSH_CONVERSATIONS:
                         await importer.flush_touches()
                 outcome.conversations_created = importer.result.conversations_created - created
@@ -328,6 +344,14 @@ class HistoryImport:
         finally:
             self._writing = [task for task in self._writing if not task.done()]
         return outcome
+
+    async def _claim_and_write(
+        self, rows: list[_Row], targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]]
+    ) -> tuple[int, int]:
+        """One batch's claim and COPY, in one of the session's write slots."""
+        async with self._slots:
+            claim = await retrying(partial(self._importer.claim, rows), what="history import claim")
+            return await self._importer.write(claim, rows, targets)
 
     async def _make_room(self, keep: int) -> None:
         """Wait for the oldest writes until at most `keep` are in flight (any call's)."""
@@ -511,16 +535,12 @@ class _Importer:
         return await retrying(attempt, what="history import senders")
 
     async def start_batch(
-        self,
-        chunk: list[InboundMessage],
-        conversations: dict[str, uuid.UUID],
-        rows: list[_Row] | None = None,
+        self, chunk: list[InboundMessage], conversations: dict[str, uuid.UUID]
     ) -> asyncio.Task[tuple[int, int]]:
-        """Build a batch's rows (unless given), resolve its senders, note each message's
-        conversation in `conversations` and claim its keys, in call order; its COPY runs
-        as the returned task, so the next batch is prepared meanwhile."""
-        if rows is None:
-            rows = await _rows_of(chunk)
+        """Build a batch's rows, resolve its senders, note each message's conversation in
+        `conversations` and claim its keys, in call order; its COPY runs as the returned
+        task, so the next batch is prepared meanwhile."""
+        rows = await _rows_of(chunk)
         targets = await self.resolve(chunk, rows)
         conversations.update((row.provider_message_id, targets[row.identity][1]) for row in rows)
         claim = await retrying(partial(self.claim, rows), what="history import claim")
