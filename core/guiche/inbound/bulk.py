@@ -53,7 +53,7 @@ import orjson
 
 from guiche.channels import ChatKind, DeliveryStatus, InboundMessage
 from guiche.database.engine import retrying
-from guiche.foundation.message_ids import new_message_id
+from guiche.foundation.message_ids import new_message_id_texts
 from guiche.inbound.identity import mark_chat_kinds, sender_keys
 from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
@@ -487,10 +487,14 @@ class _Importer:
             await conn.execute(_KEYS_TABLE)
             await conn.copy_records_to_table(
                 KEYS_TABLE,
-                records=[
-                    (row.provider_message_id, row.created_at, new_message_id(row.created_at))
-                    for row in rows
-                ],
+                records=list(
+                    zip(
+                        [row.provider_message_id for row in rows],
+                        [row.created_at for row in rows],
+                        new_message_id_texts([row.created_at for row in rows]),
+                        strict=True,
+                    )
+                ),
                 columns=KEY_COLUMNS,
             )
             claimed: dict[str, uuid.UUID] = {
