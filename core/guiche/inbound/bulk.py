@@ -16,7 +16,7 @@ Batches overlap: up to `WRITES_IN_FLIGHT` of them COPY at once on their own conn
 its senders and claims its keys (a `HistoryImport` session: up to
 `SESSION_WRITES_IN_FLIGHT` batches claim or COPY at once, senders still resolved one call
 at a time). A claim inserts its keys in key order: a batch may wait for another one to
-commit (a provider id in both), but two claims never wait for each other, so they
+commit (a provider id in both), but never while that one waits for it, so claims
 cannot deadlock. Every transaction here that fails for a retryable reason
 (deadlock, serialization failure) is run again (`guiche.database.engine.retrying`); a batch whose
 COPY failed claims its keys again first.
