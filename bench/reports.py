@@ -16,7 +16,9 @@ against raw SQL of the same statements; the CSV export against Postgres' own COP
 3. `guiche web` (real process, JWT from the login endpoint) serves, sequentially on one
    keep-alive connection: `GET dashboard`; `GET aggregates?by=agent` over 30 and 365
    days and `by=day` over 30 days (day blocks); `by=agent` with two filters over 30 days
-   (the full-key hourly rollups). Ceiling: each statement the handler sends, through raw
+   (the blocks keyed by all four ids); `by=agent` asked by a supervisor of one department
+   (own or my departments: the department x agent blocks); `by=hour` with a department
+   filter (the full-key hourly rollups). Ceiling: each statement the handler sends, through raw
    asyncpg. Also `aggregate()` called in this process (no HTTP).
 4. `GET conversations.csv` of every row: rows/s and the web process' peak RSS
    (`VmHWM`, reset before); ceiling: `COPY (same SELECT) TO STDOUT (FORMAT csv)`.
@@ -44,6 +46,7 @@ import aiohttp
 import asyncpg
 
 from bench.common import (
+    Company,
     Stack,
     Target,
     base_parser,
@@ -66,6 +69,15 @@ TARGETS = (
     ),
 )
 ZONE = "America/Sao_Paulo"
+CASES = (
+    "dashboard",
+    "agent30",
+    "agent365",
+    "day30",
+    "filters30",
+    "supervisor30",
+    "hourly30",
+)
 API = "/api/v1/plugins/reports"
 
 
@@ -187,6 +199,35 @@ async def _numbered(
     return ids
 
 
+async def _supervisor(
+    conn: asyncpg.Connection, tenant: uuid.UUID, department: uuid.UUID, run: str
+) -> tuple[Company, uuid.UUID]:
+    """A supervisor of the first department (who logs in): their reports are scoped to
+    "own or my departments", a question on agent and department."""
+    from guiche.auth.passwords import hash_password
+
+    email, password = f"supervisor-{run}@bench.guiche.local", secrets.token_urlsafe(16)
+    user = await conn.fetchval(
+        "INSERT INTO users (email, name, password_hash) VALUES ($1, 'Supervisora', $2)"
+        " RETURNING id",
+        email,
+        hash_password(password),
+    )
+    await conn.execute(
+        "INSERT INTO memberships (tenant, \"user\", role, status) VALUES ($1, $2, 'supervisor',"
+        " 'online')",
+        tenant,
+        user,
+    )
+    await conn.execute(
+        'INSERT INTO department_members (tenant, department, "user") VALUES ($1, $2, $3)',
+        tenant,
+        department,
+        user,
+    )
+    return Company(tenant, email, password), user
+
+
 async def seed(conn: asyncpg.Connection, stack: Stack, plan: Plan) -> dict[str, Any]:
     """Everything in SQL; returns seconds per part and the ids the measurements use."""
     tenant = stack.company.tenant_id
@@ -214,6 +255,7 @@ async def seed(conn: asyncpg.Connection, stack: Stack, plan: Plan) -> dict[str, 
         plan.departments,
         tenant,
     )
+    supervisor = await _supervisor(conn, tenant, departments[0], run)
     channels = [stack.channel.id]
     if plan.channels > 1:
         channels += [
@@ -295,6 +337,8 @@ async def seed(conn: asyncpg.Connection, stack: Stack, plan: Plan) -> dict[str, 
         "agents": agents,
         "departments": departments,
         "channels": channels,
+        "supervisor": supervisor[0],
+        "supervisor_id": supervisor[1],
     }
 
 
@@ -306,8 +350,11 @@ async def build_rollups(
 ) -> dict[str, Any]:
     """Every day's rollups as the catch-up builds them (`store.rebuild_days`, then
     `store.advance` completes the blocks up to yesterday); then what one live close costs
-    (`store.rebuild_day` of today: its hourly and level-0 rows) and a past day's rebuild
-    (the busiest day, with every block above it), each repeated."""
+    (`store.store_rows` of one of today's rows, stored again: its old contribution taken
+    out of its groups, the new one added), today's full rebuild (`store.rebuild_day`: its
+    hourly and level-0 rows from every row of the day) and a past day's (the busiest day,
+    with every block above it), and a change on that past day (`store_rows` of one of its
+    rows: its groups at level 0 and in every block above), each repeated."""
     from guiche_reports import store
 
     days = [
@@ -332,16 +379,39 @@ async def build_rollups(
     live = await conn.fetchval(
         "SELECT count(*) FROM reports_conversations WHERE tenant = $1 AND day = $2", tenant, today
     )
+    closing = await conn.fetch(
+        f"SELECT {', '.join(store.METRIC_COLUMNS)} FROM reports_conversations"
+        " WHERE tenant = $1 AND day = $2 LIMIT 10",
+        tenant,
+        today if live else busiest["day"],
+    )
+    late = await conn.fetch(
+        f"SELECT {', '.join(store.METRIC_COLUMNS)} FROM reports_conversations"
+        " WHERE tenant = $1 AND day = $2 LIMIT 10",
+        tenant,
+        busiest["day"],
+    )
     per_day: list[float] = []
     past_day: list[float] = []
-    for _ in range(10):
+    close: list[float] = []
+    past_close: list[float] = []
+    for k in range(10):
         started = time.perf_counter()
         await store.rebuild_day(services, tenant, today)
         per_day.append(time.perf_counter() - started)
         started = time.perf_counter()
         await store.rebuild_day(services, tenant, busiest["day"])
         past_day.append(time.perf_counter() - started)
+        row = closing[k % len(closing)]
+        started = time.perf_counter()
+        await store.store_rows(services, tenant, [tuple(row)], [])
+        close.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await store.store_rows(services, tenant, [tuple(late[k % len(late)])], [])
+        past_close.append(time.perf_counter() - started)
     return {
+        "close": latency_ms(close),
+        "past_close": latency_ms(past_close),
         "seconds": round(total, 1),
         "days": len(days),
         "advance_seconds": round(advance_seconds, 1),
@@ -374,13 +444,21 @@ class Case:
     params: dict[str, str]  # for GET aggregates; {} = the dashboard
     scope: Any  # aggregates.Scope for the same question (None: the dashboard)
     by: str
+    supervisor: bool = False  # asked by the seeded supervisor (else the owner)
 
 
 def cases(tenant: uuid.UUID, today: dt.date, seeded: dict[str, Any]) -> list[Case]:
     from guiche_reports.aggregates import Scope
+    from guiche_reports.visibility import Visibility
 
     month, year = today - dt.timedelta(days=29), today - dt.timedelta(days=364)
     two = {"department": seeded["departments"][0], "channel": seeded["channels"][0]}
+    scoped = Visibility(
+        all=False,
+        user_id=seeded["supervisor_id"],
+        departments=frozenset({seeded["departments"][0]}),
+        departments_in_full=True,
+    )
 
     def q(by: str, first: dt.date, **extra: str) -> dict[str, str]:
         return {"by": by, "from": first.isoformat(), "to": today.isoformat(), **extra}
@@ -391,10 +469,23 @@ def cases(tenant: uuid.UUID, today: dt.date, seeded: dict[str, Any]) -> list[Cas
         Case("agent365", q("agent", year), Scope(tenant, year, today, {}), "agent"),
         Case("day30", q("day", month), Scope(tenant, month, today, {}), "day"),
         Case(
-            "hourly30",
+            "filters30",
             q("agent", month, department_id=str(two["department"]), channel_id=str(two["channel"])),
             Scope(tenant, month, today, two),
             "agent",
+        ),
+        Case(
+            "supervisor30",
+            q("agent", month),
+            Scope(tenant, month, today, {}, scoped),
+            "agent",
+            supervisor=True,
+        ),
+        Case(
+            "hourly30",
+            q("hour", month, department_id=str(two["department"])),
+            Scope(tenant, month, today, {"department": two["department"]}),
+            "hour",
         ),
     ]
 
@@ -409,9 +500,8 @@ def statements(case: Case, frontier: dt.date | None) -> list[tuple[str, list[Any
     if plan is None:
         totals, hists, args = aggregates.hourly_sql(case.scope, case.by)
         return [(totals, args), (hists, args)]
-    dim, filters = plan
     with_hists = case.name != "dashboard"
-    return [aggregates.block_sql(case.scope, case.by, dim, filters.get(dim), with_hists, frontier)]
+    return [aggregates.block_sql(case.scope, case.by, plan, with_hists, frontier)]
 
 
 async def timed(
@@ -434,6 +524,7 @@ async def measure_queries(
     services: Any,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
+    supervisor_headers: dict[str, str],
     all_cases: list[Case],
     samples: int,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]], int]:
@@ -447,7 +538,9 @@ async def measure_queries(
         nonlocal errors
         path = "dashboard" if case.name == "dashboard" else "aggregates"
         async with session.get(
-            f"{stack.web_url}{API}/{path}", params=case.params, headers=headers
+            f"{stack.web_url}{API}/{path}",
+            params=case.params,
+            headers=supervisor_headers if case.supervisor else headers,
         ) as response:
             await response.read()
             if response.status != 200:
@@ -576,8 +669,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 async with aiohttp.ClientSession() as session:
                     headers = await login(session, stack.web_url, stack.company)
                     await enable_reports(session, stack, headers)
+                    supervisor = await login(session, stack.web_url, seeded["supervisor"])
                     http, sql, inproc, errors = await measure_queries(
-                        stack, services, session, headers, all_cases, plan.samples
+                        stack, services, session, headers, supervisor, all_cases, plan.samples
                     )
                     exported = await export(stack, session, headers)
         finally:
@@ -604,8 +698,12 @@ def build_report(
         "rollup_build_seconds": rollups["seconds"],
         "rollup_days": rollups["days"],
         "advance_seconds": rollups["advance_seconds"],
-        "close_rebuild_p50_ms": rollups["per_day"]["p50_ms"],
-        "close_rebuild_max_ms": rollups["per_day"]["max_ms"],
+        "close_p50_ms": rollups["close"]["p50_ms"],
+        "close_max_ms": rollups["close"]["max_ms"],
+        "past_close_p50_ms": rollups["past_close"]["p50_ms"],
+        "past_close_max_ms": rollups["past_close"]["max_ms"],
+        "today_rebuild_p50_ms": rollups["per_day"]["p50_ms"],
+        "today_rebuild_max_ms": rollups["per_day"]["max_ms"],
         "today_conversations": rollups["today_rows"],
         "past_day_rebuild_p50_ms": rollups["past_day"]["p50_ms"],
         "past_day_rebuild_max_ms": rollups["past_day"]["max_ms"],
@@ -651,8 +749,11 @@ def build_report(
     notes = [
         "seeded in SQL (generate_series): the metrics rows are written, not measured from "
         "timelines; rollups are built by the plugin's store.rebuild_day",
-        "cases: dashboard (today), agent30/agent365/day30 (day blocks), hourly30 (by agent "
-        "with a department and a channel filter: the full-key hourly rollups)",
+        "cases: dashboard (today), agent30/agent365/day30 (single-dimension day blocks), "
+        "filters30 (by agent with a department and a channel filter: the blocks keyed by all "
+        "four ids), supervisor30 (by agent, a supervisor's own-or-my-departments scope: the "
+        "department x agent blocks), hourly30 (by hour with a department filter: the full-key "
+        "hourly rollups)",
         "ceiling: the handler's statements through raw asyncpg (dashboard: its rollup read "
         "only, not core's queue snapshot); inprocess: aggregate() without HTTP",
     ]
@@ -679,7 +780,7 @@ def table(report: dict[str, Any]) -> str:
             c[f"{name}_sql_p50_ms"],
             c[f"{name}_sql_p99_ms"],
         )
-        for name in ("dashboard", "agent30", "agent365", "day30", "hourly30")
+        for name in CASES
     ]
     text = format_table(
         ("case", "HTTP p50 ms", "HTTP p99 ms", "in-process p50 ms", "SQL p50 ms", "SQL p99 ms"),
@@ -688,10 +789,12 @@ def table(report: dict[str, Any]) -> str:
     text += (
         f"\n\n{f['conversations']:,} conversations, {f['messages']:,} messages; seeding "
         f"{f['seed_seconds']} s; rollups {f['rollup_build_seconds']} s for {f['rollup_days']} "
-        f"days (advance {f['advance_seconds']} s); a live close rebuilds today "
-        f"({f['today_conversations']:,} rows) in {f['close_rebuild_p50_ms']} ms (p50), a past day"
+        f"days (advance {f['advance_seconds']} s); a live close {f['close_p50_ms']} ms (p50), "
+        f"today ({f['today_conversations']:,} rows) rebuilt whole in "
+        f"{f['today_rebuild_p50_ms']} ms, a past day"
         f" ({f['busiest_day_conversations']:,} rows) and its blocks in "
-        f"{f['past_day_rebuild_p50_ms']} ms; {f['hourly_rows']:,} hourly + "
+        f"{f['past_day_rebuild_p50_ms']} ms, a change on it {f['past_close_p50_ms']} ms; "
+        f"{f['hourly_rows']:,} hourly + "
         f"{f['block_rows']:,} block rows ({f['rollup_mib']} MiB)"
         f"\nexport: {f['export_rows']:,} rows at {f['export_rows_per_second']:,} rows/s "
         f"(COPY csv {c['copy_csv_rows_per_second']:,} rows/s), web RSS "

@@ -198,8 +198,10 @@ class HistoryImport:
 
     async def add(self, messages: Iterable[InboundMessage]) -> ImportOutcome:
         """Store these messages like `import_history` does; returns once they are
-        committed, with what this call did. Calls may overlap (the next one prepares
-        while the previous one is written); they are prepared in call order."""
+        committed, with what this call did. Calls may overlap: their senders are
+        resolved in call order, their batches claim and write alongside each other's
+        (so overlapping calls may commit in any order; await them in order to move a
+        checkpoint)."""
         return _outcome(await self._session.add(messages))
 
     @property

@@ -12,7 +12,15 @@ from bench.common import REPORT_KEYS
 
 from .test_bench_smoke import assert_clean, run_smoke
 
-CASES = ("dashboard", "agent30", "agent365", "day30", "hourly30")
+CASES = (
+    "dashboard",
+    "agent30",
+    "agent365",
+    "day30",
+    "filters30",
+    "supervisor30",
+    "hourly30",
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,11 @@ this import twice — is skipped, so an interrupted import is simply run again.
 
 Batches overlap: up to `WRITES_IN_FLIGHT` of them COPY at once on their own connections
 (one COPY keeps one Postgres backend busy) while the next one builds its rows, resolves
-its senders and claims its keys. Claims run one at a time, in batch order: a batch may
-wait for an earlier one to commit (a provider id in both), never the other way round,
-so they cannot deadlock. Every transaction here that fails for a retryable reason
+its senders and claims its keys (a `HistoryImport` session: up to
+`SESSION_WRITES_IN_FLIGHT` batches claim or COPY at once, senders still resolved one call
+at a time). A claim inserts its keys in key order: a batch may wait for another one to
+commit (a provider id in both), but never while that one waits for it, so claims
+cannot deadlock. Every transaction here that fails for a retryable reason
 (deadlock, serialization failure) is run again (`guiche.database.engine.retrying`); a batch whose
 COPY failed claims its keys again first.
 
@@ -51,6 +53,7 @@ import orjson
 
 from guiche.channels import ChatKind, DeliveryStatus, InboundMessage
 from guiche.database.engine import retrying
+from guiche.foundation.message_ids import new_message_id_texts
 from guiche.inbound.identity import mark_chat_kinds, sender_keys
 from guiche.inbound.store import payload_document
 from guiche.realtime.events import PendingEvent, record_events
@@ -70,6 +73,11 @@ CACHE_LIMIT = 200_000
 #: Batches whose messages are being written at once (each on its own connection): one
 #: COPY keeps one Postgres backend busy, two use a second CPU where there is one.
 WRITES_IN_FLIGHT = 2
+#: A `HistoryImport` session's batches claiming keys or writing at once, each in its own
+#: transaction: claims insert their keys in key order, so two that share a key wait for
+#: each other (the later one sees it taken) and never deadlock, and a session's claims
+#: need not wait for each other's turn.
+SESSION_WRITES_IN_FLIGHT = 3
 #: Batches of at least this many messages build their rows off the event loop.
 OFF_LOOP_ROWS = 500
 
@@ -122,21 +130,26 @@ class _Row(NamedTuple):
     inbound: bool
 
 
-# The new messages' ids come from here: generating them in Postgres is one less
-# per-row Python cost; `guiche_message_id` stamps each with its time
-# (`guiche.foundation.message_ids`).
-# The batch's keys reach Postgres by binary COPY into a session-local table (no
-# array parameters to build and parse), then one statement claims them.
+# The new messages' ids are made here (`guiche.foundation.message_ids`: each carries its
+# message's time), not by `guiche_message_id()` in the claim: that SQL function ran once
+# per row on the one backend that claims keys, about seven times what making the id
+# costs in Python. The batch's keys and ids reach Postgres by binary COPY into a
+# session-local table (no array parameters to build and parse), then one statement
+# claims them; RETURNING says which id each claimed key got (a key twice in one batch
+# is claimed once, with one of its ids).
 _KEYS_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS guiche_import_keys (
-    provider_message_id varchar NOT NULL, created_at timestamptz NOT NULL
+CREATE TEMP TABLE IF NOT EXISTS guiche_import_claims (
+    provider_message_id varchar NOT NULL, created_at timestamptz NOT NULL,
+    message_id uuid NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-KEY_COLUMNS = ("provider_message_id", "created_at")
+KEYS_TABLE = "guiche_import_claims"
+KEY_COLUMNS = ("provider_message_id", "created_at", "message_id")
 _CLAIM_KEYS = """
 INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
-SELECT $1, k.provider_message_id, $2, guiche_message_id(k.created_at), k.created_at
-FROM guiche_import_keys k
+SELECT $1, k.provider_message_id, $2, k.message_id, k.created_at
+FROM guiche_import_claims k
+ORDER BY k.provider_message_id
 ON CONFLICT (channel, provider_message_id) DO NOTHING
 RETURNING provider_message_id, message_id
 """
@@ -269,11 +282,14 @@ class HistoryImport:
     call does once per import is done once for the whole session: senders and their
     conversations are remembered across calls, conversations' times are written every
     `TOUCH_FLUSH_CONVERSATIONS` conversations and at `close()`, and one
-    `history.imported` event is sent at `close()`. Calls may overlap: the next call builds
-    its rows, resolves its senders and claims its keys (in call order, one call at a
-    time) while the previous one's COPY runs, so the database is not idle between two
-    calls. Idempotent like `import_history`: a call that failed or was cut off is simply
-    made again — which also writes the conversation times a killed session owed."""
+    `history.imported` event is sent at `close()`. Calls may overlap: a call builds its
+    rows as soon as it is made, resolves its senders in call order (one call at a
+    time), and its batches claim their keys and COPY in up to
+    `SESSION_WRITES_IN_FLIGHT` transactions at once, alongside other calls' batches, so
+    the database is not idle between two calls and one batch's round trips do not hold
+    the next one back. Idempotent like `import_history`: a call that failed or was cut
+    off is simply made again — which also writes the conversation times a killed
+    session owed."""
 
     def __init__(
         self, services: Services, channel_row: ChannelRow, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -282,7 +298,8 @@ class HistoryImport:
             raise ValueError("batch_size must be at least 1")
         self._importer = _Importer(services, channel_row)
         self._batch_size = batch_size
-        self._turn = asyncio.Lock()  # calls prepare (resolve, claim) one at a time, in order
+        self._turn = asyncio.Lock()  # calls resolve their senders one at a time, in order
+        self._slots = asyncio.Semaphore(SESSION_WRITES_IN_FLIGHT)  # claims + COPYs at once
         self._writing: list[asyncio.Task[tuple[int, int]]] = []
 
     @property
@@ -295,13 +312,22 @@ class HistoryImport:
         outcome = BulkResult()
         mine: list[asyncio.Task[tuple[int, int]]] = []
         try:
+            # Rows are built before this call's turn: while the call before it still
+            # resolves and claims (the turn), this one's serialising runs alongside.
+            chunks = [
+                (chunk, await _rows_of(chunk)) for chunk in _chunks(messages, self._batch_size)
+            ]
             async with self._turn:
                 created = importer.result.conversations_created
-                for chunk in _chunks(messages, self._batch_size):
-                    task = await importer.start_batch(chunk, outcome.conversations)
+                for chunk, rows in chunks:
+                    targets = await importer.resolve(chunk, rows)
+                    outcome.conversations.update(
+                        (row.provider_message_id, targets[row.identity][1]) for row in rows
+                    )
+                    task = asyncio.create_task(self._claim_and_write(rows, targets))
                     mine.append(task)
                     self._writing.append(task)
-                    await self._make_room(WRITES_IN_FLIGHT - 1)
+                    await self._make_room(SESSION_WRITES_IN_FLIGHT)
                     if len(importer.touches) >= TOUCH_FLUSH_CONVERSATIONS:
                         await importer.flush_touches()
                 outcome.conversations_created = importer.result.conversations_created - created
@@ -318,6 +344,14 @@ class HistoryImport:
         finally:
             self._writing = [task for task in self._writing if not task.done()]
         return outcome
+
+    async def _claim_and_write(
+        self, rows: list[_Row], targets: dict[Identity, tuple[uuid.UUID, uuid.UUID]]
+    ) -> tuple[int, int]:
+        """One batch's claim and COPY, in one of the session's write slots."""
+        async with self._slots:
+            claim = await retrying(partial(self._importer.claim, rows), what="history import claim")
+            return await self._importer.write(claim, rows, targets)
 
     async def _make_room(self, keep: int) -> None:
         """Wait for the oldest writes until at most `keep` are in flight (any call's)."""
@@ -452,15 +486,20 @@ class _Importer:
         try:
             await conn.execute(_KEYS_TABLE)
             await conn.copy_records_to_table(
-                "guiche_import_keys",
-                records=[(row.provider_message_id, row.created_at) for row in rows],
+                KEYS_TABLE,
+                records=list(
+                    zip(
+                        [row.provider_message_id for row in rows],
+                        [row.created_at for row in rows],
+                        new_message_id_texts([row.created_at for row in rows]),
+                        strict=True,
+                    )
+                ),
                 columns=KEY_COLUMNS,
             )
             claimed: dict[str, uuid.UUID] = {
                 record["provider_message_id"]: record["message_id"]
-                for record in await conn.fetch(
-                    _CLAIM_KEYS, self.channel.id, self.channel.tenant_id
-                )
+                for record in await conn.fetch(_CLAIM_KEYS, self.channel.id, self.channel.tenant_id)
             }
         except BaseException:
             await claim.abandon()

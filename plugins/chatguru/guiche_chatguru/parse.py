@@ -27,6 +27,17 @@ _TYPES: dict[str, MessageType] = {
     "sticker": MessageType.STICKER,
 }
 
+#: Types that carry a file (a set built once: enum member lookups cost per message).
+_MEDIA = frozenset(
+    (
+        MessageType.IMAGE,
+        MessageType.AUDIO,
+        MessageType.VIDEO,
+        MessageType.DOCUMENT,
+        MessageType.STICKER,
+    )
+)
+
 
 @dataclass(frozen=True)
 class ChatRecord:
@@ -209,13 +220,7 @@ def _message(
     text = m.get("text") if isinstance(m.get("text"), str) else None
     media = None
     file = m.get("file")
-    if kind in (
-        MessageType.IMAGE,
-        MessageType.AUDIO,
-        MessageType.VIDEO,
-        MessageType.DOCUMENT,
-        MessageType.STICKER,
-    ):
+    if kind in _MEDIA:
         if not isinstance(file, dict):
             kind = MessageType.UNSUPPORTED
         else:

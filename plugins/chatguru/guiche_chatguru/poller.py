@@ -148,9 +148,13 @@ async def poll_account(
         assert isinstance(adapter, ChatGuruAdapter)
         client = adapter.client(settings.requests_per_second)
         result = await _poll(
-            services, channel, client, tenant_id, account_id, settings, zoneinfo.ZoneInfo(
-                settings.time_zone
-            )
+            services,
+            channel,
+            client,
+            tenant_id,
+            account_id,
+            settings,
+            zoneinfo.ZoneInfo(settings.time_zone),
         )
     except ChatGuruError as exc:
         metrics.POLL_ERRORS.inc()
@@ -180,18 +184,29 @@ async def poll_account(
 
 
 async def _changed_chats(
-    client: ChatGuruClient, known: dict[str, dict[str, Any]], zone: dt.tzinfo, odd: Odd
+    client: ChatGuruClient,
+    account_id: uuid.UUID,
+    known: dict[str, dict[str, Any]],
+    zone: dt.tzinfo,
+    odd: Odd,
 ) -> list[ChatRecord]:
+    """The chats the chat list shows changed (most recently updated first), page by page
+    until a page without one; `known` gets the stored state of every chat it read."""
     changed: dict[str, ChatRecord] = {}
     count = 0
     for page_num in range(MAX_LIST_PAGES):
         page = await client.chat_page(page_num)
         fresh = 0
+        chats: list[ChatRecord] = []
         for item in page.chats:
             chat = parse_chat(item, zone)
             if chat is None:
                 odd.add("invalid_chat")
                 continue
+            chats.append(chat)
+        if chats:  # what is stored of this page's chats (into `known`, for the readers)
+            known.update(await store.known_chats(account_id, [chat.id for chat in chats]))
+        for chat in chats:
             before = known.get(chat.id)
             if (
                 before is None
@@ -268,8 +283,8 @@ async def _poll(
     zone: dt.tzinfo,
 ) -> dict[str, Any]:
     odd = Odd()
-    known = await store.known_chats(account_id)
-    changed = await _changed_chats(client, known, zone, odd)
+    known: dict[str, dict[str, Any]] = {}
+    changed = await _changed_chats(client, account_id, known, zone, odd)
     if not changed:
         return {"chats": 0, "stored": 0, "duplicates": 0, "lag_ms": None, "odd": odd.total}
     await store.upsert_chats(tenant_id, account_id, changed, dt.datetime.now(dt.UTC))

@@ -148,12 +148,22 @@ async def _sync_history(
         )
 
 
-async def known_chats(account_id: uuid.UUID) -> dict[str, dict[str, Any]]:
-    rows = await raw(
-        "SELECT chat_id, upstream_updated_at, catalog_done, catalog_page, newest_message_id "
-        "FROM chatguru_chats WHERE account = {}",
-        account_id,
-    )
+_KNOWN = (
+    "SELECT chat_id, upstream_updated_at, catalog_done, catalog_page, newest_message_id "
+    "FROM chatguru_chats WHERE account = {}"
+)
+
+
+async def known_chats(
+    account_id: uuid.UUID, chat_ids: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The account's stored chats (checkpoints, watermarks) by ChatGuru id: all of them,
+    or only `chat_ids` (a poll reads the few chats the chat list showed it, not every
+    chat of a large account each interval)."""
+    if chat_ids is None:
+        rows = await raw(_KNOWN, account_id)
+    else:
+        rows = await raw(_KNOWN + " AND chat_id = ANY({}::varchar[])", account_id, chat_ids)
     return {row["chat_id"]: row for row in rows}
 
 

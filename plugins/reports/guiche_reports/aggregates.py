@@ -2,11 +2,12 @@
 reopen rate and messages, grouped by day, hour of day, agent, department, channel or
 tabulation over a range of local days.
 
-Most questions involve at most one of agent, department, channel, tabulation and hour
-(as the grouping or as a filter; an agent's own figures are a filter on agent): those are
-answered from `reports_blocks`, a few hundred rows whatever the range (a year is about 16
-blocks per value). Any other combination (two filters, a supervisor's "own or my
-departments") merges the full-key hourly rollups, which costs in proportion to the range.
+A question is answered from `reports_blocks` by the smallest kind of block keyed by every
+dimension it involves (as the grouping or as a filter; an agent's own figures are a
+filter on agent, a supervisor's "own or my departments" involves agent and department):
+a few hundred rows whatever the range (a year is about 16 blocks per key). Only the hour
+of day together with another dimension merges the full-key hourly rollups, which costs in
+proportion to the range.
 Either way one query, and the same figures: sums added, histograms merged by integer
 addition (`histogram.packed`) and read by bisection.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 from guiche_reports.histogram import packed, percentiles
 from guiche_reports.metrics import MEASURES
-from guiche_reports.store import DIMENSIONS, HISTS, SUMS, blocks_of, frontier_of
+from guiche_reports.store import HISTS, KINDS, SUMS, blocks_of, frontier_of
 from guiche_reports.visibility import EVERYTHING, Visibility
 
 GROUPS = {
@@ -121,21 +122,43 @@ def _items(groups: dict[Any, _Sum], plain: Any) -> list[dict[str, Any]]:
     return [{"key": plain(k), **_figures(groups[k].sums, groups[k].hists)} for k in ordered]
 
 
-def block_plan(scope: Scope, by: str) -> tuple[str, dict[str, uuid.UUID]] | None:
-    """The single dimension whose blocks answer this question, with the filters to apply
-    (None: it needs the full-key hourly rollups). An agent's own figures are a filter."""
+@dataclass(frozen=True)
+class BlockPlan:
+    """How the blocks answer a question: the kind read (`store.KINDS`), the equal-filters
+    on its dimensions, and whether a supervisor's "own or my departments" applies."""
+
+    kind: int
+    filters: dict[str, uuid.UUID]
+    own_or_departments: bool = False
+
+
+NOTHING = -1
+"""A plan's kind when the caller may see nothing of what was asked (another agent's)."""
+
+
+def block_plan(scope: Scope, by: str) -> BlockPlan | None:
+    """The smallest block kind whose dimensions hold every one the question involves (its
+    grouping, its filters; an agent's own figures are a filter on agent, a supervisor's
+    scope involves agent and department), with the filters to apply; None when none does
+    (the hour of day with another dimension: the full-key hourly rollups)."""
     filters = dict(scope.filters)
     visible = scope.visible
+    dims = set(filters) | ({by} if by not in ("day", "total") else set())
+    restricted = False
     if not visible.all:
         if visible.departments_in_full and visible.departments:
-            return None
-        assert visible.user_id is not None
-        if filters.setdefault("agent", visible.user_id) != visible.user_id:
-            return "nothing", {}
-    dims = set(filters) | ({by} if by not in ("day", "total") else set())
-    if len(dims) > 1:
+            restricted = True
+            dims |= {"agent", "department"}
+        else:
+            assert visible.user_id is not None
+            if filters.setdefault("agent", visible.user_id) != visible.user_id:
+                return BlockPlan(NOTHING, {})
+            dims.add("agent")
+    fitting = [k for k, names in KINDS.items() if dims <= set(names)]
+    if not fitting:
         return None
-    return (dims.pop() if dims else "total"), filters
+    kind = min(fitting, key=lambda k: len(KINDS[k]))
+    return BlockPlan(kind, filters, restricted)
 
 
 async def aggregate(
@@ -147,10 +170,9 @@ async def aggregate(
     plan = block_plan(scope, by)
     if plan is None:
         return await _from_hourly(services, scope, by, percentiles)
-    dim, filters = plan
-    if dim == "nothing":
+    if plan.kind == NOTHING:
         return []
-    return await _from_blocks(services, scope, by, dim, filters.get(dim), percentiles)
+    return await _from_blocks(services, scope, by, plan, percentiles)
 
 
 def covering(first: dt.date, last: dt.date, frontier: dt.date | None) -> list[tuple[int, dt.date]]:
@@ -166,21 +188,27 @@ def covering(first: dt.date, last: dt.date, frontier: dt.date | None) -> list[tu
     return out
 
 
+def _part(kind: int, name: str) -> str:
+    """The SQL expression of one dimension's value in a block row's key."""
+    names = KINDS[kind]
+    return "b.key" if len(names) == 1 else f"split_part(b.key, '|', {names.index(name) + 1})"
+
+
 def block_sql(
     scope: Scope,
     by: str,
-    dim: str,
-    value: uuid.UUID | None,
+    plan: BlockPlan,
     with_hists: bool,
     frontier: dt.date | None,
 ) -> tuple[str, list[Any]]:
     """The statement that reads a question's blocks (the benchmark runs it raw): the fewest
-    blocks for the days before the frontier, level-0 rows for the days from it on."""
+    blocks for the days before the frontier, level-0 rows for the days from it on; the
+    filters and a supervisor's scope on the parts of the kind's key."""
     columns = ", ".join(("b.start", "b.key", *(f"b.{c}" for c in SUMS)))
     if with_hists:
         columns += ", " + ", ".join(f"b.{c}" for c in HISTS)
-    args: list[Any] = [scope.tenant_id, DIMENSIONS[dim]]
-    if by == "day":  # one row per day and value: the level-0 blocks
+    args: list[Any] = [scope.tenant_id, plan.kind]
+    if by == "day":  # one row per day and key: the level-0 blocks
         args += [scope.first_day, scope.last_day]
         sql = (
             f"SELECT {columns} FROM reports_blocks b WHERE b.tenant = $1 AND b.dim = $2"
@@ -194,9 +222,17 @@ def block_sql(
             " JOIN reports_blocks b ON b.tenant = $1 AND b.dim = $2"
             " AND b.level = r.level AND b.start = r.start"
         )
-    if value is not None:
-        args.append(str(value))
-        sql += f" AND b.key = ${len(args)}"
+    for name in KINDS[plan.kind]:
+        if name in plan.filters:
+            args.append(str(plan.filters[name]))
+            sql += f" AND {_part(plan.kind, name)} = ${len(args)}"
+    if plan.own_or_departments:
+        visible = scope.visible
+        args += [str(visible.user_id), [str(d) for d in visible.departments]]
+        sql += (
+            f" AND ({_part(plan.kind, 'agent')} = ${len(args) - 1}"
+            f" OR {_part(plan.kind, 'department')} = ANY(${len(args)}::text[]))"
+        )
     return sql, args
 
 
@@ -204,25 +240,25 @@ async def _from_blocks(
     services: Any,
     scope: Scope,
     by: str,
-    dim: str,
-    value: uuid.UUID | None,
+    plan: BlockPlan,
     with_hists: bool,
 ) -> list[dict[str, Any]]:
     async with services.db.transaction() as transaction:
         conn = transaction.connection
         frontier = await frontier_of(conn, scope.tenant_id) if by != "day" else None
-        sql, args = block_sql(scope, by, dim, value, with_hists, frontier)
+        sql, args = block_sql(scope, by, plan, with_hists, frontier)
         rows = await conn.fetch(sql, *args)
+    names = KINDS[plan.kind]
+    index = names.index(by) if by in names else None
     groups: dict[Any, _Sum] = {}
     for row in rows:
         if by == "day":
             key: Any = row["start"]
-        elif by == "total":
+        elif index is None:  # the total
             key = None
-        elif by == "hour":
-            key = int(row["key"])
         else:
-            key = row["key"] or None
+            part = row["key"].split("|")[index] if len(names) > 1 else row["key"]
+            key = int(part) if by == "hour" else part or None
         _merge(groups, key, row, with_hists)
     return _items(groups, lambda k: k.isoformat() if isinstance(k, dt.date) else k)
 

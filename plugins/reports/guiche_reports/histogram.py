@@ -68,6 +68,12 @@ def packed(stored: bytes | None) -> int:
     return int.from_bytes(stored[2:], "little") << (_SLOT_BITS * low)
 
 
+def packed_counts(histogram: dict[int, int]) -> int:
+    """`{bucket: count}` as a packed integer; counts may be negative (a delta to add to a
+    stored histogram: the sum is exact as long as no resulting count is below 0)."""
+    return sum(n << (_SLOT_BITS * index) for index, n in histogram.items() if n)
+
+
 def encode_packed(value: int) -> bytes | None:
     """The stored form of a packed (merged) histogram."""
     if value == 0:

@@ -7,8 +7,9 @@ left. A day's rollups are rebuilt whole from that day's metrics rows under a loc
 repeated run changes nothing.
 
 Two rollup tables: `reports_hourly` (per local day and hour x agent x department x
-channel x tabulation: any combination of filters) and `reports_blocks` (per single
-dimension value over aligned blocks of 2**level days, level 0 = one day): a range of days
+channel x tabulation: any combination of filters) and `reports_blocks` (per key of each
+kind, `KINDS`: one dimension, a pair, or all four ids, over aligned blocks of 2**level
+days, level 0 = one day): a range of days
 is a handful of blocks (`blocks_of`), so the common aggregates read a few hundred rows
 whatever the range. A block is rebuilt from its two halves whenever a day under it is.
 """
@@ -23,10 +24,10 @@ from typing import Any
 from guiche.plugin import closed_conversations, conversation_timelines
 from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
-from guiche_reports.histogram import bucket, encode, encode_packed, packed
+from guiche_reports.histogram import bucket, encode, encode_packed, packed, packed_counts
 from guiche_reports.metrics import MEASURES, Metrics, measure
 
-_METRIC_COLUMNS = (
+METRIC_COLUMNS = (
     "tenant",
     "conversation",
     "contact",
@@ -52,16 +53,22 @@ _METRIC_COLUMNS = (
     "response_count",
     "sla_met",
 )
+"""A metrics row's columns, in the order `store_rows` takes them."""
 
 _UPSERT = f"""
-INSERT INTO reports_conversations ({", ".join(_METRIC_COLUMNS)}, updated_at)
-VALUES ({", ".join(f"${i}" for i in range(1, len(_METRIC_COLUMNS) + 1))}, now())
+INSERT INTO reports_conversations ({", ".join(METRIC_COLUMNS)}, updated_at)
+VALUES ({", ".join(f"${i}" for i in range(1, len(METRIC_COLUMNS) + 1))}, now())
 ON CONFLICT (tenant, conversation) DO UPDATE SET
-{", ".join(f"{c} = EXCLUDED.{c}" for c in _METRIC_COLUMNS[2:])}, updated_at = now()
+{", ".join(f"{c} = EXCLUDED.{c}" for c in METRIC_COLUMNS[2:])}, updated_at = now()
 """
 
-_OLD_DAYS = """
-SELECT DISTINCT day FROM reports_conversations WHERE tenant = $1 AND conversation = ANY($2::uuid[])
+_OLD_ROWS = f"""
+SELECT {", ".join(METRIC_COLUMNS)} FROM reports_conversations
+WHERE tenant = $1 AND conversation = ANY($2::uuid[])
+"""
+
+_CONVERSATION_LOCKS = """
+SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/c/' || c, 0)) FROM unnest($2::text[]) c
 """
 
 _DELETE = """
@@ -71,7 +78,7 @@ DELETE FROM reports_conversations WHERE tenant = $1 AND conversation = ANY($2::u
 _DAY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))"
 
 _DAY_ROWS = f"""
-SELECT {", ".join(_METRIC_COLUMNS)} FROM reports_conversations WHERE tenant = $1 AND day = $2
+SELECT {", ".join(METRIC_COLUMNS)} FROM reports_conversations WHERE tenant = $1 AND day = $2
 """
 
 _ROLLUP_KEY = ("hour", "agent", "department", "channel", "tabulation")
@@ -97,9 +104,29 @@ INSERT INTO reports_hourly ({", ".join(_HOURLY_COLUMNS)})
 VALUES ({", ".join(f"${i}" for i in range(1, len(_HOURLY_COLUMNS) + 1))})
 """
 
-DIMENSIONS = {"total": 0, "agent": 1, "department": 2, "channel": 3, "tabulation": 4, "hour": 5}
-"""The block table's single dimensions (`dim`); a row's `key` is '' for the total or for
-no value, else the id (or the hour of day) as text."""
+KINDS: dict[int, tuple[str, ...]] = {
+    0: (),
+    1: ("agent",),
+    2: ("department",),
+    3: ("channel",),
+    4: ("tabulation",),
+    5: ("hour",),
+    6: ("department", "agent"),
+    7: ("department", "channel"),
+    8: ("department", "tabulation"),
+    9: ("agent", "channel"),
+    10: ("agent", "tabulation"),
+    11: ("channel", "tabulation"),
+    12: ("department", "agent", "channel", "tabulation"),
+}
+"""The block table's kinds (`dim`): the dimensions a block row is keyed by. Its `key` is
+their values (ids, or the hour of day) as text joined by '|', '' for no value (the total's
+key is ''). Every pair of agent, department, channel and tabulation has its kind (a
+supervisor's "own or my departments" is a question on department and agent; an agent's
+figures by tabulation one on agent and tabulation), and the four together answer any
+combination of them. Only the hour of day with another dimension needs the hourly rows
+(a department x agent x hour kind would answer an agent's or a supervisor's figures by
+hour, but doubled the block rows at the benchmark's size)."""
 MAX_LEVEL = 9
 """Blocks span 2**level days, level 0 to 9 (512 days); a longer range takes more of them."""
 _BLOCK_COLUMNS = ("tenant", "dim", "level", "start", "key", *_FIGURES)
@@ -112,6 +139,26 @@ SELECT dim, key, {", ".join(_FIGURES)} FROM reports_blocks
 WHERE tenant = $1 AND level = $2 AND start = ANY($3::date[])
 """
 _DROP_BLOCK = "DELETE FROM reports_blocks WHERE tenant = $1 AND level = $2 AND start = $3"
+_NONE = "'00000000-0000-0000-0000-000000000000'::uuid"
+_HOURLY_MATCH = f"""
+FROM unnest($3::smallint[], $4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[])
+    AS k(hour, agent, department, channel, tabulation)
+WHERE h.tenant = $1 AND h.day = $2 AND h.hour = k.hour
+{"".join(f" AND coalesce(h.{c}, {_NONE}) = coalesce(k.{c}, {_NONE})" for c in _ROLLUP_KEY[1:])}
+"""
+_HOURLY_GROUPS = (
+    f"SELECT {', '.join(f'h.{c}' for c in (*_ROLLUP_KEY, *_FIGURES))} FROM reports_hourly h, "
+    + _HOURLY_MATCH.removeprefix("\nFROM ")
+)
+_DELETE_HOURLY_GROUPS = "DELETE FROM reports_hourly h USING " + _HOURLY_MATCH.removeprefix(
+    "\nFROM "
+)
+_BLOCK_MATCH = """
+tenant = $1 AND level = $5 AND start = $2
+AND (dim, key) IN (SELECT * FROM unnest($3::smallint[], $4::text[]))
+"""
+_BLOCK_GROUPS = f"SELECT dim, key, {', '.join(_FIGURES)} FROM reports_blocks WHERE {_BLOCK_MATCH}"
+_DELETE_BLOCK_GROUPS = f"DELETE FROM reports_blocks WHERE {_BLOCK_MATCH}"
 _FRONTIER = "SELECT day FROM reports_frontier WHERE tenant = $1"
 _SET_FRONTIER = """
 INSERT INTO reports_frontier (tenant, day) VALUES ($1, $2)
@@ -177,17 +224,57 @@ async def refresh(
         _row(m, cal) for t in timelines if (m := measure(t, cal, settings.sla_target)) is not None
     ]
     stored = {row[1] for row in rows}
-    gone = [cid for cid in conversation_ids if cid not in stored]
+    await store_rows(services, tenant_id, rows, [c for c in conversation_ids if c not in stored])
+    return len(rows)
+
+
+async def store_rows(
+    services: Any,
+    tenant_id: uuid.UUID,
+    rows: Sequence[tuple[Any, ...]],
+    gone: Sequence[uuid.UUID],
+) -> None:
+    """Store these metrics rows (`METRIC_COLUMNS` order) and delete the rows of `gone`,
+    updating the rollups by their difference: each old row's contribution taken out of its
+    hourly and level-0 groups, each new one's added, so a close costs the groups it
+    touches, not its day; for days before the frontier, the same in every block above.
+    One transaction.
+
+    Locks, always in this order: the conversations (so two refreshes of one conversation
+    never both count it), the frontier (shared), the days (sorted), the blocks above
+    (by level, then start). A full day rebuild (`rebuild_day`) takes the same day lock and
+    a block's rebuild from its halves the same block lock, so each sees the other's
+    changes whole."""
+    ids = sorted({row[1] for row in rows} | set(gone), key=str)
+    if not ids:
+        return
+    new = [dict(zip(METRIC_COLUMNS, row, strict=True)) for row in rows]
     async with services.db.transaction() as transaction:
         conn = transaction.connection
-        days = {r["day"] for r in await conn.fetch(_OLD_DAYS, tenant_id, list(conversation_ids))}
+        await conn.execute(_CONVERSATION_LOCKS, str(tenant_id), [str(i) for i in ids])
+        old = await conn.fetch(_OLD_ROWS, tenant_id, ids)
+        await conn.execute(_FRONTIER_LOCK_SHARED, str(tenant_id))
+        frontier = await conn.fetchval(_FRONTIER, tenant_id)
+        days = sorted({r["day"] for r in old} | {r["day"] for r in new})
+        for day in days:
+            await conn.execute(_DAY_LOCK, str(tenant_id), day.isoformat())
         if gone:
-            await conn.execute(_DELETE, tenant_id, gone)
+            await conn.execute(_DELETE, tenant_id, list(gone))
         if rows:
             await conn.executemany(_UPSERT, rows)
-    days |= {row[13] for row in rows}
-    await rebuild_days(services, tenant_id, days)
-    return len(rows)
+        applied = {
+            day: await _apply_day(
+                conn,
+                tenant_id,
+                day,
+                [r for r in old if r["day"] == day],
+                [r for r in new if r["day"] == day],
+            )
+            for day in days
+        }
+        if frontier is not None:
+            past = {day: done for day, done in applied.items() if day < frontier}
+            await _apply_above(conn, tenant_id, past)
 
 
 class _Group:
@@ -200,25 +287,26 @@ class _Group:
         self.hists: dict[str, dict[int, int]] = {m: {} for m in MEASURES}
         self.packed: dict[str, int] = dict.fromkeys(MEASURES, 0)
 
-    def add_row(self, r: Any, buckets: list[tuple[str, float, int]]) -> None:
-        """One metrics row; `buckets`: its (measure, time, bucket) for each time it has."""
+    def add_row(self, r: Any, buckets: list[tuple[str, float, int]], sign: int = 1) -> None:
+        """One metrics row (`sign` -1: taken out); `buckets`: its (measure, time, bucket)
+        for each time it has."""
         s = self.sums
-        s["conversations"] += 1
-        s["reopened"] += 1 if r["reopens"] else 0
-        s["transfers"] += r["transfers"]
+        s["conversations"] += sign
+        s["reopened"] += sign if r["reopens"] else 0
+        s["transfers"] += sign * r["transfers"]
         if r["sla_met"] is not None:
-            s["sla_counted"] += 1
-            s["sla_met"] += 1 if r["sla_met"] else 0
-        s["messages_in"] += r["messages_in"]
-        s["messages_out"] += r["messages_out"]
-        s["response_sum_s"] += r["response_sum_s"]
-        s["response_sum_bs"] += r["response_sum_bs"]
-        s["response_count"] += r["response_count"]
+            s["sla_counted"] += sign
+            s["sla_met"] += sign if r["sla_met"] else 0
+        s["messages_in"] += sign * r["messages_in"]
+        s["messages_out"] += sign * r["messages_out"]
+        s["response_sum_s"] += sign * r["response_sum_s"]
+        s["response_sum_bs"] += sign * r["response_sum_bs"]
+        s["response_count"] += sign * r["response_count"]
         for m, value, b in buckets:
-            s[f"{m}_n"] += 1
-            s[f"{m}_sum"] += value
+            s[f"{m}_n"] += sign
+            s[f"{m}_sum"] += sign * value
             hist = self.hists[m]
-            hist[b] = hist.get(b, 0) + 1
+            hist[b] = hist.get(b, 0) + sign
 
     def add_rollup(self, r: Any) -> None:
         """One stored rollup row (sums and stored histograms)."""
@@ -227,6 +315,26 @@ class _Group:
             s[c] += r[c]
         for m in MEASURES:
             self.packed[m] += packed(r[f"{m}_hist"])
+
+    def add_group(self, other: _Group) -> None:
+        """Another delta's sums and (signed) histogram counts."""
+        for c in SUMS:
+            self.sums[c] += other.sums[c]
+        for m in MEASURES:
+            hist = self.hists[m]
+            for b, n in other.hists[m].items():
+                hist[b] = hist.get(b, 0) + n
+
+    def add_delta(self, delta: _Group) -> None:
+        """A delta's sums and (signed) histogram counts, onto stored rows added here."""
+        for c in SUMS:
+            self.sums[c] += delta.sums[c]
+        for m in MEASURES:
+            self.packed[m] += packed_counts(delta.hists[m])
+
+    def consistent(self) -> bool:
+        """No count below zero (a delta taken from a group that never held the row)."""
+        return self.sums["conversations"] >= 0 and all(v >= 0 for v in self.packed.values())
 
     def values(self) -> list[Any]:
         """The row's `_FIGURES`, histograms in their stored form."""
@@ -245,24 +353,143 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _add_to_groups(
+    r: Any,
+    hourly: dict[tuple[Any, ...], _Group],
+    blocks: dict[tuple[int, str], _Group],
+    sign: int = 1,
+) -> None:
+    """One metrics row into its full-key hourly group and its level-0 group of each kind."""
+    buckets = _buckets(r)
+    key = tuple(r[k] for k in _ROLLUP_KEY)
+    (hourly.get(key) or hourly.setdefault(key, _Group())).add_row(r, buckets, sign)
+    for dim, names in KINDS.items():
+        bkey = (dim, "|".join(_text(r[name]) for name in names))
+        (blocks.get(bkey) or blocks.setdefault(bkey, _Group())).add_row(r, buckets, sign)
+
+
 def _rollups(
     tenant_id: uuid.UUID, day: dt.date, rows: Iterable[Any]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """A day's hourly rollup rows (full key) and its level-0 block rows (one per value of
-    each single dimension)."""
+    """A day's hourly rollup rows (full key) and its level-0 block rows (one per key of
+    each kind)."""
     hourly: dict[tuple[Any, ...], _Group] = {}
     blocks: dict[tuple[int, str], _Group] = {}
     for r in rows:
-        buckets = _buckets(r)
-        key = tuple(r[k] for k in _ROLLUP_KEY)
-        (hourly.get(key) or hourly.setdefault(key, _Group())).add_row(r, buckets)
-        for name, dim in DIMENSIONS.items():
-            bkey = (dim, "" if name == "total" else _text(r[name]))
-            (blocks.get(bkey) or blocks.setdefault(bkey, _Group())).add_row(r, buckets)
+        _add_to_groups(r, hourly, blocks)
     return (
         [(tenant_id, day, *key, *g.values()) for key, g in hourly.items()],
         [(tenant_id, dim, 0, day, key, *g.values()) for (dim, key), g in blocks.items()],
     )
+
+
+async def _merged_blocks(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    level: int,
+    start: dt.date,
+    deltas: dict[tuple[int, str], _Group],
+) -> dict[tuple[int, str], _Group]:
+    """The stored block rows of these keys with their deltas added."""
+    keys = list(deltas)
+    merged = {k: _Group() for k in keys}
+    found = await conn.fetch(
+        _BLOCK_GROUPS, tenant_id, start, [d for d, _ in keys], [k for _, k in keys], level
+    )
+    for r in found:
+        merged[(r["dim"], r["key"])].add_rollup(r)
+    for k, g in merged.items():
+        g.add_delta(deltas[k])
+    return merged
+
+
+async def _write_blocks(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    level: int,
+    start: dt.date,
+    merged: dict[tuple[int, str], _Group],
+) -> None:
+    keys = list(merged)
+    await conn.execute(
+        _DELETE_BLOCK_GROUPS, tenant_id, start, [d for d, _ in keys], [k for _, k in keys], level
+    )
+    rows = [
+        (tenant_id, dim, level, start, key, *g.values())
+        for (dim, key), g in merged.items()
+        if g.sums["conversations"] > 0
+    ]
+    if rows:
+        await conn.executemany(_BLOCK_INSERT, rows)
+
+
+async def _apply_day(
+    conn: Any, tenant_id: uuid.UUID, day: dt.date, removed: list[Any], added: list[Any]
+) -> tuple[dict[tuple[int, str], _Group], bool]:
+    """Take `removed` rows out of the day's hourly and level-0 groups and add `added` ones
+    (under the day's lock): only the groups they touch are read and written; a group left
+    without conversations is deleted. Rollups that do not hold a removed row (written by
+    hand) make the day rebuilt whole from its rows instead. Returns the block deltas (for
+    the blocks above) and whether the day was rebuilt whole."""
+    hourly: dict[tuple[Any, ...], _Group] = {}
+    blocks: dict[tuple[int, str], _Group] = {}
+    for sign, rows in ((-1, removed), (1, added)):
+        for r in rows:
+            _add_to_groups(r, hourly, blocks, sign)
+    hkeys = list(hourly)
+    harg = [[k[i] for k in hkeys] for i in range(len(_ROLLUP_KEY))]
+    merged_h = {k: _Group() for k in hkeys}
+    for r in await conn.fetch(_HOURLY_GROUPS, tenant_id, day, *harg):
+        merged_h[tuple(r[k] for k in _ROLLUP_KEY)].add_rollup(r)
+    for k, g in merged_h.items():
+        g.add_delta(hourly[k])
+    merged_b = await _merged_blocks(conn, tenant_id, 0, day, blocks)
+    if not all(g.consistent() for g in (*merged_h.values(), *merged_b.values())):
+        await _rebuild_day_rows(conn, tenant_id, day)
+        return blocks, True
+    await conn.execute(_DELETE_HOURLY_GROUPS, tenant_id, day, *harg)
+    hrows = [
+        (tenant_id, day, *k, *g.values())
+        for k, g in merged_h.items()
+        if g.sums["conversations"] > 0
+    ]
+    if hrows:
+        await conn.executemany(_HOURLY_INSERT, hrows)
+    await _write_blocks(conn, tenant_id, 0, day, merged_b)
+    return blocks, False
+
+
+async def _apply_above(
+    conn: Any,
+    tenant_id: uuid.UUID,
+    applied: dict[dt.date, tuple[dict[tuple[int, str], _Group], bool]],
+) -> None:
+    """The days' block deltas added to every block above them, level by level, each block
+    once (its deltas summed over the days) under the block's lock. A block whose rows do
+    not hold what is taken out, or above a day rebuilt whole, is rebuilt from its two
+    halves (already updated in this transaction), and so is its parent."""
+    above: dict[tuple[int, dt.date], dict[tuple[int, str], _Group]] = {}
+    whole: set[tuple[int, dt.date]] = set()
+    for day, (deltas, rebuilt) in applied.items():
+        if rebuilt:
+            whole.add((1, block_start(day, 1)))
+            continue
+        for level in range(1, MAX_LEVEL + 1):
+            target = above.setdefault((level, block_start(day, level)), {})
+            for k, delta in deltas.items():
+                (target.get(k) or target.setdefault(k, _Group())).add_group(delta)
+    for level in range(1, MAX_LEVEL + 1):
+        starts = {start for (lv, start) in (*above, *whole) if lv == level}
+        for start in sorted(starts):
+            if (level, start) not in whole:
+                await conn.execute(_DAY_LOCK, str(tenant_id), f"L{level}/{start.isoformat()}")
+                merged = await _merged_blocks(conn, tenant_id, level, start, above[level, start])
+                if all(g.consistent() for g in merged.values()):
+                    await _write_blocks(conn, tenant_id, level, start, merged)
+                    continue
+            await _rebuild_block(conn, tenant_id, level, start)
+            if level < MAX_LEVEL:
+                whole.add((level + 1, block_start(start, level + 1)))
 
 
 def block_start(day: dt.date, level: int) -> dt.date:
@@ -302,6 +529,13 @@ async def rebuild_days(services: Any, tenant_id: uuid.UUID, days: Iterable[dt.da
         frontier = await _rebuild_day(services, tenant_id, day)
         if frontier is not None and day < frontier:
             past.append(day)
+    await _rebuild_above(services, tenant_id, past)
+
+
+async def _rebuild_above(services: Any, tenant_id: uuid.UUID, past: Iterable[dt.date]) -> None:
+    """Every block above these days (days before the frontier), each once, level by level,
+    each in its own transaction from its two halves."""
+    past = list(past)
     for level in range(1, MAX_LEVEL + 1):
         for start in sorted({block_start(day, level) for day in past}):
             async with services.db.transaction() as transaction:
@@ -317,17 +551,20 @@ async def _rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> dt.
         await conn.execute(_FRONTIER_LOCK_SHARED, str(tenant_id))
         frontier = await conn.fetchval(_FRONTIER, tenant_id)
         await conn.execute(_DAY_LOCK, str(tenant_id), day.isoformat())
-        rows = await conn.fetch(_DAY_ROWS, tenant_id, day)
-        await conn.execute(
-            "DELETE FROM reports_hourly WHERE tenant = $1 AND day = $2", tenant_id, day
-        )
-        await conn.execute(_DROP_BLOCK, tenant_id, 0, day)
-        hourly, blocks = _rollups(tenant_id, day, rows)
-        if hourly:
-            await conn.executemany(_HOURLY_INSERT, hourly)
-        if blocks:
-            await conn.executemany(_BLOCK_INSERT, blocks)
+        await _rebuild_day_rows(conn, tenant_id, day)
     return frontier
+
+
+async def _rebuild_day_rows(conn: Any, tenant_id: uuid.UUID, day: dt.date) -> None:
+    """A day's hourly rows and level-0 blocks from its metrics rows (its lock held)."""
+    rows = await conn.fetch(_DAY_ROWS, tenant_id, day)
+    await conn.execute("DELETE FROM reports_hourly WHERE tenant = $1 AND day = $2", tenant_id, day)
+    await conn.execute(_DROP_BLOCK, tenant_id, 0, day)
+    hourly, blocks = _rollups(tenant_id, day, rows)
+    if hourly:
+        await conn.executemany(_HOURLY_INSERT, hourly)
+    if blocks:
+        await conn.executemany(_BLOCK_INSERT, blocks)
 
 
 async def _rebuild_block(conn: Any, tenant_id: uuid.UUID, level: int, start: dt.date) -> None:

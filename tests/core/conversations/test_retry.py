@@ -37,18 +37,23 @@ async def blocker(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-async def wait_for_lock_wait(conn: asyncpg.Connection, query_like: str) -> None:
-    """Until a backend of this database waits on a lock while running `query_like`.
+async def wait_for_lock_wait(
+    conn: asyncpg.Connection, query_like: str, *, waiting: int = 1
+) -> None:
+    """Until `waiting` backends of this database wait on a lock while running `query_like`.
 
     Polled (the other backend is not ours to signal); `pg_stat_clear_snapshot()` because
     `conn` is inside a transaction, where the activity view is a snapshot otherwise."""
     async with asyncio.timeout(LOCK_WAIT_TIMEOUT):
         while True:
             await conn.execute("SELECT pg_stat_clear_snapshot()")
-            if await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND query ILIKE $1 AND pid <> pg_backend_pid()",
-                query_like,
+            if (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query ILIKE $1 AND pid <> pg_backend_pid()",
+                    query_like,
+                )
+                >= waiting
             ):
                 return
             await asyncio.sleep(0.02)
@@ -99,7 +104,8 @@ async def test_a_history_claim_deadlocked_with_another_transaction_is_retried(
     channel = await make_channel(company.tenant_id)
     row = await load_channel(channel.id)
     assert row is not None
-    history = [text_message(f"m{n}", provider_id=f"claim-{uuid.uuid4().hex}-{n}") for n in (1, 2)]
+    prefix = uuid.uuid4().hex  # one prefix: the claim inserts keys in key order, m1 first
+    history = [text_message(f"m{n}", provider_id=f"claim-{prefix}-{n}") for n in (1, 2)]
     first, second = (m.provider_message_id for m in history)
     await claim_key(blocker, channel, second)  # the import claims `first`, then waits here
     caplog.set_level(logging.WARNING, logger="guiche.database.engine")
@@ -116,6 +122,35 @@ async def test_a_history_claim_deadlocked_with_another_transaction_is_retried(
     stored = await fetch("SELECT count(*) AS n FROM messages WHERE tenant = {}", company.tenant_id)
     assert stored == [{"n": 2}]
     assert any("history import claim: retrying" in r.getMessage() for r in caplog.records)
+
+
+async def test_session_calls_claiming_the_same_keys_in_opposite_orders_never_deadlock(
+    client, make_company, make_channel, blocker, caplog
+):
+    """A session's batches claim side by side, each inserting its keys in key order.
+    Unsorted, this is a deadlock: the blocker holds the middle key, one call claims
+    upwards to it, the other downwards to it, and once the blocker lets go each wants
+    what the other holds. Sorted, the second call waits for the first and finds its
+    messages stored."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    row = await load_channel(channel.id)
+    assert row is not None
+    prefix = uuid.uuid4().hex
+    history = [text_message(f"m{n}", provider_id=f"order-{prefix}-{n:03d}") for n in range(100)]
+    await claim_key(blocker, channel, history[50].provider_message_id)
+    caplog.set_level(logging.WARNING, logger="guiche.database.engine")
+
+    async with plugin.history_import(client.app[SERVICES], row, batch_size=100) as session:
+        calls = asyncio.gather(session.add(history), session.add(history[::-1]))
+        await wait_for_lock_wait(blocker, "%INSERT INTO message_keys%", waiting=2)
+        await blocker.execute("ROLLBACK")
+        outcomes = await calls
+
+    assert sorted((o.inserted, o.duplicates) for o in outcomes) == [(0, 100), (100, 0)]
+    stored = await fetch("SELECT count(*) AS n FROM messages WHERE tenant = {}", company.tenant_id)
+    assert stored == [{"n": 100}]
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
 
 
 async def test_a_history_copy_deadlocked_with_another_transaction_is_claimed_and_copied_again(

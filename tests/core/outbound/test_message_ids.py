@@ -11,7 +11,12 @@ from typing import Any
 import asyncpg
 
 from guiche.database import timescale
-from guiche.foundation.message_ids import created_at_filter, new_message_id, time_window
+from guiche.foundation.message_ids import (
+    created_at_filter,
+    new_message_id,
+    new_message_id_texts,
+    time_window,
+)
 from guiche.media import attachments as media
 from guiche.models import Message
 
@@ -27,6 +32,17 @@ def test_an_id_names_the_millisecond_of_its_time() -> None:
     assert time_window(uuid.uuid4()) is None  # ids made before carry no time
     assert new_message_id(dt.datetime(1960, 1, 1, tzinfo=dt.UTC)).version == 4
     assert created_at_filter(uuid.uuid4()) == ("", ())
+
+
+def test_ids_made_in_bulk_are_laid_out_like_one_by_one() -> None:
+    later = AT + dt.timedelta(days=400)
+    texts = new_message_id_texts([AT] * 500 + [later, dt.datetime(1960, 1, 1, tzinfo=dt.UTC)])
+    ids = [uuid.UUID(text) for text in texts]
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids[:-1])
+    assert {time_window(i) for i in ids[:500]} == {time_window(new_message_id(AT))}
+    assert time_window(ids[500]) == time_window(new_message_id(later))
+    assert ids[-1].version == 4  # out of the 48-bit range: no time, as one by one
 
 
 async def test_sql_and_python_stamp_ids_alike(database_url: str) -> None:

@@ -74,6 +74,7 @@ async def test_poll_stores_only_new_messages_with_events(client, account) -> Non
             services, account.company.tenant_id, account.channel_id, SETTINGS
         )
     assert result is not None and result["stored"] == 1 and result["duplicates"] == 0
+    assert result["chats"] == 1  # only the changed chat is read, the others are known
     stored = await messages_of(account.channel_id)
     assert len(stored) == before + 1
     assert stored[-1]["provider_message_id"] == new_id and stored[-1]["body"] == "Chegou! Obrigada"
@@ -238,6 +239,8 @@ async def test_agents_reply_through_the_documented_api(client, account) -> None:
     [sent] = fake.sent
     assert sent["action"] == "message_send" and sent["chat_number"] == "5511987654321"
     assert sent["text"] == "Sim, como posso ajudar?"
-    [row] = await fetch("SELECT status, provider_message_id FROM messages WHERE id = {}",
-                        uuid.UUID((await resp.json())["id"]))
+    [row] = await fetch(
+        "SELECT status, provider_message_id FROM messages WHERE id = {}",
+        uuid.UUID((await resp.json())["id"]),
+    )
     assert row == {"status": "sent", "provider_message_id": "c36ea2af419e2b676e6e12f9"}

@@ -4,12 +4,14 @@ metrics rows; plus pagination, reopen, rebuild and the live dashboard event."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import os
 import random
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +20,7 @@ import pytest
 from guiche_reports import aggregates, dashboard, histogram, store
 from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
+from guiche_reports.visibility import Visibility
 
 from tests.conftest import login
 from tests.core.routing.helpers import add_department, join, sql
@@ -413,9 +416,10 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
     client: Any, make_company: Any, make_channel: Any
 ) -> None:
     """80 conversations over ~400 days (blocks up to the top level, ranges cut mid-block):
-    every grouping, unfiltered (day blocks), filtered on one dimension (its blocks) and on
-    two (the hourly rollups), each equal to the raw rows; and each block-answered question
-    answered the same by the hourly rollups."""
+    every grouping, unfiltered (day blocks), filtered on one dimension (its blocks), on two
+    (pair blocks) and on three or four (the blocks keyed by all four ids), each equal to
+    the raw rows and to the same question answered from the hourly rollups; by hour with a
+    filter, from the hourly rollups."""
     company, headers = await scene(
         client,
         make_company,
@@ -431,11 +435,21 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
     first, last = dt.date(2025, 10, 20), dt.date(2026, 10, 30)  # cuts the data at both ends
     inside = [r for r in rows if first <= r["day"] <= last]
     assert 0 < len(inside) < len(rows)
-    agent, dept = inside[0]["agent"], inside[0]["department"]
+    one = inside[0]
+    agent, dept = one["agent"], one["department"]
+    channel, tab = one["channel"], one["tabulation"]
     scopes = {
         "everything": {},
         "one agent": {"agent_id": str(agent)},
         "agent and department": {"agent_id": str(agent), "department_id": str(dept)},
+        "department and channel": {"department_id": str(dept), "channel_id": str(channel)},
+        "channel and tabulation": {"channel_id": str(channel), "tabulation_id": str(tab)},
+        "all four": {
+            "agent_id": str(agent),
+            "department_id": str(dept),
+            "channel_id": str(channel),
+            "tabulation_id": str(tab),
+        },
     }
     for label, filters in scopes.items():
         chosen = [
@@ -453,6 +467,14 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
                 last,
                 {k.removesuffix("_id"): uuid.UUID(v) for k, v in filters.items()},
             )
+            plan = aggregates.block_plan(scope, by)
+            dims = set(scope.filters) | ({by} - {"day", "total"})
+            if by == "hour" and scope.filters:
+                assert plan is None, (label, by)  # the hour with another dimension
+            else:  # the smallest kind keyed by every dimension asked about
+                assert plan is not None and dims <= set(store.KINDS[plan.kind]), (label, by)
+                smallest = min(len(n) for n in store.KINDS.values() if dims <= set(n))
+                assert len(store.KINDS[plan.kind]) == smallest, (label, by)
             hourly = await aggregates._from_hourly(services, scope, by, True)
             assert [i["key"] for i in hourly] == [i["key"] for i in items], (label, by)
             for a, b in zip(hourly, items, strict=True):
@@ -478,11 +500,12 @@ async def test_a_year_of_rollups_equals_the_raw_rows_by_every_grouping_and_scope
     assert tops == [{"n": 79}]
 
 
-async def test_a_supervisor_reads_the_hourly_rollups_and_an_agent_the_blocks(
+async def test_a_supervisor_reads_department_agent_blocks_and_an_agent_their_own(
     client: Any, make_company: Any, make_channel: Any
 ) -> None:
-    """Own-or-my-departments cannot be read from single-dimension blocks; an agent's own
-    figures can (a filter on agent): both equal to their rows."""
+    """Own-or-my-departments is read from the department x agent blocks (with a filter on
+    channel or tabulation, from the blocks keyed by all four ids; by hour, from the hourly
+    rollups), an agent's own figures from the agent blocks: all equal to their rows."""
     company, _ = await scene(client, make_company, make_channel, n=30)
     await guiche_reports.catch_up(services_of_client(client))
     rows = await raw_rows(company.tenant_id)
@@ -500,10 +523,31 @@ async def test_a_supervisor_reads_the_hourly_rollups_and_an_agent_the_blocks(
     rows = await raw_rows(company.tenant_id)
     mine = [r for r in rows if r["department"] == dept or r["agent"] == supervisor.user_id]
     headers = await login(client, supervisor)
+    scoped = Visibility(
+        all=False,
+        user_id=supervisor.user_id,
+        departments=frozenset({dept}),
+        departments_in_full=True,
+    )
+    month = aggregates.Scope(company.tenant_id, dt.date(2026, 11, 1), dt.date(2026, 11, 30), {})
+    assert aggregates.block_plan(replace(month, visible=scoped), "agent") == aggregates.BlockPlan(
+        6, {}, own_or_departments=True
+    )
+    tab = rows[0]["tabulation"]
     for by in BY:
         params = {"by": by, "from": "2026-11-01", "to": "2026-11-30"}
         resp = await client.get(f"{API}/aggregates", params=params, headers=headers)
         assert_equal_to_raw((await resp.json())["items"], mine, by)
+        resp = await client.get(
+            f"{API}/aggregates", params={**params, "tabulation_id": str(tab)}, headers=headers
+        )
+        chosen = [r for r in mine if r["tabulation"] == tab]
+        assert_equal_to_raw((await resp.json())["items"], chosen, by)
+        resp = await client.get(
+            f"{API}/aggregates", params={**params, "agent_id": str(agent)}, headers=headers
+        )
+        chosen = [r for r in mine if r["agent"] == agent]
+        assert_equal_to_raw((await resp.json())["items"], chosen, by)
 
     member = await company.add("agent")  # takes over an agent's conversations
     await sql(
@@ -622,3 +666,113 @@ def test_packed_histograms_merge_by_addition_and_blocks_cover_a_range_exactly() 
         assert covered == [first + dt.timedelta(days=i) for i in range(days)]
         assert all(store.block_start(start, level) == start for level, start in blocks)
         assert len(blocks) <= 2 * store.MAX_LEVEL
+
+
+async def rollup_state(tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every hourly and block row of a company, in a stable order."""
+    hourly = await sql(
+        "SELECT * FROM reports_hourly WHERE tenant = {}"
+        " ORDER BY day, hour, agent, department, channel, tabulation",
+        tenant_id,
+    )
+    blocks = await sql(
+        "SELECT * FROM reports_blocks WHERE tenant = {} ORDER BY level, start, dim, key", tenant_id
+    )
+    return hourly + blocks
+
+
+def assert_same_rollups(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    """Equal row for row: counts and histograms exactly, float sums up to rounding."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for column, value in x.items():
+            if isinstance(value, float):
+                assert math.isclose(value, y[column], abs_tol=1e-6), column
+            else:
+                assert value == y[column], column
+
+
+async def test_changes_update_their_groups_by_difference_equal_to_a_full_rebuild(
+    client: Any, make_company: Any, make_channel: Any
+) -> None:
+    """Rows stored, moved to another day and group, and deleted update only the groups
+    they leave and enter: the rollups equal those rebuilt whole from the rows after each
+    change; rollups that lack a row being taken out make its day rebuilt whole."""
+    company, _ = await scene(client, make_company, make_channel, n=40)
+    services = services_of_client(client)
+    await guiche_reports.catch_up(services)  # every row added by difference
+    tenant = company.tenant_id
+
+    async def equal_to_full_rebuild() -> list[dict[str, Any]]:
+        state = await rollup_state(tenant)
+        days = {r["day"] for r in await raw_rows(tenant)} | {
+            r["start"]
+            for r in await sql(
+                "SELECT start FROM reports_blocks WHERE tenant = {} AND level = 0", tenant
+            )
+        }
+        await store.rebuild_days(services, tenant, days)
+        assert_same_rollups(state, await rollup_state(tenant))
+        return state
+
+    await equal_to_full_rebuild()
+    rows = await sql(
+        f"SELECT {', '.join(store.METRIC_COLUMNS)} FROM reports_conversations"
+        " WHERE tenant = {} ORDER BY closed_at",
+        tenant,
+    )
+    first, second, third = rows[0], rows[1], rows[-1]
+    moved = {
+        **first,
+        "day": third["day"],
+        "hour": third["hour"],
+        "agent": third["agent"],
+        "tabulation": None,
+    }
+    alone = {**second, "agent": None, "department": None, "channel": None}  # new groups
+    await store.store_rows(
+        services,
+        tenant,
+        [tuple(r[c] for c in store.METRIC_COLUMNS) for r in (moved, alone)],
+        [third["conversation"]],
+    )
+    assert len(await raw_rows(tenant)) == 39
+    state = await equal_to_full_rebuild()
+    lone = [r for r in state if r.get("dim") == 12 and r["key"] == f"|||{second['tabulation']}"]
+    assert [r["conversations"] for r in lone if r["level"] == 0] == [1]
+
+    # rollups missing a row (deleted by hand): the day is rebuilt from its rows
+    await sql("DELETE FROM reports_hourly WHERE tenant = {} AND day = {}", tenant, second["day"])
+    back = {**alone, "agent": second["agent"]}
+    await store.store_rows(services, tenant, [tuple(back[c] for c in store.METRIC_COLUMNS)], [])
+    day_rows = [r for r in await raw_rows(tenant) if r["day"] == second["day"]]
+    [hourly] = await sql(
+        "SELECT sum(conversations) AS n FROM reports_hourly WHERE tenant = {} AND day = {}",
+        tenant,
+        second["day"],
+    )
+    assert hourly["n"] == len(day_rows)
+    await equal_to_full_rebuild()
+
+    # concurrent changes (the same conversation twice, others moved across days and
+    # blocks) serialise on their locks: the rollups equal a full rebuild
+    rows = await sql(
+        f"SELECT {', '.join(store.METRIC_COLUMNS)} FROM reports_conversations"
+        " WHERE tenant = {} ORDER BY closed_at",
+        tenant,
+    )
+    days = sorted({r["day"] for r in rows})
+    changes = [
+        {**r, "day": days[(i * 5) % len(days)], "agent": rows[-1 - i]["agent"]}
+        for i, r in enumerate(rows[:12])
+    ]
+    changes.append({**changes[0], "tabulation": None})  # the first conversation again
+    await asyncio.gather(
+        *(
+            store.store_rows(services, tenant, [tuple(c[k] for k in store.METRIC_COLUMNS)], [])
+            for c in changes
+        )
+    )
+    assert len(await raw_rows(tenant)) == 39
+    await equal_to_full_rebuild()
