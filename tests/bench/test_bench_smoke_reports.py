@@ -9,18 +9,9 @@ import os
 import pytest
 
 from bench.common import REPORT_KEYS
+from bench.reports import CASES
 
 from .test_bench_smoke import assert_clean, run_smoke
-
-CASES = (
-    "dashboard",
-    "agent30",
-    "agent365",
-    "day30",
-    "filters30",
-    "supervisor30",
-    "hourly30",
-)
 
 
 @pytest.fixture(scope="module")

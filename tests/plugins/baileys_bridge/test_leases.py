@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from guiche_baileys_bridge import store
 from guiche_baileys_bridge.tables import BaileysSession
@@ -77,15 +78,25 @@ async def test_a_session_busy_on_the_sidecar_gives_the_lease_back(
     await fake_sidecar.wait_for("start", setup.session, count=2)
 
 
+async def held_with_keys(setup: Setup, owner: str) -> None:
+    """A session leased by `owner`, its keys stored."""
+    assert await store.acquire(setup.channel_id, setup.company.tenant_id, owner, "h:1", "", 30)
+    assert await store.save_auth(setup.channel_id, owner, "sealed-keys")
+
+
+async def session_row(setup: Setup) -> dict[str, Any]:
+    row = await store.load(setup.channel_id)
+    assert row is not None
+    return row
+
+
 async def test_an_ended_session_is_released_and_halted_at_once(client, setup: Setup):
     """Ending frees the lease and writes `halt` in one step: no bridge can take the lease
     in between and start the logged-out session again (CI saw exactly that race)."""
     tenant = setup.company.tenant_id
-    assert await store.acquire(setup.channel_id, tenant, "me", "10.0.0.9:1", "", 30)
-    await store.save_auth(setup.channel_id, "me", "sealed-keys")
+    await held_with_keys(setup, "me")
     await store.end("me", setup.channel_id, clear_auth=True)
-    row = await store.load(setup.channel_id)
-    assert row is not None
+    row = await session_row(setup)
     assert (row["owner"], row["command"], row["auth_encrypted"]) == ("", store.HALT, "")
     assert not await store.acquire(setup.channel_id, tenant, "other", "10.0.0.8:1", "", 30)
     await store.set_command(setup.channel_id, tenant, "")  # the operator's connect
@@ -93,10 +104,7 @@ async def test_an_ended_session_is_released_and_halted_at_once(client, setup: Se
 
 
 async def test_ending_keeps_another_holders_lease_and_the_keys_when_asked(client, setup: Setup):
-    tenant = setup.company.tenant_id
-    assert await store.acquire(setup.channel_id, tenant, "holder", "10.0.0.9:1", "", 30)
-    await store.save_auth(setup.channel_id, "holder", "sealed-keys")
+    await held_with_keys(setup, "holder")
     await store.end("stale", setup.channel_id, clear_auth=False)
-    row = await store.load(setup.channel_id)
-    assert row is not None
+    row = await session_row(setup)
     assert (row["owner"], row["auth_encrypted"]) == ("holder", "sealed-keys")
