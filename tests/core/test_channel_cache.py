@@ -292,17 +292,26 @@ def test_notices_drop_one_entry_or_everything_after_a_reconnection() -> None:
 # --- across processes, over Redis --------------------------------------------------------------
 
 
+async def two_processes(
+    make_client: Any, fake_plugin: FakeChannelPlugin, redis_url: str
+) -> tuple[Any, Any]:
+    """Two apps on one database and one Redis, as two `guiche web` processes would be; a
+    long TTL so only a notice can drop an entry."""
+    plugins = ((fake_plugin.name, fake_plugin),)
+    made = [
+        await make_client(
+            extra_plugins=plugins, redis_url=redis_url, channel_cache_ttl_seconds=3600
+        )
+        for _ in range(2)
+    ]
+    return made[0], made[1]
+
+
 async def test_another_process_drops_its_entries_without_waiting_for_the_ttl(
     make_client: Any, fake_plugin: FakeChannelPlugin, make_company: Any, require_redis: str
 ) -> None:
     """Two apps on one database and one Redis, as two `guiche web` processes would be."""
-    plugins = ((fake_plugin.name, fake_plugin),)
-    one = await make_client(
-        extra_plugins=plugins, redis_url=require_redis, channel_cache_ttl_seconds=3600
-    )
-    two = await make_client(
-        extra_plugins=plugins, redis_url=require_redis, channel_cache_ttl_seconds=3600
-    )
+    one, two = await two_processes(make_client, fake_plugin, require_redis)
     company = await make_company()
     headers = await login(one, company.owner)
     await enable_over_api(one, headers)
@@ -351,9 +360,7 @@ async def test_company_settings_are_cached_and_a_patch_drops_them(client: Any, r
     )
     assert resp.status == 200, await resp.text()
     assert await tenant_region(company.tenant_id, services) == "PT"
-    assert await company_locale(services, company.tenant_id) == CompanyLocale(
-        "PT", "Europe/Lisbon"
-    )
+    assert await company_locale(services, company.tenant_id) == CompanyLocale("PT", "Europe/Lisbon")
 
 
 async def test_company_settings_are_per_tenant(client: Any, ready: Any, make_company: Any) -> None:
@@ -372,13 +379,7 @@ async def test_company_settings_are_per_tenant(client: Any, ready: Any, make_com
 async def test_a_settings_patch_reaches_another_process(
     make_client: Any, fake_plugin: FakeChannelPlugin, make_company: Any, require_redis: str
 ) -> None:
-    plugins = ((fake_plugin.name, fake_plugin),)
-    one = await make_client(
-        extra_plugins=plugins, redis_url=require_redis, channel_cache_ttl_seconds=3600
-    )
-    two = await make_client(
-        extra_plugins=plugins, redis_url=require_redis, channel_cache_ttl_seconds=3600
-    )
+    one, two = await two_processes(make_client, fake_plugin, require_redis)
     company = await make_company()
     headers = await login(one, company.owner)
     other = services_of(two)

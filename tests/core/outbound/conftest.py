@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from guiche.channels import InboundMessage, MessageType, OutboundMessage, Sender
 from guiche.runtime.services import SERVICES, Services
 from guiche.testing import FakeChannelPlugin
 from tests.conftest import Company, login
@@ -130,3 +131,16 @@ async def message_row(message_id: Any) -> dict[str, Any]:
     rows = await fetch("SELECT * FROM messages WHERE id = {}", uuid.UUID(str(message_id)))
     assert len(rows) == 1
     return rows[0]
+
+
+def echo_of(message: OutboundMessage, provider_id: str) -> InboundMessage:
+    """The provider's echo of our own send (`from_me`), as it arrives in a webhook."""
+    return InboundMessage(
+        provider_message_id=provider_id,
+        sender=Sender(phone=CONTACT_PHONE.lstrip("+")),
+        timestamp=dt.datetime.now(dt.UTC),
+        type=MessageType.TEXT,
+        text=message.text,
+        from_me=True,
+        raw={},
+    )

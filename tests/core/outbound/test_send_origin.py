@@ -13,17 +13,21 @@ import pytest
 
 from guiche.channels import (
     DeliveryStatus,
-    InboundMessage,
-    MessageType,
     OutboundMessage,
     Pricing,
-    Sender,
     StatusUpdate,
 )
 from guiche.foundation.errors import ApiError
 from guiche.plugin import DirectSent, send_message, usage_totals
 
-from .conftest import CONTACT_PHONE, fetch, message_row, send_text, services_of_client, settle
+from .conftest import (
+    echo_of,
+    fetch,
+    message_row,
+    send_text,
+    services_of_client,
+    settle,
+)
 
 HELLO = {"type": "text", "text": "Oferta da semana!"}
 ORIGIN = "campaign:0b9a4a52-6d0e-4c59-9d1f-3f6c2a1e0c11"
@@ -56,6 +60,14 @@ async def _usage_origins(tenant_id: uuid.UUID) -> dict[uuid.UUID, str | None]:
 async def _contact_of(conversation_id: uuid.UUID) -> uuid.UUID:
     [row] = await fetch("SELECT contact FROM conversations WHERE id = {}", conversation_id)
     return row["contact"]
+
+
+async def _send_tagged(client: Any, chat: Any) -> DirectSent:
+    """A send tagged with ORIGIN into the started chat's conversation."""
+    contact_id = await _contact_of(chat.conversation_id)
+    return await _send(
+        client, chat.company.tenant_id, chat.channel.id, contact_id=contact_id, origin=ORIGIN
+    )
 
 
 async def test_the_origin_reaches_usage_and_totals_group_and_filter_by_it(
@@ -115,13 +127,7 @@ async def test_a_priced_status_parked_before_our_commit_carries_the_origin(
         await post_webhook(chat.channel, statuses=[_priced(provider_id)])
 
     fake_plugin.provider.on_send = provider_prices_first
-    sent = await _send(
-        client,
-        chat.company.tenant_id,
-        chat.channel.id,
-        contact_id=await _contact_of(chat.conversation_id),
-        origin=ORIGIN,
-    )
+    sent = await _send_tagged(client, chat)
     await settle(client)
     assert not await fetch("SELECT 1 FROM early_statuses WHERE channel = {}", chat.channel.id)
     assert await _usage_origins(chat.company.tenant_id) == {sent.message_id: ORIGIN}
@@ -133,26 +139,11 @@ async def test_usage_recorded_on_an_echo_takes_our_origin_when_merged(
     chat = await start_chat()
 
     async def provider_echoes_and_prices_first(message: OutboundMessage, provider_id: str) -> None:
-        echo = InboundMessage(
-            provider_message_id=provider_id,
-            sender=Sender(phone=CONTACT_PHONE.lstrip("+")),
-            timestamp=dt.datetime.now(dt.UTC),
-            type=MessageType.TEXT,
-            text=message.text,
-            from_me=True,
-            raw={},
-        )
-        await post_webhook(chat.channel, [echo])
+        await post_webhook(chat.channel, [echo_of(message, provider_id)])
         await post_webhook(chat.channel, statuses=[_priced(provider_id)])  # names the echo
 
     fake_plugin.provider.on_send = provider_echoes_and_prices_first
-    sent = await _send(
-        client,
-        chat.company.tenant_id,
-        chat.channel.id,
-        contact_id=await _contact_of(chat.conversation_id),
-        origin=ORIGIN,
-    )
+    sent = await _send_tagged(client, chat)
     await settle(client)
     assert await _usage_origins(chat.company.tenant_id) == {sent.message_id: ORIGIN}
 

@@ -15,10 +15,7 @@ import pytest
 
 from guiche.channels import (
     DeliveryStatus,
-    InboundMessage,
-    MessageType,
     OutboundMessage,
-    Sender,
     StatusUpdate,
 )
 from guiche.inbound.early_statuses import lock_name
@@ -26,8 +23,8 @@ from guiche.outbound import groups, sender
 from guiche.realtime import events as ev
 from tests.conftest import published_events
 from tests.core.outbound.conftest import (
-    CONTACT_PHONE,
     Chat,
+    echo_of,
     fetch,
     message_row,
     send_text,
@@ -185,16 +182,7 @@ async def test_an_echo_stored_before_the_settle_is_merged_by_the_slow_path(
     chat = await start_chat()
 
     async def provider_echoes_first(message: OutboundMessage, provider_id: str) -> None:
-        echo = InboundMessage(
-            provider_message_id=provider_id,
-            sender=Sender(phone=CONTACT_PHONE.lstrip("+")),
-            timestamp=dt.datetime.now(dt.UTC),
-            type=MessageType.TEXT,
-            text=message.text,
-            from_me=True,
-            raw={},
-        )
-        await post_webhook(chat.channel, [echo])
+        await post_webhook(chat.channel, [echo_of(message, provider_id)])
 
     fake_plugin.provider.on_send = provider_echoes_first
     created = await (await send_text(client, chat)).json()
