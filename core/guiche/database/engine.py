@@ -65,6 +65,14 @@ async def retry_disconnects(
 #: (`guiche_ingest_messages`).
 POOL_SERVER_SETTINGS: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
 
+#: For a transaction that writes many rows into tables with foreign keys (a bulk import):
+#: Postgres checks each row's foreign keys with cached plans of its own, and under the
+#: pool's `force_custom_plan` it plans every one of those checks again, for every row
+#: (four keys on `messages`: most of a COPY's time went into the planner). `auto` lets
+#: those checks keep their generic plan (a primary-key lookup: nothing to tune per
+#: value). Transaction-scoped: the connection goes back to the pool as it came.
+GENERIC_PLANS = "SET LOCAL plan_cache_mode = auto"
+
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     """A connection given back to the pool without asyncpg's reset query.

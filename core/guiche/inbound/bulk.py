@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from guiche.channels import ChatKind, DeliveryStatus, InboundMessage
-from guiche.database.engine import retrying
+from guiche.database.engine import GENERIC_PLANS, retrying
 from guiche.foundation.message_ids import new_message_id_texts
 from guiche.inbound.identity import mark_chat_kinds, sender_keys
 from guiche.inbound.store import payload_document
@@ -136,8 +136,10 @@ class _Row(NamedTuple):
 # costs in Python. The batch's keys and ids reach Postgres by binary COPY into a
 # session-local table (no array parameters to build and parse), then one statement
 # claims them; RETURNING says which id each claimed key got (a key twice in one batch
-# is claimed once, with one of its ids).
-_KEYS_TABLE = """
+# is claimed once, with one of its ids). The claim and the COPY after it check four
+# foreign keys per row: `GENERIC_PLANS` keeps those checks from being planned per row.
+_KEYS_TABLE = f"""
+{GENERIC_PLANS};
 CREATE TEMP TABLE IF NOT EXISTS guiche_import_claims (
     provider_message_id varchar NOT NULL, created_at timestamptz NOT NULL,
     message_id uuid NOT NULL
