@@ -443,3 +443,37 @@ async def test_a_rerun_moves_the_conversation_times_a_killed_import_left_behind(
     )
     last = BASE_TIME + dt.timedelta(minutes=9)
     assert conversation["last_message_at"] == conversation["last_inbound_at"] == last
+
+
+async def test_key_checks_keep_generic_plans_in_the_batch_only(
+    client, make_company, make_channel, monkeypatch
+):
+    """A batch's claim and COPY run with `plan_cache_mode = auto` (its foreign-key checks
+    are not planned again for every row, as the pool's `force_custom_plan` would have
+    them); the setting is the transaction's own, so the pooled connection goes back to
+    the pool with the pool's mode."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    services = client.app[SERVICES]
+    modes: list[str] = []
+    real_copy = bulk._Importer._copy
+
+    async def spying_copy(self: Any, claim: Any, rows: Any, targets: Any) -> None:
+        modes.append(await claim.conn.fetchval("SHOW plan_cache_mode"))
+        await real_copy(self, claim, rows, targets)
+
+    monkeypatch.setattr(bulk._Importer, "_copy", spying_copy)
+
+    result = await plugin.import_history(services, await _row(channel), _history(6), batch_size=2)
+
+    assert result.inserted == 6
+    assert modes == ["auto"] * 3
+    pool = services.db.pool
+    held = [await pool.acquire() for _ in range(pool.get_size())]  # every one of them
+    try:
+        assert {await conn.fetchval("SHOW plan_cache_mode") for conn in held} == {
+            "force_custom_plan"
+        }
+    finally:
+        for conn in held:
+            await pool.release(conn)
