@@ -5,9 +5,10 @@ the same rows in the same run, and the live poller's lag.
         [--concurrency 8] [--changes 100] [--poll-seconds 30]
 
 - **Setup**: Guichê's app in this process (`guiche.app.create_app` on a local port, as a
-  worker's services), a company created by `guiche tenants create`, the plugin enabled
-  and a `chatguru` channel created through `POST /api/v1/channels` (core validates,
-  encrypts and provisions it: the login and a chat-list read against the fake).
+  worker's services, its garbage collector tuned as `guiche worker` tunes it), a
+  company created by `guiche tenants create`, the plugin enabled and a `chatguru`
+  channel created through `POST /api/v1/channels` (core validates, encrypts and
+  provisions it: the login and a chat-list read against the fake).
   `bench.fake_chatguru` (its own process) serves `--chats` chats of
   `--messages / --chats` messages each, generated on the fly in the fixtures' shapes.
 - **Catalog**: `create_job` + `run_catalog` (the task's body) in this process;
@@ -130,6 +131,7 @@ async def guiche_app(database_url: str) -> AsyncIterator[tuple[Any, str]]:
 
     from guiche.app import create_app
     from guiche.foundation.config import Settings
+    from guiche.foundation.gc_tuning import tune_after_startup
     from guiche.runtime.services import SERVICES
 
     settings = Settings(
@@ -146,6 +148,7 @@ async def guiche_app(database_url: str) -> AsyncIterator[tuple[Any, str]]:
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
+    tune_after_startup(settings)  # as `guiche worker` does once started
     try:
         yield app[SERVICES], f"http://127.0.0.1:{port}"
     finally:

@@ -169,6 +169,9 @@ def make_settings(database_url: str, encryption_key: str) -> Callable[..., Setti
             "login_max_attempts_per_ip": 1_000_000,
             "log_json": False,
             "data_dir": "/tmp/guiche-test",
+            # in-process workers and commands must not freeze the test process's objects
+            # (frozen cyclic garbage is never reclaimed); the threshold still applies
+            "gc_freeze": False,
         }
         values.update(overrides)
         return Settings(**values)

@@ -276,6 +276,7 @@ async def _run_all(settings: Settings) -> int:
     from guiche.app import create_app
     from guiche.channel_host.demo_channel import seed_demo_channel
     from guiche.companies.demo import seed_demo
+    from guiche.foundation import gc_tuning
     from guiche.http.runner import app_runner
     from guiche.plugin_host.services import run_services, select_services
     from guiche.runtime.services import SERVICES
@@ -293,6 +294,7 @@ async def _run_all(settings: Settings) -> int:
         demo_channel = await seed_demo_channel(app[SERVICES], login.tenant_id)
         await start_site(runner, settings)
         print(login_banner(settings, login.email, login.password, demo_channel), flush=True)
+        gc_tuning.tune_after_startup(settings)
         queue = app[SERVICES].tasks
         assert queue is not None
         loops = [schedule(queue.broker, stop)]

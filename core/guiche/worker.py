@@ -19,6 +19,7 @@ from taskiq.receiver import Receiver
 from taskiq.schedule_sources import LabelScheduleSource
 
 from guiche.app import build_services, close_resources, open_resources
+from guiche.foundation import gc_tuning
 from guiche.foundation.config import ConfigError, Settings
 from guiche.plugin_host.services import run_services, select_services
 from guiche.runtime.services import Services
@@ -88,6 +89,7 @@ async def run_worker(
         queue = TaskQueue.for_services(services)
         await queue.start()
         services.tasks = queue
+        gc_tuning.tune_after_startup(settings)  # started: a history import's pace depends on it
         log.info("worker started", extra={"tasks": queue.names})
         plugin_services = select_services(services.plugins.services, worker=True)
         try:
@@ -150,6 +152,7 @@ async def opened_with_tasks(services: Services) -> AsyncIterator[Services]:
         queue = TaskQueue.for_services(services)
         await queue.start()
         services.tasks = queue
+        gc_tuning.tune_after_startup(services.settings)
         try:
             yield services
         finally:

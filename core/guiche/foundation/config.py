@@ -100,9 +100,9 @@ class Settings(BaseSettings):
     # at most one lease.
     presence_grace_seconds: float = Field(10.0, ge=0)
     presence_lease_seconds: float = Field(60.0, ge=3)
-    # Garbage collector of `guiche web` (guiche.foundation.gc_tuning): keep start-up objects out of
-    # full collections; collect the youngest generation every this many allocations
-    # (0: Python's default).
+    # Garbage collector of every long-running process (guiche.foundation.gc_tuning): keep
+    # start-up objects out of full collections; collect the youngest generation every this
+    # many allocations (0: Python's default).
     gc_freeze: bool = True
     gc_threshold: int = Field(50_000, ge=0)
 

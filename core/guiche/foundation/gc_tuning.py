@@ -1,8 +1,18 @@
-"""Garbage-collector settings for `guiche web`, a process holding thousands of sockets.
+"""Garbage-collector settings for Guichê's long-running processes, applied once each is
+started: `guiche web` and `guiche run` once serving, `guiche worker`, `guiche service`
+and plugins' commands once their services are open.
 
-CPython's cyclic collector stops the event loop while it runs, and a full (generation-2)
-collection walks every tracked object: with 5,000 sockets that was ~860,000 objects and
-0.5-0.8 s per collection, which is what pushed the fan-out p99 past 60 ms. Two levers:
+Two workloads need them. A web process holds thousands of sockets; a worker imports
+history in bulk (a page of a hundred ChatGuru messages is about a thousand dicts, a
+batch of them thousands of objects that live until committed): with Python's defaults
+the collector ran every few pages and walked what was queued each time, about a third
+of the catalog's Python time (0.55 of raw COPY with them, 0.65 without, bench/README.md
+"chatguru").
+
+For sockets: CPython's cyclic collector stops the event loop while it runs, and a full
+(generation-2) collection walks every tracked object: with 5,000 sockets that was
+~860,000 objects and 0.5-0.8 s per collection, which pushed the fan-out p99 past 60 ms.
+Two levers:
 
 - `gc.freeze()` once the app is built (modules, classes, routes, plugins, pools): those
   objects live as long as the process, so full collections stop rescanning them.
