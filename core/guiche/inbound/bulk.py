@@ -15,7 +15,7 @@ Batches overlap: up to `WRITES_IN_FLIGHT` of them COPY at once on their own conn
 (one COPY keeps one Postgres backend busy) while the next one builds its rows, resolves
 its senders and claims its keys (a `HistoryImport` session: up to
 `SESSION_WRITES_IN_FLIGHT` batches claim or COPY at once, senders still resolved one call
-at a time). A claim inserts its keys in key order: a batch may wait for another one to
+at a time). A claim inserts its keys in key (byte) order: a batch may wait for another one to
 commit (a provider id in both), but never while that one waits for it, so claims
 cannot deadlock. Every transaction here that fails for a retryable reason
 (deadlock, serialization failure) is run again (`guiche.database.engine.retrying`); a batch whose
@@ -47,6 +47,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -151,7 +152,7 @@ _CLAIM_KEYS = """
 INSERT INTO message_keys (channel, provider_message_id, tenant, message_id, message_created_at)
 SELECT $1, k.provider_message_id, $2, k.message_id, k.created_at
 FROM guiche_import_claims k
-ORDER BY k.provider_message_id
+ORDER BY k.provider_message_id COLLATE "C"
 ON CONFLICT (channel, provider_message_id) DO NOTHING
 RETURNING provider_message_id, message_id
 """
@@ -487,16 +488,17 @@ class _Importer:
         claim = _Claim(conn, transaction, release)
         try:
             await conn.execute(_KEYS_TABLE)
+            keys = zip(
+                [row.provider_message_id for row in rows],
+                [row.created_at for row in rows],
+                new_message_id_texts([row.created_at for row in rows]),
+                strict=True,
+            )
             await conn.copy_records_to_table(
                 KEYS_TABLE,
-                records=list(
-                    zip(
-                        [row.provider_message_id for row in rows],
-                        [row.created_at for row in rows],
-                        new_message_id_texts([row.created_at for row in rows]),
-                        strict=True,
-                    )
-                ),
+                # in the claim's order (byte order: Python's for str), so its sort finds
+                # them sorted already
+                records=sorted(keys, key=itemgetter(0)),
                 columns=KEY_COLUMNS,
             )
             claimed: dict[str, uuid.UUID] = {
