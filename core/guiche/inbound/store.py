@@ -140,12 +140,19 @@ async def resolve_identities(
     return found
 
 
+_NOT_NORMALISED = frozenset({"raw"})
+
+
 def payload_document(message: InboundMessage) -> str:
     """The `payload` document of a stored message, as JSON text: the normalised message
     (JSON mode, no nulls) and the provider's raw one. Webhook ingest and the bulk import
     store the same document, so readers need not care which path wrote a row."""
-    normalised = message.model_dump_json(exclude={"raw"}, exclude_none=True)
-    return f'{{"normalised":{normalised},"raw":{dumps(message.raw).decode()}}}'
+    # The model's serializer itself: `model_dump_json` wraps the same call in ~3 µs of
+    # argument handling, and this runs for every message stored (the same JSON).
+    normalised = type(message).__pydantic_serializer__.to_json(
+        message, exclude=_NOT_NORMALISED, exclude_none=True
+    )
+    return f'{{"normalised":{normalised.decode()},"raw":{dumps(message.raw).decode()}}}'
 
 
 async def store_messages(

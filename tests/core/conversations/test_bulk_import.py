@@ -477,3 +477,28 @@ async def test_key_checks_keep_generic_plans_in_the_batch_only(
     finally:
         for conn in held:
             await pool.release(conn)
+
+
+def test_the_payload_document_is_the_normalised_message_and_the_raw_one() -> None:
+    """Webhook ingest and the import store one document shape: the message in JSON mode
+    without nulls (its raw part apart), and the provider's raw message as it came."""
+    from guiche.channels import Media
+    from guiche.inbound.store import payload_document
+
+    message = text_message("olá", provider_id="wamid.1")
+    image = InboundMessage(
+        provider_message_id="wamid.2",
+        sender=Sender(phone="5511987654321"),
+        timestamp=BASE_TIME,
+        type=MessageType.IMAGE,
+        media=Media(provider_media_id="m1", mime_type="image/jpeg", caption="foto"),
+        raw={"image": {"id": "m1", "nested": [1, {"a": None}]}},
+    )
+
+    for each in (message, image):
+        document = orjson.loads(payload_document(each))
+        assert document == {
+            "normalised": each.model_dump(mode="json", exclude={"raw"}, exclude_none=True),
+            "raw": each.raw,
+        }
+    assert "raw" not in orjson.loads(payload_document(image))["normalised"]
