@@ -24,6 +24,8 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, encryption_key: 
     monkeypatch.setenv("GUICHE_ENCRYPTION_KEYS", encryption_key)
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("GUICHE_LOG_LEVEL", "WARNING")
+    # the command runs in this process: its objects must not be frozen out of collection
+    monkeypatch.setenv("GUICHE_GC_FREEZE", "false")
 
 
 async def guiche(*argv: str) -> int:
