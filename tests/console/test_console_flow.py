@@ -4,6 +4,7 @@ and survive the server dropping the socket without missing a message."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from playwright.async_api import expect
@@ -126,6 +127,40 @@ async def test_an_expired_access_token_is_refreshed_without_losing_the_page(
     # the browser logs the refused call itself; that 401 is this test's doing
     tab.errors[:] = [e for e in tab.errors if "status of 401" not in e]
     await expect(page.get_by_label("Reply")).to_have_value("rascunho que não pode sumir")
+
+
+async def test_calls_sent_together_with_an_expired_token_refresh_it_once(
+    open_tab: Any, shop: Shop
+) -> None:
+    """Two calls leave with the same expired token; the first 401 refreshes, and the
+    second, answered after that refresh, retries with the new token instead of rotating
+    the refresh token again."""
+    tab = await open_tab()
+    page = tab.page
+    await sign_in(tab, shop.company.owner)
+    refreshes: list[str] = []
+    page.on("request", lambda r: "/auth/refresh" in r.url and refreshes.append(r.url))
+    held: list[str] = []
+
+    async def hold_the_first(route: Any) -> None:
+        if not held:  # the first call reaches the server after the other one refreshed
+            held.append(route.request.url)
+            await asyncio.sleep(1.0)
+        await route.continue_()
+
+    await page.route("**/api/v1/auth/me", hold_the_first)
+    emails = await page.evaluate(
+        """async () => {
+            const m = await import('/console/api.js');
+            m.getSession().access_token = 'expired';
+            const both = await Promise.all([m.api('GET', '/api/v1/auth/me'),
+                                            m.api('GET', '/api/v1/auth/me')]);
+            return both.map((me) => me.user.email);
+        }"""
+    )
+    assert emails == [shop.company.owner.email] * 2
+    assert len(refreshes) == 1
+    tab.errors[:] = [e for e in tab.errors if "status of 401" not in e]  # this test's doing
 
 
 async def test_company_switch_and_logout(

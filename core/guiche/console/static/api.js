@@ -115,15 +115,18 @@ export async function logout() {
 }
 
 /** An authenticated call: refreshes the access token first when it is about to expire,
- *  and once more on a 401 (the server may have ended it sooner). */
+ *  and once more on a 401 (the server may have ended it sooner) — unless another call
+ *  refreshed it meanwhile: calls sent together with the old token all come back 401,
+ *  and only the first of them may rotate the refresh token. */
 export async function api(method, path, opts = {}) {
   if (!session) throw new ApiError(401, null);
   if (session.expires_at - Date.now() < 30_000) await refresh();
+  const used = session.access_token;
   try {
-    return await raw(method, path, { ...opts, token: session.access_token });
+    return await raw(method, path, { ...opts, token: used });
   } catch (err) {
     if (err.status !== 401 || !session) throw err;
-    await refresh();
+    if (session.access_token === used) await refresh();
     return raw(method, path, { ...opts, token: session.access_token });
   }
 }
