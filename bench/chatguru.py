@@ -2,7 +2,7 @@
 the same rows in the same run, and the live poller's lag.
 
     python -m bench.chatguru [--messages 1000000] [--chats 10000] [--page-size 100]
-        [--concurrency 8] [--changes 100] [--poll-seconds 30]
+        [--concurrency 8] [--changes 100] [--poll-seconds 30] [--rounds 4]
 
 - **Setup**: Guichê's app in this process (`guiche.app.create_app` on a local port, as a
   worker's services, its garbage collector tuned as `guiche worker` tunes it), a
@@ -11,14 +11,21 @@ the same rows in the same run, and the live poller's lag.
   provisions it: the login and a chat-list read against the fake).
   `bench.fake_chatguru` (its own process) serves `--chats` chats of
   `--messages / --chats` messages each, generated on the fly in the fixtures' shapes.
+- **Catalog and ceiling, in `--rounds` interleaved rounds**: the host's speed drifts over
+  minutes (the same raw COPY measured 8,800 to 16,400 rows/s in one day), so a catalog
+  timed in one stretch and its ceiling in the next compared two different machines. Round
+  k shows the first k/rounds of the chats in the fake's chat list (`POST /_visible`),
+  runs a job over them (chats done in earlier rounds are skipped, as a resumed job
+  does), then COPYs that round's rows; a `CHECKPOINT` precedes each side of each round.
 - **Catalog**: `create_job` + `run_catalog` (the task's body) in this process;
-  figure = distinct messages stored ÷ the job's wall time (listing every chat included).
+  figure = distinct messages stored ÷ the jobs' wall time (listing the chats included).
   The per-account rate bucket is lifted for this run only (a limiter that always
   allows), so the figure is the cataloger's own pace; `rate_bound_messages_per_second`
   says what the plugin's maximum `requests_per_second` (100) would allow with these
-  pages. **Ceiling**: the rows the catalog stored, read back and written with asyncpg
-  `copy_records_to_table` (fresh ids, batches of 5,000) into a twin of `messages`
-  (`LIKE … INCLUDING ALL` + its foreign keys), after a `CHECKPOINT`.
+  pages. **Ceiling**: each round's rows, read back and written with asyncpg
+  `copy_records_to_table` (fresh ids, batches of 5,000) into one twin of `messages`
+  (`LIKE … INCLUDING ALL` + its foreign keys), which grows round by round as `messages`
+  does.
 - **Poll lag**: the same account (all `--chats` catalogued, watermarks set); polling at
   the plugin's minimum interval (2 s), `requests_per_second` 100 with the real limiter;
   `poll_due` is fired every second as the scheduler does. Every interval the fake adds
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import secrets
@@ -92,9 +100,13 @@ def parse_args(argv: list[str] | None = None) -> Any:
     parser.add_argument("--concurrency", type=int, default=8, help="plugin setting (1-32)")
     parser.add_argument("--changes", type=int, default=100, help="chats changed per interval")
     parser.add_argument("--poll-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="catalog / raw COPY rounds, interleaved"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.messages, args.chats, args.changes, args.poll_seconds = 2000, 200, 10, 7.0
+        args.rounds = 2
     args.per_chat = max(1, args.messages // args.chats)
     args.messages = args.per_chat * args.chats
     return args
@@ -204,13 +216,40 @@ async def fake_calls(http: aiohttp.ClientSession, panel_url: str) -> dict[str, i
 # --- the catalog and its ceiling -----------------------------------------------------------
 
 
-async def catalog_phase(setup: Setup, http: aiohttp.ClientSession, panel_url: str) -> dict:
+def round_bounds(chats: int, rounds: int) -> list[tuple[int, int]]:
+    """Chat index ranges [lo, hi), one per round, covering every chat."""
+    rounds = max(1, min(rounds, chats))
+    cuts = [chats * k // rounds for k in range(rounds + 1)]
+    return list(itertools.pairwise(cuts))
+
+
+def chat_prefix(i: int) -> str:
+    """The provider-id prefix of chat i's generated messages (`bench.fake_chatguru`)."""
+    return f"{i:010x}"
+
+
+async def show_chats(http: aiohttp.ClientSession, panel_url: str, chats: int | None) -> None:
+    async with http.post(f"{panel_url}/_visible", json={"chats": chats}) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"fake panel /_visible: {resp.status}")
+
+
+async def checkpoint(database_url: str) -> None:
+    """Flush dirty pages and start a new WAL segment's full-page writes for both sides."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def catalog_round(setup: Setup) -> dict:
+    """One job over the chats the panel lists now (the ones done are skipped), timed."""
     from guiche_chatguru.catalog import create_job, job_row, run_catalog
 
     services = setup.services
     real = services.limiter
     services.limiter = Unlimited()  # the cached adapter is rebuilt with it (see _current)
-    before = await fake_calls(http, panel_url)
     try:
         job_id = await create_job(setup.tenant_id, setup.channel_id)
         began = time.perf_counter()
@@ -218,44 +257,104 @@ async def catalog_phase(setup: Setup, http: aiohttp.ClientSession, panel_url: st
         took = time.perf_counter() - began
     finally:
         services.limiter = real
-    after = await fake_calls(http, panel_url)
     job = await job_row(setup.tenant_id, job_id)
     assert job is not None
-    requests = sum(after.values()) - sum(before.values())
-    return {"seconds": took, "job": job, "requests": requests}
+    return {"seconds": took, "job": job}
 
 
-async def ceiling_phase(database_url: str, channel_id: uuid.UUID) -> dict:
-    """The rows the catalog stored, COPYed again (new ids) into a `messages` twin."""
-    from bench.history import scratch_like
-    from guiche.inbound.bulk import MESSAGE_COLUMNS
+class Ceiling:
+    """Raw COPY of the rows the catalog stored, round by round, into one twin of
+    `messages` (`LIKE … INCLUDING ALL` + its foreign keys) that grows as `messages` does."""
 
-    columns = ", ".join(MESSAGE_COLUMNS)
-    reader = await asyncpg.connect(database_url)
-    writer = await asyncpg.connect(database_url)
-    try:
-        await scratch_like(writer, "messages", "bench_copy_messages")
-        await writer.execute("CHECKPOINT")
-        seconds, rows = 0.0, 0
-        async with reader.transaction():
-            cursor = await reader.cursor(
-                f"SELECT {columns} FROM messages WHERE channel = $1", channel_id
-            )
-            while True:
-                batch = await cursor.fetch(COPY_BATCH)
-                if not batch:
-                    break
-                records = [(uuid.uuid4(), *tuple(row)[1:]) for row in batch]
-                began = time.perf_counter()
-                await writer.copy_records_to_table(
-                    "bench_copy_messages", records=records, columns=MESSAGE_COLUMNS
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.seconds = 0.0
+        self.rows = 0
+
+    async def prepare(self) -> None:
+        from bench.history import scratch_like
+
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await scratch_like(conn, "messages", "bench_copy_messages")
+        finally:
+            await conn.close()
+
+    async def copy(self, channel_id: uuid.UUID, lo: int, hi: int) -> tuple[int, float]:
+        """Chats lo .. hi-1's rows, read back (untimed) and COPYed with fresh ids in
+        batches of `COPY_BATCH`, after a CHECKPOINT; only the COPY calls are timed.
+        Answers the rows and seconds of this round."""
+        rows, seconds = self.rows, self.seconds
+        from guiche.inbound.bulk import MESSAGE_COLUMNS
+
+        columns = ", ".join(MESSAGE_COLUMNS)
+        reader = await asyncpg.connect(self.database_url)
+        writer = await asyncpg.connect(self.database_url)
+        try:
+            await writer.execute("CHECKPOINT")
+            async with reader.transaction():
+                cursor = await reader.cursor(
+                    f"SELECT {columns} FROM messages WHERE channel = $1"
+                    ' AND provider_message_id COLLATE "C" >= $2'
+                    ' AND provider_message_id COLLATE "C" < $3',
+                    channel_id,
+                    chat_prefix(lo),
+                    chat_prefix(hi),
                 )
-                seconds += time.perf_counter() - began
-                rows += len(records)
-        return {"seconds": seconds, "rows": rows}
+                while batch := await cursor.fetch(COPY_BATCH):
+                    records = [(uuid.uuid4(), *tuple(row)[1:]) for row in batch]
+                    began = time.perf_counter()
+                    await writer.copy_records_to_table(
+                        "bench_copy_messages", records=records, columns=MESSAGE_COLUMNS
+                    )
+                    self.seconds += time.perf_counter() - began
+                    self.rows += len(records)
+        finally:
+            await reader.close()
+            await writer.close()
+        return self.rows - rows, self.seconds - seconds
+
+
+async def catalog_and_ceiling(
+    setup: Setup, database_url: str, http: aiohttp.ClientSession, panel_url: str, args: Any
+) -> tuple[dict, Ceiling]:
+    """The catalog in `--rounds` rounds, each followed by the raw COPY of its rows: the
+    host's speed drifts over minutes, and interleaving puts both sides in the same
+    periods. Each round's job lists the chats shown so far and skips those done, as a
+    resumed catalog does."""
+    ceiling = Ceiling(database_url)
+    await ceiling.prepare()
+    before = await fake_calls(http, panel_url)
+    seconds, jobs, shares = 0.0, [], []
+    try:
+        for lo, hi in round_bounds(args.chats, args.rounds):
+            await show_chats(http, panel_url, hi)
+            await checkpoint(database_url)
+            done = await catalog_round(setup)
+            seconds += done["seconds"]
+            jobs.append(done["job"])
+            rows, copied = await ceiling.copy(setup.channel_id, lo, hi)
+            stored = done["job"]["inserted"] + done["job"]["duplicates"]
+            shares.append(ratio(per_second(stored, done["seconds"]), per_second(rows, copied)))
     finally:
-        await reader.close()
-        await writer.close()
+        await show_chats(http, panel_url, None)
+    after = await fake_calls(http, panel_url)
+    total = {
+        key: sum(job[key] for job in jobs) for key in ("inserted", "duplicates", "errors", "odd")
+    }
+    failed = [job for job in jobs if job["state"] != "done"]
+    last = failed[0] if failed else jobs[-1]
+    return {
+        "seconds": seconds,
+        "rounds": len(jobs),
+        "round_shares": shares,
+        "state": last["state"],
+        "error": last["error"],
+        "chats_done": jobs[-1]["chats_done"],
+        "failed_rounds": len(failed),
+        "requests": sum(after.values()) - sum(before.values()),
+        **total,
+    }, ceiling
 
 
 # --- poll lag ------------------------------------------------------------------------------
@@ -364,35 +463,35 @@ async def measure(args: Any) -> dict[str, Any]:
     ):
         environment = await environment_facts(database_url, None)
         setup = await connect(database_url, base, panel_url, services, args)
-        cat = await catalog_phase(setup, http, panel_url)
+        cat, copy = await catalog_and_ceiling(setup, database_url, http, panel_url, args)
         counts = await fetchrow(
             database_url,
             "SELECT count(*) AS rows, count(DISTINCT provider_message_id) AS ids"
             " FROM messages WHERE channel = $1",
             setup.channel_id,
         )
-        job = cat["job"]
         figures.update(
-            catalog_state=job["state"],
-            catalog_error=job["error"],
+            catalog_state=cat["state"],
+            catalog_error=cat["error"],
+            catalog_rounds=cat["rounds"],
+            catalog_round_shares=cat["round_shares"],
             catalog_seconds=round(cat["seconds"], 3),
             catalog_rows_per_second=per_second(counts["ids"], cat["seconds"]),
             catalog_messages_expected=args.messages,
             catalog_messages_stored=counts["ids"],
-            catalog_job_inserted=job["inserted"],
-            catalog_job_duplicates_skipped=job["duplicates"],
-            catalog_chats=job["chats_done"],
+            catalog_job_inserted=cat["inserted"],
+            catalog_job_duplicates_skipped=cat["duplicates"],
+            catalog_chats=cat["chats_done"],
             catalog_requests=cat["requests"],
             rate_bound_messages_per_second=per_second(counts["ids"] * POLL_RPS, cat["requests"]),
             duplicates=counts["rows"] - counts["ids"],
             missing=args.messages - counts["ids"],
-            errors=job["errors"] + job["odd"] + (0 if job["state"] == "done" else 1),
+            errors=cat["errors"] + cat["odd"] + cat["failed_rounds"],
         )
-        copy = await ceiling_phase(database_url, setup.channel_id)
         ceiling.update(
-            catalog_rows_per_second=per_second(copy["rows"], copy["seconds"]),
-            copy_rows=copy["rows"],
-            copy_seconds=round(copy["seconds"], 3),
+            catalog_rows_per_second=per_second(copy.rows, copy.seconds),
+            copy_rows=copy.rows,
+            copy_seconds=round(copy.seconds, 3),
         )
         poll = await poll_phase(setup, database_url, http, panel_url, args)
         lag = latency_ms(poll["lags"])
@@ -423,8 +522,12 @@ async def measure(args: Any) -> dict[str, Any]:
         "catalog: create_job + run_catalog in this process (a worker's task body), with the"
         " per-account rate bucket lifted; rate_bound_messages_per_second is what the"
         " plugin's maximum of 100 requests/s would allow with these pages",
-        "ceiling: the catalog's own rows read back and COPYed (fresh ids) into a twin of"
-        " messages after a CHECKPOINT; only the COPY calls are timed",
+        f"catalog and ceiling in {args.rounds} interleaved rounds (the panel shows a larger"
+        " part of the chats each round; each round's job skips the chats done): the host's"
+        " speed drifts over minutes, and both sides are then measured in the same periods",
+        "ceiling: each round's rows read back and COPYed (fresh ids) into one twin of"
+        " messages after a CHECKPOINT (so is each catalog round); only the COPY calls are"
+        " timed",
         f"poll: interval {POLL_INTERVAL:g} s (the plugin's minimum), {POLL_RPS:g} requests/s"
         " with the real limiter, poll_due fired every second; lag = first seen stored (its"
         " message_keys row)"
@@ -442,6 +545,7 @@ async def measure(args: Any) -> dict[str, Any]:
             "changes_per_interval": args.changes,
             "poll_interval_seconds": POLL_INTERVAL,
             "poll_seconds": args.poll_seconds,
+            "rounds": args.rounds,
             "smoke": args.smoke,
         },
         figures={**figures, **ratios},

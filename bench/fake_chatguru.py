@@ -13,7 +13,8 @@ function of (i, j), so a million messages cost no memory; only the messages adde
 
 Control routes for the benchmark: `POST /_add {"count": K}` adds one message to K
 random chats now (their `updated` moves, as the panel's does) and answers the ids with
-the epoch time they were added; `GET /_stats` counts the panel calls.
+the epoch time they were added; `POST /_visible {"chats": N}` lists only chats 0 .. N-1
+(null: all of them); `GET /_stats` counts the panel calls.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class Panel:
     added: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     live_counter: int = 0
+    #: The chat list shows chats 0 .. visible - 1 (all when None): the benchmark catalogs
+    #: the account in rounds, each one a larger part of it.
+    visible: int | None = None
 
     def __post_init__(self) -> None:
         self.updated = [self._base_ms(i, self.per_chat - 1) for i in range(self.chats)]
@@ -113,6 +117,10 @@ class Panel:
             "last_message": {"text": "", "date": {"$date": at}},
         }
 
+    @property
+    def shown(self) -> int:
+        return self.chats if self.visible is None else min(self.visible, self.chats)
+
     def count(self, i: int) -> int:
         return self.per_chat + len(self.added.get(i, ()))
 
@@ -138,6 +146,7 @@ class Panel:
         app.router.add_get("/messages2/{chat_id}/page/{page}", self._messages)
         app.router.add_post("/_add", self._add)
         app.router.add_get("/_stats", self._stats)
+        app.router.add_post("/_visible", self._visible)
         return app
 
     def _count(self, name: str) -> None:
@@ -160,7 +169,7 @@ class Panel:
         order = (
             []
             if archived
-            else sorted(range(self.chats), key=self.updated.__getitem__, reverse=True)
+            else sorted(range(self.shown), key=self.updated.__getitem__, reverse=True)
         )
         size = self.chat_page_size
         part = [self.chat(i) for i in order[page * size : (page + 1) * size]]
@@ -198,6 +207,11 @@ class Panel:
         body = orjson.loads(await request.read())
         added = self.add(int(body.get("count", 1)))
         return web.Response(body=orjson.dumps({"added": added}), content_type="application/json")
+
+    async def _visible(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        self.visible = body.get("chats")
+        return web.Response(body=orjson.dumps({"shown": self.shown}))
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.Response(
