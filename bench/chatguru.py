@@ -60,6 +60,7 @@ from bench.common import (
     bench_database,
     create_company,
     environment_facts,
+    fetchval,
     format_table,
     free_port,
     latency_ms,
@@ -77,6 +78,7 @@ POLL_INTERVAL = 2.0
 POLL_RPS = 100.0
 """The plugin's maximum `requests_per_second`."""
 COPY_BATCH = 5000
+COPY_TWIN = "bench_copy_messages"
 LOST_AFTER = 30.0
 WATCH_EVERY = 0.05
 
@@ -234,15 +236,6 @@ async def show_chats(http: aiohttp.ClientSession, panel_url: str, chats: int | N
             raise RuntimeError(f"fake panel /_visible: {resp.status}")
 
 
-async def checkpoint(database_url: str) -> None:
-    """Flush dirty pages and start a new WAL segment's full-page writes for both sides."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
-
-
 async def catalog_round(setup: Setup) -> dict:
     """One job over the chats the panel lists now (the ones done are skipped), timed."""
     from guiche_chatguru.catalog import create_job, job_row, run_catalog
@@ -262,78 +255,71 @@ async def catalog_round(setup: Setup) -> dict:
     return {"seconds": took, "job": job}
 
 
-class Ceiling:
-    """Raw COPY of the rows the catalog stored, round by round, into one twin of
-    `messages` (`LIKE … INCLUDING ALL` + its foreign keys) that grows as `messages` does."""
+async def copy_round(
+    database_url: str, channel_id: uuid.UUID, lo: int, hi: int
+) -> tuple[int, float]:
+    """The ceiling of one round: chats lo .. hi-1's rows, read back (untimed) and COPYed
+    with fresh ids in batches of `COPY_BATCH` into the `messages` twin, after a
+    CHECKPOINT; only the COPY calls are timed. Answers the rows and their seconds."""
+    from guiche.inbound.bulk import MESSAGE_COLUMNS
 
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
-        self.seconds = 0.0
-        self.rows = 0
-
-    async def prepare(self) -> None:
-        from bench.history import scratch_like
-
-        conn = await asyncpg.connect(self.database_url)
-        try:
-            await scratch_like(conn, "messages", "bench_copy_messages")
-        finally:
-            await conn.close()
-
-    async def copy(self, channel_id: uuid.UUID, lo: int, hi: int) -> tuple[int, float]:
-        """Chats lo .. hi-1's rows, read back (untimed) and COPYed with fresh ids in
-        batches of `COPY_BATCH`, after a CHECKPOINT; only the COPY calls are timed.
-        Answers the rows and seconds of this round."""
-        rows, seconds = self.rows, self.seconds
-        from guiche.inbound.bulk import MESSAGE_COLUMNS
-
-        columns = ", ".join(MESSAGE_COLUMNS)
-        reader = await asyncpg.connect(self.database_url)
-        writer = await asyncpg.connect(self.database_url)
-        try:
-            await writer.execute("CHECKPOINT")
-            async with reader.transaction():
-                cursor = await reader.cursor(
-                    f"SELECT {columns} FROM messages WHERE channel = $1"
-                    ' AND provider_message_id COLLATE "C" >= $2'
-                    ' AND provider_message_id COLLATE "C" < $3',
-                    channel_id,
-                    chat_prefix(lo),
-                    chat_prefix(hi),
+    columns = ", ".join(MESSAGE_COLUMNS)
+    rows, seconds = 0, 0.0
+    reader = await asyncpg.connect(database_url)
+    writer = await asyncpg.connect(database_url)
+    try:
+        await writer.execute("CHECKPOINT")
+        async with reader.transaction():
+            cursor = await reader.cursor(
+                f"SELECT {columns} FROM messages WHERE channel = $1"
+                ' AND provider_message_id COLLATE "C" >= $2'
+                ' AND provider_message_id COLLATE "C" < $3',
+                channel_id,
+                chat_prefix(lo),
+                chat_prefix(hi),
+            )
+            while batch := await cursor.fetch(COPY_BATCH):
+                records = [(uuid.uuid4(), *tuple(row)[1:]) for row in batch]
+                began = time.perf_counter()
+                await writer.copy_records_to_table(
+                    COPY_TWIN, records=records, columns=MESSAGE_COLUMNS
                 )
-                while batch := await cursor.fetch(COPY_BATCH):
-                    records = [(uuid.uuid4(), *tuple(row)[1:]) for row in batch]
-                    began = time.perf_counter()
-                    await writer.copy_records_to_table(
-                        "bench_copy_messages", records=records, columns=MESSAGE_COLUMNS
-                    )
-                    self.seconds += time.perf_counter() - began
-                    self.rows += len(records)
-        finally:
-            await reader.close()
-            await writer.close()
-        return self.rows - rows, self.seconds - seconds
+                seconds += time.perf_counter() - began
+                rows += len(records)
+    finally:
+        await reader.close()
+        await writer.close()
+    return rows, seconds
 
 
 async def catalog_and_ceiling(
     setup: Setup, database_url: str, http: aiohttp.ClientSession, panel_url: str, args: Any
-) -> tuple[dict, Ceiling]:
+) -> tuple[dict, dict]:
     """The catalog in `--rounds` rounds, each followed by the raw COPY of its rows: the
     host's speed drifts over minutes, and interleaving puts both sides in the same
     periods. Each round's job lists the chats shown so far and skips those done, as a
-    resumed catalog does."""
-    ceiling = Ceiling(database_url)
-    await ceiling.prepare()
+    resumed catalog does. The ceiling's twin of `messages` (`LIKE … INCLUDING ALL` + its
+    foreign keys) grows round by round as `messages` does."""
+    from bench.history import scratch_like
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await scratch_like(conn, "messages", COPY_TWIN)
+    finally:
+        await conn.close()
     before = await fake_calls(http, panel_url)
     seconds, jobs, shares = 0.0, [], []
+    ceiling = {"rows": 0, "seconds": 0.0}
     try:
         for lo, hi in round_bounds(args.chats, args.rounds):
             await show_chats(http, panel_url, hi)
-            await checkpoint(database_url)
+            await fetchval(database_url, "CHECKPOINT")  # as before each round's COPY
             done = await catalog_round(setup)
             seconds += done["seconds"]
             jobs.append(done["job"])
-            rows, copied = await ceiling.copy(setup.channel_id, lo, hi)
+            rows, copied = await copy_round(database_url, setup.channel_id, lo, hi)
+            ceiling["rows"] += rows
+            ceiling["seconds"] += copied
             stored = done["job"]["inserted"] + done["job"]["duplicates"]
             shares.append(ratio(per_second(stored, done["seconds"]), per_second(rows, copied)))
     finally:
@@ -343,13 +329,13 @@ async def catalog_and_ceiling(
         key: sum(job[key] for job in jobs) for key in ("inserted", "duplicates", "errors", "odd")
     }
     failed = [job for job in jobs if job["state"] != "done"]
-    last = failed[0] if failed else jobs[-1]
+    reported = failed[0] if failed else jobs[-1]  # the first failure, else the last job
     return {
         "seconds": seconds,
         "rounds": len(jobs),
         "round_shares": shares,
-        "state": last["state"],
-        "error": last["error"],
+        "state": reported["state"],
+        "error": reported["error"],
         "chats_done": jobs[-1]["chats_done"],
         "failed_rounds": len(failed),
         "requests": sum(after.values()) - sum(before.values()),
@@ -489,9 +475,9 @@ async def measure(args: Any) -> dict[str, Any]:
             errors=cat["errors"] + cat["odd"] + cat["failed_rounds"],
         )
         ceiling.update(
-            catalog_rows_per_second=per_second(copy.rows, copy.seconds),
-            copy_rows=copy.rows,
-            copy_seconds=round(copy.seconds, 3),
+            catalog_rows_per_second=per_second(copy["rows"], copy["seconds"]),
+            copy_rows=copy["rows"],
+            copy_seconds=round(copy["seconds"], 3),
         )
         poll = await poll_phase(setup, database_url, http, panel_url, args)
         lag = latency_ms(poll["lags"])

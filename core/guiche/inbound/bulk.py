@@ -488,10 +488,11 @@ class _Importer:
         claim = _Claim(conn, transaction, release)
         try:
             await conn.execute(_KEYS_TABLE)
+            times = [row.created_at for row in rows]
             keys = zip(
                 [row.provider_message_id for row in rows],
-                [row.created_at for row in rows],
-                new_message_id_texts([row.created_at for row in rows]),
+                times,
+                new_message_id_texts(times),
                 strict=True,
             )
             await conn.copy_records_to_table(
