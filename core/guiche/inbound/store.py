@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
+
 from guiche.channels import DeliveryStatus, InboundMessage
 from guiche.foundation.jsonio import dumps, dumps_text
 from guiche.inbound.identity import resolve_contact, sender_keys
@@ -140,7 +142,9 @@ async def resolve_identities(
     return found
 
 
-_NOT_NORMALISED = frozenset({"raw"})
+#: As a dict, not a set: pydantic-core reads a dict `exclude` as is, where a set or frozenset
+#: is converted on every call (about 2.4 of the serializer's 5.3 µs per message).
+_NOT_NORMALISED: dict[str, bool] = {"raw": True}
 
 
 def payload_document(message: InboundMessage) -> str:
@@ -152,7 +156,18 @@ def payload_document(message: InboundMessage) -> str:
     normalised = type(message).__pydantic_serializer__.to_json(
         message, exclude=_NOT_NORMALISED, exclude_none=True
     )
-    return f'{{"normalised":{normalised.decode()},"raw":{dumps(message.raw).decode()}}}'
+    return b"".join(
+        (b'{"normalised":', normalised, b',"raw":', _raw_json(message.raw), b"}")
+    ).decode()
+
+
+def _raw_json(raw: dict[str, Any]) -> bytes:
+    """A provider's raw message: parsed JSON nearly always (plain `orjson.dumps`), else
+    whatever an adapter put there, through `jsonio.dumps` (non-text keys, other types)."""
+    try:
+        return orjson.dumps(raw)
+    except orjson.JSONEncodeError:
+        return dumps(raw)
 
 
 async def store_messages(
