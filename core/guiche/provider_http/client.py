@@ -19,6 +19,8 @@ reset) to `httpx.ConnectTimeout`, not `ConnectError`. Both are `TransportError`s
 adapters retry both; only the error code a plugin derives (e.g. "timeout" rather than
 "network") is less precise.
 
+The cookie jar (`SetCookieJar`) is read into only for answers that set a cookie.
+
 Every request goes through `send()`, where the per-channel provider call log
 (`guiche.provider_http.call_log`) observes it: status, latency, or the exception raised.
 """
@@ -38,12 +40,32 @@ TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 """Per operation; a hung provider is cut after 15 s without data, a dead host after 5 s."""
 
 
+class SetCookieJar(httpx.Cookies):
+    """The client's cookie jar, read into only when an answer sets a cookie: httpx hands
+    every response to `http.cookiejar` through urllib request and response wrappers,
+    about 60 of the ~425 µs of client CPU a request costs, for answers that nearly never
+    carry `Set-Cookie` (the jar ignores RFC 2965's `Set-Cookie2`)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
 class RecordingClient(HttpxAiohttpClient):
     """httpx's client whose every request is offered to the provider call log."""
 
     def __init__(self, *, recorder: CallRecorder | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.recorder = recorder
+        self._cookies = SetCookieJar(self._cookies)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._cookies = SetCookieJar(cookies)
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         recorder = self.recorder

@@ -219,6 +219,41 @@ async def test_app_shutdown_closes_the_aiohttp_session(make_client: Any, media_s
     assert session.closed
 
 
+async def test_the_jar_keeps_cookies_set_by_answers_and_only_those(aiohttp_server: Any) -> None:
+    """The jar is read into only when an answer carries `Set-Cookie` (it costs a urllib
+    round of wrappers per answer otherwise): what an answer sets is kept and sent back,
+    an answer without one leaves the jar as it was, and a jar set wholesale still works."""
+
+    async def login(request: web.Request) -> web.Response:
+        response = web.Response(text="ok")
+        response.set_cookie("session", "s1")
+        return response
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"cookie": request.headers.get("Cookie")})
+
+    app = web.Application()
+    app.router.add_post("/login", login)
+    app.router.add_get("/echo", echo)
+    server = await aiohttp_server(app)
+    http = outbound_client()
+    try:
+        assert (await http.get(str(server.make_url("/echo")))).json() == {"cookie": None}
+        assert len(http.cookies.jar) == 0
+        await http.post(str(server.make_url("/login")))
+        assert http.cookies.get("session") == "s1"
+        answer = await http.get(str(server.make_url("/echo")))
+        assert answer.json() == {"cookie": "session=s1"}
+        assert http.cookies.get("session") == "s1"
+        http.cookies = {"other": "o1"}
+        answer = await http.get(str(server.make_url("/echo")))
+        assert answer.json() == {"cookie": "other=o1"}
+        await http.post(str(server.make_url("/login")))
+        assert http.cookies.get("session") == "s1"
+    finally:
+        await http.aclose()
+
+
 async def test_closing_the_client_closes_the_aiohttp_session(media_server: str) -> None:
     http = outbound_client()
     await http.get(f"{media_server}/small")
