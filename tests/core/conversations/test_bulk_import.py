@@ -265,6 +265,55 @@ async def test_overlapping_batches_in_flight_store_each_message_once(
     assert (rows[0]["n"], rows[0]["ids"], rows[0]["conversations"]) == (32, 32, 2)
 
 
+async def test_a_key_another_transaction_stores_meanwhile_is_skipped_not_failed(
+    client, make_company, make_channel
+):
+    """A key that another transaction (a live webhook) is storing when a batch claims it
+    makes the claim wait; once that commits, the batch skips the key (a duplicate) and
+    stores the rest, instead of failing the import."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    services = client.app[SERVICES]
+    history = _history(5)
+    live = await services.db.get_new_connection()
+    watcher = await services.db.get_new_connection()
+    try:
+        transaction = live.transaction()
+        await transaction.start()
+        await live.execute(
+            "INSERT INTO message_keys (channel, provider_message_id, tenant, message_id,"
+            " message_created_at) VALUES ($1, $2, $3, gen_random_uuid(), $4)",
+            channel.id,
+            history[2].provider_message_id,
+            company.tenant_id,
+            BASE_TIME,
+        )
+        importing = asyncio.create_task(
+            plugin.import_history(services, await _row(channel), history)
+        )
+        for _ in range(200):  # until the claim waits for the live transaction
+            if await watcher.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                break
+            await asyncio.sleep(0.025)
+        else:
+            raise AssertionError("the claim never waited for the live key")
+        assert not importing.done()
+        await transaction.commit()
+        result = await asyncio.wait_for(importing, 10)
+    finally:
+        await live.close()
+        await watcher.close()
+
+    assert (result.inserted, result.duplicates) == (4, 1)
+    rows = await fetch(
+        "SELECT provider_message_id FROM messages WHERE tenant = {} ORDER BY created_at",
+        company.tenant_id,
+    )
+    assert [r["provider_message_id"] for r in rows] == [
+        m.provider_message_id for m in history if m is not history[2]
+    ]
+
+
 async def test_messages_already_ingested_by_webhook_are_deduplicated_and_join_its_conversation(
     client, make_company, make_channel, post_webhook
 ):
