@@ -24,6 +24,7 @@ from guiche.channels import (
     WebhookBatch,
 )
 from guiche.contacts.timeline import messages_by_phone  # chatguru
+from guiche.database.engine import use_generic_plans
 from guiche.foundation.errors import (
     ApiError,
     BadRequest,
@@ -377,6 +378,7 @@ __all__ += [  # campaigns:
     "company_locale",
     "normalize_phone",
     "send_message",
+    "use_generic_plans",
 ]
 # baileys_bridge:
 __all__ += ["CredentialsUnreadable", "ServiceSpec", "decrypt_json", "encrypt_json"]

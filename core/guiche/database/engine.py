@@ -74,6 +74,15 @@ POOL_SERVER_SETTINGS: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = auto"
 
 
+async def use_generic_plans(conn: Any) -> None:
+    """`GENERIC_PLANS` for the rest of `conn`'s open transaction (public to plugins as
+    `guiche.plugin.use_generic_plans`, for their own bulk writes). Refused outside a
+    transaction, where Postgres would only warn and change nothing."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("use_generic_plans() needs an open transaction on the connection")
+    await conn.execute(GENERIC_PLANS)
+
+
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     """A connection given back to the pool without asyncpg's reset query.
 

@@ -23,6 +23,7 @@ from guiche.plugin import (
     find_contacts,
     plugin_context,
     usage_totals,
+    use_generic_plans,
 )
 
 from . import engine, store, targets
@@ -231,6 +232,7 @@ async def add_targets(request: web.Request, *, body: TargetsIn) -> dict[str, Any
     else:
         raise _invalid("contact_ids", "give contact_ids, search or department_id")
     async with pool.acquire() as conn, conn.transaction():
+        await use_generic_plans(conn)  # each target's two foreign-key checks
         added = await from_contacts(conn, row, contacts)
     return added.out()
 
@@ -247,6 +249,7 @@ async def import_targets(request: web.Request) -> dict[str, Any]:
     locale = await company_locale(ctx.services, ctx.tenant_id)
     try:
         async with ctx.services.db.pool.acquire() as conn, conn.transaction():
+            await use_generic_plans(conn)  # each target's two foreign-key checks
             added = await import_csv(conn, row, request.content, locale.region)
     except OverflowError:
         raise _too_large() from None
@@ -328,6 +331,7 @@ async def resend_failed(request: web.Request) -> dict[str, Any]:
         )
         if locked["status"] != row["status"] or locked["run"] != row["run"]:
             raise _state_error(locked, "resend the failed of")
+        await use_generic_plans(conn)
         copied = await conn.execute(store.RESEND_FAILED, row["id"], ctx.tenant_id, row["run"] + 1)
         count = int(copied.split()[-1])
         if count == 0:
