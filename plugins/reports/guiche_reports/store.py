@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from guiche.plugin import closed_conversations, conversation_timelines
+from guiche.plugin import closed_conversations, conversation_timelines, use_generic_plans
 from guiche_reports.calendar import Calendar
 from guiche_reports.config import ReportsSettings
 from guiche_reports.histogram import bucket, encode, encode_packed, packed, packed_counts
@@ -251,6 +251,7 @@ async def store_rows(
     new = [dict(zip(METRIC_COLUMNS, row, strict=True)) for row in rows]
     async with services.db.transaction() as transaction:
         conn = transaction.connection
+        await use_generic_plans(conn)  # rows written one by one, each with its key checks
         await conn.execute(_CONVERSATION_LOCKS, str(tenant_id), [str(i) for i in ids])
         old = await conn.fetch(_OLD_ROWS, tenant_id, ids)
         await conn.execute(_FRONTIER_LOCK_SHARED, str(tenant_id))
@@ -539,6 +540,7 @@ async def _rebuild_above(services: Any, tenant_id: uuid.UUID, past: Iterable[dt.
     for level in range(1, MAX_LEVEL + 1):
         for start in sorted({block_start(day, level) for day in past}):
             async with services.db.transaction() as transaction:
+                await use_generic_plans(transaction.connection)
                 await _rebuild_block(transaction.connection, tenant_id, level, start)
 
 
@@ -548,6 +550,7 @@ async def _rebuild_day(services: Any, tenant_id: uuid.UUID, day: dt.date) -> dt.
     and reads this day's committed rows)."""
     async with services.db.transaction() as transaction:
         conn = transaction.connection
+        await use_generic_plans(conn)  # a day's rows written one by one
         await conn.execute(_FRONTIER_LOCK_SHARED, str(tenant_id))
         frontier = await conn.fetchval(_FRONTIER, tenant_id)
         await conn.execute(_DAY_LOCK, str(tenant_id), day.isoformat())
@@ -599,6 +602,7 @@ async def advance(services: Any, tenant_id: uuid.UUID, today: dt.date) -> bool:
     (and rebuilds its blocks itself)."""
     async with services.db.transaction() as transaction:
         conn = transaction.connection
+        await use_generic_plans(conn)  # every block above the days since the frontier
         await conn.execute(_FRONTIER_LOCK, str(tenant_id))
         frontier = await conn.fetchval(_FRONTIER, tenant_id)
         if frontier is not None and frontier >= today:
