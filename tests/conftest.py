@@ -136,6 +136,17 @@ def published_events(bus: Any) -> Iterator[list[Any]]:
         unsubscribe()
 
 
+async def pool_plan_cache_modes(pool: Any) -> set[str]:
+    """`plan_cache_mode` of every connection of the pool (all held at once, so none is
+    missed): a transaction's own setting must not go back to the pool with it."""
+    held = [await pool.acquire() for _ in range(pool.get_size())]
+    try:
+        return {await conn.fetchval("SHOW plan_cache_mode") for conn in held}
+    finally:
+        for conn in held:
+            await pool.release(conn)
+
+
 async def drop_task_queue(redis_url: str, queue: str) -> None:
     """Remove a test's own task stream from Redis: its keys and the broker's autoclaim key."""
     from redis.asyncio import Redis

@@ -18,6 +18,7 @@ from guiche.foundation.message_ids import time_window
 from guiche.inbound import bulk
 from guiche.inbound.bulk import HISTORY_IMPORTED
 from guiche.runtime.services import SERVICES
+from tests.conftest import pool_plan_cache_modes
 
 from .conftest import BASE_TIME, fetch, text_message
 
@@ -517,15 +518,7 @@ async def test_key_checks_keep_generic_plans_in_the_batch_only(
 
     assert result.inserted == 6
     assert modes == ["auto"] * 3
-    pool = services.db.pool
-    held = [await pool.acquire() for _ in range(pool.get_size())]  # every one of them
-    try:
-        assert {await conn.fetchval("SHOW plan_cache_mode") for conn in held} == {
-            "force_custom_plan"
-        }
-    finally:
-        for conn in held:
-            await pool.release(conn)
+    assert await pool_plan_cache_modes(services.db.pool) == {"force_custom_plan"}
 
 
 def test_the_payload_document_is_the_normalised_message_and_the_raw_one() -> None:

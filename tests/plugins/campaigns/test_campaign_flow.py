@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
-from tests.conftest import published_events
+from tests.conftest import pool_plan_cache_modes, published_events
 
 from .conftest import BASE, csv_of, ledger_rows, services_of_client, settle
 
@@ -231,11 +231,4 @@ async def test_targets_are_written_with_generic_plans_in_their_transaction_only(
     assert (await shop.csv(client, campaign["id"], csv_of(5)))["added"] == 5
     assert modes and set(modes) == {"auto"}
     pool = services_of_client(client).db.pool
-    held = [await pool.acquire() for _ in range(pool.get_size())]
-    try:
-        assert {await conn.fetchval("SHOW plan_cache_mode") for conn in held} == {
-            "force_custom_plan"
-        }
-    finally:
-        for conn in held:
-            await pool.release(conn)
+    assert await pool_plan_cache_modes(pool) == {"force_custom_plan"}
