@@ -60,6 +60,7 @@ from bench.common import (
     bench_database,
     create_company,
     environment_facts,
+    fetchrow,
     fetchval,
     format_table,
     free_port,
@@ -541,14 +542,6 @@ async def measure(args: Any) -> dict[str, Any]:
         environment=environment,
         notes=notes,
     )
-
-
-async def fetchrow(database_url: str, sql: str, *params: Any) -> Any:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetchrow(sql, *params)
-    finally:
-        await conn.close()
 
 
 def table(report: dict[str, Any]) -> str:

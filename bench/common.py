@@ -392,6 +392,14 @@ async def fetchval(database_url: str, sql: str, *args: Any) -> Any:
         await conn.close()
 
 
+async def fetchrow(database_url: str, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchrow(sql, *args)
+    finally:
+        await conn.close()
+
+
 # --- processes -----------------------------------------------------------------------
 
 
