@@ -56,7 +56,7 @@ from guiche.channels import ChatKind, DeliveryStatus, InboundMessage
 from guiche.database.engine import GENERIC_PLANS, retrying
 from guiche.foundation.message_ids import new_message_id_texts
 from guiche.inbound.identity import mark_chat_kinds, sender_keys
-from guiche.inbound.store import payload_document
+from guiche.inbound.storable import storable_document
 from guiche.realtime.events import PendingEvent, record_events
 
 if TYPE_CHECKING:
@@ -417,6 +417,7 @@ _SENT = DeliveryStatus.SENT.value
 def _row(message: InboundMessage) -> _Row:
     # Positional, in `_Row`'s field order, and the enum value read once: this runs for
     # every imported message, and keywords plus `DeliveryStatus.SENT.value` cost ~1 µs.
+    message, payload = storable_document(message)
     from_me = message.from_me
     return _Row(
         message.timestamp,
@@ -424,7 +425,7 @@ def _row(message: InboundMessage) -> _Row:
         "out" if from_me else "in",
         message.type.value,
         message.preview(),
-        payload_document(message),
+        payload,
         message.provider_message_id,
         _SENT if from_me else "received",
         message.reply_to_provider_message_id,

@@ -544,3 +544,38 @@ def test_the_payload_document_is_the_normalised_message_and_the_raw_one() -> Non
             "raw": each.raw,
         }
     assert "raw" not in orjson.loads(payload_document(image))["normalised"]
+
+
+async def test_unstorable_text_is_cleaned_not_fatal_live_and_in_bulk(
+    client, make_company, make_channel, post_webhook
+):
+    """Postgres text and jsonb hold no NUL and UTF-8 no lone surrogate: a provider's stray
+    one would fail the whole batch (a catalog stuck on one page for good)."""
+    company = await make_company()
+    channel = await make_channel(company.tenant_id)
+    live = text_message("bom\x00 dia", phone="5511987654321", name="A\x00na")
+    live.raw["extra"] = {"k\x00": ["v\x00"]}
+    history = _history(3, phone="5521998765432")
+    history[1] = text_message(
+        "tudo\x00 certo", phone="5521998765432", provider_id="hist-nul", at=history[1].timestamp
+    )
+    history[2] = text_message(
+        "meio \ud800 par", phone="5521998765432", provider_id="hist-sur", at=history[2].timestamp
+    )
+
+    resp = await post_webhook(channel, [live])
+    assert resp.status == 200, await resp.text()
+    result = await plugin.import_history(client.app[SERVICES], await _row(channel), history)
+
+    assert result.inserted == 3
+    rows = await fetch(
+        "SELECT body, payload::text AS doc FROM messages WHERE tenant = {} ORDER BY body",
+        company.tenant_id,
+    )
+    bodies = [row["body"] for row in rows]
+    assert "bom dia" in bodies and "tudo certo" in bodies and "meio \ufffd par" in bodies
+    assert all("\\u0000" not in row["doc"] for row in rows)
+    live_payload = next(orjson.loads(r["doc"]) for r in rows if r["body"] == "bom dia")
+    assert live_payload["raw"]["extra"] == {"k": ["v"]}
+    names = await fetch("SELECT name FROM contacts WHERE tenant = {}", company.tenant_id)
+    assert "Ana" in [row["name"] for row in names]
