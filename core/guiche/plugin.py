@@ -35,6 +35,7 @@ from guiche.foundation.errors import (
     ValidationFailed,
 )
 from guiche.foundation.jsonio import json_response
+from guiche.foundation.pgtext import clean_text  # chatguru: text into a plugin's own tables
 from guiche.http.endpoint import AUTHENTICATED, PUBLIC, Endpoint, endpoint, require_media_type
 from guiche.http.webhook_receiver import (
     WebhookAck,
@@ -415,3 +416,4 @@ __all__ += [
     "message_usage",
 ]
 __all__ += ["whatsapp_web"]
+__all__ += ["clean_text"]

@@ -20,3 +20,11 @@ def test_json_has_unstorable_looks_at_every_string_and_key() -> None:
     assert json_has_unstorable({"a": ["x", {"b": "c\x00"}]})
     assert json_has_unstorable({"a\x00": 1})
     assert json_has_unstorable(("ok", "\ud800"))
+
+
+def test_plugins_clean_their_own_tables_text_with_the_same_cleaner() -> None:
+    from guiche import plugin
+
+    assert plugin.clean_text("nota\x00 \ud800") == "nota \ufffd"
+    clean = "já limpo"
+    assert plugin.clean_text(clean) is clean  # no copy of clean text

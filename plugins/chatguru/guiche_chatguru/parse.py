@@ -4,6 +4,11 @@ The panel is undocumented, so everything is read defensively: an item that does 
 becomes `None` and is counted by the caller (`Odd`), never an exception that stops a
 catalog. Dates are Mongo-style `{"$date": epoch ms}`; epoch seconds and ISO strings are
 accepted too, and a date without an offset is read in the account's time zone.
+
+Text goes to Postgres, which refuses NUL and lone surrogates and has column limits: they
+are cleaned out (`guiche.plugin.clean_text`), labels (names, tags, funnel steps) are
+cut to their column, and an id too long for its column makes its item odd (a cut id
+would name another item).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guiche.channels import Chat, ChatKind, InboundMessage, Media, MessageType, Sender
+from guiche.plugin import clean_text
 
 _TYPES: dict[str, MessageType] = {
     "chat": MessageType.TEXT,
@@ -114,11 +120,26 @@ def parse_date(value: Any, zone: zoneinfo.ZoneInfo | dt.tzinfo = dt.UTC) -> dt.d
     return None
 
 
+#: The longest id (chat, message, note, agent, phone) the plugin's tables hold.
+ID_LENGTH = 64
+#: The longest tag or funnel step kept (longer ones are cut).
+LABEL_LENGTH = 120
+
+
+def clean(value: str, limit: int | None = None) -> str:
+    """`value` as Postgres can store it (`clean_text`), cut to `limit`."""
+    value = clean_text(value)
+    return value[:limit] if limit is not None else value
+
+
 def _oid(value: Any) -> str | None:
+    """An id (`{"$oid": ...}` or plain), or None when absent or too long to store."""
     if isinstance(value, dict):
         value = value.get("$oid")
-    if isinstance(value, str | int) and str(value).strip():
-        return str(value).strip()
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        text = clean(str(value)).strip()
+        if text and len(text) <= ID_LENGTH:
+            return text
     return None
 
 
@@ -129,7 +150,7 @@ def _texts(values: Any, key: str = "text") -> tuple[str, ...]:
             if isinstance(value, dict):
                 value = value.get(key) or value.get("name")
             if isinstance(value, str) and value.strip():
-                out.append(value.strip())
+                out.append(clean(value.strip(), LABEL_LENGTH))
     return tuple(dict.fromkeys(out))
 
 
@@ -141,7 +162,9 @@ def parse_chat(item: Any, zone: dt.tzinfo = dt.UTC) -> ChatRecord | None:
     wa_chat_id = item.get("wa_chat_id")
     if not chat_id or not isinstance(wa_chat_id, str) or not wa_chat_id.strip():
         return None
-    wa_chat_id = wa_chat_id.strip()
+    wa_chat_id = clean(wa_chat_id).strip()
+    if len(wa_chat_id) > 120:
+        return None
     kind = ChatKind.GROUP if wa_chat_id.endswith("@g.us") else ChatKind.DIRECT
     last = item.get("last_message")
     steps = item.get("funnel_steps", item.get("funnel_step"))
@@ -150,18 +173,25 @@ def parse_chat(item: Any, zone: dt.tzinfo = dt.UTC) -> ChatRecord | None:
     return ChatRecord(
         id=chat_id,
         wa_chat_id=wa_chat_id,
-        name=str(item.get("name") or "")[:200],
+        name=clean(str(item.get("name") or ""), 200),
         kind=kind,
         phone_id=_oid(item.get("phone_id")),
-        status=str(item["status"])[:40] if item.get("status") else None,
+        status=clean(str(item["status"]), 40) if item.get("status") else None,
         archived=item.get("archived") is True,
         updated_at=parse_date(item.get("updated"), zone),
         last_message_at=parse_date(last.get("date"), zone) if isinstance(last, dict) else None,
         tags=_texts(item.get("tags")),
         funnel_steps=_texts(steps),
-        agents=tuple(str(u) for u in item.get("users_delegated_ids") or () if u),
+        agents=_agents(item.get("users_delegated_ids")),
         raw=item,
     )
+
+
+def _agents(values: Any) -> tuple[str, ...]:
+    """The delegated agents' ids (an id too long to store is left out)."""
+    if not isinstance(values, list):
+        return ()
+    return tuple(dict.fromkeys(a for a in map(_oid, values) if a is not None))
 
 
 def parse_item(
@@ -196,7 +226,9 @@ def _note(item: dict[str, Any], zone: dt.tzinfo, odd: Odd) -> Note | None:
     if not isinstance(n, dict) or not note_id or at is None:
         odd.add("invalid_note")
         return None
-    return Note(note_id, str(n.get("author") or "")[:200], str(n.get("text") or ""), at)
+    return Note(
+        note_id, clean(str(n.get("author") or ""), 200), clean(str(n.get("text") or "")), at
+    )
 
 
 @functools.lru_cache(maxsize=4096)

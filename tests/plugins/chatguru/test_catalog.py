@@ -295,3 +295,35 @@ async def test_killed_between_the_messages_and_their_checkpoint(
     [note] = await fetch("SELECT count(*) AS n FROM notes WHERE source_key LIKE {}",
                          f"chatguru:{account.channel_id}:%")
     assert note["n"] == 1
+
+
+async def test_nul_characters_and_overlong_labels_do_not_stop_the_catalog(client, account) -> None:
+    """Postgres holds no NUL and has column limits: such an item is cleaned (a label cut
+    to its column), never a catalog that fails on the same page at every run."""
+    fake = account.fake
+    fake.chats[ANA_CHAT]["tags"] = [{"text": "t" * 300}]
+    fake.chats[ANA_CHAT]["name"] = "Ana\x00 Souza"
+    fake.add_message(ANA_CHAT, "com\x00 nulo", touch=False)
+    fake.items[ANA_CHAT][-1]["m"]["extra"] = "\x00"
+    fake.add_message(ANA_CHAT, "id longo", touch=False)
+    fake.items[ANA_CHAT][-1]["m"]["_id"] = {"$oid": "x" * 65}
+
+    job = await catalog(client, account)
+
+    assert job["state"] == "done", job
+    assert job["odd"] >= 1  # the id too long to store
+    bodies = [row["body"] for row in await messages_of(account.channel_id)]
+    assert "com nulo" in bodies and "id longo" not in bodies
+    tags = await fetch(
+        "SELECT tag FROM chatguru_chat_tags WHERE account = {} AND chat_id = {}",
+        account.channel_id,
+        ANA_CHAT,
+    )
+    assert tags == [{"tag": "t" * 120}]
+    [chat] = await fetch(
+        "SELECT name FROM chatguru_chats WHERE account = {} AND chat_id = {}",
+        account.channel_id,
+        ANA_CHAT,
+    )
+    assert chat["name"] == "Ana Souza"
+
