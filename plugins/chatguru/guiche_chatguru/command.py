@@ -16,7 +16,7 @@ import sys
 import uuid
 from typing import Any, TextIO
 
-from guiche.plugin import ApiError, CommandSpec, active_channels
+from guiche.plugin import ApiError, CommandSpec, active_channels, load_channel
 from guiche_chatguru import catalog
 from guiche_chatguru.adapter import CHANNEL_TYPE
 
@@ -33,6 +33,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 async def run(services: Any, args: argparse.Namespace) -> int:
     channel_id = args.channel or await _only_channel(services, args.tenant_id)
     if channel_id is None:
+        return 1
+    channel = await load_channel(services, channel_id, tenant_id=args.tenant_id)
+    if channel is None or channel.info.type != CHANNEL_TYPE:
+        print(f"error: the company has no ChatGuru channel {channel_id}", file=sys.stderr)
         return 1
     try:
         job_id = await catalog.create_job(args.tenant_id, channel_id)

@@ -139,11 +139,15 @@ _STATUS = (
 
 async def _status(tenant_id: uuid.UUID, account_id: uuid.UUID, zone: dt.tzinfo) -> dict[str, Any]:
     rows = await store.raw(
-        f"SELECT {_STATUS}, (SELECT count(*) FROM chatguru_chats c WHERE c.account = a.id) "
-        "AS chats FROM chatguru_accounts a WHERE tenant = {} AND id = {}",
+        f"SELECT {_STATUS}, c.chats, c.chats_not_catalogued FROM chatguru_accounts a, "
+        "LATERAL (SELECT count(*) AS chats, count(*) FILTER (WHERE NOT catalog_done) "
+        "AS chats_not_catalogued FROM chatguru_chats WHERE account = a.id) c "
+        "WHERE a.tenant = {} AND a.id = {}",
         tenant_id,
         account_id,
     )
+    if not rows:
+        raise NotFound("ChatGuru account not found", code="account_not_found")
     row = _localize(rows[0], zone)
     lag = None
     if row["last_poll_at"] is not None:

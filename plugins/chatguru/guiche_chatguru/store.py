@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from guiche.plugin import NotFound
 from guiche_chatguru.parse import ChatRecord, Note
 from guiche_chatguru.tables import ChatGuruAccount
 
@@ -28,11 +29,22 @@ def transaction() -> Any:
 
 
 async def ensure_account(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
-    await raw(
-        "INSERT INTO chatguru_accounts (id, tenant) VALUES ({}, {}) ON CONFLICT (id) DO NOTHING",
-        channel_id,
-        tenant_id,
-    )
+    """The account row of the company's ChatGuru channel (callers have checked the channel
+    is the company's; its foreign key to `channels (tenant, id)` refuses one that is not).
+    An account row under another company is never answered for this one."""
+    owner = await raw("SELECT tenant FROM chatguru_accounts WHERE id = {}", channel_id)
+    if not owner:
+        await raw(  # only under the channel's own company (what its foreign key says)
+            "INSERT INTO chatguru_accounts (id, tenant) SELECT {}, {} WHERE EXISTS ("
+            "SELECT 1 FROM channels WHERE tenant = {} AND id = {}) ON CONFLICT (id) DO NOTHING",
+            channel_id,
+            tenant_id,
+            tenant_id,
+            channel_id,
+        )
+        owner = await raw("SELECT tenant FROM chatguru_accounts WHERE id = {}", channel_id)
+    if not owner or owner[0]["tenant"] != tenant_id:
+        raise NotFound("ChatGuru account not found", code="account_not_found")
 
 
 async def account(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> dict[str, Any] | None:

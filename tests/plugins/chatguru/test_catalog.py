@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any
 
+import pytest
 from guiche_chatguru import catalog as catalog_module
 from guiche_chatguru.catalog import create_job, run_catalog
 
@@ -327,3 +329,25 @@ async def test_nul_characters_and_overlong_labels_do_not_stop_the_catalog(client
     )
     assert chat["name"] == "Ana Souza"
 
+
+async def test_an_account_row_is_never_answered_for_another_company(
+    client, account, make_company
+) -> None:
+    from guiche_chatguru import store
+
+    from guiche.plugin import NotFound
+
+    other = await make_company()
+    owners = "SELECT tenant FROM chatguru_accounts WHERE id = {}"
+    for _ in range(2):  # before the account's row exists, and after
+        with pytest.raises(NotFound):
+            await store.ensure_account(other.tenant_id, account.channel_id)
+        await store.ensure_account(account.company.tenant_id, account.channel_id)
+        rows = await fetch(owners, account.channel_id)
+        assert [row["tenant"] for row in rows] == [account.company.tenant_id]
+    with pytest.raises(Exception, match="foreign key"):  # the database refuses it too
+        await fetch(
+            "INSERT INTO chatguru_accounts (id, tenant) VALUES ({}, {})",
+            uuid.uuid4(),
+            other.tenant_id,
+        )

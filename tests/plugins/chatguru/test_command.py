@@ -69,6 +69,14 @@ async def test_unknown_company_or_channel_is_a_one_line_error(
     )
     assert code == 1  # another company's (or no) channel is never catalogued
     assert await messages_of(account.channel_id) == []
+    code = await guiche(
+        "chatguru", "catalog", "--company", str(other.tenant_id),
+        "--channel", str(account.channel_id),
+    )  # fmt: skip
+    assert code == 1 and "no ChatGuru channel" in capsys.readouterr().err
+    assert await messages_of(account.channel_id) == []
+    rows = await fetch("SELECT tenant FROM chatguru_accounts WHERE id = {}", account.channel_id)
+    assert all(row["tenant"] == account.company.tenant_id for row in rows)
 
 
 async def test_ctrl_c_cancels_the_job_and_keeps_its_checkpoints(

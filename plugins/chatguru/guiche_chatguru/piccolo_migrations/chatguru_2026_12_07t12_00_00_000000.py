@@ -1,0 +1,42 @@
+"""`chatguru_accounts (tenant, id)` references `channels (tenant, id)`: an account row
+can only sit under the company whose channel it is (its `id` alone referenced the
+channel, so a row could name one company's channel under another company).
+
+Rows that did (written by a command that took a channel id without checking its
+company) are deleted first, with what they cascade to: they were never that company's.
+"""
+
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.engine import engine_finder
+
+ID = "2026-12-07T12:00:00:000000"
+VERSION = "1.0.0"
+DESCRIPTION = "chatguru: an account belongs to its channel's company"
+
+SCHEMA = """
+DELETE FROM chatguru_accounts a USING channels c WHERE c.id = a.id AND c.tenant <> a.tenant;
+ALTER TABLE chatguru_accounts ADD CONSTRAINT chatguru_accounts_channel_tenant_fkey
+    FOREIGN KEY (tenant, id) REFERENCES channels (tenant, id) ON DELETE CASCADE;
+"""
+
+DROP = """
+ALTER TABLE chatguru_accounts DROP CONSTRAINT IF EXISTS chatguru_accounts_channel_tenant_fkey;
+"""
+
+
+async def _execute(sql: str) -> None:
+    await engine_finder().current_transaction.get().connection.execute(sql)
+
+
+async def forwards() -> MigrationManager:
+    manager = MigrationManager(migration_id=ID, app_name="chatguru", description=DESCRIPTION)
+
+    async def apply() -> None:
+        await _execute(SCHEMA)
+
+    async def revert() -> None:
+        await _execute(DROP)
+
+    manager.add_raw(apply)
+    manager.add_raw_backwards(revert)
+    return manager
