@@ -4,18 +4,25 @@ The task `chatguru.poll` runs every second on the one scheduler; for each accoun
 polling enabled whose interval has passed it takes the account's lease and polls:
 
 1. the chat list from its first page (most recently updated first), page by page until
-   a page brings no chat that is new or changed (`updated` differs from what is stored);
+   a page brings no chat that is new or changed (`updated` differs from the `updated`
+   whose messages are stored);
 2. for each such chat, its message pages from the newest until the chat's watermark
    (the newest message id stored); a chat without one reads only its newest page (its
    history is the catalog's job);
 3. the new messages go through `guiche.plugin.ingest_batch` in batches, exactly as a
    webhook's would: stored once (dedup by ChatGuru's id), `message.new` events, hooks;
-   then the watermarks move.
+   then the watermarks move, and each chat's `updated` is recorded as read.
+
+A chat whose read fails is recorded as not read (the poll's other chats are stored), so
+the next poll reads it again: a failure delays a message, never loses it. A chat with
+more than `MAX_MESSAGE_PAGES` pages new since its watermark (polling was off for long)
+gets its newest pages now and the rest from the catalog: its catalog checkpoint is reset
+and a catalog job is started (or, with one running, the status says to run it again).
 
 One poller per account across every process: the lease is a row update in Postgres
-(`lease_owner`, `lease_until`), released after each poll and taken over when its holder
-died and the lease ran out. Delivery is at-least-once and dedup is by provider id, so a
-poll repeated after a crash adds nothing twice.
+(`lease_owner`, `lease_until`), renewed while the poll runs, released after it and
+taken over when its holder died and the lease ran out. Delivery is at-least-once and
+dedup is by provider id, so a poll repeated after a crash adds nothing twice.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ import logging
 import time
 import uuid
 import zoneinfo
+from dataclasses import dataclass, field
 from typing import Any
 
 from guiche.channels import InboundMessage, WebhookBatch
-from guiche.plugin import ingest_batch, load_channel, tenant_plugin_context
-from guiche_chatguru import metrics, store
+from guiche.plugin import ApiError, ingest_batch, load_channel, tenant_plugin_context
+from guiche_chatguru import catalog, metrics, store
 from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter
 from guiche_chatguru.catalog import PLUGIN
 from guiche_chatguru.client import ChatGuruClient, ChatGuruError
@@ -42,6 +50,8 @@ log = logging.getLogger("guiche.plugin.chatguru")
 
 TASK = "poll"
 LEASE = dt.timedelta(seconds=60)
+#: How often a running poll renews its lease (well inside `LEASE`).
+RENEW_SECONDS = 15.0
 INGEST_BATCH = 200
 MAX_LIST_PAGES = 50
 MAX_MESSAGE_PAGES = 20
@@ -117,6 +127,20 @@ async def _lease(
     return bool(rows)
 
 
+async def _renew(account_id: uuid.UUID, owner: str) -> None:
+    """Keep the lease while a long poll runs (a backlog after an outage can take longer
+    than `LEASE`), so no second poller starts on the account meanwhile."""
+    while True:
+        await asyncio.sleep(RENEW_SECONDS)
+        await store.raw(
+            "UPDATE chatguru_accounts SET lease_until = now() + {}::interval "
+            "WHERE id = {} AND lease_owner = {}",
+            LEASE,
+            account_id,
+            owner,
+        )
+
+
 async def _release(account_id: uuid.UUID, owner: str) -> None:
     await store.raw(
         "UPDATE chatguru_accounts SET lease_owner = NULL, lease_until = NULL "
@@ -140,6 +164,7 @@ async def poll_account(
     if not await _lease(tenant_id, account_id, owner, gap):
         return None
     started = time.monotonic()
+    renewing = asyncio.create_task(_renew(account_id, owner))
     try:
         channel = await load_channel(services, account_id, tenant_id=tenant_id)
         if channel is None or channel.info.type != CHANNEL_TYPE:
@@ -156,28 +181,38 @@ async def poll_account(
             settings,
             zoneinfo.ZoneInfo(settings.time_zone),
         )
-    except ChatGuruError as exc:
+    except Exception as exc:  # the status shows every failure, not only ChatGuru's
+        if isinstance(exc, ChatGuruError):
+            code, message = exc.code, exc.message
+        else:
+            log.exception("chatguru poll of account %s failed", account_id)
+            code, message = "internal_error", f"{type(exc).__name__}: {exc}"
         metrics.POLL_ERRORS.inc()
         await store.raw(
             "UPDATE chatguru_accounts SET last_poll_ms = {}, "
             "last_poll_error = {}, poll_errors = poll_errors + 1, polls = polls + 1, "
             "updated_at = now() WHERE id = {}",
             int((time.monotonic() - started) * 1000),
-            f"{exc.code}: {exc.message}",
+            f"{code}: {message}",
             account_id,
         )
-        return {"error": exc.code, "message": exc.message}
+        return {"error": code, "message": message}
     finally:
+        renewing.cancel()
         await _release(account_id, owner)
+    if result["error"] is not None:
+        metrics.POLL_ERRORS.inc()
     await store.raw(
         "UPDATE chatguru_accounts SET last_poll_ms = {}, "
         "last_poll_messages = {}, last_lag_ms = coalesce({}, last_lag_ms), "
-        "last_poll_error = NULL, polls = polls + 1, messages_polled = messages_polled + {}, "
-        "updated_at = now() WHERE id = {}",
+        "last_poll_error = {}, polls = polls + 1, messages_polled = messages_polled + {}, "
+        "poll_errors = poll_errors + {}, updated_at = now() WHERE id = {}",
         int((time.monotonic() - started) * 1000),
         result["stored"],
         result["lag_ms"],
+        result["error"],
         result["stored"],
+        int(result["error"] is not None),
         account_id,
     )
     return result
@@ -210,7 +245,7 @@ async def _changed_chats(
             before = known.get(chat.id)
             if (
                 before is None
-                or before["newest_message_id"] is None
+                or chat.updated_at is None  # no way to tell: read it
                 or before["upstream_updated_at"] != chat.updated_at
             ):
                 fresh += 1
@@ -221,21 +256,35 @@ async def _changed_chats(
     return list(changed.values())
 
 
+@dataclass
+class _ChatRead:
+    """What one poll read of one chat: its new messages and notes; `overflow` when the
+    watermark was not within `MAX_MESSAGE_PAGES` pages (the rest is the catalog's)."""
+
+    chat: ChatRecord
+    messages: list[InboundMessage] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    overflow: bool = False
+
+
 async def _new_in_chat(
     client: ChatGuruClient,
     chat: ChatRecord,
     watermark: str | None,
     zone: dt.tzinfo,
     odd: Odd,
-) -> tuple[list[InboundMessage], list[Note]]:
+) -> _ChatRead:
     """Messages newer than the watermark (pages newest first, each chronological)."""
     pages: list[list[Any]] = []
+    reached = watermark is None
     for page in range(1, (MAX_MESSAGE_PAGES if watermark else 1) + 1):
         items = await client.message_page(chat.id, page)
         if not items:
+            reached = True  # the chat's oldest page: nothing older is missing
             break
         pages.append(items)
         if watermark is None or any(_item_id(item) == watermark for item in items):
+            reached = True
             break
     messages: list[InboundMessage] = []
     notes: list[Note] = []
@@ -252,16 +301,17 @@ async def _new_in_chat(
         ids = [message.provider_message_id for message in messages]
         if watermark in ids:
             messages = messages[ids.index(watermark) + 1 :]
-    return messages, notes
+    return _ChatRead(chat, messages, notes, overflow=not reached)
 
 
-def _progress(
-    chat: ChatRecord, messages: list[InboundMessage], notes: list[Note]
-) -> store.ChatProgress:
-    """What one poll stored for one chat: its notes, count and newest message."""
-    progress = store.ChatProgress(chat.id, added=len(messages), notes=notes)
-    if messages:
-        newest = max(messages, key=lambda message: message.timestamp)
+def _progress(read: _ChatRead) -> store.ChatProgress:
+    """What one poll stored for one chat: its notes, count and newest message, and the
+    chat list's `updated` its messages are now stored up to."""
+    progress = store.ChatProgress(
+        read.chat.id, added=len(read.messages), notes=read.notes, seen=read.chat.updated_at
+    )
+    if read.messages:
+        newest = max(read.messages, key=lambda message: message.timestamp)
         progress.newest_id, progress.newest_at = newest.provider_message_id, newest.timestamp
     return progress
 
@@ -286,18 +336,35 @@ async def _poll(
     known: dict[str, dict[str, Any]] = {}
     changed = await _changed_chats(client, account_id, known, zone, odd)
     if not changed:
-        return {"chats": 0, "stored": 0, "duplicates": 0, "lag_ms": None, "odd": odd.total}
-    await store.upsert_chats(tenant_id, account_id, changed, dt.datetime.now(dt.UTC))
+        return {
+            "chats": 0,
+            "stored": 0,
+            "duplicates": 0,
+            "lag_ms": None,
+            "odd": odd.total,
+            "failed_chats": 0,
+            "error": None,
+        }
+    # `updated` is recorded as read only with the chat's messages (`record_watermarks`)
+    await store.upsert_chats(tenant_id, account_id, changed, dt.datetime.now(dt.UTC), seen=False)
     gate = asyncio.Semaphore(settings.concurrency)
 
-    async def read(chat: ChatRecord) -> tuple[ChatRecord, list[InboundMessage], list[Note]]:
+    async def read(chat: ChatRecord) -> _ChatRead:
         async with gate:
             watermark = known.get(chat.id, {}).get("newest_message_id")
-            messages, notes = await _new_in_chat(client, chat, watermark, zone, odd)
-            return chat, messages, notes
+            return await _new_in_chat(client, chat, watermark, zone, odd)
 
-    found = await asyncio.gather(*(read(chat) for chat in changed))
-    pending = [message for _, messages, _ in found for message in messages]
+    outcomes = await asyncio.gather(*(read(chat) for chat in changed), return_exceptions=True)
+    found: list[_ChatRead] = []
+    failed: list[tuple[ChatRecord, Exception]] = []
+    for chat, outcome in zip(changed, outcomes, strict=True):
+        if isinstance(outcome, _ChatRead):
+            found.append(outcome)
+        elif isinstance(outcome, Exception):
+            failed.append((chat, outcome))
+        else:
+            raise outcome
+    pending = [message for each in found for message in each.messages]
     stored = duplicates = 0
     for start in range(0, len(pending), INGEST_BATCH):
         outcome = await ingest_batch(
@@ -307,10 +374,14 @@ async def _poll(
         duplicates += outcome.duplicates
     now = dt.datetime.now(dt.UTC)
     lags = [now - m.timestamp for m in pending if now - m.timestamp < LAG_WINDOW]
-    await store.record_watermarks(tenant_id, account_id, [_progress(*each) for each in found])
-    changed_with_messages = [chat for chat, messages, _ in found if messages]
+    await store.record_watermarks(tenant_id, account_id, [_progress(each) for each in found])
+    changed_with_messages = [each.chat for each in found if each.messages]
     await map_conversations(tenant_id, account_id, changed_with_messages, set())
-    await copy_notes(services, tenant_id, account_id, [chat.id for chat, _, _ in found])
+    await copy_notes(services, tenant_id, account_id, [each.chat.id for each in found])
+    errors = [_failure(chat, exc) for chat, exc in failed]
+    overflowed = [each.chat.id for each in found if each.overflow]
+    if overflowed:
+        errors.append(await _to_catalog(services, tenant_id, account_id, overflowed))
     metrics.POLL_MESSAGES.inc(stored)
     for lag in lags:
         metrics.POLL_LAG.observe(lag.total_seconds())
@@ -322,4 +393,31 @@ async def _poll(
         "duplicates": duplicates,
         "lag_ms": int(max(lags).total_seconds() * 1000) if lags else None,
         "odd": odd.total,
+        "failed_chats": len(failed),
+        "error": "; ".join(errors) if errors else None,
     }
+
+
+def _failure(chat: ChatRecord, exc: Exception) -> str:
+    """One chat's failed read, for the status (the chat is read again next poll)."""
+    if isinstance(exc, ChatGuruError):
+        return f"chat {chat.id}: {exc.code}: {exc.message}"
+    log.warning("chatguru poll: chat %s failed", chat.id, exc_info=exc)
+    return f"chat {chat.id}: internal_error: {type(exc).__name__}: {exc}"
+
+
+async def _to_catalog(
+    services: Any, tenant_id: uuid.UUID, account_id: uuid.UUID, chat_ids: list[str]
+) -> str:
+    """Chats with more new pages than a poll reads: their catalog checkpoint is reset and
+    a catalog job started, which reads them to their oldest page (what it already has is
+    a duplicate it skips). Answers what the status should say."""
+    await store.reset_checkpoints(tenant_id, account_id, chat_ids)
+    what = f"{len(chat_ids)} chat(s) had more than {MAX_MESSAGE_PAGES} new pages"
+    try:
+        job_id = await catalog.create_job(tenant_id, account_id)
+    except ApiError:
+        return f"catalog_needed: {what}; a catalog is running: run it again once it ends"
+    if services.tasks is not None:
+        await services.tasks.kick(f"{PLUGIN}.{catalog.TASK}", str(job_id))
+    return f"catalog_started: {what}; catalog job {job_id} reads the rest"

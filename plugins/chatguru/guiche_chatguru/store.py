@@ -63,9 +63,21 @@ _HISTORY = {
 
 
 async def upsert_chats(
-    tenant_id: uuid.UUID, account_id: uuid.UUID, chats: Iterable[ChatRecord], now: dt.datetime
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    chats: Iterable[ChatRecord],
+    now: dt.datetime,
+    *,
+    seen: bool = True,
 ) -> None:
-    """Store chats (with their phones, agents and histories) in one transaction."""
+    """Store chats (with their phones, agents and histories) in one transaction.
+
+    A chat's `upstream_updated_at` is the chat list's `updated` its messages are stored
+    up to; the poller reads a chat whose `updated` differs. So it moves here only where
+    every message up to now will be read: with `seen` (the catalog's listing) for a chat
+    the catalog has not finished, which it then reads to its oldest page. A finished
+    chat, and every chat a poll lists (`seen` false: its read may fail), keeps the one
+    it was last read at; a poll records it once the messages are in (`record_watermarks`)."""
     chats = list(chats)
     if not chats:
         return
@@ -81,7 +93,8 @@ async def upsert_chats(
                 wa_chat_id = excluded.wa_chat_id, number = excluded.number,
                 name = excluded.name, kind = excluded.kind, phone_id = excluded.phone_id,
                 status = excluded.status, archived = excluded.archived,
-                upstream_updated_at = excluded.upstream_updated_at,
+                upstream_updated_at = CASE WHEN {} AND NOT c.catalog_done
+                    THEN excluded.upstream_updated_at ELSE c.upstream_updated_at END,
                 last_message_at = greatest(c.last_message_at, excluded.last_message_at),
                 updated_at = now()
             """,
@@ -95,8 +108,9 @@ async def upsert_chats(
             [c.phone_id for c in chats],
             [c.status for c in chats],
             [c.archived for c in chats],
-            [c.updated_at for c in chats],
+            [c.updated_at if seen else None for c in chats],
             [c.last_message_at for c in chats],
+            seen,
         )
         phones = sorted({c.phone_id for c in chats if c.phone_id})
         if phones:
@@ -193,6 +207,8 @@ class ChatProgress:
     newest_at: dt.datetime | None = None
     conversation: uuid.UUID | None = None
     notes: list[Note] = field(default_factory=list)
+    #: (a poll) the chat list's `updated` this chat's messages are now stored up to
+    seen: dt.datetime | None = None
 
 
 _RECORD_BATCH = """
@@ -288,34 +304,52 @@ WITH new_notes AS (
 )
 UPDATE chatguru_chats c SET
     messages = c.messages + u.added,
-    newest_message_id = u.newest_id,
-    newest_message_at = u.newest_at,
+    newest_message_id = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+        OR c.newest_message_at <= u.newest_at) THEN u.newest_id ELSE c.newest_message_id END,
+    newest_message_at = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+        OR c.newest_message_at <= u.newest_at) THEN u.newest_at ELSE c.newest_message_at END,
+    upstream_updated_at = u.seen,
     updated_at = now()
-FROM unnest({}::varchar[], {}::integer[], {}::varchar[], {}::timestamptz[])
-    AS u(chat_id, added, newest_id, newest_at)
+FROM unnest({}::varchar[], {}::integer[], {}::varchar[], {}::timestamptz[],
+    {}::timestamptz[]) AS u(chat_id, added, newest_id, newest_at, seen)
 WHERE c.account = {} AND c.tenant = {} AND c.chat_id = u.chat_id
-    AND (c.newest_message_at IS NULL OR c.newest_message_at <= u.newest_at)
 """
 
 
 async def record_watermarks(
     tenant_id: uuid.UUID, account_id: uuid.UUID, chats: list[ChatProgress]
 ) -> None:
-    """After a poll's messages are stored: the chats' notes, counts and watermarks (only
-    forward in time), in one statement instead of two per chat."""
+    """After a poll's messages are stored: the chats' notes, counts, watermarks (only
+    forward in time) and the `updated` they were read at, in one statement instead of
+    two per chat."""
     notes = [(chat.chat_id, note) for chat in chats for note in chat.notes]
-    moved = sorted((c for c in chats if c.newest_at is not None), key=lambda c: c.chat_id)
-    if not notes and not moved:
+    read = sorted(chats, key=lambda c: c.chat_id)
+    if not notes and not read:
         return
     await raw(
         _RECORD_WATERMARKS,
         tenant_id,
         account_id,
         *_note_columns(notes),
-        [c.chat_id for c in moved],
-        [c.added for c in moved],
-        [c.newest_id for c in moved],
-        [c.newest_at for c in moved],
+        [c.chat_id for c in read],
+        [c.added for c in read],
+        [c.newest_id for c in read],
+        [c.newest_at for c in read],
+        [c.seen for c in read],
         account_id,
         tenant_id,
+    )
+
+
+async def reset_checkpoints(
+    tenant_id: uuid.UUID, account_id: uuid.UUID, chat_ids: list[str]
+) -> None:
+    """Mark chats for the catalog to read again from their newest page (a poll found
+    more new pages than it reads)."""
+    await raw(
+        "UPDATE chatguru_chats SET catalog_done = false, catalog_page = 0, updated_at = now() "
+        "WHERE tenant = {} AND account = {} AND chat_id = ANY({}::varchar[])",
+        tenant_id,
+        account_id,
+        chat_ids,
     )

@@ -244,3 +244,101 @@ async def test_agents_reply_through_the_documented_api(client, account) -> None:
         uuid.UUID((await resp.json())["id"]),
     )
     assert row == {"status": "sent", "provider_message_id": "c36ea2af419e2b676e6e12f9"}
+
+
+async def test_a_chat_that_fails_is_read_again_and_the_others_are_stored(client, account) -> None:
+    """A failed read must not mark the chat as read (its message would be lost for
+    good), nor stop the poll's other chats."""
+    from aiohttp import web
+
+    fake = account.fake
+    services = client.server.app[SERVICES]
+    tenant = account.company.tenant_id
+    await catalog(client, account)
+    await turn_on(client, account)
+    other = "c1ef367622b640f500637aab"
+    lost_id = fake.add_message(ANA_CHAT, "não pode se perder")
+    other_id = fake.add_message(other, "chegou também")
+    broken = True
+    original = fake.on_messages
+
+    async def failing(chat_id: str, page: int) -> None:
+        if broken and chat_id == ANA_CHAT:
+            raise web.HTTPBadRequest(text="scripted")
+        await original(chat_id, page)
+
+    fake.on_messages = failing
+    result = await poll_account(services, tenant, account.channel_id, SETTINGS)
+    assert result is not None and result["stored"] == 1 and result["failed_chats"] == 1
+    state = await status(client, account)
+    assert state["last_poll_error"].startswith(f"chat {ANA_CHAT}:")
+    assert state["poll_errors"] == 1 and state["last_poll_messages"] == 1
+    stored = {row["provider_message_id"] for row in await messages_of(account.channel_id)}
+    assert other_id in stored and lost_id not in stored
+
+    broken = False
+    # a catalog run meanwhile skips the chat (catalogued before) and must not mark it read
+    assert (await catalog(client, account))["state"] == "done"
+    result = await poll_account(services, tenant, account.channel_id, SETTINGS)
+    assert result is not None and result["stored"] == 1 and result["error"] is None
+    stored = {row["provider_message_id"] for row in await messages_of(account.channel_id)}
+    assert lost_id in stored
+    assert (await status(client, account))["last_poll_error"] is None
+
+
+async def test_a_backlog_longer_than_a_poll_reads_goes_to_the_catalog(
+    client, account, monkeypatch
+) -> None:
+    """Polling off for long: more new pages than a poll reads. The newest are stored at
+    once, the chat goes back to the catalog, which is started and stores the rest."""
+    from guiche_chatguru import poller
+
+    monkeypatch.setattr(poller, "MAX_MESSAGE_PAGES", 2)
+    fake = account.fake
+    services = client.server.app[SERVICES]
+    tenant = account.company.tenant_id
+    await catalog(client, account)
+    await turn_on(client, account)
+    backlog = [fake.add_message(ANA_CHAT, f"atrasada {n}") for n in range(5 * fake.page_size)]
+
+    result = await poll_account(services, tenant, account.channel_id, SETTINGS)
+
+    assert result is not None and result["error"].startswith("catalog_started:")
+    assert 0 < result["stored"] < len(backlog)
+    assert backlog[-1] in {r["provider_message_id"] for r in await messages_of(account.channel_id)}
+    await settle(client)
+    job = (await client.get(f"{account.url}/catalog", headers=account.headers))
+    assert (await job.json())["state"] == "done"
+    rows = await messages_of(account.channel_id)
+    ids = [row["provider_message_id"] for row in rows]
+    assert set(backlog) <= set(ids) and len(ids) == len(set(ids))
+    assert (await status(client, account))["chats_not_catalogued"] == 0
+
+
+async def test_the_lease_is_renewed_while_a_long_poll_runs(client, account, monkeypatch) -> None:
+    from guiche_chatguru import poller
+
+    monkeypatch.setattr(poller, "LEASE", poller.dt.timedelta(seconds=1))
+    monkeypatch.setattr(poller, "RENEW_SECONDS", 0.2)
+    fake = account.fake
+    services = client.server.app[SERVICES]
+    tenant = account.company.tenant_id
+    await catalog(client, account)
+    await turn_on(client, account)
+    fake.add_message(ANA_CHAT, "devagar")
+    original = fake.on_messages
+
+    async def slow(chat_id: str, page: int) -> None:
+        await asyncio.sleep(2.0)
+        await original(chat_id, page)
+
+    fake.on_messages = slow
+    first = asyncio.create_task(poll_account(services, tenant, account.channel_id, SETTINGS))
+    await asyncio.sleep(1.5)  # past the first lease: only its renewal keeps it
+    assert await poll_account(services, tenant, account.channel_id, SETTINGS) is None
+    result = await first
+    assert result is not None and result["stored"] == 1
+    [row] = await fetch(
+        "SELECT lease_owner FROM chatguru_accounts WHERE id = {}", account.channel_id
+    )
+    assert row["lease_owner"] is None
