@@ -182,8 +182,13 @@ def add_plugin_commands(commands: Any) -> None:
         for name, spec in sorted(specs.items()):
             sub = subcommands.add_parser(name, help=spec.help, description=spec.help)
             if spec.per_company:
-                sub.add_argument(
-                    "--company", required=True, metavar="SLUG|ID", help="the company (tenant)"
+                sub.add_argument(  # --tenant: the word operators of the older tools use
+                    "--company",
+                    "--tenant",
+                    dest="company",
+                    required=True,
+                    metavar="SLUG|ID",
+                    help="the company (tenant)",
                 )
             if spec.arguments is not None:
                 spec.arguments(sub)

@@ -46,9 +46,10 @@ async def test_the_cli_catalogs_the_whole_history_with_progress(
     stored = await messages_of(account.channel_id)
     assert len(stored) == account.fake.message_count() == 20
 
-    # again, by the company's id and the channel's: resumable, so nothing is added twice
+    # again, by the company's id (as --tenant) and the channel's: resumable, so nothing is
+    # added twice
     code = await guiche(
-        "chatguru", "catalog", "--company", str(account.company.tenant_id),
+        "chatguru", "catalog", "--tenant", str(account.company.tenant_id),
         "--channel", str(account.channel_id),
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
