@@ -76,6 +76,13 @@ async def check_connection(client: ChatGuruClient) -> ConnectionReport:
     return ConnectionReport(client.base, total, phones, agents, api)
 
 
+def rate_key(tenant_id: Any) -> str:
+    """The company's one request budget (`requests_per_second` is a company setting): its
+    accounts, and its connection tests, share it, so more accounts never mean more load
+    on the panel."""
+    return f"chatguru:{tenant_id}"
+
+
 class ChatGuruAdapter(ChannelAdapter):
     config_model: ClassVar[type[BaseModel]] = ChatGuruCredentials
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -90,7 +97,7 @@ class ChatGuruAdapter(ChannelAdapter):
                 self.config,
                 self.http,
                 limiter=self.limiter,
-                rate_key=f"chatguru:{self.channel.id}",
+                rate_key=rate_key(self.channel.tenant_id),
             )
         if requests_per_second is not None:
             self._client.requests_per_second = requests_per_second

@@ -180,12 +180,21 @@ async def create_job(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> uuid.UUID:
     return job_id
 
 
+_ENDS_AT_ONCE = (
+    "(state = 'queued' OR (state = 'running' AND heartbeat_at < now() - {}::interval))"
+)
+
+
 async def cancel_job(tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any]:
+    """Ask a running job to stop at its next page; a queued job, or a running one whose
+    worker stopped beating (nobody would read the request), is cancelled at once."""
     rows = await store.raw(
         "UPDATE chatguru_catalog_jobs SET cancel_requested = true, "
-        "state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, "
-        "finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END "
+        f"state = CASE WHEN {_ENDS_AT_ONCE} THEN 'cancelled' ELSE state END, "
+        f"finished_at = CASE WHEN {_ENDS_AT_ONCE} THEN now() ELSE finished_at END "
         "WHERE tenant = {} AND id = {} RETURNING id",
+        STALE_AFTER,
+        STALE_AFTER,
         tenant_id,
         job_id,
     )

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import email.utils
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,11 +285,20 @@ class ChatGuruClient:
 
 
 def _delay(response: httpx.Response, attempt: int) -> float:
-    raw = response.headers.get("Retry-After", "")
+    """`Retry-After` in seconds or as an HTTP date (both are RFC 9110's), at most
+    `MAX_RETRY_AFTER`; else exponential backoff."""
+    raw = response.headers.get("Retry-After", "").strip()
     try:
         return min(MAX_RETRY_AFTER, max(0.0, float(raw)))
     except ValueError:
-        return BACKOFF_BASE * 2 ** (attempt - 1)
+        pass
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        when = email.utils.parsedate_to_datetime(raw)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        wait = (when - dt.datetime.now(dt.UTC)).total_seconds()
+        return min(MAX_RETRY_AFTER, max(0.0, wait))
+    return BACKOFF_BASE * 2 ** (attempt - 1)
 
 
 def _to_login(response: httpx.Response) -> bool:

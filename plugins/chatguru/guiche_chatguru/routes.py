@@ -28,7 +28,7 @@ from guiche.plugin import (
     services_of,
 )
 from guiche_chatguru import catalog, store
-from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter, check_connection
+from guiche_chatguru.adapter import CHANNEL_TYPE, ChatGuruAdapter, check_connection, rate_key
 from guiche_chatguru.client import ChatGuruAuthError, ChatGuruClient, ChatGuruError
 from guiche_chatguru.config import ChatGuruCredentials, ChatGuruSettings
 
@@ -103,7 +103,7 @@ async def test_credentials(request: web.Request, *, body: ChatGuruCredentials) -
         body,
         services_of(request).http,
         limiter=ctx.services.limiter,
-        rate_key=f"chatguru:test:{ctx.tenant_id}",
+        rate_key=rate_key(ctx.tenant_id),
         requests_per_second=settings.requests_per_second,
     )
     try:

@@ -187,6 +187,25 @@ async def test_cancel(client, account) -> None:
     assert job["chats_done"] < job["chats_total"]
 
 
+async def test_cancelling_a_job_whose_worker_died_ends_it_at_once(client, account) -> None:
+    services = client.server.app[SERVICES]
+    job_id = await create_job(account.company.tenant_id, account.channel_id)
+    await fetch(
+        "UPDATE chatguru_catalog_jobs SET state = 'running', "
+        "heartbeat_at = now() - interval '5 minutes' WHERE id = {}",
+        job_id,
+    )
+    resp = await client.post(f"{BASE}/catalog/{job_id}/cancel", headers=account.headers)
+    job = await resp.json()
+    assert resp.status == 200 and job["state"] == "cancelled" and job["finished_at"]
+    await run_catalog(str(job_id), services)  # a late redelivery does not revive it
+    resp = await client.get(f"{BASE}/catalog/{job_id}", headers=account.headers)
+    assert (await resp.json())["state"] == "cancelled"
+    assert await messages_of(account.channel_id) == []
+    resp = await client.post(f"{account.url}/catalog", headers=account.headers)
+    assert resp.status == 202  # a new one may start
+
+
 async def test_progress_is_published_and_tenant_scoped(client, account, make_company) -> None:
     services = client.server.app[SERVICES]
     with published_events(services.bus) as seen:

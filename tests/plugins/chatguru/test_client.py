@@ -157,3 +157,30 @@ async def test_session_cookies_never_stay_in_the_shared_jar() -> None:
     await client.chat_page(0)
     assert client.cookie == "abc"
     assert len(client.http.cookies.jar) == 0
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    import datetime as dt
+    import email.utils
+
+    from guiche_chatguru.client import MAX_RETRY_AFTER, _delay
+
+    def wait(value: str) -> float:
+        return _delay(httpx.Response(429, headers={"Retry-After": value}), attempt=1)
+
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    assert 3.0 <= wait(email.utils.format_datetime(soon, usegmt=True)) <= 5.0
+    late = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    assert wait(email.utils.format_datetime(late, usegmt=True)) == MAX_RETRY_AFTER
+    assert wait("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # already past: at once
+    assert wait("7") == 7.0
+    assert wait("soon") > 0  # unreadable: backoff
+
+
+async def test_a_companys_accounts_share_one_request_budget() -> None:
+    import uuid
+
+    from guiche_chatguru.adapter import rate_key
+
+    tenant = uuid.uuid4()
+    assert rate_key(tenant) == rate_key(tenant) != rate_key(uuid.uuid4())
