@@ -29,6 +29,7 @@ from guiche.channels import (
     WebhookRequest,
 )
 from guiche_chatguru.client import (
+    ChatGuruApiError,
     ChatGuruAuthError,
     ChatGuruClient,
     ChatGuruError,
@@ -46,34 +47,75 @@ class ConnectionReport:
     """What a connection test found."""
 
     panel: str
+    login: str  # the email it logged in as, or "session cookie"
+    account_id: str | None
     chats: int
+    archived_chats: int
     phones: list[str]
     agents: list[str]
-    api: str  # "configured" or "absent": the documented API's key, account and phone
+    api: str  # "verified" (the documented API took the key, account and phone) or "absent"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": True,
+            "account": {"panel": self.panel, "login": self.login, "account_id": self.account_id},
             "panel": self.panel,
             "chats": self.chats,
+            "archived_chats": self.archived_chats,
             "phones": self.phones,
             "agents": self.agents,
             "api": self.api,
         }
 
 
+#: A message id no account has: the documented API's answer about it shows whether it
+#: took the key, account id and phone id (it names the one it refuses).
+API_PROBE_ID = "guiche-connection-test"
+_API_CREDENTIALS = ("key", "account", "phone", "token")
+
+
 async def check_connection(client: ChatGuruClient) -> ConnectionReport:
-    """Log in and read the first chat-list page: the chat count, the phones and agents it
-    shows, and whether the documented API (for sends) is configured. Raises
-    `ChatGuruError`; stores nothing."""
+    """Log in and read the chat list's first pages (active and archived): the chat
+    counts, the phones and agents they show; then, when the documented API (for sends)
+    is configured, ask it about a message that does not exist, to learn whether it takes
+    the key, account id and phone id. Raises `ChatGuruError` (`bad_credentials` for a
+    refused login or API key); stores nothing."""
     page = await client.chat_page(0)
+    archived = await client.chat_page(0, archived=True)
     chats = [chat for chat in map(parse_chat, page.chats) if chat is not None]
     phones = sorted({chat.phone_id for chat in chats if chat.phone_id})
     agents = sorted({agent for chat in chats for agent in chat.agents})
     creds = client.credentials
-    api = "configured" if creds.api_key and creds.account_id and creds.phone_id else "absent"
     total = page.total if page.total is not None else len(chats)
-    return ConnectionReport(client.base, total, phones, agents, api)
+    archived_total = archived.total if archived.total is not None else len(archived.chats)
+    login = creds.email or "session cookie"
+    return ConnectionReport(
+        client.base,
+        login,
+        creds.account_id,
+        total,
+        archived_total,
+        phones,
+        agents,
+        await _check_api(client),
+    )
+
+
+async def _check_api(client: ChatGuruClient) -> str:
+    creds = client.credentials
+    if not (creds.api_key and creds.account_id and creds.phone_id):
+        return "absent"
+    try:
+        await client.message_status(API_PROBE_ID)
+    except ChatGuruApiError as exc:
+        refused = str(exc.details.get("description") or exc.message).lower()
+        if any(word in refused for word in _API_CREDENTIALS):
+            raise ChatGuruAuthError(
+                f"the documented API refused the key, account id or phone id: {exc.message}",
+                details=exc.details,
+            ) from exc
+        # it answered about the message itself: the credentials were taken
+    return "verified"
 
 
 def rate_key(tenant_id: Any) -> str:

@@ -213,7 +213,11 @@ class ChatGuruClient:
             description = data.get("description") if isinstance(data, dict) else None
             raise ChatGuruApiError(
                 f"ChatGuru API {action}: {description or 'refused'}",
-                details={"status": response.status_code, "code": _get(data, "code")},
+                details={
+                    "status": response.status_code,
+                    "code": _get(data, "code"),
+                    "description": description,
+                },
             )
         return data
 

@@ -31,8 +31,31 @@ async def test_connection_reports_what_the_panel_shows(client, admin, fake) -> N
     assert body["ok"] is True and body["chats"] == 3
     assert body["phones"] == ["e48624590c8e11c46bb0fb57"]
     assert body["agents"] == ["U54e92470973b6399e956886e"]
-    assert body["api"] == "configured"
+    assert body["archived_chats"] == 1
+    assert body["account"] == {
+        "panel": fake.url,
+        "login": credentials(fake)["email"],
+        "account_id": credentials(fake)["account_id"],
+    }
+    assert body["api"] == "verified"  # the documented API took the key, account and phone
     assert fake.logins == 1
+
+
+async def test_a_refused_api_key_is_a_clear_error(client, admin, fake) -> None:
+    creds = credentials(fake, api_key="not-the-key")
+    resp = await client.post(f"{BASE}/test-connection", json=creds, headers=admin)
+    assert resp.status == 422
+    error = (await resp.json())["error"]
+    assert error["code"] == "bad_credentials" and "documented API" in error["message"]
+    assert "not-the-key" not in await resp.text()
+
+
+async def test_without_the_api_the_panel_alone_is_tested(client, admin, fake) -> None:
+    creds = credentials(fake, api_key=None, account_id=None, phone_id=None)
+    resp = await client.post(f"{BASE}/test-connection", json=creds, headers=admin)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["api"] == "absent"
+    assert not fake.calls_to("/api/v1")
 
 
 async def test_session_cookie_instead_of_login(client, admin, fake) -> None:
