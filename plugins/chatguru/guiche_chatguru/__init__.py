@@ -73,6 +73,8 @@ def guiche_routes() -> list[RouteSpec]:
         RouteSpec("POST", "test-connection", routes.test_credentials, name="test_connection"),
         RouteSpec("GET", "accounts", routes.list_accounts, name="accounts"),
         RouteSpec("POST", f"{account}/test-connection", routes.test_account, name="test_account"),
+        RouteSpec("GET", f"{account}/phones", routes.phones, name="phones"),
+        RouteSpec("GET", f"{account}/agents", routes.agents, name="agents"),
         RouteSpec("GET", f"{account}/polling", routes.polling_status, name="polling"),
         RouteSpec("POST", f"{account}/polling/enable", routes.enable_polling, name="enable"),
         RouteSpec("POST", f"{account}/polling/disable", routes.disable_polling, name="disable"),

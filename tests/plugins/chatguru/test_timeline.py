@@ -202,3 +202,27 @@ async def test_chats_by_tag_step_agent_and_period(client, account) -> None:
         account.channel_id,
     )
     assert rows == [{"tag": "cliente-vip", "closed": True}]
+
+
+async def test_phones_and_agents_of_an_account_with_their_chats(
+    client, account, make_company
+) -> None:
+    await catalog(client, account)
+    account.fake.chats["c1ef367622b640f500637aab"]["users_delegated_ids"] = []
+    account.fake.add_message("c1ef367622b640f500637aab", "passou para o bot")
+    await catalog(client, account)  # the chat list again: one delegation closed
+    resp = await client.get(f"{account.url}/phones", headers=account.headers)
+    assert resp.status == 200, await resp.text()
+    [phone] = (await resp.json())["items"]
+    assert phone["phone_id"] == "e48624590c8e11c46bb0fb57" and phone["chats"] == 3
+    resp = await client.get(f"{account.url}/agents", headers=account.headers)
+    [agent] = (await resp.json())["items"]
+    assert agent["agent_id"] == "U54e92470973b6399e956886e"
+    assert (agent["chats"], agent["chats_ever"]) == (2, 3)
+    other = await make_company()
+    headers = await login(client, other.owner)
+    await enable(client, headers)
+    for path in ("phones", "agents"):
+        resp = await client.get(f"{account.url}/{path}", headers=headers)
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "account_not_found"
