@@ -190,23 +190,38 @@ async def disable_polling(request: web.Request) -> dict[str, Any]:
     return await _set_polling(request, False)
 
 
+_PHONES = (
+    "SELECT p.phone_id, p.first_seen, count(c.chat_id) AS chats, "
+    "max(c.last_message_at) AS last_message_at FROM chatguru_phones p "
+    "LEFT JOIN chatguru_chats c ON c.account = p.account AND c.phone_id = p.phone_id "
+    "WHERE p.tenant = {} AND p.account = {} GROUP BY p.phone_id, p.first_seen "
+    "ORDER BY p.phone_id"
+)
+_AGENTS = (
+    "SELECT a.agent_id, a.first_seen, "
+    "count(DISTINCT d.chat_id) FILTER (WHERE d.to_at IS NULL) AS chats, "
+    "count(DISTINCT d.chat_id) AS chats_ever, max(d.from_at) AS last_delegated_at "
+    "FROM chatguru_agents a LEFT JOIN chatguru_delegations d "
+    "ON d.account = a.account AND d.agent_id = a.agent_id "
+    "WHERE a.tenant = {} AND a.account = {} GROUP BY a.agent_id, a.first_seen "
+    "ORDER BY a.agent_id"
+)
+
+
+async def _account_items(request: web.Request, sql: str) -> dict[str, Any]:
+    """Rows about the caller's account in the path (`sql` takes tenant, then account)."""
+    ctx, loaded, _, zone = await _account(request)
+    rows = await store.raw(sql, ctx.tenant_id, loaded.info.id)
+    return {"items": [_localize(row, zone) for row in rows]}
+
+
 @endpoint(
     PERMISSION_READ,
     summary="The account's WhatsApp numbers (ChatGuru phone ids) and their chats",
     tags=TAGS,
 )
 async def phones(request: web.Request) -> dict[str, Any]:
-    ctx, loaded, _, zone = await _account(request)
-    rows = await store.raw(
-        "SELECT p.phone_id, p.first_seen, count(c.chat_id) AS chats, "
-        "max(c.last_message_at) AS last_message_at FROM chatguru_phones p "
-        "LEFT JOIN chatguru_chats c ON c.account = p.account AND c.phone_id = p.phone_id "
-        "WHERE p.tenant = {} AND p.account = {} GROUP BY p.phone_id, p.first_seen "
-        "ORDER BY p.phone_id",
-        ctx.tenant_id,
-        loaded.info.id,
-    )
-    return {"items": [_localize(row, zone) for row in rows]}
+    return await _account_items(request, _PHONES)
 
 
 @endpoint(
@@ -215,19 +230,7 @@ async def phones(request: web.Request) -> dict[str, Any]:
     tags=TAGS,
 )
 async def agents(request: web.Request) -> dict[str, Any]:
-    ctx, loaded, _, zone = await _account(request)
-    rows = await store.raw(
-        "SELECT a.agent_id, a.first_seen, "
-        "count(DISTINCT d.chat_id) FILTER (WHERE d.to_at IS NULL) AS chats, "
-        "count(DISTINCT d.chat_id) AS chats_ever, max(d.from_at) AS last_delegated_at "
-        "FROM chatguru_agents a LEFT JOIN chatguru_delegations d "
-        "ON d.account = a.account AND d.agent_id = a.agent_id "
-        "WHERE a.tenant = {} AND a.account = {} GROUP BY a.agent_id, a.first_seen "
-        "ORDER BY a.agent_id",
-        ctx.tenant_id,
-        loaded.info.id,
-    )
-    return {"items": [_localize(row, zone) for row in rows]}
+    return await _account_items(request, _AGENTS)
 
 
 # --- catalog ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import json
@@ -57,6 +58,7 @@ class FakeChatGuru:
     calls: list[tuple[str, str]] = field(default_factory=list)
     logins: int = 0
     sent: list[dict[str, str]] = field(default_factory=list)
+    message_delay: float = 0.0
 
     @classmethod
     def from_fixtures(cls, **kwargs: Any) -> FakeChatGuru:
@@ -207,7 +209,10 @@ class FakeChatGuru:
         return web.Response(text=json.dumps(answer), content_type="text/html")
 
     async def on_messages(self, chat_id: str, page: int) -> None:
-        """Awaited before a message page is answered (tests slow or stop it here)."""
+        """Awaited before a message page is answered (tests slow or stop it here): waits
+        `message_delay` seconds."""
+        if self.message_delay:
+            await asyncio.sleep(self.message_delay)
 
     async def _messages(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

@@ -149,14 +149,19 @@ async def test_a_killed_catalog_resumes_without_duplicates(client, account, monk
     assert old == {"state": "failed", "error_code": "worker_lost"}
 
 
-async def test_redelivered_task_takes_over_a_stale_job(client, account) -> None:
-    services = client.server.app[SERVICES]
-    job_id = await create_job(account.company.tenant_id, account.channel_id)
+async def worker_died(job_id: Any) -> None:
+    """The job runs, but its worker stopped beating five minutes ago."""
     await fetch(
         "UPDATE chatguru_catalog_jobs SET state = 'running', "
         "heartbeat_at = now() - interval '5 minutes' WHERE id = {}",
         job_id,
     )
+
+
+async def test_redelivered_task_takes_over_a_stale_job(client, account) -> None:
+    services = client.server.app[SERVICES]
+    job_id = await create_job(account.company.tenant_id, account.channel_id)
+    await worker_died(job_id)
     await run_catalog(str(job_id), services)
     await run_catalog(str(job_id), services)  # at-least-once: a second delivery does nothing
     [row] = await fetch("SELECT state, inserted FROM chatguru_catalog_jobs WHERE id = {}", job_id)
@@ -190,11 +195,7 @@ async def test_cancel(client, account) -> None:
 async def test_cancelling_a_job_whose_worker_died_ends_it_at_once(client, account) -> None:
     services = client.server.app[SERVICES]
     job_id = await create_job(account.company.tenant_id, account.channel_id)
-    await fetch(
-        "UPDATE chatguru_catalog_jobs SET state = 'running', "
-        "heartbeat_at = now() - interval '5 minutes' WHERE id = {}",
-        job_id,
-    )
+    await worker_died(job_id)
     resp = await client.post(f"{BASE}/catalog/{job_id}/cancel", headers=account.headers)
     job = await resp.json()
     assert resp.status == 200 and job["state"] == "cancelled" and job["finished_at"]

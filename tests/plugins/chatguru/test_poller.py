@@ -154,13 +154,7 @@ async def test_two_pollers_never_run_for_one_account(client, account) -> None:
     await catalog(client, account)
     await turn_on(client, account)
     fake.add_message(ANA_CHAT, "uma vez só")
-    original = fake.on_messages
-
-    async def slow(chat_id: str, page: int) -> None:
-        await asyncio.sleep(0.3)
-        await original(chat_id, page)
-
-    fake.on_messages = slow
+    fake.message_delay = 0.3
     lists_before = len(fake.calls_to("/chatlist/store"))
     tenant = account.company.tenant_id
     results = await asyncio.gather(
@@ -307,7 +301,7 @@ async def test_a_backlog_longer_than_a_poll_reads_goes_to_the_catalog(
     assert 0 < result["stored"] < len(backlog)
     assert backlog[-1] in {r["provider_message_id"] for r in await messages_of(account.channel_id)}
     await settle(client)
-    job = (await client.get(f"{account.url}/catalog", headers=account.headers))
+    job = await client.get(f"{account.url}/catalog", headers=account.headers)
     assert (await job.json())["state"] == "done"
     rows = await messages_of(account.channel_id)
     ids = [row["provider_message_id"] for row in rows]
@@ -326,13 +320,7 @@ async def test_the_lease_is_renewed_while_a_long_poll_runs(client, account, monk
     await catalog(client, account)
     await turn_on(client, account)
     fake.add_message(ANA_CHAT, "devagar")
-    original = fake.on_messages
-
-    async def slow(chat_id: str, page: int) -> None:
-        await asyncio.sleep(2.0)
-        await original(chat_id, page)
-
-    fake.on_messages = slow
+    fake.message_delay = 2.0
     first = asyncio.create_task(poll_account(services, tenant, account.channel_id, SETTINGS))
     await asyncio.sleep(1.5)  # past the first lease: only its renewal keeps it
     assert await poll_account(services, tenant, account.channel_id, SETTINGS) is None
