@@ -187,35 +187,43 @@ async def poll_account(
         else:
             log.exception("chatguru poll of account %s failed", account_id)
             code, message = "internal_error", f"{type(exc).__name__}: {exc}"
-        metrics.POLL_ERRORS.inc()
-        await store.raw(
-            "UPDATE chatguru_accounts SET last_poll_ms = {}, "
-            "last_poll_error = {}, poll_errors = poll_errors + 1, polls = polls + 1, "
-            "updated_at = now() WHERE id = {}",
-            int((time.monotonic() - started) * 1000),
-            f"{code}: {message}",
-            account_id,
-        )
+        await _record_poll(account_id, started, error=f"{code}: {message}")
         return {"error": code, "message": message}
     finally:
         renewing.cancel()
         await _release(account_id, owner)
-    if result["error"] is not None:
+    await _record_poll(
+        account_id, started, error=result["error"], stored=result["stored"], lag_ms=result["lag_ms"]
+    )
+    return result
+
+
+async def _record_poll(
+    account_id: uuid.UUID,
+    started: float,
+    *,
+    error: str | None,
+    stored: int | None = None,
+    lag_ms: int | None = None,
+) -> None:
+    """One poll in the account's status: its time, what it stored (None: it failed before
+    storing anything, and the last count stands) and its error, if any."""
+    if error is not None:
         metrics.POLL_ERRORS.inc()
     await store.raw(
         "UPDATE chatguru_accounts SET last_poll_ms = {}, "
-        "last_poll_messages = {}, last_lag_ms = coalesce({}, last_lag_ms), "
-        "last_poll_error = {}, polls = polls + 1, messages_polled = messages_polled + {}, "
+        "last_poll_messages = coalesce({}, last_poll_messages), "
+        "last_lag_ms = coalesce({}, last_lag_ms), last_poll_error = {}, polls = polls + 1, "
+        "messages_polled = messages_polled + coalesce({}, 0), "
         "poll_errors = poll_errors + {}, updated_at = now() WHERE id = {}",
         int((time.monotonic() - started) * 1000),
-        result["stored"],
-        result["lag_ms"],
-        result["error"],
-        result["stored"],
-        int(result["error"] is not None),
+        stored,
+        lag_ms,
+        error,
+        stored,
+        int(error is not None),
         account_id,
     )
-    return result
 
 
 async def _changed_chats(

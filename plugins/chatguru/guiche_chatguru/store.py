@@ -211,22 +211,35 @@ class ChatProgress:
     seen: dt.datetime | None = None
 
 
-_RECORD_BATCH = """
+#: Both bookkeeping statements (a catalog batch's, a poll's) open with the chats' notes,
+#: unnested from five arrays (`_note_columns`), each stored once.
+_NEW_NOTES = """
 WITH new_notes AS (
     INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at)
     SELECT {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::varchar[], {}::text[],
         {}::timestamptz[])
     ON CONFLICT (account, note_id) DO NOTHING
     RETURNING 1
-), chats AS (
+)"""
+
+#: A chat's watermark (its newest message stored) only moves forward in time, whichever
+#: of the catalog and the poller writes last.
+_WATERMARK_FORWARD = """
+    newest_message_id = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+        OR c.newest_message_at <= u.newest_at) THEN u.newest_id ELSE c.newest_message_id END,
+    newest_message_at = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
+        OR c.newest_message_at <= u.newest_at) THEN u.newest_at ELSE c.newest_message_at END"""
+
+_RECORD_BATCH = (
+    _NEW_NOTES
+    + """, chats AS (
     UPDATE chatguru_chats c SET
         catalog_page = u.page,
         catalog_done = c.catalog_done OR u.done,
         messages = c.messages + u.added,
-        newest_message_id = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
-            OR c.newest_message_at <= u.newest_at) THEN u.newest_id ELSE c.newest_message_id END,
-        newest_message_at = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
-            OR c.newest_message_at <= u.newest_at) THEN u.newest_at ELSE c.newest_message_at END,
+"""
+    + _WATERMARK_FORWARD
+    + """,
         conversation = coalesce(c.conversation, u.conversation),
         updated_at = now()
     FROM unnest({}::varchar[], {}::integer[], {}::boolean[], {}::integer[], {}::varchar[],
@@ -240,6 +253,7 @@ UPDATE chatguru_catalog_jobs SET messages = messages + {}, inserted = inserted +
     chats_done = chats_done + {}, heartbeat_at = now()
 WHERE id = {}
 """
+)
 
 
 async def record_batch(
@@ -294,26 +308,21 @@ def _note_columns(notes: list[tuple[str, Any]]) -> tuple[list[Any], ...]:
     )
 
 
-_RECORD_WATERMARKS = """
-WITH new_notes AS (
-    INSERT INTO chatguru_notes (tenant, account, chat_id, note_id, author, text, at)
-    SELECT {}, {}, * FROM unnest({}::varchar[], {}::varchar[], {}::varchar[], {}::text[],
-        {}::timestamptz[])
-    ON CONFLICT (account, note_id) DO NOTHING
-    RETURNING 1
-)
+_RECORD_WATERMARKS = (
+    _NEW_NOTES
+    + """
 UPDATE chatguru_chats c SET
     messages = c.messages + u.added,
-    newest_message_id = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
-        OR c.newest_message_at <= u.newest_at) THEN u.newest_id ELSE c.newest_message_id END,
-    newest_message_at = CASE WHEN u.newest_at IS NOT NULL AND (c.newest_message_at IS NULL
-        OR c.newest_message_at <= u.newest_at) THEN u.newest_at ELSE c.newest_message_at END,
+"""
+    + _WATERMARK_FORWARD
+    + """,
     upstream_updated_at = u.seen,
     updated_at = now()
 FROM unnest({}::varchar[], {}::integer[], {}::varchar[], {}::timestamptz[],
     {}::timestamptz[]) AS u(chat_id, added, newest_id, newest_at, seen)
 WHERE c.account = {} AND c.tenant = {} AND c.chat_id = u.chat_id
 """
+)
 
 
 async def record_watermarks(
@@ -323,9 +332,9 @@ async def record_watermarks(
     forward in time) and the `updated` they were read at, in one statement instead of
     two per chat."""
     notes = [(chat.chat_id, note) for chat in chats for note in chat.notes]
-    read = sorted(chats, key=lambda c: c.chat_id)
-    if not notes and not read:
+    if not chats:
         return
+    read = sorted(chats, key=lambda c: c.chat_id)
     await raw(
         _RECORD_WATERMARKS,
         tenant_id,
