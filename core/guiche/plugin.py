@@ -25,6 +25,7 @@ from guiche.channels import (
 )
 from guiche.contacts.timeline import messages_by_phone  # chatguru
 from guiche.database.engine import use_generic_plans
+from guiche.database.sql_migration import sql_migration  # a plugin's SQL migrations
 from guiche.foundation.errors import (
     ApiError,
     BadRequest,
@@ -416,4 +417,4 @@ __all__ += [
     "message_usage",
 ]
 __all__ += ["whatsapp_web"]
-__all__ += ["clean_text"]
+__all__ += ["clean_text", "sql_migration"]

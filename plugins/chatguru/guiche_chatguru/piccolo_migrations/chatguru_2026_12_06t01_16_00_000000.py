@@ -4,8 +4,7 @@ per-chat checkpoint and the live poller's watermark), delegations, tags and funn
 with their history, panel notes, and catalog jobs with their progress.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from guiche.plugin import sql_migration
 
 ID = "2026-12-06T01:16:00:000000"
 VERSION = "1.0.0"
@@ -166,19 +165,4 @@ DROP TABLE IF EXISTS chatguru_catalog_jobs, chatguru_notes, chatguru_chat_funnel
 """
 
 
-async def _execute(sql: str) -> None:
-    await engine_finder().current_transaction.get().connection.execute(sql)
-
-
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="chatguru", description=DESCRIPTION)
-
-    async def apply() -> None:
-        await _execute(SCHEMA)
-
-    async def revert() -> None:
-        await _execute(DROP)
-
-    manager.add_raw(apply)
-    manager.add_raw_backwards(revert)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SCHEMA, DROP, app_name="chatguru")

@@ -3,8 +3,7 @@ landed in (filled once the chat's first messages are stored), so a chat and its 
 in the inbox can be found from each other.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from guiche.plugin import sql_migration
 
 ID = "2026-12-06T01:16:10:000000"
 VERSION = "1.0.0"
@@ -22,19 +21,4 @@ ALTER TABLE chatguru_chats DROP COLUMN IF EXISTS conversation;
 """
 
 
-async def _execute(sql: str) -> None:
-    await engine_finder().current_transaction.get().connection.execute(sql)
-
-
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="chatguru", description=DESCRIPTION)
-
-    async def apply() -> None:
-        await _execute(SCHEMA)
-
-    async def revert() -> None:
-        await _execute(DROP)
-
-    manager.add_raw(apply)
-    manager.add_raw_backwards(revert)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SCHEMA, DROP, app_name="chatguru")

@@ -10,8 +10,7 @@ panel shows neither a phone's chat count nor an agent's name; the phones and age
 endpoints count chats when asked).
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+from guiche.plugin import sql_migration
 
 ID = "2026-12-07T12:00:00:000000"
 VERSION = "1.0.0"
@@ -32,19 +31,4 @@ ALTER TABLE chatguru_agents ADD COLUMN IF NOT EXISTS name varchar(200);
 """
 
 
-async def _execute(sql: str) -> None:
-    await engine_finder().current_transaction.get().connection.execute(sql)
-
-
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="chatguru", description=DESCRIPTION)
-
-    async def apply() -> None:
-        await _execute(SCHEMA)
-
-    async def revert() -> None:
-        await _execute(DROP)
-
-    manager.add_raw(apply)
-    manager.add_raw_backwards(revert)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SCHEMA, DROP, app_name="chatguru")
